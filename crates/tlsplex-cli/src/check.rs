@@ -1,0 +1,32 @@
+//! `tlsplex check -c FILE`: validate without binding, like `nginx -t`.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use tlsplex::Config;
+
+pub fn run(path: &Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(config) => {
+            println!("{}: ok, {} server(s)", path.display(), config.servers.len());
+            let now = SystemTime::now();
+            for server in &config.servers {
+                let cert = server.certs.default_identity().summary();
+                println!(
+                    "  {:<20} {:<24} {} ({} days left)",
+                    server.name,
+                    server.listen,
+                    cert.subject,
+                    cert.days_until_expiry(now)
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{error}");
+            eprintln!("{}: {} problem(s) found", path.display(), error.problems.len());
+            ExitCode::FAILURE
+        }
+    }
+}

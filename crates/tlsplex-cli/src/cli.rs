@@ -1,0 +1,88 @@
+//! The command line, as clap sees it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Many TLS servers, each on its own port, in one process.
+///
+/// With no command, runs the demo: the seed's two HTTPS servers on 127.0.0.1:1440 and :1441.
+#[derive(Debug, Parser)]
+#[command(name = "tlsplex", version, about, long_about = None)]
+pub struct Cli {
+    /// Log format on standard error (the level comes from RUST_LOG, default "info").
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
+    /// What to do; `demo` when absent.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Folder for the demo's certificate (default: the platform data folder + "/tlsplex").
+    #[arg(long, value_name = "DIR", global = true)]
+    pub state_dir: Option<PathBuf>,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Two HTTPS status servers on 127.0.0.1:1440 and 127.0.0.1:1441 with a self-signed
+    /// certificate kept in the state folder (the seed's example).
+    Demo,
+    /// Run the servers of a config file until SIGTERM or SIGINT.
+    Run {
+        /// The TOML config file.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Validate a config file without binding anything (like `nginx -t`).
+    Check {
+        /// The TOML config file.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Check that servers listen and complete a TLS handshake; exits non-zero if any fails.
+    Probe(ProbeArgs),
+}
+
+/// `tlsplex probe`.
+#[derive(Debug, clap::Args)]
+pub struct ProbeArgs {
+    /// Addresses to probe, as HOST:PORT.
+    #[arg(value_name = "ADDR", required_unless_present = "config")]
+    pub addresses: Vec<String>,
+
+    /// Probe every server of this config file (SNI: the first DNS name of its certificate).
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// The server name to send (SNI) and to verify the certificate against.
+    #[arg(long, value_name = "NAME")]
+    pub servername: Option<String>,
+
+    /// Accept any certificate (the handshake still proves the server holds the key).
+    #[arg(long, conflicts_with = "ca")]
+    pub insecure: bool,
+
+    /// Verify the certificate against this CA bundle (PEM) instead of the Mozilla roots.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Time allowed for connecting and for the handshake, each.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+}

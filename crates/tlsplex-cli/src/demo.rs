@@ -1,0 +1,121 @@
+//! `tlsplex demo` (and `tlsplex` alone): the seed's example, two HTTPS servers on 1440 and 1441.
+//!
+//! The self-signed certificate is generated on first run and kept in the state folder, so a
+//! browser exception made once survives restarts.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
+use tlsplex::{CertStore, GlobalSettings, Identity, ServerOptions};
+
+use crate::serve::serve;
+
+/// The demo's servers: the seed's two ports, on loopback only.
+pub const DEMO_SERVERS: [(&str, u16); 2] = [("demo-1440", 1440), ("demo-1441", 1441)];
+
+const CERT_FILE: &str = "demo-cert.pem";
+const KEY_FILE: &str = "demo-key.pem";
+/// A certificate this close to expiry is replaced on start.
+const RENEW_BEFORE: Duration = Duration::from_secs(30 * 86_400);
+
+pub fn run(state_dir: Option<PathBuf>) -> ExitCode {
+    let dir = state_dir.unwrap_or_else(default_state_dir);
+    let identity = match load_or_create(&dir) {
+        Ok(identity) => identity,
+        Err(error) => {
+            eprintln!("tlsplex demo: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let fingerprint = identity.summary().sha256_fingerprint.clone();
+    let certs = Arc::new(CertStore::single(identity));
+    let servers = DEMO_SERVERS
+        .iter()
+        .map(|(name, port)| {
+            let addr = SocketAddr::from(([127, 0, 0, 1], *port));
+            ServerOptions::new(*name, addr, certs.clone())
+        })
+        .collect();
+    let global = GlobalSettings::default();
+    serve(&global, servers, |supervisor| {
+        println!("tlsplex demo: two HTTPS servers in one process (the seed's example)");
+        for server in supervisor.servers() {
+            println!(
+                "  https://localhost:{}/    server {}",
+                server.local_addr().port(),
+                server.name()
+            );
+        }
+        println!("certificate: {} (self-signed for localhost, 127.0.0.1, ::1)", dir.join(CERT_FILE).display());
+        println!("SHA-256 fingerprint: {fingerprint}");
+        println!("check: tlsplex probe 127.0.0.1:1440 127.0.0.1:1441 --insecure");
+        println!("stop: Ctrl-C (SIGINT) or SIGTERM");
+    })
+}
+
+fn default_state_dir() -> PathBuf {
+    dirs::data_dir()
+        .map(|d| d.join("tlsplex"))
+        .unwrap_or_else(|| PathBuf::from(".tlsplex"))
+}
+
+/// The kept certificate when it is there, valid and not about to expire; a new one otherwise.
+fn load_or_create(dir: &Path) -> Result<Identity, String> {
+    let cert_path = dir.join(CERT_FILE);
+    let key_path = dir.join(KEY_FILE);
+    if cert_path.exists() {
+        match Identity::from_pem_files(&cert_path, &key_path) {
+            Ok(identity) if !expires_soon(&identity) => return Ok(identity),
+            Ok(_) => tracing::info!(path = %cert_path.display(), "demo certificate expires soon; replacing it"),
+            Err(error) => tracing::warn!(%error, "demo certificate unusable; replacing it"),
+        }
+    }
+    let (cert_pem, key_pem) = generate().map_err(|e| format!("cannot generate a certificate: {e}"))?;
+    fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    write_private(&key_path, key_pem.as_bytes())?;
+    fs::write(&cert_path, cert_pem.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", cert_path.display()))?;
+    tracing::info!(path = %cert_path.display(), "generated a self-signed demo certificate");
+    Identity::from_pem_files(&cert_path, &key_path).map_err(|e| e.to_string())
+}
+
+fn expires_soon(identity: &Identity) -> bool {
+    identity.summary().not_after < SystemTime::now() + RENEW_BEFORE
+}
+
+/// A self-signed ECDSA P-256 certificate for localhost, valid for a year.
+fn generate() -> Result<(String, String), rcgen::Error> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ])?;
+    let mut subject = DistinguishedName::new();
+    subject.push(DnType::CommonName, "tlsplex demo (localhost)");
+    params.distinguished_name = subject;
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(365);
+    let cert = params.self_signed(&key)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// Writes a private key readable by its owner only.
+fn write_private(path: &Path, contents: &[u8]) -> Result<(), String> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut file| file.write_all(contents))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}

@@ -1,0 +1,359 @@
+//! `tlsplex probe`: the seed's validation as a command. For each address: is it listening, does a
+//! real TLS handshake complete, and what did it settle (protocol, suite, ALPN, certificate).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use serde::Serialize;
+use tlsplex::{CertSummary, Config};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::cli::ProbeArgs;
+
+/// One address to probe.
+struct Target {
+    /// As the user wrote it, or the config's listen address.
+    address: String,
+    /// The config's server name, when probing a config.
+    server: Option<String>,
+    host: String,
+    port: u16,
+    /// SNI and the name the certificate is verified against.
+    servername: Option<String>,
+}
+
+/// What one probe found; serialised as is by `--json`.
+#[derive(Debug, Default, Serialize)]
+struct Outcome {
+    address: String,
+    server: Option<String>,
+    ok: bool,
+    error: Option<String>,
+    tls_version: Option<String>,
+    cipher_suite: Option<String>,
+    alpn: Option<String>,
+    subject: Option<String>,
+    names: Vec<String>,
+    not_after: Option<String>,
+    days_until_expiry: Option<i64>,
+    handshake_ms: Option<f64>,
+}
+
+pub fn run(args: ProbeArgs) -> ExitCode {
+    let targets = match targets(&args) {
+        Ok(targets) => targets,
+        Err(error) => {
+            eprintln!("tlsplex probe: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match client_config(&args) {
+        Ok(config) => Arc::new(config),
+        Err(error) => {
+            eprintln!("tlsplex probe: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("tlsplex probe: cannot start the async runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let outcomes: Vec<Outcome> = runtime.block_on(async {
+        let mut outcomes = Vec::with_capacity(targets.len());
+        for target in &targets {
+            outcomes.push(probe(target, config.clone(), args.timeout).await);
+        }
+        outcomes
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&outcomes).unwrap_or_default());
+    } else {
+        print_table(&outcomes);
+    }
+    if outcomes.iter().all(|o| o.ok) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn targets(args: &ProbeArgs) -> Result<Vec<Target>, String> {
+    let mut targets = Vec::new();
+    for address in &args.addresses {
+        let (host, port) = split_host_port(address)
+            .ok_or_else(|| format!("{address:?} is not HOST:PORT (e.g. 127.0.0.1:1440)"))?;
+        let servername = args
+            .servername
+            .clone()
+            .or_else(|| host.parse::<IpAddr>().is_err().then(|| host.clone()));
+        targets.push(Target {
+            address: address.clone(),
+            server: None,
+            host,
+            port,
+            servername,
+        });
+    }
+    if let Some(path) = &args.config {
+        let config = Config::load(path).map_err(|e| e.to_string())?;
+        for server in &config.servers {
+            let ip = match server.listen.ip() {
+                IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+                ip => ip,
+            };
+            let cert = server.certs.default_identity().summary();
+            let servername = args.servername.clone().or_else(|| {
+                cert.dns_names
+                    .iter()
+                    .find(|name| !name.starts_with("*."))
+                    .cloned()
+            });
+            targets.push(Target {
+                address: server.listen.to_string(),
+                server: Some(server.name.clone()),
+                host: ip.to_string(),
+                port: server.listen.port(),
+                servername,
+            });
+        }
+    }
+    Ok(targets)
+}
+
+/// `host:port`, `[v6]:port` or `v6-literal` forms; the host keeps no brackets.
+fn split_host_port(address: &str) -> Option<(String, u16)> {
+    if let Ok(addr) = address.parse::<SocketAddr>() {
+        return Some((addr.ip().to_string(), addr.port()));
+    }
+    let (host, port) = address.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (!host.is_empty()).then(|| Some((host.to_owned(), port.parse().ok()?)))?
+}
+
+fn client_config(args: &ProbeArgs) -> Result<ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let mut config = if args.insecure {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+            .with_no_client_auth()
+    } else {
+        let mut roots = RootCertStore::empty();
+        match &args.ca {
+            Some(path) => {
+                let certs = CertificateDer::pem_file_iter(path)
+                    .map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?;
+                for cert in certs {
+                    let cert = cert.map_err(|e| format!("CA file {}: {e}", path.display()))?;
+                    roots
+                        .add(cert)
+                        .map_err(|e| format!("CA file {}: {e}", path.display()))?;
+                }
+                if roots.is_empty() {
+                    return Err(format!("CA file {} holds no certificate", path.display()));
+                }
+            }
+            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+async fn probe(target: &Target, config: Arc<ClientConfig>, timeout: Duration) -> Outcome {
+    let mut outcome = Outcome {
+        address: target.address.clone(),
+        server: target.server.clone(),
+        ..Outcome::default()
+    };
+    if let Err(error) = handshake(target, config, timeout, &mut outcome).await {
+        outcome.error = Some(error);
+    } else {
+        outcome.ok = true;
+    }
+    outcome
+}
+
+async fn handshake(
+    target: &Target,
+    config: Arc<ClientConfig>,
+    timeout: Duration,
+    outcome: &mut Outcome,
+) -> Result<(), String> {
+    let server_name = match &target.servername {
+        Some(name) => ServerName::try_from(name.clone())
+            .map_err(|_| format!("{name:?} is not a valid server name"))?,
+        None => match target.host.parse::<IpAddr>() {
+            Ok(ip) => ServerName::IpAddress(ip.into()),
+            Err(_) => ServerName::try_from(target.host.clone())
+                .map_err(|_| format!("{:?} is not a valid host", target.host))?,
+        },
+    };
+    let tcp = tokio::time::timeout(timeout, TcpStream::connect((target.host.as_str(), target.port)))
+        .await
+        .map_err(|_| format!("not listening: no answer within {}", humantime::format_duration(timeout)))?
+        .map_err(|e| format!("not listening: {e}"))?;
+    let started = Instant::now();
+    let tls = tokio::time::timeout(timeout, TlsConnector::from(config).connect(server_name, tcp))
+        .await
+        .map_err(|_| format!("handshake did not complete within {}", humantime::format_duration(timeout)))?
+        .map_err(|e| format!("handshake failed: {e}"))?;
+    outcome.handshake_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+    let (_, connection) = tls.get_ref();
+    outcome.tls_version = connection.protocol_version().map(|v| match v {
+        rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_owned(),
+        rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_owned(),
+        other => format!("{other:?}"),
+    });
+    outcome.cipher_suite = connection
+        .negotiated_cipher_suite()
+        .and_then(|s| s.suite().as_str())
+        .map(str::to_owned);
+    outcome.alpn = connection
+        .alpn_protocol()
+        .map(|p| String::from_utf8_lossy(p).into_owned());
+    let leaf = connection
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(|der| CertSummary::from_der(der));
+    if let Some(cert) = leaf {
+        outcome.subject = Some(cert.subject.clone());
+        outcome.names = cert.names();
+        outcome.not_after = Some(humantime::format_rfc3339_seconds(cert.not_after).to_string());
+        outcome.days_until_expiry = Some(cert.days_until_expiry(SystemTime::now()));
+    }
+    Ok(())
+}
+
+fn print_table(outcomes: &[Outcome]) {
+    let header = [
+        "ADDRESS", "RESULT", "PROTOCOL", "SUITE", "ALPN", "SUBJECT", "NAMES", "EXPIRES", "HANDSHAKE",
+    ];
+    let rows: Vec<[String; 9]> = outcomes
+        .iter()
+        .map(|o| {
+            let dash = || "-".to_owned();
+            [
+                match &o.server {
+                    Some(server) => format!("{} ({server})", o.address),
+                    None => o.address.clone(),
+                },
+                if o.ok { "ok".to_owned() } else { "FAILED".to_owned() },
+                o.tls_version.clone().unwrap_or_else(dash),
+                o.cipher_suite.clone().unwrap_or_else(dash),
+                o.alpn.clone().unwrap_or_else(dash),
+                o.subject.clone().unwrap_or_else(dash),
+                if o.names.is_empty() { dash() } else { o.names.join(",") },
+                o.days_until_expiry
+                    .map(|d| format!("{d} days"))
+                    .unwrap_or_else(dash),
+                o.handshake_ms
+                    .map(|ms| format!("{ms:.1} ms"))
+                    .unwrap_or_else(dash),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    let line = |cells: &[&str]| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(&header);
+    for (row, outcome) in rows.iter().zip(outcomes) {
+        line(&row.each_ref().map(String::as_str));
+        if let Some(error) = &outcome.error {
+            println!("  └ {error}");
+        }
+    }
+}
+
+/// `--insecure`: any certificate is accepted, but the handshake signature is still checked, so
+/// the server must hold the key of the certificate it shows.
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_host_port;
+
+    #[test]
+    fn host_port_forms() {
+        let split = |s| split_host_port(s);
+        assert_eq!(split("127.0.0.1:1440"), Some(("127.0.0.1".into(), 1440)));
+        assert_eq!(split("[::1]:443"), Some(("::1".into(), 443)));
+        assert_eq!(split("localhost:1441"), Some(("localhost".into(), 1441)));
+        assert_eq!(split("localhost"), None);
+        assert_eq!(split(":443"), None);
+        assert_eq!(split("host:99999"), None);
+    }
+}

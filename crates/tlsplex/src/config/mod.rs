@@ -1,0 +1,485 @@
+//! The config file: [`Config::load`] reads TOML, validates it, and loads every certificate, so a
+//! [`Config`] is ready to run and `tlsplex check` finds everything that would stop a start.
+//!
+//! Two types, as sozu does it: what the file says (`file.rs`, `deny_unknown_fields`) and what
+//! was validated ([`Config`]). Pure data and files: no sockets, no runtime.
+
+mod error;
+mod file;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use error::{ConfigError, Problem};
+use error::Problems;
+use file::{GlobalFile, HandlerFile, ServerFile};
+
+use crate::context::{Context, ContextBuilder};
+use crate::server::ServerOptions;
+use crate::tls::certs::{CertStore, Identity};
+
+/// A validated config: global settings and servers, certificates loaded.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Config {
+    /// The file it came from.
+    pub file: PathBuf,
+    /// `[global]`.
+    pub global: GlobalSettings,
+    /// Every `[[server]]`, in file order.
+    pub servers: Vec<ServerSpec>,
+}
+
+/// `[global]`, validated; see `docs/configuration.md` for the defaults.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct GlobalSettings {
+    /// Default time for a handshake.
+    pub handshake_timeout: Duration,
+    /// Connections across all servers.
+    pub max_connections: usize,
+    /// Default connections per server.
+    pub server_max_connections: usize,
+    /// Time in-flight connections get once their server stops.
+    pub shutdown_grace: Duration,
+    /// Runtime worker threads; `None`: one per CPU.
+    pub worker_threads: Option<usize>,
+}
+
+/// One `[[server]]`, validated, certificates loaded.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerSpec {
+    /// Unique name.
+    pub name: String,
+    /// Address to bind.
+    pub listen: SocketAddr,
+    /// Certificate and key files, as resolved against the config file's folder.
+    pub certificate_files: Vec<(PathBuf, PathBuf)>,
+    /// The loaded certificates.
+    pub certs: Arc<CertStore>,
+    /// What serves connections after the handshake.
+    pub handler: HandlerSpec,
+    /// Override of the global per-server connection limit.
+    pub max_connections: Option<usize>,
+    /// Override of the global handshake timeout.
+    pub handshake_timeout: Option<Duration>,
+    /// ALPN protocols offered, when set.
+    pub alpn: Option<Vec<String>>,
+}
+
+/// The handler a config file can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HandlerSpec {
+    /// The built-in status page.
+    Status,
+}
+
+impl Default for GlobalSettings {
+    fn default() -> Self {
+        Self {
+            handshake_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+            server_max_connections: 10_000,
+            shutdown_grace: Duration::from_secs(30),
+            worker_threads: None,
+        }
+    }
+}
+
+impl GlobalSettings {
+    /// The context these settings describe.
+    pub fn context(&self) -> Context {
+        self.context_builder().build()
+    }
+
+    /// A builder preset with these settings.
+    pub fn context_builder(&self) -> ContextBuilder {
+        Context::builder()
+            .handshake_timeout(self.handshake_timeout)
+            .max_connections(self.max_connections)
+            .server_max_connections(self.server_max_connections)
+            .shutdown_grace(self.shutdown_grace)
+            .worker_threads(self.worker_threads)
+    }
+}
+
+impl ServerSpec {
+    /// The options to bind this server with.
+    pub fn options(&self) -> ServerOptions {
+        let mut options = ServerOptions::new(&self.name, self.listen, self.certs.clone());
+        if let Some(timeout) = self.handshake_timeout {
+            options = options.handshake_timeout(timeout);
+        }
+        if let Some(limit) = self.max_connections {
+            options = options.max_connections(limit);
+        }
+        if let Some(alpn) = &self.alpn {
+            options = options.alpn(alpn.clone());
+        }
+        match self.handler {
+            HandlerSpec::Status => options,
+        }
+    }
+}
+
+impl Config {
+    /// Reads, validates and loads `path`; relative paths inside resolve against its folder.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_owned(),
+            problems: vec![Problem {
+                server: None,
+                key: String::new(),
+                message: format!("cannot read the config file: {e}"),
+            }],
+        })?;
+        let base = path.parent().unwrap_or_else(|| Path::new("."));
+        Self::parse(&text, path, base)
+    }
+
+    /// Validates `text` as if read from `file`; relative paths resolve against `base`.
+    pub fn parse(text: &str, file: &Path, base: &Path) -> Result<Self, ConfigError> {
+        let document: toml::Table = match toml::from_str(text) {
+            Ok(document) => document,
+            Err(e) => {
+                let line = e
+                    .span()
+                    .map(|span| format!("line {}: ", text[..span.start].matches('\n').count() + 1))
+                    .unwrap_or_default();
+                return Err(ConfigError {
+                    file: file.to_owned(),
+                    problems: vec![Problem {
+                        server: None,
+                        key: String::new(),
+                        message: format!("{line}not valid TOML: {}", e.message().trim()),
+                    }],
+                });
+            }
+        };
+        let mut problems = Problems::default();
+        let mut global = None;
+        let mut servers = Vec::new();
+        for (key, value) in document {
+            match key.as_str() {
+                "global" => global = Some(value),
+                "server" => servers = server_tables(value, &mut problems),
+                other => problems.global(
+                    other,
+                    "unknown top-level key (expected [global] or [[server]])",
+                ),
+            }
+        }
+        let global = validate_global(global, &mut problems);
+        let servers = validate_servers(servers, base, &mut problems);
+        problems.into_result(
+            file.to_owned(),
+            Self {
+                file: file.to_owned(),
+                global,
+                servers,
+            },
+        )
+    }
+
+}
+
+fn server_tables(value: toml::Value, problems: &mut Problems) -> Vec<toml::Table> {
+    match value {
+        toml::Value::Array(entries) => entries
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, entry)| match entry {
+                toml::Value::Table(table) => Some(table),
+                _ => {
+                    problems.server(&format!("#{}", i + 1), "", "must be a table");
+                    None
+                }
+            })
+            .collect(),
+        _ => {
+            problems.global("server", "must be an array of tables: write [[server]]");
+            Vec::new()
+        }
+    }
+}
+
+/// Deserialises one table, turning serde's message into a problem with the key it names.
+fn deserialize<T: for<'de> Deserialize<'de>>(
+    table: toml::Table,
+    report: &mut dyn FnMut(&str, String),
+) -> Option<T> {
+    match toml::Value::Table(table).try_into() {
+        Ok(value) => Some(value),
+        Err(e) => {
+            let message = e.message().trim().to_owned();
+            // toml puts the path last, as "…\nin `a.b`".
+            let (message, key) = match message.rsplit_once("\nin `") {
+                Some((message, key)) => (message.to_owned(), key.trim_end_matches('`').to_owned()),
+                None => (message, String::new()),
+            };
+            report(&key, message);
+            None
+        }
+    }
+}
+
+fn validate_global(value: Option<toml::Value>, problems: &mut Problems) -> GlobalSettings {
+    let raw = match value {
+        None => GlobalFile::default(),
+        Some(toml::Value::Table(table)) => {
+            let key = |k: &str| if k.is_empty() { "global".to_owned() } else { format!("global.{k}") };
+            deserialize(table, &mut |k, m| problems.global(&key(k), m)).unwrap_or_default()
+        }
+        Some(_) => {
+            problems.global("global", "must be a table: write [global]");
+            GlobalFile::default()
+        }
+    };
+    let defaults = GlobalSettings::default();
+    let mut positive = |key: &str, value: Option<usize>, default: usize| match value {
+        Some(0) => {
+            problems.global(key, "must be at least 1");
+            default
+        }
+        Some(n) => n,
+        None => default,
+    };
+    let max_connections = positive(
+        "global.max_connections",
+        raw.max_connections,
+        defaults.max_connections,
+    );
+    let server_max_connections = positive(
+        "global.server_max_connections",
+        raw.server_max_connections,
+        defaults.server_max_connections,
+    );
+    let worker_threads = raw
+        .worker_threads
+        .map(|n| positive("global.worker_threads", Some(n), 1));
+    GlobalSettings {
+        handshake_timeout: duration(
+            raw.handshake_timeout.as_deref(),
+            true,
+            &mut |m| problems.global("global.handshake_timeout", m),
+        )
+        .unwrap_or(defaults.handshake_timeout),
+        shutdown_grace: duration(raw.shutdown_grace.as_deref(), false, &mut |m| {
+            problems.global("global.shutdown_grace", m)
+        })
+        .unwrap_or(defaults.shutdown_grace),
+        max_connections,
+        server_max_connections,
+        worker_threads,
+    }
+}
+
+/// Parses a human duration ("10s", "500ms", "1m 30s"); `None` when absent or invalid.
+fn duration(
+    text: Option<&str>,
+    must_be_positive: bool,
+    report: &mut dyn FnMut(String),
+) -> Option<Duration> {
+    let text = text?;
+    match humantime::parse_duration(text) {
+        Ok(d) if must_be_positive && d.is_zero() => {
+            report("must be longer than zero".to_owned());
+            None
+        }
+        Ok(d) => Some(d),
+        Err(e) => {
+            report(format!(
+                "invalid duration {text:?}: {e} (write e.g. \"10s\", \"500ms\", \"1m 30s\")"
+            ));
+            None
+        }
+    }
+}
+
+fn validate_servers(
+    tables: Vec<toml::Table>,
+    base: &Path,
+    problems: &mut Problems,
+) -> Vec<ServerSpec> {
+    if tables.is_empty() {
+        problems.global("server", "no [[server]] is defined: nothing to run");
+    }
+    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut listens: Vec<(SocketAddr, String)> = Vec::new();
+    let mut specs = Vec::new();
+    for (i, table) in tables.into_iter().enumerate() {
+        let label = match table.get("name").and_then(toml::Value::as_str) {
+            Some(name) if valid_name(name) => name.to_owned(),
+            _ => format!("#{}", i + 1),
+        };
+        let Some(raw) =
+            deserialize::<ServerFile>(table, &mut |k, m| problems.server(&label, k, m))
+        else {
+            continue;
+        };
+        if !valid_name(&raw.name) {
+            problems.server(
+                &label,
+                "name",
+                format!(
+                    "{:?} is not a valid name: use 1 to 64 letters, digits, '.', '_' or '-'",
+                    raw.name
+                ),
+            );
+        }
+        if let Some(first) = names.insert(raw.name.clone(), i) {
+            problems.server(
+                &label,
+                "name",
+                format!("duplicate name: server #{} is also called {:?}", first + 1, raw.name),
+            );
+        }
+        if let Some(spec) = validate_server(raw, &label, base, &listens, problems) {
+            listens.push((spec.listen, spec.name.clone()));
+            specs.push(spec);
+        }
+    }
+    specs
+}
+
+fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+fn validate_server(
+    raw: ServerFile,
+    label: &str,
+    base: &Path,
+    listens: &[(SocketAddr, String)],
+    problems: &mut Problems,
+) -> Option<ServerSpec> {
+    let mut ok = true;
+    let listen = match raw.listen.parse::<SocketAddr>() {
+        Ok(addr) => {
+            if let Some((_, other)) = listens.iter().find(|(a, _)| overlaps(*a, addr)) {
+                problems.server(
+                    label,
+                    "listen",
+                    format!("{addr} is already used by server {other:?}"),
+                );
+                ok = false;
+            }
+            Some(addr)
+        }
+        Err(_) => {
+            problems.server(
+                label,
+                "listen",
+                format!(
+                    "{:?} is not an IP:PORT address (write e.g. \"127.0.0.1:1440\" or \"[::]:443\")",
+                    raw.listen
+                ),
+            );
+            None
+        }
+    };
+    let handshake_timeout = duration(raw.handshake_timeout.as_deref(), true, &mut |m| {
+        problems.server(label, "handshake_timeout", m)
+    });
+    ok &= raw.handshake_timeout.is_none() || handshake_timeout.is_some();
+    if raw.max_connections == Some(0) {
+        problems.server(label, "max_connections", "must be at least 1");
+        ok = false;
+    }
+    if let Some(alpn) = &raw.alpn {
+        if alpn.iter().any(|p| p.is_empty() || p.len() > 255) {
+            problems.server(label, "alpn", "each protocol name must be 1 to 255 bytes long");
+            ok = false;
+        }
+    }
+    let certs = load_certificates(&raw, label, base, problems);
+    let (Some(listen), Some((certificate_files, certs)), true) = (listen, certs, ok) else {
+        return None;
+    };
+    let handler = match raw.handler {
+        HandlerFile::Status => HandlerSpec::Status,
+    };
+    Some(ServerSpec {
+        name: raw.name,
+        listen,
+        certificate_files,
+        certs,
+        handler,
+        max_connections: raw.max_connections,
+        handshake_timeout,
+        alpn: raw.alpn,
+    })
+}
+
+type LoadedCerts = (Vec<(PathBuf, PathBuf)>, Arc<CertStore>);
+
+fn load_certificates(
+    raw: &ServerFile,
+    label: &str,
+    base: &Path,
+    problems: &mut Problems,
+) -> Option<LoadedCerts> {
+    if raw.certificates.is_empty() {
+        problems.server(
+            label,
+            "certificates",
+            "at least one { cert = \"...\", key = \"...\" } is needed",
+        );
+        return None;
+    }
+    let mut files = Vec::new();
+    let mut identities = Vec::new();
+    for (i, entry) in raw.certificates.iter().enumerate() {
+        let cert = base.join(&entry.cert);
+        let key = base.join(&entry.key);
+        match Identity::from_pem_files(&cert, &key) {
+            Ok(identity) => identities.push(identity),
+            Err(e) => {
+                let field = if e.path() == key { "key" } else { "cert" };
+                problems.server(label, &format!("certificates[{i}].{field}"), e.to_string());
+            }
+        }
+        files.push((cert, key));
+    }
+    if identities.len() != raw.certificates.len() {
+        return None;
+    }
+    let mut identities = identities.into_iter();
+    let default = identities.next()?;
+    Some((files, Arc::new(CertStore::new(default, identities.collect()))))
+}
+
+/// Whether two listen addresses would clash: the same address, or a wildcard and any address of
+/// the same family on the same port. Port 0 never clashes (the kernel picks distinct ports).
+fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
+    if a.port() == 0 || b.port() != a.port() || a.is_ipv4() != b.is_ipv4() {
+        return false;
+    }
+    a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::overlaps;
+
+    #[test]
+    fn wildcard_overlaps_same_port_same_family_only() {
+        let addr = |s: &str| s.parse().unwrap_or_else(|_| panic!("{s}"));
+        assert!(overlaps(addr("0.0.0.0:443"), addr("127.0.0.1:443")));
+        assert!(overlaps(addr("127.0.0.1:443"), addr("127.0.0.1:443")));
+        assert!(!overlaps(addr("127.0.0.1:443"), addr("127.0.0.2:443")));
+        assert!(!overlaps(addr("[::]:443"), addr("0.0.0.0:443")));
+        assert!(!overlaps(addr("127.0.0.1:0"), addr("127.0.0.1:0")));
+    }
+}

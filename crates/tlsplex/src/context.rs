@@ -1,0 +1,179 @@
+//! `Context`: the global TLS context, the Rust form of the seed's `SSL_init()` + `SSL_settings`.
+//!
+//! Every server is bound *with* a context, so "initialise before any server starts" holds by
+//! construction. A context is cheap to clone and holds no hidden statics: two contexts in one
+//! process are independent (the tests run many).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::crypto::CryptoProvider;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::registry::ServerRegistry;
+
+/// The global settings and shared state of every server in a process.
+///
+/// # Defaults
+/// - `handshake_timeout`: 10 s, per server unless the server sets its own.
+/// - `server_max_connections`: 10,000 concurrent connections per server.
+/// - `max_connections`: 10,000 concurrent connections across all servers of this context.
+/// - `shutdown_grace`: 30 s for in-flight connections to finish once a server stops.
+/// - `worker_threads`: one per CPU (used by [`Context::runtime`]).
+/// - crypto provider: aws-lc-rs.
+#[derive(Clone, Debug)]
+pub struct Context {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    provider: Arc<CryptoProvider>,
+    handshake_timeout: Duration,
+    server_max_connections: usize,
+    max_connections: usize,
+    /// Permits for the process-wide connection limit; a connection holds one until it closes.
+    connection_permits: Arc<Semaphore>,
+    shutdown_grace: Duration,
+    worker_threads: Option<usize>,
+    registry: ServerRegistry,
+    /// Cancelled once, to stop every server of this context; each server's token is a child.
+    shutdown: CancellationToken,
+}
+
+impl Context {
+    /// Starts building a context with the defaults listed on [`Context`].
+    pub fn builder() -> ContextBuilder {
+        ContextBuilder::default()
+    }
+
+    /// The crypto provider every server of this context uses.
+    pub fn crypto_provider(&self) -> &Arc<CryptoProvider> {
+        &self.inner.provider
+    }
+
+    /// How long a client has to complete its handshake, unless its server says otherwise.
+    pub fn handshake_timeout(&self) -> Duration {
+        self.inner.handshake_timeout
+    }
+
+    /// Concurrent connections per server, unless the server says otherwise.
+    pub fn server_max_connections(&self) -> usize {
+        self.inner.server_max_connections
+    }
+
+    /// Concurrent connections across all servers of this context.
+    pub fn max_connections(&self) -> usize {
+        self.inner.max_connections
+    }
+
+    /// How long in-flight connections get to finish after their server stops.
+    pub fn shutdown_grace(&self) -> Duration {
+        self.inner.shutdown_grace
+    }
+
+    /// The servers of this context, as the status page lists them.
+    pub fn registry(&self) -> &ServerRegistry {
+        &self.inner.registry
+    }
+
+    /// Connections open now across all servers of this context.
+    pub fn open_connections(&self) -> usize {
+        self.inner.max_connections - self.inner.connection_permits.available_permits()
+    }
+
+    /// Stops every server of this context (each drains as [`crate::Server::run`] describes).
+    pub fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+    }
+
+    /// The token every server's own stop token is a child of.
+    pub(crate) fn shutdown_token(&self) -> &CancellationToken {
+        &self.inner.shutdown
+    }
+
+    pub(crate) fn connection_permits(&self) -> &Arc<Semaphore> {
+        &self.inner.connection_permits
+    }
+
+    /// A multi-threaded tokio runtime with this context's `worker_threads`.
+    pub fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        if let Some(threads) = self.inner.worker_threads {
+            builder.worker_threads(threads);
+        }
+        builder.thread_name("tlsplex-worker").enable_all().build()
+    }
+}
+
+/// Builds a [`Context`]; see there for the defaults.
+#[derive(Debug, Clone)]
+pub struct ContextBuilder {
+    handshake_timeout: Duration,
+    server_max_connections: usize,
+    max_connections: usize,
+    shutdown_grace: Duration,
+    worker_threads: Option<usize>,
+}
+
+impl Default for ContextBuilder {
+    fn default() -> Self {
+        Self {
+            handshake_timeout: Duration::from_secs(10),
+            server_max_connections: 10_000,
+            max_connections: 10_000,
+            shutdown_grace: Duration::from_secs(30),
+            worker_threads: None,
+        }
+    }
+}
+
+impl ContextBuilder {
+    /// Default time allowed for a TLS handshake, from accept to the handshake's end.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Default limit of concurrent connections per server (at least 1).
+    pub fn server_max_connections(mut self, limit: usize) -> Self {
+        self.server_max_connections = limit.max(1);
+        self
+    }
+
+    /// Limit of concurrent connections across all servers (at least 1).
+    pub fn max_connections(mut self, limit: usize) -> Self {
+        self.max_connections = limit.clamp(1, Semaphore::MAX_PERMITS);
+        self
+    }
+
+    /// Time in-flight connections get to finish after their server stops.
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// Worker threads for [`Context::runtime`]; `None` means one per CPU.
+    pub fn worker_threads(mut self, threads: Option<usize>) -> Self {
+        self.worker_threads = threads.map(|n| n.max(1));
+        self
+    }
+
+    /// Initialises the context: the seed's `SSL_init()`, done once, before any server.
+    pub fn build(self) -> Context {
+        Context {
+            inner: Arc::new(Inner {
+                provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+                handshake_timeout: self.handshake_timeout,
+                server_max_connections: self.server_max_connections,
+                max_connections: self.max_connections,
+                connection_permits: Arc::new(Semaphore::new(self.max_connections)),
+                shutdown_grace: self.shutdown_grace,
+                worker_threads: self.worker_threads,
+                registry: ServerRegistry::default(),
+                shutdown: CancellationToken::new(),
+            }),
+        }
+    }
+}

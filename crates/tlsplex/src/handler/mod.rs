@@ -1,0 +1,77 @@
+//! What happens after the handshake: the seed's `startHttpsThread`.
+//!
+//! A server hands each established TLS connection to its handler as a [`TlsConn`]. The built-in
+//! [`StatusHandler`] serves a page about the connection; embedders implement [`Handler`].
+
+mod conn;
+mod status;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+pub use conn::{ConnInfo, TlsConn};
+pub use status::StatusHandler;
+
+/// What a handler may fail with; the server logs it (at debug) with the connection's span.
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Serves one established TLS connection.
+///
+/// The future runs in the connection's own task. It should return when the peer is done, and
+/// finish promptly once [`TlsConn::shutdown`] is cancelled (its server is stopping): the server
+/// waits for it during its drain, up to the context's `shutdown_grace`, then drops it.
+///
+/// ```
+/// use tlsplex::{Handler, HandlerError, TlsConn};
+/// use tokio::io::AsyncWriteExt;
+///
+/// /// Greets the client by the name it asked for, then closes.
+/// struct Hello;
+///
+/// impl Handler for Hello {
+///     async fn serve(&self, mut conn: TlsConn) -> Result<(), HandlerError> {
+///         let name = conn.info.sni.clone().unwrap_or_default();
+///         conn.stream.write_all(format!("hello {name}\n").as_bytes()).await?;
+///         conn.stream.shutdown().await?;
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait Handler: Send + Sync + 'static {
+    /// Serves `conn` until the peer is done or the server stops.
+    fn serve(&self, conn: TlsConn) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+type BoxedServe<'a> = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send + 'a>>;
+
+/// A [`Handler`] behind a pointer, so servers can hold any of them.
+pub(crate) trait DynHandler: Send + Sync {
+    fn serve_boxed(&self, conn: TlsConn) -> BoxedServe<'_>;
+}
+
+impl<H: Handler> DynHandler for H {
+    fn serve_boxed(&self, conn: TlsConn) -> BoxedServe<'_> {
+        Box::pin(self.serve(conn))
+    }
+}
+
+/// The handler a server runs: a built-in one (dispatched statically) or the embedder's own.
+#[derive(Clone)]
+pub(crate) enum ConnectionHandler {
+    Status(StatusHandler),
+    Custom(Arc<dyn DynHandler>),
+}
+
+impl ConnectionHandler {
+    pub(crate) fn custom(handler: impl Handler) -> Self {
+        Self::Custom(Arc::new(handler))
+    }
+
+    pub(crate) async fn serve(&self, conn: TlsConn) -> Result<(), HandlerError> {
+        match self {
+            Self::Status(status) => status.serve(conn).await,
+            Self::Custom(custom) => custom.serve_boxed(conn).await,
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! `Server`: one bound TLS server instance, the seed's `SSL_EXAMPLE_startOneServer` thread.
+//!
+//! [`Server::bind`] opens the port (errors surface before anything serves; port 0 works and
+//! [`Server::local_addr`] tells the port chosen); [`Server::run`] accepts until the server's stop
+//! token is cancelled, then drains. Each accepted connection runs in its own task.
+
+mod accept;
+mod connection;
+mod options;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
+
+pub use options::ServerOptions;
+
+use crate::context::Context;
+use crate::handler::{ConnectionHandler, StatusHandler};
+use crate::registry::{DuplicateName, Registration, ServerState};
+use crate::tls::policy;
+use accept::AcceptBackoff;
+use connection::ConnectionShared;
+
+/// Why a server could not be bound or run; every variant names the server.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The address could not be bound (in use, not local, no permission…).
+    #[error("server {server:?}: cannot listen on {addr}: {source}")]
+    Bind {
+        /// The server.
+        server: String,
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What the operating system said.
+        source: io::Error,
+    },
+    /// Another server of the same context already has this name.
+    #[error("server {server:?}: {source}")]
+    DuplicateName {
+        /// The server.
+        server: String,
+        /// The clash.
+        source: DuplicateName,
+    },
+    /// rustls refused the TLS configuration.
+    #[error("server {server:?}: TLS configuration refused: {source}")]
+    Tls {
+        /// The server.
+        server: String,
+        /// What rustls said.
+        source: rustls::Error,
+    },
+    /// The bound socket could not be handed to the async runtime.
+    #[error("server {server:?}: cannot register the listening socket: {source}")]
+    Listener {
+        /// The server.
+        server: String,
+        /// What went wrong.
+        source: io::Error,
+    },
+}
+
+/// One bound server; call [`Server::run`] to serve.
+pub struct Server {
+    ctx: Context,
+    listener: std::net::TcpListener,
+    shared: Arc<ConnectionShared>,
+    /// Permits for this server's own connection limit, taken before accept.
+    connection_permits: Arc<Semaphore>,
+    handle: ServerHandle,
+    registration: Registration,
+}
+
+/// A cheap handle to a server: stop it, and see how many connections it holds.
+#[derive(Clone, Debug)]
+pub struct ServerHandle {
+    name: Arc<str>,
+    local_addr: SocketAddr,
+    stop: CancellationToken,
+    connections: TaskTracker,
+}
+
+impl ServerHandle {
+    /// The server's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The address the server is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops this server alone (the seed's `needToDie`): it stops accepting, its port closes, its
+    /// in-flight connections finish. Other servers are not touched.
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+
+    /// Whether [`ServerHandle::stop`] (or the context's shutdown) has been called.
+    pub fn is_stopping(&self) -> bool {
+        self.stop.is_cancelled()
+    }
+
+    /// Connections this server holds now (handshaking or being served).
+    pub fn open_connections(&self) -> usize {
+        self.connections.len()
+    }
+}
+
+impl Server {
+    /// Binds `options.listen` for a server of `ctx`. No runtime is needed until [`Server::run`].
+    pub fn bind(ctx: &Context, options: ServerOptions) -> Result<Self, ServerError> {
+        let server = options.name.clone();
+        let listener = bind_listener(options.listen, options.backlog).map_err(|source| {
+            ServerError::Bind {
+                server: server.clone(),
+                addr: options.listen,
+                source,
+            }
+        })?;
+        let local_addr = listener.local_addr().map_err(|source| ServerError::Bind {
+            server: server.clone(),
+            addr: options.listen,
+            source,
+        })?;
+        let tls = policy::server_config(ctx.crypto_provider(), options.certs, &options.alpn)
+            .map_err(|source| ServerError::Tls {
+                server: server.clone(),
+                source,
+            })?;
+        let registration = ctx
+            .registry()
+            .register(&server, local_addr)
+            .map_err(|source| ServerError::DuplicateName {
+                server: server.clone(),
+                source,
+            })?;
+        let handler = options
+            .handler
+            .unwrap_or_else(|| ConnectionHandler::Status(StatusHandler::new(ctx.registry().clone())));
+        let name: Arc<str> = server.into();
+        let stop = ctx.shutdown_token().child_token();
+        let max_connections = options
+            .max_connections
+            .unwrap_or_else(|| ctx.server_max_connections())
+            .min(Semaphore::MAX_PERMITS);
+        Ok(Self {
+            ctx: ctx.clone(),
+            listener,
+            shared: Arc::new(ConnectionShared {
+                server: name.clone(),
+                local_addr,
+                acceptor: TlsAcceptor::from(Arc::new(tls)),
+                handler,
+                handshake_timeout: options
+                    .handshake_timeout
+                    .unwrap_or_else(|| ctx.handshake_timeout()),
+                stop: stop.clone(),
+            }),
+            connection_permits: Arc::new(Semaphore::new(max_connections)),
+            handle: ServerHandle {
+                name,
+                local_addr,
+                stop,
+                connections: TaskTracker::new(),
+            },
+            registration,
+        })
+    }
+
+    /// The server's name.
+    pub fn name(&self) -> &str {
+        &self.handle.name
+    }
+
+    /// The address actually bound (with the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.handle.local_addr
+    }
+
+    /// A handle to stop this server and watch its connections, usable while it runs.
+    pub fn handle(&self) -> ServerHandle {
+        self.handle.clone()
+    }
+
+    /// Accepts and serves until stopped, then drains: the port closes at once, in-flight
+    /// connections get the context's `shutdown_grace` to finish, and any still open after it are
+    /// closed. Returns once every connection of this server is gone.
+    ///
+    /// Beyond the connection limits (this server's and the context's), connections are not
+    /// accepted: they wait in the kernel's backlog and are taken, in order, as others close.
+    pub async fn run(self) -> Result<(), ServerError> {
+        let Self {
+            ctx,
+            listener,
+            shared,
+            connection_permits,
+            handle,
+            registration,
+        } = self;
+        let listener = TcpListener::from_std(listener).map_err(|source| ServerError::Listener {
+            server: handle.name.to_string(),
+            source,
+        })?;
+        registration.set_state(ServerState::Serving);
+        tracing::info!(server = %handle.name, addr = %handle.local_addr, "serving");
+
+        // Cancelling `abort` drops connections still open when the grace period ends.
+        let abort = CancellationToken::new();
+        let mut backoff = AcceptBackoff::default();
+        loop {
+            let permits = tokio::select! {
+                biased;
+                () = handle.stop.cancelled() => None,
+                permits = acquire(&connection_permits, ctx.connection_permits()) => permits,
+            };
+            let Some(permits) = permits else { break };
+            let accepted = tokio::select! {
+                biased;
+                () = handle.stop.cancelled() => break,
+                accepted = listener.accept() => accepted,
+            };
+            let (tcp, peer_addr) = match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    backoff.on_error(&handle.name, &error).await;
+                    continue;
+                }
+            };
+            backoff.reset();
+            let span = tracing::debug_span!("conn", server = %handle.name, client.addr = %peer_addr);
+            let task = connection::serve(shared.clone(), tcp, peer_addr, Instant::now());
+            let abort = abort.clone();
+            handle.connections.spawn(
+                async move {
+                    tokio::select! {
+                        () = task => {}
+                        () = abort.cancelled() => tracing::debug!("closed at the end of the grace period"),
+                    }
+                    drop(permits);
+                }
+                .instrument(span),
+            );
+        }
+
+        drop(listener);
+        registration.set_state(ServerState::Draining);
+        drain(&handle, ctx.shutdown_grace(), &abort).await;
+        tracing::info!(server = %handle.name, "stopped");
+        Ok(())
+    }
+}
+
+/// Waits for the server's connections to finish, at most `grace`, then closes the rest.
+async fn drain(handle: &ServerHandle, grace: Duration, abort: &CancellationToken) {
+    handle.connections.close();
+    let open = handle.connections.len();
+    if open > 0 {
+        tracing::info!(server = %handle.name, open, grace_ms = grace.as_millis() as u64, "draining");
+    }
+    if tokio::time::timeout(grace, handle.connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            server = %handle.name,
+            open = handle.connections.len(),
+            "grace period expired; closing the connections still open"
+        );
+        abort.cancel();
+        handle.connections.wait().await;
+    }
+}
+
+/// Takes a permit from the server's own limit, then one from the process-wide limit.
+/// `None` only if a semaphore was closed, which tlsplex never does.
+async fn acquire(
+    server: &Arc<Semaphore>,
+    process: &Arc<Semaphore>,
+) -> Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)> {
+    let server_permit = server.clone().acquire_owned().await.ok()?;
+    let process_permit = process.clone().acquire_owned().await.ok()?;
+    Some((server_permit, process_permit))
+}
+
+fn bind_listener(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // Restarting while old connections sit in TIME_WAIT must not fail with "address in use".
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        // As nginx does: `[::]:443` and `0.0.0.0:443` are separate servers, not a clash.
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    Ok(socket.into())
+}

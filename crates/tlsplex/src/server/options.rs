@@ -1,0 +1,108 @@
+//! `ServerOptions`: what one server instance is, before it is bound.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::handler::{ConnectionHandler, Handler};
+use crate::tls::certs::CertStore;
+use crate::tls::policy::DEFAULT_ALPN;
+
+/// Everything needed to bind one server: its name, address, certificates, limits and handler.
+///
+/// # Defaults
+/// - handler: the built-in status page ([`crate::StatusHandler`]);
+/// - `handshake_timeout` and `max_connections`: the context's;
+/// - `alpn`: `h2`, then `http/1.1`;
+/// - `backlog`: 1024 connections waiting in the kernel to be accepted.
+#[derive(Clone)]
+pub struct ServerOptions {
+    pub(crate) name: String,
+    pub(crate) listen: SocketAddr,
+    pub(crate) certs: Arc<CertStore>,
+    /// `None` means the built-in status handler, which needs the context's registry to build.
+    pub(crate) handler: Option<ConnectionHandler>,
+    pub(crate) handshake_timeout: Option<Duration>,
+    pub(crate) max_connections: Option<usize>,
+    pub(crate) alpn: Vec<String>,
+    pub(crate) backlog: u32,
+}
+
+impl ServerOptions {
+    /// A server called `name` (unique in its context) on `listen` (port 0 picks a free port),
+    /// presenting `certs`.
+    pub fn new(name: impl Into<String>, listen: SocketAddr, certs: impl Into<Arc<CertStore>>) -> Self {
+        Self {
+            name: name.into(),
+            listen,
+            certs: certs.into(),
+            handler: None,
+            handshake_timeout: None,
+            max_connections: None,
+            alpn: DEFAULT_ALPN.iter().map(|p| (*p).to_owned()).collect(),
+            backlog: 1024,
+        }
+    }
+
+    /// Serves connections with `handler` instead of the status page.
+    pub fn handler(mut self, handler: impl Handler) -> Self {
+        self.handler = Some(ConnectionHandler::custom(handler));
+        self
+    }
+
+    /// Time allowed from accept to the end of the handshake.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = Some(timeout);
+        self
+    }
+
+    /// Concurrent connections this server holds at most (at least 1).
+    pub fn max_connections(mut self, limit: usize) -> Self {
+        self.max_connections = Some(limit.max(1));
+        self
+    }
+
+    /// ALPN protocols offered, most preferred first; empty turns ALPN off.
+    pub fn alpn<I, S>(mut self, protocols: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.alpn = protocols.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Length of the kernel's queue of connections not yet accepted.
+    pub fn backlog(mut self, backlog: u32) -> Self {
+        self.backlog = backlog.max(1);
+        self
+    }
+
+    /// The server's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The address it will bind.
+    pub fn listen(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// Its certificates.
+    pub fn certs(&self) -> &Arc<CertStore> {
+        &self.certs
+    }
+}
+
+impl std::fmt::Debug for ServerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerOptions")
+            .field("name", &self.name)
+            .field("listen", &self.listen)
+            .field("certs", &self.certs)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("alpn", &self.alpn)
+            .finish_non_exhaustive()
+    }
+}

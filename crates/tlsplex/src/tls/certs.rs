@@ -1,0 +1,259 @@
+//! `CertStore`: the identities one server presents, chosen by SNI.
+//!
+//! The seed hands `SSL_acceptConnection` a `pSslCertStore`; this is that store. Each identity is a
+//! certificate chain and its private key. The first identity is the default; the others are chosen
+//! when the client's SNI matches a DNS name in their certificate (exact, or one `*.` label).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::crypto::aws_lc_rs::sign::any_supported_type;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+use super::summary::CertSummary;
+
+/// What went wrong loading one certificate and key; every variant names the file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CertLoadError {
+    /// The file could not be read at all.
+    #[error("cannot read {path}: {source}")]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why the operating system said no.
+        source: std::io::Error,
+    },
+    /// The certificate file holds no `CERTIFICATE` PEM block.
+    #[error("{path} contains no PEM certificate (expected a -----BEGIN CERTIFICATE----- block)")]
+    NoCertificate {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A certificate block is there but is not a valid X.509 certificate.
+    #[error("{path}: certificate {index} is not a valid X.509 certificate")]
+    BadCertificate {
+        /// The file.
+        path: PathBuf,
+        /// Position in the chain, from 0 (the leaf).
+        index: usize,
+    },
+    /// The key file holds no private key in a format we read.
+    #[error("{path} contains no PEM private key (expected PKCS#8, PKCS#1 RSA or SEC1 EC)")]
+    NoKey {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The key parses but rustls cannot sign with it.
+    #[error("{path}: unsupported private key: {reason}")]
+    UnsupportedKey {
+        /// The file.
+        path: PathBuf,
+        /// What rustls said.
+        reason: String,
+    },
+    /// The key is not the one the leaf certificate was issued for.
+    #[error("private key {key} does not match the certificate in {cert}")]
+    KeyMismatch {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+    },
+}
+
+impl CertLoadError {
+    /// The file the problem is in (for a mismatch, the key).
+    pub fn path(&self) -> &Path {
+        match self {
+            Self::Unreadable { path, .. }
+            | Self::NoCertificate { path }
+            | Self::BadCertificate { path, .. }
+            | Self::NoKey { path }
+            | Self::UnsupportedKey { path, .. } => path,
+            Self::KeyMismatch { key, .. } => key,
+        }
+    }
+}
+
+/// One certificate chain with its key, ready for handshakes.
+#[derive(Clone)]
+pub struct Identity {
+    certified_key: Arc<CertifiedKey>,
+    summary: Arc<CertSummary>,
+}
+
+impl Identity {
+    /// Loads a PEM certificate chain (leaf first) and a PEM private key from files.
+    pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Self, CertLoadError> {
+        let cert_pem = read(cert)?;
+        let key_pem = read(key)?;
+        Self::parse(&cert_pem, cert, &key_pem, key)
+    }
+
+    /// Loads an identity from PEM text held in memory (`source` names it in errors).
+    pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Self, CertLoadError> {
+        let source = Path::new("<memory>");
+        Self::parse(cert_pem, source, key_pem, source)
+    }
+
+    /// Builds an identity from DER: a chain (leaf first) and a private key.
+    pub fn from_der(
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<Self, CertLoadError> {
+        let source = Path::new("<memory>");
+        Self::assemble(chain, source, key, source)
+    }
+
+    fn parse(
+        cert_pem: &[u8],
+        cert_path: &Path,
+        key_pem: &[u8],
+        key_path: &Path,
+    ) -> Result<Self, CertLoadError> {
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+            .filter_map(Result::ok)
+            .collect();
+        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|_| CertLoadError::NoKey {
+            path: key_path.to_owned(),
+        })?;
+        Self::assemble(chain, cert_path, key, key_path)
+    }
+
+    fn assemble(
+        chain: Vec<CertificateDer<'static>>,
+        cert_path: &Path,
+        key: PrivateKeyDer<'static>,
+        key_path: &Path,
+    ) -> Result<Self, CertLoadError> {
+        let Some(leaf) = chain.first() else {
+            return Err(CertLoadError::NoCertificate {
+                path: cert_path.to_owned(),
+            });
+        };
+        let summary = CertSummary::from_der(leaf).ok_or_else(|| CertLoadError::BadCertificate {
+            path: cert_path.to_owned(),
+            index: 0,
+        })?;
+        let signing_key =
+            any_supported_type(&key).map_err(|e| CertLoadError::UnsupportedKey {
+                path: key_path.to_owned(),
+                reason: e.to_string(),
+            })?;
+        let certified_key = CertifiedKey::new(chain, signing_key);
+        certified_key
+            .keys_match()
+            .map_err(|_| CertLoadError::KeyMismatch {
+                cert: cert_path.to_owned(),
+                key: key_path.to_owned(),
+            })?;
+        Ok(Self {
+            certified_key: Arc::new(certified_key),
+            summary: Arc::new(summary),
+        })
+    }
+
+    /// Subject, names, expiry and fingerprint of the leaf certificate.
+    pub fn summary(&self) -> &CertSummary {
+        &self.summary
+    }
+
+    /// The leaf certificate, DER-encoded.
+    pub fn leaf(&self) -> &CertificateDer<'static> {
+        // `assemble` refuses an empty chain, so the leaf is always there.
+        &self.certified_key.cert[0]
+    }
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the key: only what the certificate says publicly.
+        f.debug_struct("Identity")
+            .field("subject", &self.summary.subject)
+            .field("names", &self.summary.names())
+            .finish()
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, CertLoadError> {
+    std::fs::read(path).map_err(|source| CertLoadError::Unreadable {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The identities of one server, chosen by SNI, with the first as the default.
+#[derive(Debug)]
+pub struct CertStore {
+    identities: Vec<Identity>,
+    /// Lower-case exact DNS names to the index of their identity.
+    exact: HashMap<String, usize>,
+    /// Lower-case parent domains of `*.` names (`*.a.test` is stored as `a.test`).
+    wildcard: HashMap<String, usize>,
+}
+
+impl CertStore {
+    /// A store with one identity.
+    pub fn single(identity: Identity) -> Self {
+        Self::new(identity, Vec::new())
+    }
+
+    /// A store whose `default` identity answers any SNI that none of `others` names.
+    /// Where two identities claim a name, the earlier one wins.
+    pub fn new(default: Identity, others: Vec<Identity>) -> Self {
+        let identities: Vec<Identity> = std::iter::once(default).chain(others).collect();
+        let mut exact = HashMap::new();
+        let mut wildcard = HashMap::new();
+        for (index, identity) in identities.iter().enumerate() {
+            for name in &identity.summary.dns_names {
+                let name = name.to_ascii_lowercase();
+                match name.strip_prefix("*.") {
+                    Some(parent) => wildcard.entry(parent.to_owned()).or_insert(index),
+                    None => exact.entry(name).or_insert(index),
+                };
+            }
+        }
+        Self {
+            identities,
+            exact,
+            wildcard,
+        }
+    }
+
+    /// The identity presented to a client that sent `sni` (or no SNI at all).
+    pub fn select(&self, sni: Option<&str>) -> &Identity {
+        let index = sni.and_then(|name| self.lookup(name)).unwrap_or(0);
+        &self.identities[index]
+    }
+
+    /// The default identity (the first one).
+    pub fn default_identity(&self) -> &Identity {
+        &self.identities[0]
+    }
+
+    /// Every identity, the default first.
+    pub fn identities(&self) -> &[Identity] {
+        &self.identities
+    }
+
+    fn lookup(&self, sni: &str) -> Option<usize> {
+        let name = sni.to_ascii_lowercase();
+        if let Some(index) = self.exact.get(&name) {
+            return Some(*index);
+        }
+        let (_, parent) = name.split_once('.')?;
+        self.wildcard.get(parent).copied()
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.select(client_hello.server_name()).certified_key.clone())
+    }
+}
