@@ -25,7 +25,11 @@ pub fn run(path: &Path) -> ExitCode {
         }
         Err(error) => {
             eprintln!("{error}");
-            eprintln!("{}: {} problem(s) found", path.display(), error.problems.len());
+            eprintln!(
+                "{}: {} problem(s) found",
+                path.display(),
+                error.problems.len()
+            );
             ExitCode::FAILURE
         }
     }

@@ -53,7 +53,10 @@ pub fn run(state_dir: Option<PathBuf>) -> ExitCode {
                 server.name()
             );
         }
-        println!("certificate: {} (self-signed for localhost, 127.0.0.1, ::1)", dir.join(CERT_FILE).display());
+        println!(
+            "certificate: {} (self-signed for localhost, 127.0.0.1, ::1)",
+            dir.join(CERT_FILE).display()
+        );
         println!("SHA-256 fingerprint: {fingerprint}");
         println!("check: tlsplex probe 127.0.0.1:1440 127.0.0.1:1441 --insecure");
         println!("stop: Ctrl-C (SIGINT) or SIGTERM");
@@ -73,11 +76,14 @@ fn load_or_create(dir: &Path) -> Result<Identity, String> {
     if cert_path.exists() {
         match Identity::from_pem_files(&cert_path, &key_path) {
             Ok(identity) if !expires_soon(&identity) => return Ok(identity),
-            Ok(_) => tracing::info!(path = %cert_path.display(), "demo certificate expires soon; replacing it"),
+            Ok(_) => {
+                tracing::info!(path = %cert_path.display(), "demo certificate expires soon; replacing it")
+            }
             Err(error) => tracing::warn!(%error, "demo certificate unusable; replacing it"),
         }
     }
-    let (cert_pem, key_pem) = generate().map_err(|e| format!("cannot generate a certificate: {e}"))?;
+    let (cert_pem, key_pem) =
+        generate().map_err(|e| format!("cannot generate a certificate: {e}"))?;
     fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     write_private(&key_path, key_pem.as_bytes())?;
     fs::write(&cert_path, cert_pem.as_bytes())

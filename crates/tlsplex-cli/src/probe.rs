@@ -62,7 +62,10 @@ pub fn run(args: ProbeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("tlsplex probe: cannot start the async runtime: {error}");
@@ -77,7 +80,10 @@ pub fn run(args: ProbeArgs) -> ExitCode {
         outcomes
     });
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&outcomes).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&outcomes).unwrap_or_default()
+        );
     } else {
         print_table(&outcomes);
     }
@@ -205,15 +211,31 @@ async fn handshake(
                 .map_err(|_| format!("{:?} is not a valid host", target.host))?,
         },
     };
-    let tcp = tokio::time::timeout(timeout, TcpStream::connect((target.host.as_str(), target.port)))
-        .await
-        .map_err(|_| format!("not listening: no answer within {}", humantime::format_duration(timeout)))?
-        .map_err(|e| format!("not listening: {e}"))?;
+    let tcp = tokio::time::timeout(
+        timeout,
+        TcpStream::connect((target.host.as_str(), target.port)),
+    )
+    .await
+    .map_err(|_| {
+        format!(
+            "not listening: no answer within {}",
+            humantime::format_duration(timeout)
+        )
+    })?
+    .map_err(|e| format!("not listening: {e}"))?;
     let started = Instant::now();
-    let tls = tokio::time::timeout(timeout, TlsConnector::from(config).connect(server_name, tcp))
-        .await
-        .map_err(|_| format!("handshake did not complete within {}", humantime::format_duration(timeout)))?
-        .map_err(|e| format!("handshake failed: {e}"))?;
+    let tls = tokio::time::timeout(
+        timeout,
+        TlsConnector::from(config).connect(server_name, tcp),
+    )
+    .await
+    .map_err(|_| {
+        format!(
+            "handshake did not complete within {}",
+            humantime::format_duration(timeout)
+        )
+    })?
+    .map_err(|e| format!("handshake failed: {e}"))?;
     outcome.handshake_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
     let (_, connection) = tls.get_ref();
     outcome.tls_version = connection.protocol_version().map(|v| match v {
@@ -243,7 +265,15 @@ async fn handshake(
 
 fn print_table(outcomes: &[Outcome]) {
     let header = [
-        "ADDRESS", "RESULT", "PROTOCOL", "SUITE", "ALPN", "SUBJECT", "NAMES", "EXPIRES", "HANDSHAKE",
+        "ADDRESS",
+        "RESULT",
+        "PROTOCOL",
+        "SUITE",
+        "ALPN",
+        "SUBJECT",
+        "NAMES",
+        "EXPIRES",
+        "HANDSHAKE",
     ];
     let rows: Vec<[String; 9]> = outcomes
         .iter()
@@ -254,12 +284,20 @@ fn print_table(outcomes: &[Outcome]) {
                     Some(server) => format!("{} ({server})", o.address),
                     None => o.address.clone(),
                 },
-                if o.ok { "ok".to_owned() } else { "FAILED".to_owned() },
+                if o.ok {
+                    "ok".to_owned()
+                } else {
+                    "FAILED".to_owned()
+                },
                 o.tls_version.clone().unwrap_or_else(dash),
                 o.cipher_suite.clone().unwrap_or_else(dash),
                 o.alpn.clone().unwrap_or_else(dash),
                 o.subject.clone().unwrap_or_else(dash),
-                if o.names.is_empty() { dash() } else { o.names.join(",") },
+                if o.names.is_empty() {
+                    dash()
+                } else {
+                    o.names.join(",")
+                },
                 o.days_until_expiry
                     .map(|d| format!("{d} days"))
                     .unwrap_or_else(dash),

@@ -1,0 +1,267 @@
+//! Test helpers for tlsplex: an in-memory PKI (rcgen), a rustls client, and a minimal HTTP/1.1
+//! exchange over it. Dev-only: these helpers panic on setup failures, as tests should.
+#![forbid(unsafe_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
+use tlsplex::{CertStore, Identity};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+/// `127.0.0.1:0`: let the kernel pick the port.
+pub fn any_port() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// A throwaway certificate authority, with a folder for the files tests write.
+pub struct TestPki {
+    ca_params: CertificateParams,
+    ca_key: KeyPair,
+    ca_cert: rcgen::Certificate,
+    dir: tempfile::TempDir,
+}
+
+/// A leaf certificate issued by a [`TestPki`], as PEM text and as files.
+pub struct TestCert {
+    /// The certificate, PEM.
+    pub cert_pem: String,
+    /// Its private key, PEM (PKCS#8).
+    pub key_pem: String,
+    /// The certificate, DER.
+    pub cert_der: CertificateDer<'static>,
+    /// Where the certificate was written.
+    pub cert_path: PathBuf,
+    /// Where the key was written.
+    pub key_path: PathBuf,
+}
+
+impl Default for TestPki {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestPki {
+    /// A new CA with an ECDSA P-256 key.
+    pub fn new() -> Self {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "tlsplex test CA");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_cert = ca_params.clone().self_signed(&ca_key).unwrap();
+        Self {
+            ca_params,
+            ca_key,
+            ca_cert,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// The folder this PKI writes its files to (removed when the PKI is dropped).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The CA certificate, PEM.
+    pub fn ca_pem(&self) -> String {
+        self.ca_cert.pem()
+    }
+
+    /// Writes the CA certificate to `ca.pem` in [`TestPki::dir`] and returns the path.
+    pub fn ca_file(&self) -> PathBuf {
+        let path = self.dir().join("ca.pem");
+        std::fs::write(&path, self.ca_pem()).unwrap();
+        path
+    }
+
+    /// Issues a leaf for `names` (DNS names or IP addresses) with CN `names[0]`, written to
+    /// `<file_stem>.pem` and `<file_stem>.key`.
+    pub fn issue(&self, file_stem: &str, names: &[&str]) -> TestCert {
+        let key = KeyPair::generate().unwrap();
+        let mut params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, names.first().copied().unwrap_or("leaf"));
+        let issuer = self.ca_params.clone().self_signed(&self.ca_key).unwrap();
+        let cert = params.signed_by(&key, &issuer, &self.ca_key).unwrap();
+        let cert_path = self.dir().join(format!("{file_stem}.pem"));
+        let key_path = self.dir().join(format!("{file_stem}.key"));
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        TestCert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            cert_der: cert.der().clone(),
+            cert_path,
+            key_path,
+        }
+    }
+
+    /// A rustls client trusting this CA, offering `alpn`.
+    pub fn client(&self, alpn: &[&str]) -> Arc<ClientConfig> {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.ca_cert.der().clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        Arc::new(config)
+    }
+}
+
+impl TestCert {
+    /// The certificate and key as a tlsplex identity.
+    pub fn identity(&self) -> Identity {
+        Identity::from_pem(self.cert_pem.as_bytes(), self.key_pem.as_bytes()).unwrap()
+    }
+
+    /// A store holding only this identity.
+    pub fn store(&self) -> Arc<CertStore> {
+        Arc::new(CertStore::single(self.identity()))
+    }
+}
+
+/// Connects to `addr` and completes a TLS handshake asking for `sni`.
+pub async fn connect(
+    addr: SocketAddr,
+    sni: &str,
+    config: Arc<ClientConfig>,
+) -> io::Result<TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    let name = ServerName::try_from(sni.to_owned())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    TlsConnector::from(config).connect(name, tcp).await
+}
+
+/// An HTTP/1.1 response, as read by [`get`].
+#[derive(Debug)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// Header lines, names lower-cased.
+    pub headers: Vec<(String, String)>,
+    /// The body, as text.
+    pub body: String,
+}
+
+impl Response {
+    /// The first header called `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body parsed as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap()
+    }
+}
+
+/// Sends `GET path` with `Connection: close` on an established stream and reads the response.
+pub async fn request<S>(stream: &mut S, host: &str, path: &str) -> io::Result<Response>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    read_response(stream).await
+}
+
+/// Reads one HTTP/1.1 response with a `Content-Length` body.
+pub async fn read_response<S>(stream: &mut S) -> io::Result<Response>
+where
+    S: tokio::io::AsyncRead + Unpin,
+{
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let header_end = loop {
+        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end;
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buffer[..header_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|line| line.split(' ').nth(1))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad status line"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let length: usize = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = buffer[header_end + 4..].to_vec();
+    while body.len() < length {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    Ok(Response {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+/// Connects, handshakes with `sni`, and GETs `path` over HTTP/1.1. Returns the response and the
+/// certificate the server presented.
+pub async fn get(
+    addr: SocketAddr,
+    sni: &str,
+    path: &str,
+    config: Arc<ClientConfig>,
+) -> io::Result<(Response, CertificateDer<'static>)> {
+    let mut stream = connect(addr, sni, config).await?;
+    let cert = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .cloned()
+        .ok_or_else(|| io::Error::other("no peer certificate"))?;
+    let response = request(&mut stream, sni, path).await?;
+    Ok((response, cert))
+}
+
+/// Waits until `check` holds, polling every 10 ms, for at most `limit`; false if it never did.
+pub async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    check()
+}

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use error::{ConfigError, Problem};
 use error::Problems;
+pub use error::{ConfigError, Problem};
 use file::{GlobalFile, HandlerFile, ServerFile};
 
 use crate::context::{Context, ContextBuilder};
@@ -188,7 +188,6 @@ impl Config {
             },
         )
     }
-
 }
 
 fn server_tables(value: toml::Value, problems: &mut Problems) -> Vec<toml::Table> {
@@ -235,7 +234,13 @@ fn validate_global(value: Option<toml::Value>, problems: &mut Problems) -> Globa
     let raw = match value {
         None => GlobalFile::default(),
         Some(toml::Value::Table(table)) => {
-            let key = |k: &str| if k.is_empty() { "global".to_owned() } else { format!("global.{k}") };
+            let key = |k: &str| {
+                if k.is_empty() {
+                    "global".to_owned()
+                } else {
+                    format!("global.{k}")
+                }
+            };
             deserialize(table, &mut |k, m| problems.global(&key(k), m)).unwrap_or_default()
         }
         Some(_) => {
@@ -266,11 +271,9 @@ fn validate_global(value: Option<toml::Value>, problems: &mut Problems) -> Globa
         .worker_threads
         .map(|n| positive("global.worker_threads", Some(n), 1));
     GlobalSettings {
-        handshake_timeout: duration(
-            raw.handshake_timeout.as_deref(),
-            true,
-            &mut |m| problems.global("global.handshake_timeout", m),
-        )
+        handshake_timeout: duration(raw.handshake_timeout.as_deref(), true, &mut |m| {
+            problems.global("global.handshake_timeout", m)
+        })
         .unwrap_or(defaults.handshake_timeout),
         shutdown_grace: duration(raw.shutdown_grace.as_deref(), false, &mut |m| {
             problems.global("global.shutdown_grace", m)
@@ -320,8 +323,7 @@ fn validate_servers(
             Some(name) if valid_name(name) => name.to_owned(),
             _ => format!("#{}", i + 1),
         };
-        let Some(raw) =
-            deserialize::<ServerFile>(table, &mut |k, m| problems.server(&label, k, m))
+        let Some(raw) = deserialize::<ServerFile>(table, &mut |k, m| problems.server(&label, k, m))
         else {
             continue;
         };
@@ -339,7 +341,11 @@ fn validate_servers(
             problems.server(
                 &label,
                 "name",
-                format!("duplicate name: server #{} is also called {:?}", first + 1, raw.name),
+                format!(
+                    "duplicate name: server #{} is also called {:?}",
+                    first + 1,
+                    raw.name
+                ),
             );
         }
         if let Some(spec) = validate_server(raw, &label, base, &listens, problems) {
@@ -399,7 +405,11 @@ fn validate_server(
     }
     if let Some(alpn) = &raw.alpn {
         if alpn.iter().any(|p| p.is_empty() || p.len() > 255) {
-            problems.server(label, "alpn", "each protocol name must be 1 to 255 bytes long");
+            problems.server(
+                label,
+                "alpn",
+                "each protocol name must be 1 to 255 bytes long",
+            );
             ok = false;
         }
     }
@@ -457,7 +467,10 @@ fn load_certificates(
     }
     let mut identities = identities.into_iter();
     let default = identities.next()?;
-    Some((files, Arc::new(CertStore::new(default, identities.collect()))))
+    Some((
+        files,
+        Arc::new(CertStore::new(default, identities.collect())),
+    ))
 }
 
 /// Whether two listen addresses would clash: the same address, or a wildcard and any address of

@@ -64,10 +64,7 @@ impl ConnInfo {
             alpn: tls
                 .alpn_protocol()
                 .map(|p| String::from_utf8_lossy(p).into_owned()),
-            tls_version: tls
-                .protocol_version()
-                .map(version_name)
-                .unwrap_or_default(),
+            tls_version: tls.protocol_version().map(version_name).unwrap_or_default(),
             cipher_suite: tls
                 .negotiated_cipher_suite()
                 .and_then(|s| s.suite().as_str())

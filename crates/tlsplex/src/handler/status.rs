@@ -71,9 +71,7 @@ impl Handler for StatusHandler {
             let response = self.respond(&info, &request);
             async move { Ok::<_, Infallible>(response) }
         });
-        let connection = self
-            .http
-            .serve_connection(TokioIo::new(stream), service);
+        let connection = self.http.serve_connection(TokioIo::new(stream), service);
         tokio::pin!(connection);
         tokio::select! {
             served = connection.as_mut() => return served,
@@ -118,7 +116,10 @@ impl StatusPage<'_> {
             ("SNI", c.sni.clone().unwrap_or_else(none)),
             ("HTTP version", self.http_version.clone()),
             ("Client address", c.peer_addr.to_string()),
-            ("Session resumed", if c.resumed { "yes" } else { "no" }.to_owned()),
+            (
+                "Session resumed",
+                if c.resumed { "yes" } else { "no" }.to_owned(),
+            ),
             (
                 "Handshake",
                 format!("{:.2} ms", c.handshake_duration.as_secs_f64() * 1000.0),

@@ -32,22 +32,21 @@ pub(super) async fn serve(
 ) {
     // TLS records are written whole; Nagle would only delay the handshake's last flight.
     let _ = tcp.set_nodelay(true);
-    let stream = match tokio::time::timeout(shared.handshake_timeout, shared.acceptor.accept(tcp))
-        .await
-    {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(error)) => {
-            tracing::debug!(%error, "handshake failed");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(
-                timeout_ms = shared.handshake_timeout.as_millis() as u64,
-                "handshake timed out"
-            );
-            return;
-        }
-    };
+    let stream =
+        match tokio::time::timeout(shared.handshake_timeout, shared.acceptor.accept(tcp)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(
+                    timeout_ms = shared.handshake_timeout.as_millis() as u64,
+                    "handshake timed out"
+                );
+                return;
+            }
+        };
     let info = ConnInfo::new(
         shared.server.clone(),
         shared.local_addr,

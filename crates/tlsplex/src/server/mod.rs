@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -122,13 +122,12 @@ impl Server {
     /// Binds `options.listen` for a server of `ctx`. No runtime is needed until [`Server::run`].
     pub fn bind(ctx: &Context, options: ServerOptions) -> Result<Self, ServerError> {
         let server = options.name.clone();
-        let listener = bind_listener(options.listen, options.backlog).map_err(|source| {
-            ServerError::Bind {
+        let listener =
+            bind_listener(options.listen, options.backlog).map_err(|source| ServerError::Bind {
                 server: server.clone(),
                 addr: options.listen,
                 source,
-            }
-        })?;
+            })?;
         let local_addr = listener.local_addr().map_err(|source| ServerError::Bind {
             server: server.clone(),
             addr: options.listen,
@@ -146,9 +145,9 @@ impl Server {
                 server: server.clone(),
                 source,
             })?;
-        let handler = options
-            .handler
-            .unwrap_or_else(|| ConnectionHandler::Status(StatusHandler::new(ctx.registry().clone())));
+        let handler = options.handler.unwrap_or_else(|| {
+            ConnectionHandler::Status(StatusHandler::new(ctx.registry().clone()))
+        });
         let name: Arc<str> = server.into();
         let stop = ctx.shutdown_token().child_token();
         let max_connections = options
@@ -198,8 +197,11 @@ impl Server {
     /// connections get the context's `shutdown_grace` to finish, and any still open after it are
     /// closed. Returns once every connection of this server is gone.
     ///
-    /// Beyond the connection limits (this server's and the context's), connections are not
-    /// accepted: they wait in the kernel's backlog and are taken, in order, as others close.
+    /// Beyond this server's connection limit, connections are not accepted: they wait in the
+    /// kernel's backlog and are taken, in order, as others close. Beyond the context's
+    /// process-wide limit, each server accepts at most one more connection and holds it, not
+    /// handshaking, until a permit frees. Either way the client sees a slow handshake, never a
+    /// refusal.
     pub async fn run(self) -> Result<(), ServerError> {
         let Self {
             ctx,
@@ -220,12 +222,16 @@ impl Server {
         let abort = CancellationToken::new();
         let mut backoff = AcceptBackoff::default();
         loop {
-            let permits = tokio::select! {
+            // This server's permit is taken before accept, so beyond its limit connections wait
+            // in the kernel's backlog, never in our memory.
+            let server_permit = tokio::select! {
                 biased;
-                () = handle.stop.cancelled() => None,
-                permits = acquire(&connection_permits, ctx.connection_permits()) => permits,
+                () = handle.stop.cancelled() => break,
+                permit = connection_permits.clone().acquire_owned() => permit,
             };
-            let Some(permits) = permits else { break };
+            let Ok(server_permit) = server_permit else {
+                break;
+            };
             let accepted = tokio::select! {
                 biased;
                 () = handle.stop.cancelled() => break,
@@ -238,8 +244,21 @@ impl Server {
                     continue;
                 }
             };
+            // The process-wide permit is taken after accept: taken before, every idle server
+            // would hold one and the limit would shrink by one per server. So at most one
+            // accepted connection per server waits here for a permit.
+            let process_permit = tokio::select! {
+                biased;
+                () = handle.stop.cancelled() => break,
+                permit = ctx.connection_permits().clone().acquire_owned() => permit,
+            };
+            let Ok(process_permit) = process_permit else {
+                break;
+            };
+            let permits = (server_permit, process_permit);
             backoff.reset();
-            let span = tracing::debug_span!("conn", server = %handle.name, client.addr = %peer_addr);
+            let span =
+                tracing::debug_span!("conn", server = %handle.name, client.addr = %peer_addr);
             let task = connection::serve(shared.clone(), tcp, peer_addr, Instant::now());
             let abort = abort.clone();
             handle.connections.spawn(
@@ -281,17 +300,6 @@ async fn drain(handle: &ServerHandle, grace: Duration, abort: &CancellationToken
         abort.cancel();
         handle.connections.wait().await;
     }
-}
-
-/// Takes a permit from the server's own limit, then one from the process-wide limit.
-/// `None` only if a semaphore was closed, which tlsplex never does.
-async fn acquire(
-    server: &Arc<Semaphore>,
-    process: &Arc<Semaphore>,
-) -> Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)> {
-    let server_permit = server.clone().acquire_owned().await.ok()?;
-    let process_permit = process.clone().acquire_owned().await.ok()?;
-    Some((server_permit, process_permit))
 }
 
 fn bind_listener(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener> {

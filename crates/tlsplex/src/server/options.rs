@@ -31,7 +31,11 @@ pub struct ServerOptions {
 impl ServerOptions {
     /// A server called `name` (unique in its context) on `listen` (port 0 picks a free port),
     /// presenting `certs`.
-    pub fn new(name: impl Into<String>, listen: SocketAddr, certs: impl Into<Arc<CertStore>>) -> Self {
+    pub fn new(
+        name: impl Into<String>,
+        listen: SocketAddr,
+        certs: impl Into<Arc<CertStore>>,
+    ) -> Self {
         Self {
             name: name.into(),
             listen,

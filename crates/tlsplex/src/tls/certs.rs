@@ -141,11 +141,10 @@ impl Identity {
             path: cert_path.to_owned(),
             index: 0,
         })?;
-        let signing_key =
-            any_supported_type(&key).map_err(|e| CertLoadError::UnsupportedKey {
-                path: key_path.to_owned(),
-                reason: e.to_string(),
-            })?;
+        let signing_key = any_supported_type(&key).map_err(|e| CertLoadError::UnsupportedKey {
+            path: key_path.to_owned(),
+            reason: e.to_string(),
+        })?;
         let certified_key = CertifiedKey::new(chain, signing_key);
         certified_key
             .keys_match()
@@ -254,6 +253,10 @@ impl CertStore {
 
 impl ResolvesServerCert for CertStore {
     fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.select(client_hello.server_name()).certified_key.clone())
+        Some(
+            self.select(client_hello.server_name())
+                .certified_key
+                .clone(),
+        )
     }
 }

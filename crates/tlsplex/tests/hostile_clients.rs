@@ -1,0 +1,101 @@
+//! A client that stalls or sends garbage costs its own connection and nothing else.
+
+use std::time::{Duration, Instant};
+
+use tlsplex::{Context, Server, ServerOptions};
+use tlsplex_testkit::{any_port, get, TestPki};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Reads until the server closes; returns what it sent and how long it took.
+async fn read_until_closed(stream: &mut TcpStream) -> (Vec<u8>, Duration) {
+    let started = Instant::now();
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (received, started.elapsed()),
+            Ok(Ok(n)) => received.extend_from_slice(&buffer[..n]),
+            Err(_) => panic!("the server kept the connection open for 10 s"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_client_is_closed_after_the_handshake_timeout() {
+    let pki = TestPki::new();
+    let ctx = Context::builder()
+        .handshake_timeout(Duration::from_millis(400))
+        .build();
+    let cert = pki.issue("web", &["web.test"]);
+    let server = Server::bind(&ctx, ServerOptions::new("web", any_port(), cert.store())).unwrap();
+    let addr = server.local_addr();
+    tokio::spawn(server.run());
+
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    let closed = tokio::spawn(async move { read_until_closed(&mut silent).await });
+
+    // Meanwhile, well-behaved clients are served.
+    for _ in 0..5 {
+        let (response, _) = get(addr, "web.test", "/", pki.client(&[])).await.unwrap();
+        assert_eq!(response.status, 200);
+    }
+    let (sent, waited) = closed.await.unwrap();
+    assert!(
+        sent.is_empty(),
+        "nothing is sent to a client that sent nothing"
+    );
+    assert!(
+        waited >= Duration::from_millis(300),
+        "closed too early: {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(5),
+        "closed too late: {waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_per_server_handshake_timeout_overrides_the_context() {
+    let pki = TestPki::new();
+    let ctx = Context::builder().build(); // 10 s by default
+    let cert = pki.issue("web", &["web.test"]);
+    let options = ServerOptions::new("web", any_port(), cert.store())
+        .handshake_timeout(Duration::from_millis(200));
+    let server = Server::bind(&ctx, options).unwrap();
+    let addr = server.local_addr();
+    tokio::spawn(server.run());
+
+    let mut stalled = TcpStream::connect(addr).await.unwrap();
+    // One byte of a ClientHello record header, then nothing.
+    stalled.write_all(&[0x16]).await.unwrap();
+    let (_, waited) = read_until_closed(&mut stalled).await;
+    assert!(waited < Duration::from_secs(3), "closed after {waited:?}");
+}
+
+#[tokio::test]
+async fn garbage_instead_of_a_client_hello_closes_that_connection_only() {
+    let pki = TestPki::new();
+    let ctx = Context::builder().build();
+    let cert = pki.issue("web", &["web.test"]);
+    let server = Server::bind(&ctx, ServerOptions::new("web", any_port(), cert.store())).unwrap();
+    let addr = server.local_addr();
+    tokio::spawn(server.run());
+
+    let garbage: [&[u8]; 3] = [
+        b"GET / HTTP/1.1\r\nHost: web.test\r\n\r\n",
+        &[0x16, 0x03, 0x01, 0xff, 0xff, 0x01, 0x00, 0x00],
+        &[0xde, 0xad, 0xbe, 0xef].repeat(300),
+    ];
+    for bytes in garbage {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(bytes).await.unwrap();
+        let (reply, waited) = read_until_closed(&mut stream).await;
+        assert!(waited < Duration::from_secs(5));
+        // A TLS record of type alert (0x15) whose level is fatal (2), then the close.
+        assert_eq!(reply.first(), Some(&0x15), "an alert record: {reply:02x?}");
+        assert_eq!(reply.get(5), Some(&2), "a fatal alert: {reply:02x?}");
+        let (response, _) = get(addr, "web.test", "/", pki.client(&[])).await.unwrap();
+        assert_eq!(response.status, 200, "the server keeps serving");
+    }
+}
