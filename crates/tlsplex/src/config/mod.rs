@@ -159,7 +159,7 @@ impl Config {
                     problems: vec![Problem {
                         server: None,
                         key: String::new(),
-                        message: format!("{line}not valid TOML: {}", e.message().trim()),
+                        message: format!("{line}not valid TOML: {}", one_line(e.message())),
                     }],
                 });
             }
@@ -190,6 +190,16 @@ impl Config {
     }
 }
 
+/// Folds a multi-line message into one line, so each problem stays one line of output.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 fn server_tables(value: toml::Value, problems: &mut Problems) -> Vec<toml::Table> {
     match value {
         toml::Value::Array(entries) => entries
@@ -218,13 +228,13 @@ fn deserialize<T: for<'de> Deserialize<'de>>(
     match toml::Value::Table(table).try_into() {
         Ok(value) => Some(value),
         Err(e) => {
-            let message = e.message().trim().to_owned();
+            let shown = e.to_string();
             // toml puts the path last, as "…\nin `a.b`".
-            let (message, key) = match message.rsplit_once("\nin `") {
-                Some((message, key)) => (message.to_owned(), key.trim_end_matches('`').to_owned()),
-                None => (message, String::new()),
+            let (message, key) = match shown.trim_end().rsplit_once("\nin `") {
+                Some((message, key)) => (message, key.trim_end_matches('`')),
+                None => (shown.as_str(), ""),
             };
-            report(&key, message);
+            report(key, one_line(message));
             None
         }
     }

@@ -1,0 +1,210 @@
+//! Every class of config error gives its own message, naming the server, the key and the file.
+
+use std::path::Path;
+
+use tlsplex::Config;
+use tlsplex_testkit::TestPki;
+
+/// A PKI with `web.pem`/`web.key` and `other.pem`/`other.key` in its folder.
+fn pki() -> TestPki {
+    let pki = TestPki::new();
+    pki.issue("web", &["web.test"]);
+    pki.issue("other", &["other.test"]);
+    pki
+}
+
+/// Writes `text` as `tlsplex.toml` in the PKI folder, loads it, and returns the error text.
+fn errors(pki: &TestPki, text: &str) -> String {
+    let path = pki.dir().join("tlsplex.toml");
+    std::fs::write(&path, text).unwrap();
+    match Config::load(&path) {
+        Ok(config) => panic!("expected an error, got {config:?}"),
+        Err(error) => {
+            let shown = error.to_string();
+            assert!(
+                shown
+                    .lines()
+                    .all(|line| line.starts_with(&path.display().to_string())),
+                "every line names the config file: {shown}"
+            );
+            shown
+        }
+    }
+}
+
+const WEB: &str = r#"
+[[server]]
+name = "web"
+listen = "127.0.0.1:0"
+certificates = [{ cert = "web.pem", key = "web.key" }]
+"#;
+
+fn assert_has(text: &str, expected: &str) {
+    assert!(text.contains(expected), "expected {expected:?} in:\n{text}");
+}
+
+#[test]
+fn a_valid_file_loads_with_paths_relative_to_its_folder() {
+    let pki = pki();
+    let path = pki.dir().join("tlsplex.toml");
+    let text = format!(
+        "[global]\nhandshake_timeout = \"2s\"\nmax_connections = 50\nshutdown_grace = \"1m 30s\"\n{WEB}max_connections = 5\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    let config = Config::load(&path).unwrap();
+    assert_eq!(config.global.handshake_timeout.as_secs(), 2);
+    assert_eq!(config.global.max_connections, 50);
+    assert_eq!(config.global.shutdown_grace.as_secs(), 90);
+    let web = &config.servers[0];
+    assert_eq!(web.name, "web");
+    assert_eq!(web.max_connections, Some(5));
+    assert_eq!(web.certificate_files[0].0, pki.dir().join("web.pem"));
+    assert_eq!(
+        web.certs.default_identity().summary().dns_names,
+        ["web.test"]
+    );
+}
+
+#[test]
+fn toml_syntax_error_gives_the_line() {
+    let pki = pki();
+    assert_has(
+        &errors(&pki, "[global]\nhandshake_timeout = \n"),
+        "line 2: not valid TOML",
+    );
+}
+
+#[test]
+fn unknown_keys_are_named_with_their_server() {
+    let pki = pki();
+    let text = errors(&pki, &format!("{WEB}handshake_timout = \"5s\"\n"));
+    assert_has(&text, "server \"web\": unknown field `handshake_timout`");
+    let text = errors(&pki, &format!("[globl]\n{WEB}"));
+    assert_has(&text, "globl: unknown top-level key");
+    let text = errors(&pki, &format!("[global]\nmax_conections = 1\n{WEB}"));
+    assert_has(&text, "global: unknown field `max_conections`");
+    let text = errors(
+        &pki,
+        "[[server]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\ncertificates = [{ cert = \"web.pem\", kee = \"web.key\" }]\n",
+    );
+    assert_has(&text, "server \"web\": certificates: unknown field `kee`");
+}
+
+#[test]
+fn missing_keys_and_wrong_types_are_named() {
+    let pki = pki();
+    let text = errors(&pki, "[[server]]\nname = \"web\"\ncertificates = []\n");
+    assert_has(&text, "server \"web\": missing field `listen`");
+    let text = errors(&pki, &format!("{WEB}max_connections = \"many\"\n"));
+    assert_has(
+        &text,
+        "server \"web\": max_connections: invalid type: string \"many\"",
+    );
+    let text = errors(&pki, &format!("{WEB}handler = {{ type = \"forwrd\" }}\n"));
+    assert_has(
+        &text,
+        "server \"web\": handler.type: unknown variant `forwrd`",
+    );
+}
+
+#[test]
+fn duplicate_names_and_listen_addresses_are_refused() {
+    let pki = pki();
+    let text = errors(
+        &pki,
+        &format!("{WEB}\n[[server]]\nname = \"web\"\nlisten = \"127.0.0.1:8443\"\ncertificates = [{{ cert = \"other.pem\", key = \"other.key\" }}]\n"),
+    );
+    assert_has(
+        &text,
+        "server \"web\": name: duplicate name: server #1 is also called \"web\"",
+    );
+    let two_on_443 = "[[server]]\nname = \"a\"\nlisten = \"0.0.0.0:443\"\ncertificates = [{ cert = \"web.pem\", key = \"web.key\" }]\n\
+        [[server]]\nname = \"b\"\nlisten = \"127.0.0.1:443\"\ncertificates = [{ cert = \"other.pem\", key = \"other.key\" }]\n";
+    let text = errors(&pki, two_on_443);
+    assert_has(
+        &text,
+        "server \"b\": listen: 127.0.0.1:443 is already used by server \"a\"",
+    );
+}
+
+#[test]
+fn bad_values_are_explained() {
+    let pki = pki();
+    let text = errors(&pki, &format!("{WEB}handshake_timeout = \"10 parsecs\"\n"));
+    assert_has(
+        &text,
+        "server \"web\": handshake_timeout: invalid duration \"10 parsecs\"",
+    );
+    let text = errors(
+        &pki,
+        &format!("[global]\nhandshake_timeout = \"0s\"\n{WEB}"),
+    );
+    assert_has(&text, "global.handshake_timeout: must be longer than zero");
+    let text = errors(&pki, &format!("[global]\nmax_connections = 0\n{WEB}"));
+    assert_has(&text, "global.max_connections: must be at least 1");
+    let text = errors(&pki, &WEB.replace("127.0.0.1:0", "localhost:443"));
+    assert_has(
+        &text,
+        "server \"web\": listen: \"localhost:443\" is not an IP:PORT address",
+    );
+    let text = errors(
+        &pki,
+        &WEB.replace("name = \"web\"", "name = \"web server\""),
+    );
+    assert_has(&text, "name: \"web server\" is not a valid name");
+    assert_has(
+        &errors(&pki, "[global]\n"),
+        "server: no [[server]] is defined",
+    );
+}
+
+#[test]
+fn certificate_problems_name_the_file() {
+    let pki = pki();
+    let dir = pki.dir();
+
+    let text = errors(&pki, &WEB.replace("web.pem", "missing.pem"));
+    assert_has(&text, "server \"web\": certificates[0].cert: cannot read ");
+    assert_has(&text, &dir.join("missing.pem").display().to_string());
+
+    let text = errors(&pki, &WEB.replace("web.key", "missing.key"));
+    assert_has(&text, "certificates[0].key: cannot read ");
+
+    std::fs::write(dir.join("empty.pem"), "not a certificate\n").unwrap();
+    let text = errors(&pki, &WEB.replace("web.pem", "empty.pem"));
+    assert_has(&text, "certificates[0].cert: ");
+    assert_has(&text, "empty.pem contains no PEM certificate");
+
+    let text = errors(&pki, &WEB.replace("web.key", "web.pem"));
+    assert_has(&text, "certificates[0].key: ");
+    assert_has(&text, "web.pem contains no PEM private key");
+
+    let text = errors(&pki, &WEB.replace("web.key", "other.key"));
+    assert_has(
+        &text,
+        &format!(
+            "certificates[0].key: private key {} does not match the certificate in {}",
+            dir.join("other.key").display(),
+            dir.join("web.pem").display()
+        ),
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let pki = pki();
+    let text = errors(
+        &pki,
+        "[global]\nshutdown_grace = \"soon\"\n[[server]]\nname = \"a\"\nlisten = \"nowhere\"\ncertificates = [{ cert = \"x.pem\", key = \"x.key\" }]\n",
+    );
+    assert_eq!(text.lines().count(), 3, "{text}");
+}
+
+#[test]
+fn an_unreadable_config_file_says_so() {
+    let error = Config::load(Path::new("/nonexistent/tlsplex.toml")).unwrap_err();
+    assert_has(
+        &error.to_string(),
+        "/nonexistent/tlsplex.toml: cannot read the config file",
+    );
+}
