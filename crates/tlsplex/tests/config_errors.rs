@@ -1,5 +1,7 @@
 //! Every class of config error gives its own message, naming the server, the key and the file.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on failure
+
 use std::path::Path;
 
 use tlsplex::Config;

@@ -1,5 +1,7 @@
 //! A client that stalls or sends garbage costs its own connection and nothing else.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on failure
+
 use std::time::{Duration, Instant};
 
 use tlsplex::{Context, Server, ServerOptions};

@@ -1,6 +1,8 @@
 //! Connection limits, per server and process-wide. Beyond a limit a connection is not accepted:
 //! it waits in the kernel's backlog, and is accepted (and handshaken) once another one closes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on failure
+
 use std::time::Duration;
 
 use tlsplex::{Context, Server, ServerOptions};

@@ -1,5 +1,7 @@
 //! Several servers in one process, each on its own port with its own certificate.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on failure
+
 use tlsplex::{Context, Server, ServerOptions};
 use tlsplex_testkit::{any_port, connect, get, TestPki};
 

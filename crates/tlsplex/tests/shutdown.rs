@@ -1,5 +1,7 @@
 //! Graceful shutdown: stop accepting at once, let in-flight work finish, bound the wait.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on failure
+
 use std::time::{Duration, Instant};
 
 use tlsplex::{Context, Handler, HandlerError, ServerOptions, Supervisor, TlsConn};

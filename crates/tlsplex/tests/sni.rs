@@ -1,5 +1,7 @@
 //! One server, several certificates, chosen by SNI (exact names, then one-label wildcards).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on failure
+
 use tlsplex::{CertStore, Context, Server, ServerOptions};
 use tlsplex_testkit::{any_port, get, TestPki};
 

@@ -1,5 +1,7 @@
 //! Stopping one server (the seed's per-server `needToDie`) leaves the others untouched.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on failure
+
 use std::time::Duration;
 
 use tlsplex::{Context, ServerOptions, Supervisor};
