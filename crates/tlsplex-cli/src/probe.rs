@@ -12,7 +12,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use serde::Serialize;
-use tlsplex::{CertSummary, Config};
+use tlsplex::{tls_version_name, CertSummary, Config};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -238,11 +238,7 @@ async fn handshake(
     .map_err(|e| format!("handshake failed: {e}"))?;
     outcome.handshake_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
     let (_, connection) = tls.get_ref();
-    outcome.tls_version = connection.protocol_version().map(|v| match v {
-        rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_owned(),
-        rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_owned(),
-        other => format!("{other:?}"),
-    });
+    outcome.tls_version = connection.protocol_version().map(tls_version_name);
     outcome.cipher_suite = connection
         .negotiated_cipher_suite()
         .and_then(|s| s.suite().as_str())

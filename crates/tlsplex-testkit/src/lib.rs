@@ -12,11 +12,19 @@ use std::time::Duration;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
-use tlsplex::{CertStore, Identity};
+use tlsplex::{CertStore, Context, Identity, Server, ServerOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
+
+/// Binds a server and runs it in a task; returns its address. Call within a tokio runtime.
+pub fn start(ctx: &Context, options: ServerOptions) -> SocketAddr {
+    let server = Server::bind(ctx, options).unwrap();
+    let addr = server.local_addr();
+    tokio::spawn(server.run());
+    addr
+}
 
 /// `127.0.0.1:0`: let the kernel pick the port.
 pub fn any_port() -> SocketAddr {

@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use tlsplex::{Context, Server, ServerOptions};
-use tlsplex_testkit::{any_port, get, TestPki};
+use tlsplex::{Context, ServerOptions};
+use tlsplex_testkit::{any_port, get, start, TestPki};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -30,9 +30,7 @@ async fn a_silent_client_is_closed_after_the_handshake_timeout() {
         .handshake_timeout(Duration::from_millis(400))
         .build();
     let cert = pki.issue("web", &["web.test"]);
-    let server = Server::bind(&ctx, ServerOptions::new("web", any_port(), cert.store())).unwrap();
-    let addr = server.local_addr();
-    tokio::spawn(server.run());
+    let addr = start(&ctx, ServerOptions::new("web", any_port(), cert.store()));
 
     let mut silent = TcpStream::connect(addr).await.unwrap();
     let closed = tokio::spawn(async move { read_until_closed(&mut silent).await });
@@ -64,9 +62,7 @@ async fn a_per_server_handshake_timeout_overrides_the_context() {
     let cert = pki.issue("web", &["web.test"]);
     let options = ServerOptions::new("web", any_port(), cert.store())
         .handshake_timeout(Duration::from_millis(200));
-    let server = Server::bind(&ctx, options).unwrap();
-    let addr = server.local_addr();
-    tokio::spawn(server.run());
+    let addr = start(&ctx, options);
 
     let mut stalled = TcpStream::connect(addr).await.unwrap();
     // One byte of a ClientHello record header, then nothing.
@@ -80,9 +76,7 @@ async fn garbage_instead_of_a_client_hello_closes_that_connection_only() {
     let pki = TestPki::new();
     let ctx = Context::builder().build();
     let cert = pki.issue("web", &["web.test"]);
-    let server = Server::bind(&ctx, ServerOptions::new("web", any_port(), cert.store())).unwrap();
-    let addr = server.local_addr();
-    tokio::spawn(server.run());
+    let addr = start(&ctx, ServerOptions::new("web", any_port(), cert.store()));
 
     let garbage: [&[u8]; 3] = [
         b"GET / HTTP/1.1\r\nHost: web.test\r\n\r\n",

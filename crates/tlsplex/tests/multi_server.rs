@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on failure
 
 use tlsplex::{Context, Server, ServerOptions};
-use tlsplex_testkit::{any_port, connect, get, TestPki};
+use tlsplex_testkit::{any_port, connect, get, start, TestPki};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_server_answers_with_its_own_certificate() {
@@ -90,9 +90,7 @@ async fn alpn_prefers_h2_and_falls_back_to_http11() {
     let pki = TestPki::new();
     let ctx = Context::builder().build();
     let cert = pki.issue("web", &["web.test"]);
-    let server = Server::bind(&ctx, ServerOptions::new("web", any_port(), cert.store())).unwrap();
-    let addr = server.local_addr();
-    tokio::spawn(server.run());
+    let addr = start(&ctx, ServerOptions::new("web", any_port(), cert.store()));
 
     let both = connect(addr, "web.test", pki.client(&["http/1.1", "h2"]))
         .await

@@ -2,8 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on failure
 
-use tlsplex::{CertStore, Context, Server, ServerOptions};
-use tlsplex_testkit::{any_port, get, TestPki};
+use tlsplex::{CertStore, Context, ServerOptions};
+use tlsplex_testkit::{any_port, get, start, TestPki};
 
 #[tokio::test]
 async fn each_name_gets_its_own_certificate_and_unknown_names_the_default() {
@@ -17,9 +17,7 @@ async fn each_name_gets_its_own_certificate_and_unknown_names_the_default() {
         vec![a.identity(), b.identity(), wild.identity()],
     );
     let ctx = Context::builder().build();
-    let server = Server::bind(&ctx, ServerOptions::new("multi", any_port(), store)).unwrap();
-    let addr = server.local_addr();
-    tokio::spawn(server.run());
+    let addr = start(&ctx, ServerOptions::new("multi", any_port(), store));
     let client = pki.client(&[]);
 
     let cases = [

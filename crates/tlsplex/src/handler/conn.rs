@@ -64,7 +64,10 @@ impl ConnInfo {
             alpn: tls
                 .alpn_protocol()
                 .map(|p| String::from_utf8_lossy(p).into_owned()),
-            tls_version: tls.protocol_version().map(version_name).unwrap_or_default(),
+            tls_version: tls
+                .protocol_version()
+                .map(tls_version_name)
+                .unwrap_or_default(),
             cipher_suite: tls
                 .negotiated_cipher_suite()
                 .and_then(|s| s.suite().as_str())
@@ -76,7 +79,8 @@ impl ConnInfo {
     }
 }
 
-fn version_name(version: ProtocolVersion) -> String {
+/// The usual name of a TLS version: `TLSv1.3`, `TLSv1.2`.
+pub fn tls_version_name(version: ProtocolVersion) -> String {
     match version {
         ProtocolVersion::TLSv1_3 => "TLSv1.3".to_owned(),
         ProtocolVersion::TLSv1_2 => "TLSv1.2".to_owned(),

@@ -10,7 +10,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-pub use conn::{ConnInfo, TlsConn};
+pub use conn::{tls_version_name, ConnInfo, TlsConn};
 pub use status::StatusHandler;
 
 /// What a handler may fail with; the server logs it (at debug) with the connection's span.
