@@ -53,6 +53,17 @@ pub enum Command {
     },
     /// Check that servers listen and complete a TLS handshake; exits non-zero if any fails.
     Probe(ProbeArgs),
+    /// Session-ticket key files.
+    #[command(name = "ticket-key", subcommand)]
+    TicketKey(TicketKeyCommand),
+}
+
+/// `tlsplex ticket-key …`.
+#[derive(Debug, Subcommand)]
+pub enum TicketKeyCommand {
+    /// Print a new random key file (`tlsplex ticket-key new > ticket.key`), for
+    /// `[global] ticket_key_file`.
+    New,
 }
 
 /// `tlsplex probe`.

@@ -44,7 +44,7 @@ pub fn run(state_dir: Option<PathBuf>) -> ExitCode {
         })
         .collect();
     let global = GlobalSettings::default();
-    serve(&global, servers, |supervisor| {
+    serve(&global, servers, None, |supervisor| {
         println!("tlsplex demo: two HTTPS servers in one process (the seed's example)");
         for server in supervisor.servers() {
             println!(

@@ -8,6 +8,7 @@ mod cli;
 mod demo;
 mod logging;
 mod probe;
+mod reload;
 mod serve;
 mod signals;
 
@@ -21,10 +22,14 @@ fn main() -> ExitCode {
     logging::init(cli.log_format);
     match cli.command.unwrap_or(Command::Demo) {
         Command::Demo => demo::run(cli.state_dir),
-        Command::Run { config } => match tlsplex::Config::load(&config) {
+        Command::Run { config: path } => match tlsplex::Config::load(&path) {
             Ok(config) => {
                 let servers = config.servers.iter().map(|s| s.options()).collect();
-                serve::serve(&config.global, servers, |_| {})
+                let reload = serve::ReloadSource {
+                    path: &path,
+                    config: &config,
+                };
+                serve::serve(&config.global, servers, Some(reload), |_| {})
             }
             Err(error) => {
                 eprintln!("{error}");
@@ -33,5 +38,15 @@ fn main() -> ExitCode {
         },
         Command::Check { config } => check::run(&config),
         Command::Probe(args) => probe::run(args),
+        Command::TicketKey(cli::TicketKeyCommand::New) => match tlsplex::new_ticket_key_file() {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("tlsplex: {error}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }

@@ -1,20 +1,35 @@
 //! Running servers until a signal: shared by `tlsplex run` and `tlsplex demo`.
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::SystemTime;
 
-use tlsplex::{GlobalSettings, ServerOptions, Supervisor};
+use tlsplex::{Config, GlobalSettings, ServerOptions, Supervisor};
 
-use crate::signals::ShutdownSignals;
+use crate::reload::Watched;
+use crate::signals::{Request, Signals};
 
-/// Binds every server (all or none), calls `announce` with their handles, serves until SIGTERM
-/// or SIGINT, then drains. A second signal exits at once with status 1.
+/// Where reloads come from: the config file `tlsplex run` was started with, if any.
+pub struct ReloadSource<'a> {
+    pub path: &'a Path,
+    pub config: &'a Config,
+}
+
+/// Binds every server (all or none), calls `announce`, serves until SIGTERM or SIGINT (reloading
+/// on SIGHUP), then drains. A second SIGTERM/SIGINT exits at once with status 1.
 pub fn serve(
     global: &GlobalSettings,
     servers: Vec<ServerOptions>,
+    reload: Option<ReloadSource<'_>>,
     announce: impl FnOnce(&Supervisor),
 ) -> ExitCode {
-    let ctx = global.context();
+    let ctx = match global.context() {
+        Ok(ctx) => ctx,
+        Err(error) => {
+            eprintln!("tlsplex: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match ctx.runtime() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -23,7 +38,7 @@ pub fn serve(
         }
     };
     runtime.block_on(async {
-        let mut signals = match ShutdownSignals::register() {
+        let mut signals = match Signals::register() {
             Ok(signals) => signals,
             Err(error) => {
                 eprintln!("tlsplex: cannot listen for signals: {error}");
@@ -53,22 +68,60 @@ pub fn serve(
             );
         }
         announce(&supervisor);
-        let first = signals.recv().await;
+
+        let mut watched = reload.map(|r| Watched::new(r.path, r.config));
+        let mut poll = global.reload_check_interval.map(tokio::time::interval);
+        let first = loop {
+            let request = tokio::select! {
+                request = signals.recv() => request,
+                () = tick(&mut poll) => {
+                    if watched.as_ref().is_some_and(Watched::changed) {
+                        watched = watched.map(|w| w.reload(&supervisor, "a watched file changed"));
+                    }
+                    continue;
+                }
+            };
+            match request {
+                Request::Shutdown(name) => break name,
+                Request::Reload => match watched.take() {
+                    Some(w) => watched = Some(w.reload(&supervisor, "SIGHUP")),
+                    None => reload_ticket_keys(&ctx),
+                },
+            }
+        };
         tracing::info!(
             signal = first,
             grace_ms = ctx.shutdown_grace().as_millis() as u64,
             "shutting down: no new connections; in-flight ones may finish (signal again to exit now)"
         );
-        let drained = supervisor.shutdown();
         tokio::select! {
-            () = drained => {
+            () = supervisor.shutdown() => {
                 tracing::info!("all servers stopped");
                 ExitCode::SUCCESS
             }
-            second = signals.recv() => {
+            second = signals.shutdown() => {
                 tracing::warn!(signal = second, "second signal: exiting now");
                 ExitCode::FAILURE
             }
         }
     })
+}
+
+/// Without a config file (the demo), SIGHUP can only re-read the ticket key file.
+fn reload_ticket_keys(ctx: &tlsplex::Context) {
+    if let Some(Err(error)) = ctx.ticket_keys().map(|keys| keys.reload()) {
+        tracing::error!(%error, "reload: the previous ticket key stays");
+    } else {
+        tracing::info!("SIGHUP: the demo has no config file to reload");
+    }
+}
+
+/// The next poll tick, or never when polling is off.
+async fn tick(poll: &mut Option<tokio::time::Interval>) {
+    match poll {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending::<()>().await,
+    }
 }

@@ -12,6 +12,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::registry::ServerRegistry;
+use crate::tls::tickets::TicketKeys;
 
 /// The global settings and shared state of every server in a process.
 ///
@@ -22,6 +23,7 @@ use crate::registry::ServerRegistry;
 /// - `shutdown_grace`: 30 s for in-flight connections to finish once a server stops.
 /// - `worker_threads`: one per CPU (used by [`Context::runtime`]).
 /// - crypto provider: aws-lc-rs.
+/// - ticket keys: a random master secret, rotating every 12 h.
 #[derive(Clone, Debug)]
 pub struct Context {
     inner: Arc<Inner>,
@@ -38,6 +40,8 @@ struct Inner {
     shutdown_grace: Duration,
     worker_threads: Option<usize>,
     registry: ServerRegistry,
+    /// Session-ticket master secret; `None` only if the system could not produce randomness.
+    ticket_keys: Option<Arc<TicketKeys>>,
     /// Cancelled once, to stop every server of this context; each server's token is a child.
     shutdown: CancellationToken,
 }
@@ -78,6 +82,11 @@ impl Context {
         &self.inner.registry
     }
 
+    /// The session-ticket keys every server derives its own from.
+    pub fn ticket_keys(&self) -> Option<&Arc<TicketKeys>> {
+        self.inner.ticket_keys.as_ref()
+    }
+
     /// Connections open now across all servers of this context.
     pub fn open_connections(&self) -> usize {
         self.inner.max_connections - self.inner.connection_permits.available_permits()
@@ -115,6 +124,7 @@ pub struct ContextBuilder {
     max_connections: usize,
     shutdown_grace: Duration,
     worker_threads: Option<usize>,
+    ticket_keys: Option<Arc<TicketKeys>>,
 }
 
 impl Default for ContextBuilder {
@@ -125,6 +135,7 @@ impl Default for ContextBuilder {
             max_connections: 10_000,
             shutdown_grace: Duration::from_secs(30),
             worker_threads: None,
+            ticket_keys: None,
         }
     }
 }
@@ -160,8 +171,24 @@ impl ContextBuilder {
         self
     }
 
+    /// Session-ticket keys, e.g. from a file shared with other processes
+    /// ([`TicketKeys::from_file`]). Without this, a random secret rotating every 12 h.
+    pub fn ticket_keys(mut self, keys: TicketKeys) -> Self {
+        self.ticket_keys = Some(Arc::new(keys));
+        self
+    }
+
     /// Initialises the context: the seed's `SSL_init()`, done once, before any server.
     pub fn build(self) -> Context {
+        let ticket_keys = self.ticket_keys.or_else(|| {
+            match TicketKeys::generate(Duration::from_secs(12 * 3600)) {
+                Ok(keys) => Some(Arc::new(keys)),
+                Err(error) => {
+                    tracing::error!(%error, "session tickets disabled");
+                    None
+                }
+            }
+        });
         Context {
             inner: Arc::new(Inner {
                 provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
@@ -172,6 +199,7 @@ impl ContextBuilder {
                 shutdown_grace: self.shutdown_grace,
                 worker_threads: self.worker_threads,
                 registry: ServerRegistry::default(),
+                ticket_keys,
                 shutdown: CancellationToken::new(),
             }),
         }

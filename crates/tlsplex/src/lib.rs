@@ -52,10 +52,12 @@ pub use context::{Context, ContextBuilder};
 pub use handler::{tls_version_name, ConnInfo, Handler, HandlerError, StatusHandler, TlsConn};
 pub use registry::{DuplicateName, ServerListing, ServerRegistry, ServerState};
 pub use server::{Server, ServerError, ServerHandle, ServerOptions};
-pub use supervisor::{Supervisor, UnknownServer};
+pub use supervisor::{ReloadReport, Supervisor, UnknownServer};
 pub use tls::certs::{CertLoadError, CertStore, Identity};
-pub use tls::policy::DEFAULT_ALPN;
+pub use tls::client_auth::{ClientAuth, ClientAuthError, ClientAuthMode};
+pub use tls::policy::{TlsPolicy, UnknownName, DEFAULT_ALPN, DEFAULT_SESSION_CACHE_SIZE};
 pub use tls::summary::{sha256_fingerprint, CertSummary};
+pub use tls::tickets::{new_ticket_key_file, TicketKeyError, TicketKeys};
 
 /// Re-exported so embedders and tests use the same rustls as tlsplex.
 pub use rustls;

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use tokio::task::JoinHandle;
 
+use crate::config::Config;
 use crate::context::Context;
 use crate::server::{Server, ServerError, ServerHandle, ServerOptions};
 
@@ -18,6 +19,18 @@ pub struct Supervisor {
 struct Running {
     handle: ServerHandle,
     task: JoinHandle<Result<(), ServerError>>,
+}
+
+/// What [`Supervisor::reload`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReloadReport {
+    /// Servers whose certificates and TLS policy were replaced.
+    pub reloaded: Vec<String>,
+    /// What could not be applied, one sentence each, naming the server or file.
+    pub errors: Vec<String>,
+    /// Changes that take effect only on restart (added or removed servers, a new address…).
+    pub needs_restart: Vec<String>,
 }
 
 /// No server of that name is running under this supervisor.
@@ -70,6 +83,53 @@ impl Supervisor {
     /// The server called `name`.
     pub fn server(&self, name: &str) -> Option<&ServerHandle> {
         self.servers.get(name).map(|running| &running.handle)
+    }
+
+    /// Applies a new, already validated config to the running servers: each server found by name
+    /// gets the new certificates, keys, CA, CRLs and TLS policy for its new handshakes (open
+    /// connections keep theirs), and the ticket key file is read again. Anything that fails keeps
+    /// the old material serving. Added or removed servers and changed addresses or limits are
+    /// reported in [`ReloadReport::needs_restart`].
+    pub fn reload(&self, config: &Config) -> ReloadReport {
+        let mut report = ReloadReport::default();
+        for spec in &config.servers {
+            let Some(running) = self.servers.get(&spec.name) else {
+                report.needs_restart.push(format!(
+                    "server {:?} is new: restart to start it",
+                    spec.name
+                ));
+                continue;
+            };
+            if spec.listen != running.handle.local_addr() && spec.listen.port() != 0 {
+                report.needs_restart.push(format!(
+                    "server {:?} moves to {}: restart to rebind",
+                    spec.name, spec.listen
+                ));
+            }
+            match running.handle.reload_tls(spec.certs.clone(), &spec.tls) {
+                Ok(()) => report.reloaded.push(spec.name.clone()),
+                Err(error) => report.errors.push(error.to_string()),
+            }
+        }
+        for name in self.servers.keys() {
+            if !config.servers.iter().any(|spec| &spec.name == name) {
+                report.needs_restart.push(format!(
+                    "server {name:?} is no longer configured: restart to remove it"
+                ));
+            }
+        }
+        if let Some(keys) = self.ctx.ticket_keys() {
+            if keys.file() != config.global.ticket_key_file.as_deref() {
+                report
+                    .needs_restart
+                    .push("ticket_key_file changed: restart to use the new file".to_owned());
+            } else if let Err(error) = keys.reload() {
+                report
+                    .errors
+                    .push(format!("{error}; the previous ticket key stays"));
+            }
+        }
+        report
     }
 
     /// Stops the server called `name` alone and waits until it has drained.

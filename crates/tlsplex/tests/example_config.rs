@@ -29,8 +29,8 @@ fn the_example_config_loads_once_its_certificates_exist() {
     let names: Vec<_> = config.servers.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["web", "admin-tls"]);
     assert_eq!(config.servers[0].certs.identities().len(), 2);
-    assert_eq!(
-        config.servers[1].alpn.as_deref(),
-        Some(&["http/1.1".to_owned()][..])
-    );
+    assert!(config.servers[0].tls.strict_sni);
+    assert_eq!(config.servers[1].tls.alpn, ["http/1.1"]);
+    assert_eq!(config.servers[1].tls.versions.len(), 1);
+    assert_eq!(config.servers[1].tls.cipher_suites.len(), 2);
 }

@@ -13,6 +13,9 @@ pub(super) struct GlobalFile {
     pub server_max_connections: Option<usize>,
     pub shutdown_grace: Option<String>,
     pub worker_threads: Option<usize>,
+    pub ticket_key_file: Option<PathBuf>,
+    pub ticket_rotation: Option<String>,
+    pub reload_check_interval: Option<String>,
 }
 
 /// One `[[server]]` table.
@@ -26,7 +29,40 @@ pub(super) struct ServerFile {
     pub handler: HandlerFile,
     pub max_connections: Option<usize>,
     pub handshake_timeout: Option<String>,
+    pub tls: Option<TlsFile>,
+}
+
+/// `[server.tls]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TlsFile {
+    pub versions: Option<Vec<String>>,
+    pub cipher_suites: Option<Vec<String>>,
+    pub groups: Option<Vec<String>>,
     pub alpn: Option<Vec<String>>,
+    pub strict_sni: Option<bool>,
+    pub client_auth: Option<ClientAuthFile>,
+    pub session_cache_size: Option<usize>,
+    pub tickets: Option<bool>,
+}
+
+/// `client_auth = { ca = "...", mode = "...", crl = [...] }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ClientAuthFile {
+    pub ca: PathBuf,
+    #[serde(default)]
+    pub mode: ClientAuthModeFile,
+    #[serde(default)]
+    pub crl: Vec<PathBuf>,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum ClientAuthModeFile {
+    #[default]
+    Required,
+    Optional,
 }
 
 /// One entry of `certificates = [...]`.

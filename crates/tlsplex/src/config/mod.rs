@@ -17,11 +17,14 @@ use serde::Deserialize;
 
 use error::Problems;
 pub use error::{ConfigError, Problem};
-use file::{GlobalFile, HandlerFile, ServerFile};
+use file::{ClientAuthModeFile, GlobalFile, HandlerFile, ServerFile, TlsFile};
 
 use crate::context::{Context, ContextBuilder};
 use crate::server::ServerOptions;
 use crate::tls::certs::{CertStore, Identity};
+use crate::tls::client_auth::{ClientAuth, ClientAuthMode};
+use crate::tls::policy::TlsPolicy;
+use crate::tls::tickets::{TicketKeyError, TicketKeys};
 
 /// A validated config: global settings and servers, certificates loaded.
 #[derive(Debug)]
@@ -49,6 +52,12 @@ pub struct GlobalSettings {
     pub shutdown_grace: Duration,
     /// Runtime worker threads; `None`: one per CPU.
     pub worker_threads: Option<usize>,
+    /// Shared session-ticket master secret; `None`: a random one per process.
+    pub ticket_key_file: Option<PathBuf>,
+    /// How often ticket keys rotate.
+    pub ticket_rotation: Duration,
+    /// Poll the files the config names this often and reload when one changed; `None`: don't.
+    pub reload_check_interval: Option<Duration>,
 }
 
 /// One `[[server]]`, validated, certificates loaded.
@@ -69,8 +78,10 @@ pub struct ServerSpec {
     pub max_connections: Option<usize>,
     /// Override of the global handshake timeout.
     pub handshake_timeout: Option<Duration>,
-    /// ALPN protocols offered, when set.
-    pub alpn: Option<Vec<String>>,
+    /// How the server negotiates TLS (`[server.tls]`).
+    pub tls: TlsPolicy,
+    /// Client-authentication files (CA, then CRLs), for reload watching.
+    pub client_auth_files: Vec<PathBuf>,
 }
 
 /// The handler a config file can name.
@@ -89,24 +100,32 @@ impl Default for GlobalSettings {
             server_max_connections: 10_000,
             shutdown_grace: Duration::from_secs(30),
             worker_threads: None,
+            ticket_key_file: None,
+            ticket_rotation: Duration::from_secs(12 * 3600),
+            reload_check_interval: None,
         }
     }
 }
 
 impl GlobalSettings {
-    /// The context these settings describe.
-    pub fn context(&self) -> Context {
-        self.context_builder().build()
+    /// The context these settings describe (reading the ticket key file, if one is set).
+    pub fn context(&self) -> Result<Context, TicketKeyError> {
+        Ok(self.context_builder()?.build())
     }
 
     /// A builder preset with these settings.
-    pub fn context_builder(&self) -> ContextBuilder {
-        Context::builder()
+    pub fn context_builder(&self) -> Result<ContextBuilder, TicketKeyError> {
+        let builder = Context::builder()
             .handshake_timeout(self.handshake_timeout)
             .max_connections(self.max_connections)
             .server_max_connections(self.server_max_connections)
             .shutdown_grace(self.shutdown_grace)
-            .worker_threads(self.worker_threads)
+            .worker_threads(self.worker_threads);
+        let keys = match &self.ticket_key_file {
+            Some(path) => TicketKeys::from_file(path, self.ticket_rotation)?,
+            None => TicketKeys::generate(self.ticket_rotation)?,
+        };
+        Ok(builder.ticket_keys(keys))
     }
 }
 
@@ -120,9 +139,7 @@ impl ServerSpec {
         if let Some(limit) = self.max_connections {
             options = options.max_connections(limit);
         }
-        if let Some(alpn) = &self.alpn {
-            options = options.alpn(alpn.clone());
-        }
+        options = options.tls(self.tls.clone());
         match self.handler {
             HandlerSpec::Status => options,
         }
@@ -141,7 +158,10 @@ impl Config {
                 message: format!("cannot read the config file: {e}"),
             }],
         })?;
-        let base = path.parent().unwrap_or_else(|| Path::new("."));
+        let base = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
         Self::parse(&text, path, base)
     }
 
@@ -177,7 +197,7 @@ impl Config {
                 ),
             }
         }
-        let global = validate_global(global, &mut problems);
+        let global = validate_global(global, base, &mut problems);
         let servers = validate_servers(servers, base, &mut problems);
         problems.into_result(
             file.to_owned(),
@@ -240,7 +260,11 @@ fn deserialize<T: for<'de> Deserialize<'de>>(
     }
 }
 
-fn validate_global(value: Option<toml::Value>, problems: &mut Problems) -> GlobalSettings {
+fn validate_global(
+    value: Option<toml::Value>,
+    base: &Path,
+    problems: &mut Problems,
+) -> GlobalSettings {
     let raw = match value {
         None => GlobalFile::default(),
         Some(toml::Value::Table(table)) => {
@@ -280,7 +304,23 @@ fn validate_global(value: Option<toml::Value>, problems: &mut Problems) -> Globa
     let worker_threads = raw
         .worker_threads
         .map(|n| positive("global.worker_threads", Some(n), 1));
+    let ticket_rotation = duration(raw.ticket_rotation.as_deref(), true, &mut |m| {
+        problems.global("global.ticket_rotation", m)
+    })
+    .unwrap_or(defaults.ticket_rotation);
+    let reload_check_interval = duration(raw.reload_check_interval.as_deref(), true, &mut |m| {
+        problems.global("global.reload_check_interval", m)
+    });
+    let ticket_key_file = raw.ticket_key_file.map(|file| base.join(file));
+    if let Some(path) = &ticket_key_file {
+        if let Err(e) = TicketKeys::from_file(path, ticket_rotation) {
+            problems.global("global.ticket_key_file", e.to_string());
+        }
+    }
     GlobalSettings {
+        ticket_key_file,
+        ticket_rotation,
+        reload_check_interval,
         handshake_timeout: duration(raw.handshake_timeout.as_deref(), true, &mut |m| {
             problems.global("global.handshake_timeout", m)
         })
@@ -413,18 +453,11 @@ fn validate_server(
         problems.server(label, "max_connections", "must be at least 1");
         ok = false;
     }
-    if let Some(alpn) = &raw.alpn {
-        if alpn.iter().any(|p| p.is_empty() || p.len() > 255) {
-            problems.server(
-                label,
-                "alpn",
-                "each protocol name must be 1 to 255 bytes long",
-            );
-            ok = false;
-        }
-    }
+    let tls = validate_tls(raw.tls.as_ref(), label, base, problems);
     let certs = load_certificates(&raw, label, base, problems);
-    let (Some(listen), Some((certificate_files, certs)), true) = (listen, certs, ok) else {
+    let (Some(listen), Some((certificate_files, certs)), Some((tls, client_auth_files)), true) =
+        (listen, certs, tls, ok)
+    else {
         return None;
     };
     let handler = match raw.handler {
@@ -438,8 +471,103 @@ fn validate_server(
         handler,
         max_connections: raw.max_connections,
         handshake_timeout,
-        alpn: raw.alpn,
+        tls,
+        client_auth_files,
     })
+}
+
+/// `[server.tls]` into a policy (and the client-auth files to watch); `None` if anything is wrong.
+fn validate_tls(
+    raw: Option<&TlsFile>,
+    label: &str,
+    base: &Path,
+    problems: &mut Problems,
+) -> Option<(TlsPolicy, Vec<PathBuf>)> {
+    let mut policy = TlsPolicy::default();
+    let Some(raw) = raw else {
+        return Some((policy, Vec::new()));
+    };
+    let mut ok = true;
+    let mut check = |key: &str, result: Result<(), String>| {
+        if let Err(message) = result {
+            problems.server(label, key, message);
+            ok = false;
+        }
+    };
+    if let Some(names) = &raw.versions {
+        let parsed = TlsPolicy::parse_versions(names).map_err(|e| e.to_string());
+        let parsed = parsed.and_then(|v| {
+            if v.is_empty() {
+                Err("name at least one version".to_owned())
+            } else {
+                Ok(v)
+            }
+        });
+        check("tls.versions", parsed.map(|v| policy.versions = v));
+    }
+    if let Some(names) = &raw.cipher_suites {
+        let parsed = TlsPolicy::parse_cipher_suites(names).map_err(|e| e.to_string());
+        check(
+            "tls.cipher_suites",
+            parsed.map(|s| policy.cipher_suites = s),
+        );
+    }
+    if let Some(names) = &raw.groups {
+        let parsed = TlsPolicy::parse_kx_groups(names).map_err(|e| e.to_string());
+        check("tls.groups", parsed.map(|g| policy.kx_groups = g));
+    }
+    let versions = policy.versions.clone();
+    let suites_for = |version: &rustls::SupportedProtocolVersion| {
+        policy.cipher_suites.iter().any(|s| s.version() == version)
+    };
+    for version in versions {
+        if !suites_for(version) {
+            check(
+                "tls.cipher_suites",
+                Err(format!(
+                    "no suite for {:?}: name one or drop that version",
+                    version.version
+                )),
+            );
+        }
+    }
+    if let Some(alpn) = &raw.alpn {
+        let valid = alpn.iter().all(|p| !p.is_empty() && p.len() <= 255);
+        check(
+            "tls.alpn",
+            if valid {
+                Ok(())
+            } else {
+                Err("each protocol name must be 1 to 255 bytes long".to_owned())
+            },
+        );
+        policy.alpn = alpn.clone();
+    }
+    policy.strict_sni = raw.strict_sni.unwrap_or(policy.strict_sni);
+    policy.session_cache_size = raw.session_cache_size.unwrap_or(policy.session_cache_size);
+    policy.tickets = raw.tickets.unwrap_or(policy.tickets);
+    let mut files = Vec::new();
+    if let Some(auth) = &raw.client_auth {
+        let ca = base.join(&auth.ca);
+        let crls: Vec<PathBuf> = auth.crl.iter().map(|c| base.join(c)).collect();
+        let mode = match auth.mode {
+            ClientAuthModeFile::Required => ClientAuthMode::Required,
+            ClientAuthModeFile::Optional => ClientAuthMode::Optional,
+        };
+        match ClientAuth::from_files(&ca, &crls, mode) {
+            Ok(loaded) => policy.client_auth = Some(loaded),
+            Err(e) => {
+                let key = match crls.iter().position(|c| c == e.path()) {
+                    Some(i) => format!("tls.client_auth.crl[{i}]"),
+                    None => "tls.client_auth.ca".to_owned(),
+                };
+                check(&key, Err(e.to_string()));
+            }
+        }
+        files.push(ca);
+        files.extend(crls);
+    }
+    ok.then_some((policy, files))
 }
 
 type LoadedCerts = (Vec<(PathBuf, PathBuf)>, Arc<CertStore>);

@@ -10,6 +10,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::tls::summary::CertSummary;
+
 /// One established TLS connection, handed to a [`crate::Handler`].
 #[non_exhaustive]
 pub struct TlsConn {
@@ -43,6 +45,8 @@ pub struct ConnInfo {
     pub cipher_suite: String,
     /// Whether the session was resumed rather than negotiated afresh.
     pub resumed: bool,
+    /// The client's certificate, when it presented one (and it verified).
+    pub client_cert: Option<CertSummary>,
     /// From accepting the TCP connection to the end of the handshake.
     #[serde(rename = "handshake_ms", serialize_with = "as_millis")]
     pub handshake_duration: Duration,
@@ -74,6 +78,10 @@ impl ConnInfo {
                 .unwrap_or_default()
                 .to_owned(),
             resumed: tls.handshake_kind() == Some(HandshakeKind::Resumed),
+            client_cert: tls
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|leaf| CertSummary::from_der(leaf)),
             handshake_duration,
         }
     }

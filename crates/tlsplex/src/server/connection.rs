@@ -1,26 +1,34 @@
 //! One connection's task: the TLS handshake under a timeout, then the handler.
 //! (The seed's `startHttpsThread` with `SSL_acceptConnection`.)
 
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rustls::server::Acceptor;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::StartHandshake;
 use tokio_util::sync::CancellationToken;
 
+use super::tls_state::TlsState;
 use crate::handler::{ConnInfo, ConnectionHandler, TlsConn};
 
 /// What every connection of one server shares; built once at bind.
 pub(super) struct ConnectionShared {
     pub(super) server: Arc<str>,
     pub(super) local_addr: SocketAddr,
-    pub(super) acceptor: TlsAcceptor,
+    pub(super) tls: Arc<TlsState>,
     pub(super) handler: ConnectionHandler,
     pub(super) handshake_timeout: Duration,
     /// The server's stop token: handlers see it as [`TlsConn::shutdown`].
     pub(super) stop: CancellationToken,
 }
+
+/// A fatal `unrecognized_name` alert record (TLS 1.2 framing, as before any key is agreed).
+const UNRECOGNIZED_NAME_ALERT: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70];
 
 /// Handshakes and serves one accepted TCP connection; never fails outward: what goes wrong is
 /// logged and costs this connection only.
@@ -32,21 +40,21 @@ pub(super) async fn serve(
 ) {
     // TLS records are written whole; Nagle would only delay the handshake's last flight.
     let _ = tcp.set_nodelay(true);
-    let stream =
-        match tokio::time::timeout(shared.handshake_timeout, shared.acceptor.accept(tcp)).await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(error)) => {
-                tracing::debug!(%error, "handshake failed");
-                return;
-            }
-            Err(_) => {
-                tracing::debug!(
-                    timeout_ms = shared.handshake_timeout.as_millis() as u64,
-                    "handshake timed out"
-                );
-                return;
-            }
-        };
+    let stream = match tokio::time::timeout(shared.handshake_timeout, handshake(&shared, tcp)).await
+    {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
+            log_handshake_failure(&error);
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(
+                timeout_ms = shared.handshake_timeout.as_millis() as u64,
+                "handshake timed out"
+            );
+            return;
+        }
+    };
     let info = ConnInfo::new(
         shared.server.clone(),
         shared.local_addr,
@@ -60,6 +68,7 @@ pub(super) async fn serve(
         tls.sni = info.sni.as_deref().unwrap_or(""),
         tls.alpn = info.alpn.as_deref().unwrap_or(""),
         tls.resumed = info.resumed,
+        tls.client_cert = info.client_cert.as_ref().map_or("", |c| c.subject.as_str()),
         "handshake complete"
     );
     let conn = TlsConn {
@@ -70,5 +79,74 @@ pub(super) async fn serve(
     match shared.handler.serve(conn).await {
         Ok(()) => tracing::debug!("connection closed"),
         Err(error) => tracing::debug!(%error, "connection closed by handler error"),
+    }
+}
+
+/// Reads the ClientHello, takes the TLS snapshot current at that moment, and completes the
+/// handshake with it.
+async fn handshake(
+    shared: &ConnectionShared,
+    mut tcp: TcpStream,
+) -> io::Result<TlsStream<TcpStream>> {
+    let mut acceptor = Acceptor::default();
+    let mut buffer = [0u8; 4096];
+    let accepted = loop {
+        let n = tcp.read(&mut buffer).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let mut input = &buffer[..n];
+        while !input.is_empty() {
+            if acceptor.read_tls(&mut input)? == 0 {
+                break;
+            }
+        }
+        match acceptor.accept() {
+            Ok(Some(accepted)) => break accepted,
+            Ok(None) => continue,
+            Err((error, mut alert)) => {
+                let mut out = Vec::new();
+                let _ = alert.write_all(&mut out);
+                let _ = tcp.write_all(&out).await;
+                return Err(io::Error::new(io::ErrorKind::InvalidData, error));
+            }
+        }
+    };
+    let snapshot = shared.tls.current();
+    if snapshot.strict_sni {
+        let sni = accepted.client_hello().server_name().map(str::to_owned);
+        if !sni
+            .as_deref()
+            .is_some_and(|name| snapshot.certs.covers(name))
+        {
+            let _ = tcp.write_all(&UNRECOGNIZED_NAME_ALERT).await;
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "strict_sni: no certificate for {:?}",
+                    sni.unwrap_or_default()
+                ),
+            ));
+        }
+    }
+    StartHandshake::from_parts(accepted, tcp)
+        .into_stream(snapshot.config.clone())
+        .await
+}
+
+/// Client-certificate refusals are worth an operator's attention (info); other failures are the
+/// internet's background noise (debug).
+fn log_handshake_failure(error: &io::Error) {
+    let tls_error = error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    match tls_error {
+        Some(rustls::Error::NoCertificatesPresented) => {
+            tracing::info!("handshake refused: the client presented no certificate");
+        }
+        Some(e @ rustls::Error::InvalidCertificate(_)) => {
+            tracing::info!(reason = %e, "handshake refused: client certificate not accepted");
+        }
+        _ => tracing::debug!(%error, "handshake failed"),
     }
 }

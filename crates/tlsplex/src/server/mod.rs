@@ -7,6 +7,7 @@
 mod accept;
 mod connection;
 mod options;
+mod tls_state;
 
 use std::io;
 use std::net::SocketAddr;
@@ -16,7 +17,6 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
@@ -26,9 +26,11 @@ pub use options::ServerOptions;
 use crate::context::Context;
 use crate::handler::{ConnectionHandler, StatusHandler};
 use crate::registry::{DuplicateName, Registration, ServerState};
-use crate::tls::policy;
+use crate::tls::certs::CertStore;
+use crate::tls::policy::{ResumptionState, TlsPolicy};
 use accept::AcceptBackoff;
 use connection::ConnectionShared;
+use tls_state::TlsState;
 
 /// Why a server could not be bound or run; every variant names the server.
 #[derive(Debug, thiserror::Error)]
@@ -81,13 +83,23 @@ pub struct Server {
     registration: Registration,
 }
 
-/// A cheap handle to a server: stop it, and see how many connections it holds.
-#[derive(Clone, Debug)]
+/// A cheap handle to a server: stop it, reload its TLS material, count its connections.
+#[derive(Clone)]
 pub struct ServerHandle {
     name: Arc<str>,
     local_addr: SocketAddr,
     stop: CancellationToken,
     connections: TaskTracker,
+    tls: Arc<TlsState>,
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("name", &self.name)
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ServerHandle {
@@ -116,6 +128,18 @@ impl ServerHandle {
     pub fn open_connections(&self) -> usize {
         self.connections.len()
     }
+
+    /// Replaces the server's certificates and TLS policy. New handshakes use them; open
+    /// connections keep what they negotiated; session caches and ticket keys carry over (a change
+    /// of `session_cache_size` waits for a restart). On error nothing changes.
+    pub fn reload_tls(&self, certs: Arc<CertStore>, policy: &TlsPolicy) -> Result<(), ServerError> {
+        self.tls
+            .replace(certs, policy)
+            .map_err(|source| ServerError::Tls {
+                server: self.name.to_string(),
+                source,
+            })
+    }
 }
 
 impl Server {
@@ -133,11 +157,19 @@ impl Server {
             addr: options.listen,
             source,
         })?;
-        let tls = policy::server_config(ctx.crypto_provider(), options.certs, &options.alpn)
-            .map_err(|source| ServerError::Tls {
-                server: server.clone(),
-                source,
-            })?;
+        let ticketer = ctx.ticket_keys().map(|keys| keys.ticketer(&server));
+        let resumption = ResumptionState::new(&options.tls, ticketer);
+        let tls = TlsState::new(
+            ctx.crypto_provider().clone(),
+            resumption,
+            options.certs,
+            &options.tls,
+        )
+        .map_err(|source| ServerError::Tls {
+            server: server.clone(),
+            source,
+        })?;
+        let tls = Arc::new(tls);
         let registration = ctx
             .registry()
             .register(&server, local_addr)
@@ -160,7 +192,7 @@ impl Server {
             shared: Arc::new(ConnectionShared {
                 server: name.clone(),
                 local_addr,
-                acceptor: TlsAcceptor::from(Arc::new(tls)),
+                tls: tls.clone(),
                 handler,
                 handshake_timeout: options
                     .handshake_timeout
@@ -173,6 +205,7 @@ impl Server {
                 local_addr,
                 stop,
                 connections: TaskTracker::new(),
+                tls,
             },
             registration,
         })

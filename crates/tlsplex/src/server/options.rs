@@ -6,14 +6,14 @@ use std::time::Duration;
 
 use crate::handler::{ConnectionHandler, Handler};
 use crate::tls::certs::CertStore;
-use crate::tls::policy::DEFAULT_ALPN;
+use crate::tls::policy::TlsPolicy;
 
 /// Everything needed to bind one server: its name, address, certificates, limits and handler.
 ///
 /// # Defaults
 /// - handler: the built-in status page ([`crate::StatusHandler`]);
 /// - `handshake_timeout` and `max_connections`: the context's;
-/// - `alpn`: `h2`, then `http/1.1`;
+/// - `tls`: [`TlsPolicy::default`] (TLS 1.2 and 1.3, ALPN `h2`, `http/1.1`, tickets on);
 /// - `backlog`: 1024 connections waiting in the kernel to be accepted.
 #[derive(Clone)]
 pub struct ServerOptions {
@@ -24,7 +24,7 @@ pub struct ServerOptions {
     pub(crate) handler: Option<ConnectionHandler>,
     pub(crate) handshake_timeout: Option<Duration>,
     pub(crate) max_connections: Option<usize>,
-    pub(crate) alpn: Vec<String>,
+    pub(crate) tls: TlsPolicy,
     pub(crate) backlog: u32,
 }
 
@@ -43,7 +43,7 @@ impl ServerOptions {
             handler: None,
             handshake_timeout: None,
             max_connections: None,
-            alpn: DEFAULT_ALPN.iter().map(|p| (*p).to_owned()).collect(),
+            tls: TlsPolicy::default(),
             backlog: 1024,
         }
     }
@@ -66,13 +66,19 @@ impl ServerOptions {
         self
     }
 
+    /// How this server negotiates TLS.
+    pub fn tls(mut self, policy: TlsPolicy) -> Self {
+        self.tls = policy;
+        self
+    }
+
     /// ALPN protocols offered, most preferred first; empty turns ALPN off.
     pub fn alpn<I, S>(mut self, protocols: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.alpn = protocols.into_iter().map(Into::into).collect();
+        self.tls.alpn = protocols.into_iter().map(Into::into).collect();
         self
     }
 
@@ -106,7 +112,7 @@ impl std::fmt::Debug for ServerOptions {
             .field("certs", &self.certs)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("max_connections", &self.max_connections)
-            .field("alpn", &self.alpn)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }

@@ -241,6 +241,11 @@ impl CertStore {
         &self.identities
     }
 
+    /// Whether some identity's certificate names `sni` (exactly or by wildcard).
+    pub fn covers(&self, sni: &str) -> bool {
+        self.lookup(sni).is_some()
+    }
+
     fn lookup(&self, sni: &str) -> Option<usize> {
         let name = sni.to_ascii_lowercase();
         if let Some(index) = self.exact.get(&name) {

@@ -1,26 +1,187 @@
-//! The rustls `ServerConfig` one server hands to every handshake.
+//! `TlsPolicy`: what one server negotiates (versions, suites, groups, ALPN, SNI strictness, client
+//! certificates, resumption), and the rustls `ServerConfig` built from it.
 
 use std::sync::Arc;
 
-use rustls::crypto::CryptoProvider;
-use rustls::ServerConfig;
+use rustls::crypto::{aws_lc_rs, CryptoProvider, SupportedKxGroup};
+use rustls::server::{NoServerSessionStorage, ServerSessionMemoryCache, StoresServerSessions};
+use rustls::{ServerConfig, SupportedCipherSuite, SupportedProtocolVersion};
 
 use super::certs::CertStore;
+use super::client_auth::ClientAuth;
+use super::tickets::ServerTicketer;
 
 /// The ALPN protocols a server offers when it is not told otherwise: HTTP/2 first, then HTTP/1.1.
 pub const DEFAULT_ALPN: [&str; 2] = ["h2", "http/1.1"];
 
-/// Builds the rustls configuration for one server: TLS 1.2 and 1.3, no client authentication,
-/// certificates chosen by `certs`, and `alpn` in order of preference.
+/// Session-cache entries per server when not told otherwise.
+pub const DEFAULT_SESSION_CACHE_SIZE: usize = 4096;
+
+/// How one server negotiates TLS.
+///
+/// # Defaults
+/// TLS 1.3 and 1.2; rustls's default suites and key-exchange groups for aws-lc-rs (the server's
+/// order wins); ALPN `h2`, `http/1.1`; unknown SNI gets the default certificate; no client
+/// certificates; a 4096-entry session cache and stateless tickets.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct TlsPolicy {
+    /// Protocol versions, in any order.
+    pub versions: Vec<&'static SupportedProtocolVersion>,
+    /// Cipher suites, most preferred first.
+    pub cipher_suites: Vec<SupportedCipherSuite>,
+    /// Key-exchange groups, most preferred first.
+    pub kx_groups: Vec<&'static dyn SupportedKxGroup>,
+    /// ALPN protocols, most preferred first; empty turns ALPN off.
+    pub alpn: Vec<String>,
+    /// Refuse (alert `unrecognized_name`) a client whose SNI matches no certificate.
+    pub strict_sni: bool,
+    /// Client certificates: `None` asks for none.
+    pub client_auth: Option<ClientAuth>,
+    /// Stateful session-cache entries; 0 turns the cache off.
+    pub session_cache_size: usize,
+    /// Stateless session tickets (TLS 1.2 and 1.3), keys from the context.
+    pub tickets: bool,
+}
+
+impl Default for TlsPolicy {
+    fn default() -> Self {
+        Self {
+            versions: rustls::DEFAULT_VERSIONS.to_vec(),
+            cipher_suites: aws_lc_rs::DEFAULT_CIPHER_SUITES.to_vec(),
+            kx_groups: aws_lc_rs::DEFAULT_KX_GROUPS.to_vec(),
+            alpn: DEFAULT_ALPN.iter().map(|p| (*p).to_owned()).collect(),
+            strict_sni: false,
+            client_auth: None,
+            session_cache_size: DEFAULT_SESSION_CACHE_SIZE,
+            tickets: true,
+        }
+    }
+}
+
+/// A name in a policy that tlsplex does not offer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind} {name:?} is not offered by tlsplex; choose from: {}", choices.join(", "))]
+pub struct UnknownName {
+    /// `protocol version`, `cipher suite` or `key-exchange group`.
+    pub kind: &'static str,
+    /// The name asked for.
+    pub name: String,
+    /// The names that are offered.
+    pub choices: Vec<&'static str>,
+}
+
+impl TlsPolicy {
+    /// Parses version names: `TLSv1.3`/`1.3` and `TLSv1.2`/`1.2`.
+    pub fn parse_versions(
+        names: &[String],
+    ) -> Result<Vec<&'static SupportedProtocolVersion>, UnknownName> {
+        names
+            .iter()
+            .map(|name| match name.trim_start_matches("TLSv") {
+                "1.3" => Ok(&rustls::version::TLS13),
+                "1.2" => Ok(&rustls::version::TLS12),
+                _ => Err(UnknownName {
+                    kind: "protocol version",
+                    name: name.clone(),
+                    choices: vec!["TLSv1.3", "TLSv1.2"],
+                }),
+            })
+            .collect()
+    }
+
+    /// Parses cipher-suite names as rustls spells them (`TLS13_AES_128_GCM_SHA256`,
+    /// `TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384`, …).
+    pub fn parse_cipher_suites(names: &[String]) -> Result<Vec<SupportedCipherSuite>, UnknownName> {
+        let all = aws_lc_rs::ALL_CIPHER_SUITES;
+        let name_of = |s: &SupportedCipherSuite| s.suite().as_str().unwrap_or("");
+        names
+            .iter()
+            .map(|name| {
+                all.iter()
+                    .find(|s| name_of(s).eq_ignore_ascii_case(name))
+                    .copied()
+                    .ok_or_else(|| UnknownName {
+                        kind: "cipher suite",
+                        name: name.clone(),
+                        choices: all.iter().map(name_of).collect(),
+                    })
+            })
+            .collect()
+    }
+
+    /// Parses key-exchange group names (`X25519`, `secp256r1`, `secp384r1`, `X25519MLKEM768`).
+    pub fn parse_kx_groups(
+        names: &[String],
+    ) -> Result<Vec<&'static dyn SupportedKxGroup>, UnknownName> {
+        let all = aws_lc_rs::ALL_KX_GROUPS;
+        let name_of = |g: &&dyn SupportedKxGroup| g.name().as_str().unwrap_or("");
+        names
+            .iter()
+            .map(|name| {
+                all.iter()
+                    .find(|g| name_of(g).eq_ignore_ascii_case(name))
+                    .copied()
+                    .ok_or_else(|| UnknownName {
+                        kind: "key-exchange group",
+                        name: name.clone(),
+                        choices: all.iter().map(name_of).collect(),
+                    })
+            })
+            .collect()
+    }
+}
+
+/// What a server keeps across reloads, so resumption survives new certificates.
+#[derive(Debug, Clone)]
+pub(crate) struct ResumptionState {
+    pub(crate) session_cache: Arc<dyn StoresServerSessions>,
+    /// `None` when the context has no ticket keys.
+    pub(crate) ticketer: Option<Arc<ServerTicketer>>,
+}
+
+impl ResumptionState {
+    pub(crate) fn new(policy: &TlsPolicy, ticketer: Option<Arc<ServerTicketer>>) -> Self {
+        let session_cache: Arc<dyn StoresServerSessions> = match policy.session_cache_size {
+            0 => Arc::new(NoServerSessionStorage {}),
+            size => ServerSessionMemoryCache::new(size),
+        };
+        Self {
+            session_cache,
+            ticketer,
+        }
+    }
+}
+
+/// Builds one server's rustls configuration.
 pub(crate) fn server_config(
-    provider: &Arc<CryptoProvider>,
+    base: &CryptoProvider,
     certs: Arc<CertStore>,
-    alpn: &[String],
+    policy: &TlsPolicy,
+    resumption: &ResumptionState,
 ) -> Result<ServerConfig, rustls::Error> {
-    let mut config = ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_cert_resolver(certs);
-    config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    let provider = Arc::new(CryptoProvider {
+        cipher_suites: policy.cipher_suites.clone(),
+        kx_groups: policy.kx_groups.clone(),
+        ..base.clone()
+    });
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&policy.versions)?;
+    let builder = match &policy.client_auth {
+        Some(client_auth) => builder.with_client_cert_verifier(client_auth.verifier(provider)?),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(certs);
+    config.alpn_protocols = policy.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    // The server's preference wins: operators order suites on purpose.
+    config.ignore_client_order = true;
+    config.session_storage = resumption.session_cache.clone();
+    let ticketer = resumption.ticketer.as_ref().filter(|_| policy.tickets);
+    if let Some(ticketer) = ticketer {
+        config.ticketer = ticketer.clone();
+    } else if policy.session_cache_size == 0 {
+        // No way to resume: sending TLS 1.3 tickets would only cost the client memory.
+        config.send_tls13_tickets = 0;
+    }
     Ok(config)
 }

@@ -8,7 +8,8 @@ use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 /// A readable summary of one X.509 certificate, for logs, the status page and `tlsplex probe`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// In JSON, times are RFC 3339 text.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct CertSummary {
     /// The subject distinguished name, e.g. `CN=localhost`.
@@ -20,8 +21,10 @@ pub struct CertSummary {
     /// IP addresses from the subjectAltName extension.
     pub ip_addresses: Vec<IpAddr>,
     /// Start of the validity period.
+    #[serde(serialize_with = "rfc3339")]
     pub not_before: SystemTime,
     /// End of the validity period.
+    #[serde(serialize_with = "rfc3339")]
     pub not_after: SystemTime,
     /// SHA-256 of the DER encoding, as colon-separated upper-case hex (the form browsers show).
     pub sha256_fingerprint: String,
@@ -85,6 +88,10 @@ pub fn sha256_fingerprint(der: &[u8]) -> String {
         let _ = write!(out, "{byte:02X}");
     }
     out
+}
+
+fn rfc3339<S: serde::Serializer>(time: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&humantime::format_rfc3339_seconds(*time))
 }
 
 fn system_time(unix_seconds: i64) -> SystemTime {

@@ -1,0 +1,75 @@
+//! Reloading from the config file: on SIGHUP, and when `reload_check_interval` is set, whenever a
+//! file the config names changes (for deployments without signals, such as mounted secrets).
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use tlsplex::{Config, Supervisor};
+
+/// The config file and the modification times of every file it names, as last loaded.
+pub struct Watched {
+    config: PathBuf,
+    files: Vec<(PathBuf, Option<SystemTime>)>,
+}
+
+impl Watched {
+    pub fn new(config_path: &Path, config: &Config) -> Self {
+        let mut paths = vec![config_path.to_owned()];
+        paths.extend(config.global.ticket_key_file.clone());
+        for server in &config.servers {
+            for (cert, key) in &server.certificate_files {
+                paths.extend([cert.clone(), key.clone()]);
+            }
+            paths.extend(server.client_auth_files.iter().cloned());
+        }
+        Self {
+            config: config_path.to_owned(),
+            files: paths
+                .into_iter()
+                .map(|p| (p.clone(), modified(&p)))
+                .collect(),
+        }
+    }
+
+    /// Whether any watched file changed (or appeared, or vanished) since the last load.
+    pub fn changed(&self) -> bool {
+        self.files
+            .iter()
+            .any(|(path, seen)| modified(path) != *seen)
+    }
+
+    /// Loads the config again and applies it; on any error the running servers keep what they
+    /// have. Returns the new watch list either way, so a broken file is not retried in a loop.
+    pub fn reload(self, supervisor: &Supervisor, why: &str) -> Self {
+        tracing::info!(config = %self.config.display(), reason = why, "reloading");
+        let config = match Config::load(&self.config) {
+            Ok(config) => config,
+            Err(error) => {
+                for problem in error.to_string().lines() {
+                    tracing::error!(%problem, "reload refused; the previous configuration keeps serving");
+                }
+                return Self {
+                    files: self
+                        .files
+                        .iter()
+                        .map(|(p, _)| (p.clone(), modified(p)))
+                        .collect(),
+                    ..self
+                };
+            }
+        };
+        let report = supervisor.reload(&config);
+        for error in &report.errors {
+            tracing::error!(%error, "reload: not applied; the previous material keeps serving");
+        }
+        for change in &report.needs_restart {
+            tracing::warn!(%change, "reload: needs a restart");
+        }
+        tracing::info!(servers = %report.reloaded.join(","), "reloaded");
+        Self::new(&self.config, &config)
+    }
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}

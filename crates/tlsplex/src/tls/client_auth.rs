@@ -1,0 +1,194 @@
+//! Client certificates (mTLS): the CA a server trusts, its CRLs, and whether a certificate is
+//! required or optional.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer};
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::WebPkiClientVerifier;
+use rustls::RootCertStore;
+
+use super::summary::CertSummary;
+
+/// Whether a client must present a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientAuthMode {
+    /// No certificate, or one that does not verify: the handshake fails.
+    Required,
+    /// Anonymous clients are served; a certificate that is presented must verify.
+    Optional,
+}
+
+/// A server's client-certificate policy, loaded and checked.
+#[derive(Debug, Clone)]
+pub struct ClientAuth {
+    roots: Arc<RootCertStore>,
+    crls: Vec<CertificateRevocationListDer<'static>>,
+    mode: ClientAuthMode,
+}
+
+/// Why client-authentication material could not be loaded; every variant names the file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientAuthError {
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The CA file holds no usable certificate.
+    #[error("{path} contains no CA certificate")]
+    NoCa {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A CA certificate is not valid X.509, or rustls refuses it as a trust anchor.
+    #[error("{path}: CA certificate {index} is not usable: {reason}")]
+    BadCa {
+        /// The file.
+        path: PathBuf,
+        /// Position in the file, from 0.
+        index: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A CA certificate has expired: every client certificate it issued would be refused.
+    #[error("{path}: CA certificate {subject:?} expired {days} day(s) ago")]
+    ExpiredCa {
+        /// The file.
+        path: PathBuf,
+        /// The CA's subject.
+        subject: String,
+        /// How long ago.
+        days: i64,
+    },
+    /// A CRL file holds no CRL, or one that does not parse.
+    #[error("{path}: not a usable CRL (PEM or DER): {reason}")]
+    BadCrl {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl ClientAuthError {
+    /// The file the problem is in.
+    pub fn path(&self) -> &Path {
+        match self {
+            Self::Unreadable { path, .. }
+            | Self::NoCa { path }
+            | Self::BadCa { path, .. }
+            | Self::ExpiredCa { path, .. }
+            | Self::BadCrl { path, .. } => path,
+        }
+    }
+}
+
+impl ClientAuth {
+    /// Loads the CA bundle (PEM) and CRLs (PEM or DER) a server verifies clients with.
+    pub fn from_files(
+        ca: &Path,
+        crls: &[PathBuf],
+        mode: ClientAuthMode,
+    ) -> Result<Self, ClientAuthError> {
+        let pem = read(ca)?;
+        let mut roots = RootCertStore::empty();
+        let now = SystemTime::now();
+        for (index, cert) in CertificateDer::pem_slice_iter(&pem).enumerate() {
+            let bad = |reason: String| ClientAuthError::BadCa {
+                path: ca.to_owned(),
+                index,
+                reason,
+            };
+            let cert = cert.map_err(|e| bad(e.to_string()))?;
+            let summary =
+                CertSummary::from_der(&cert).ok_or_else(|| bad("not X.509".to_owned()))?;
+            let days = summary.days_until_expiry(now);
+            if days < 0 {
+                return Err(ClientAuthError::ExpiredCa {
+                    path: ca.to_owned(),
+                    subject: summary.subject,
+                    days: -days,
+                });
+            }
+            roots.add(cert).map_err(|e| bad(e.to_string()))?;
+        }
+        if roots.is_empty() {
+            return Err(ClientAuthError::NoCa {
+                path: ca.to_owned(),
+            });
+        }
+        let mut client_auth = Self {
+            roots: Arc::new(roots),
+            crls: Vec::new(),
+            mode,
+        };
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        for path in crls {
+            client_auth.crls.push(load_crl(path)?);
+            // Build now, so a CRL rustls cannot use fails the load, naming its file.
+            client_auth
+                .verifier(provider.clone())
+                .map_err(|e| ClientAuthError::BadCrl {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+        }
+        Ok(client_auth)
+    }
+
+    /// Required or optional.
+    pub fn mode(&self) -> ClientAuthMode {
+        self.mode
+    }
+
+    pub(crate) fn verifier(
+        &self,
+        provider: Arc<CryptoProvider>,
+    ) -> Result<Arc<dyn ClientCertVerifier>, rustls::Error> {
+        let mut builder = WebPkiClientVerifier::builder_with_provider(self.roots.clone(), provider)
+            .with_crls(self.crls.iter().cloned())
+            // A CRL lists the leaves its CA revoked; the CA itself is the trust anchor.
+            .only_check_end_entity_revocation();
+        if self.mode == ClientAuthMode::Optional {
+            builder = builder.allow_unauthenticated();
+        }
+        builder
+            .build()
+            .map_err(|e| rustls::Error::General(e.to_string()))
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, ClientAuthError> {
+    std::fs::read(path).map_err(|source| ClientAuthError::Unreadable {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn load_crl(path: &Path) -> Result<CertificateRevocationListDer<'static>, ClientAuthError> {
+    let bytes = read(path)?;
+    let bad = |reason: &str| ClientAuthError::BadCrl {
+        path: path.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if bytes.starts_with(b"-----BEGIN") || bytes.iter().take(64).all(u8::is_ascii) {
+        return CertificateRevocationListDer::from_pem_slice(&bytes)
+            .map_err(|_| bad("no -----BEGIN X509 CRL----- block"));
+    }
+    // DER: a SEQUENCE; webpki checks the rest when the verifier is built.
+    if bytes.first() == Some(&0x30) {
+        Ok(CertificateRevocationListDer::from(bytes))
+    } else {
+        Err(bad("neither PEM nor DER"))
+    }
+}
