@@ -9,7 +9,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams,
+    SerialNumber, SignatureAlgorithm,
+};
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
 use tlsplex::{CertStore, Context, Identity, Server, ServerOptions};
@@ -68,6 +73,11 @@ impl TestPki {
             .distinguished_name
             .push(DnType::CommonName, "tlsplex test CA");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         let ca_cert = ca_params.clone().self_signed(&ca_key).unwrap();
         Self {
             ca_params,
@@ -94,16 +104,43 @@ impl TestPki {
         path
     }
 
-    /// Issues a leaf for `names` (DNS names or IP addresses) with CN `names[0]`, written to
-    /// `<file_stem>.pem` and `<file_stem>.key`.
+    /// Issues a server leaf (ECDSA P-256) for `names` (DNS names or IP addresses) with CN
+    /// `names[0]`, written to `<file_stem>.pem` and `<file_stem>.key`.
     pub fn issue(&self, file_stem: &str, names: &[&str]) -> TestCert {
-        let key = KeyPair::generate().unwrap();
+        self.issue_with(file_stem, names, &rcgen::PKCS_ECDSA_P256_SHA256)
+    }
+
+    /// As [`TestPki::issue`], with a key of the given algorithm (P-384, Ed25519, RSA…).
+    pub fn issue_with(
+        &self,
+        file_stem: &str,
+        names: &[&str],
+        algorithm: &'static SignatureAlgorithm,
+    ) -> TestCert {
+        let key = match KeyPair::generate_for(algorithm) {
+            Ok(key) => key,
+            Err(_) => KeyPair::generate_rsa_for(algorithm, rcgen::RsaKeySize::_2048).unwrap(),
+        };
         let mut params =
             CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
                 .unwrap();
         params
             .distinguished_name
             .push(DnType::CommonName, names.first().copied().unwrap_or("leaf"));
+        self.sign(file_stem, params, key)
+    }
+
+    /// Issues a client certificate with CN `name` and serial number `serial` (for CRLs).
+    pub fn issue_client(&self, file_stem: &str, name: &str, serial: u64) -> TestCert {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec![name.to_owned()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.serial_number = Some(SerialNumber::from(serial));
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        self.sign(file_stem, params, key)
+    }
+
+    fn sign(&self, file_stem: &str, params: CertificateParams, key: KeyPair) -> TestCert {
         let issuer = self.ca_params.clone().self_signed(&self.ca_key).unwrap();
         let cert = params.signed_by(&key, &issuer, &self.ca_key).unwrap();
         let cert_path = self.dir().join(format!("{file_stem}.pem"));
@@ -119,18 +156,69 @@ impl TestPki {
         }
     }
 
-    /// A rustls client trusting this CA, offering `alpn`.
-    pub fn client(&self, alpn: &[&str]) -> Arc<ClientConfig> {
+    /// Writes a CRL revoking `serials` to `<file_stem>.crl` (PEM) and returns its path.
+    pub fn crl(&self, file_stem: &str, serials: &[u64]) -> PathBuf {
+        let now = time::OffsetDateTime::now_utc();
+        let params = CertificateRevocationListParams {
+            this_update: now - time::Duration::minutes(5),
+            next_update: now + time::Duration::days(7),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: serials
+                .iter()
+                .map(|serial| RevokedCertParams {
+                    serial_number: SerialNumber::from(*serial),
+                    revocation_time: now - time::Duration::minutes(1),
+                    reason_code: None,
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        let issuer = self.ca_params.clone().self_signed(&self.ca_key).unwrap();
+        let crl = params.signed_by(&issuer, &self.ca_key).unwrap();
+        let path = self.dir().join(format!("{file_stem}.crl"));
+        std::fs::write(&path, crl.pem().unwrap()).unwrap();
+        path
+    }
+
+    /// A root store holding this CA.
+    pub fn roots(&self) -> RootCertStore {
         let mut roots = RootCertStore::empty();
         roots.add(self.ca_cert.der().clone()).unwrap();
+        roots
+    }
+
+    /// A rustls client trusting this CA, offering `alpn`.
+    pub fn client(&self, alpn: &[&str]) -> Arc<ClientConfig> {
+        Arc::new(self.client_builder(rustls::DEFAULT_VERSIONS, alpn, None))
+    }
+
+    /// A rustls client trusting this CA, offering only `versions`, presenting `cert` if given.
+    pub fn client_builder(
+        &self,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+        alpn: &[&str],
+        cert: Option<&TestCert>,
+    ) -> ClientConfig {
+        let roots = self.roots();
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let mut config = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
+        let builder = ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(versions)
             .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+            .with_root_certificates(roots);
+        let mut config = match cert {
+            Some(cert) => {
+                let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes())
+                    .unwrap();
+                builder
+                    .with_client_auth_cert(vec![cert.cert_der.clone()], key)
+                    .unwrap()
+            }
+            None => builder.with_no_client_auth(),
+        };
         config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
-        Arc::new(config)
+        config
     }
 }
 

@@ -235,7 +235,17 @@ impl ProducesTickets for ServerTicketer {
     }
 
     fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
-        let period = self.keys.period(SystemTime::now());
+        self.encrypt_at(plain, SystemTime::now())
+    }
+
+    fn decrypt(&self, ticket: &[u8]) -> Option<Vec<u8>> {
+        self.decrypt_at(ticket, SystemTime::now())
+    }
+}
+
+impl ServerTicketer {
+    fn encrypt_at(&self, plain: &[u8], now: SystemTime) -> Option<Vec<u8>> {
+        let period = self.keys.period(now);
         let mut nonce = [0u8; NONCE_LEN];
         aws_lc_rs::rand::fill(&mut nonce).ok()?;
         let mut ticket = Vec::with_capacity(PERIOD_LEN + NONCE_LEN + plain.len() + 16);
@@ -253,14 +263,14 @@ impl ProducesTickets for ServerTicketer {
         Some(ticket)
     }
 
-    fn decrypt(&self, ticket: &[u8]) -> Option<Vec<u8>> {
+    fn decrypt_at(&self, ticket: &[u8], now: SystemTime) -> Option<Vec<u8>> {
         let period_bytes: [u8; PERIOD_LEN] = ticket.get(..PERIOD_LEN)?.try_into().ok()?;
         let nonce: [u8; NONCE_LEN] = ticket
             .get(PERIOD_LEN..PERIOD_LEN + NONCE_LEN)?
             .try_into()
             .ok()?;
         let period = u64::from_be_bytes(period_bytes);
-        let now = self.keys.period(SystemTime::now());
+        let now = self.keys.period(now);
         // The current key and the previous one decrypt; anything older has been rotated out.
         if period != now && period.checked_add(1) != Some(now) {
             return None;
@@ -299,6 +309,30 @@ mod tests {
         assert_eq!(a.decrypt(&tampered), None);
         assert_eq!(a.decrypt(&ticket[..10]), None);
         assert_eq!(a.decrypt(&[]), None);
+    }
+
+    #[test]
+    fn a_ticket_survives_one_rotation_but_not_two() {
+        let rotation = Duration::from_secs(600);
+        let keys = Arc::new(TicketKeys::generate(rotation).unwrap());
+        let web = keys.ticketer("web");
+        let issued = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let ticket = web.encrypt_at(b"state", issued).unwrap();
+        assert!(web
+            .decrypt_at(&ticket, issued + Duration::from_secs(599))
+            .is_some());
+        assert!(
+            web.decrypt_at(&ticket, issued + rotation).is_some(),
+            "after one rotation"
+        );
+        assert!(
+            web.decrypt_at(&ticket, issued + rotation * 2).is_none(),
+            "after two"
+        );
+        assert!(
+            web.decrypt_at(&ticket, issued - rotation).is_none(),
+            "from the future"
+        );
     }
 
     #[test]
