@@ -150,7 +150,7 @@ fn bad_client_auth_files_name_the_file() {
     .unwrap();
     let error = ClientAuth::from_files(
         &pki.ca_file(),
-        &[not_a_crl.clone()],
+        std::slice::from_ref(&not_a_crl),
         ClientAuthMode::Required,
     )
     .unwrap_err();
