@@ -89,6 +89,14 @@ pub struct ProbeArgs {
     #[arg(long, value_name = "FILE")]
     pub ca: Option<PathBuf>,
 
+    /// Present this client certificate chain (PEM) when the server asks for one.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+
+    /// The private key (PEM) of `--cert`.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,

@@ -6,10 +6,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use serde::Serialize;
 use tlsplex::{tls_version_name, CertSummary, Config};
@@ -44,6 +48,10 @@ struct Outcome {
     names: Vec<String>,
     not_after: Option<String>,
     days_until_expiry: Option<i64>,
+    /// Whether the server asked for a client certificate.
+    client_cert_requested: bool,
+    /// Whether the server stapled an OCSP response.
+    ocsp_stapled: bool,
     handshake_ms: Option<f64>,
 }
 
@@ -55,8 +63,8 @@ pub fn run(args: ProbeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let config = match client_config(&args) {
-        Ok(config) => Arc::new(config),
+    let trust = match Trust::from_args(&args) {
+        Ok(trust) => trust,
         Err(error) => {
             eprintln!("tlsplex probe: {error}");
             return ExitCode::from(2);
@@ -75,7 +83,7 @@ pub fn run(args: ProbeArgs) -> ExitCode {
     let outcomes: Vec<Outcome> = runtime.block_on(async {
         let mut outcomes = Vec::with_capacity(targets.len());
         for target in &targets {
-            outcomes.push(probe(target, config.clone(), args.timeout).await);
+            outcomes.push(probe(target, &trust, args.timeout).await);
         }
         outcomes
     });
@@ -148,50 +156,117 @@ fn split_host_port(address: &str) -> Option<(String, u16)> {
     (!host.is_empty()).then(|| Some((host.to_owned(), port.parse().ok()?)))?
 }
 
-fn client_config(args: &ProbeArgs) -> Result<ClientConfig, String> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?;
-    let mut config = if args.insecure {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-            .with_no_client_auth()
-    } else {
-        let mut roots = RootCertStore::empty();
-        match &args.ca {
-            Some(path) => {
-                let certs = CertificateDer::pem_file_iter(path)
-                    .map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?;
-                for cert in certs {
-                    let cert = cert.map_err(|e| format!("CA file {}: {e}", path.display()))?;
-                    roots
-                        .add(cert)
-                        .map_err(|e| format!("CA file {}: {e}", path.display()))?;
-                }
-                if roots.is_empty() {
-                    return Err(format!("CA file {} holds no certificate", path.display()));
-                }
-            }
-            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-        }
-        builder.with_root_certificates(roots).with_no_client_auth()
-    };
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(config)
+/// How the probe verifies servers and what it presents, loaded once for every target.
+struct Trust {
+    provider: Arc<CryptoProvider>,
+    /// `None`: `--insecure`.
+    roots: Option<Arc<RootCertStore>>,
+    client_cert: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
 }
 
-async fn probe(target: &Target, config: Arc<ClientConfig>, timeout: Duration) -> Outcome {
+impl Trust {
+    fn from_args(args: &ProbeArgs) -> Result<Self, String> {
+        let roots = if args.insecure {
+            None
+        } else {
+            let mut roots = RootCertStore::empty();
+            match &args.ca {
+                Some(path) => {
+                    let certs = CertificateDer::pem_file_iter(path)
+                        .map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?;
+                    for cert in certs {
+                        let cert = cert.map_err(|e| format!("CA file {}: {e}", path.display()))?;
+                        roots
+                            .add(cert)
+                            .map_err(|e| format!("CA file {}: {e}", path.display()))?;
+                    }
+                    if roots.is_empty() {
+                        return Err(format!("CA file {} holds no certificate", path.display()));
+                    }
+                }
+                None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+            }
+            Some(Arc::new(roots))
+        };
+        let client_cert = match (&args.cert, &args.key) {
+            (Some(cert), Some(key)) => {
+                let chain = CertificateDer::pem_file_iter(cert)
+                    .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                    .map_err(|e| format!("client certificate {}: {e}", cert.display()))?;
+                let key = PrivateKeyDer::from_pem_file(key)
+                    .map_err(|e| format!("client key {}: {e}", key.display()))?;
+                Some((chain, key))
+            }
+            _ => None,
+        };
+        Ok(Self {
+            provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+            roots,
+            client_cert,
+        })
+    }
+
+    /// A client configuration for one probe, reporting into `seen`.
+    fn client_config(&self, seen: &Arc<Observed>) -> Result<ClientConfig, String> {
+        let verifier: Arc<dyn ServerCertVerifier> = match &self.roots {
+            Some(roots) => {
+                WebPkiServerVerifier::builder_with_provider(roots.clone(), self.provider.clone())
+                    .build()
+                    .map_err(|e| e.to_string())?
+            }
+            None => Arc::new(AnyCertificate(self.provider.clone())),
+        };
+        let client_cert = match &self.client_cert {
+            Some((chain, key)) => {
+                let key = self
+                    .provider
+                    .key_provider
+                    .load_private_key(key.clone_key())
+                    .map_err(|e| format!("client key: {e}"))?;
+                Some(Arc::new(CertifiedKey::new(chain.clone(), key)))
+            }
+            None => None,
+        };
+        let mut config = ClientConfig::builder_with_provider(self.provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Observing {
+                inner: verifier,
+                seen: seen.clone(),
+            }))
+            .with_client_cert_resolver(Arc::new(ClientCertOnRequest {
+                cert: client_cert,
+                seen: seen.clone(),
+            }));
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(config)
+    }
+}
+
+/// What the probe noticed during one handshake.
+#[derive(Debug, Default)]
+struct Observed {
+    client_cert_requested: AtomicBool,
+    ocsp_stapled: AtomicBool,
+}
+
+async fn probe(target: &Target, trust: &Trust, timeout: Duration) -> Outcome {
     let mut outcome = Outcome {
         address: target.address.clone(),
         server: target.server.clone(),
         ..Outcome::default()
     };
-    if let Err(error) = handshake(target, config, timeout, &mut outcome).await {
-        outcome.error = Some(error);
-    } else {
-        outcome.ok = true;
+    let seen = Arc::new(Observed::default());
+    let result = match trust.client_config(&seen) {
+        Ok(config) => handshake(target, Arc::new(config), timeout, &mut outcome).await,
+        Err(error) => Err(error),
+    };
+    outcome.client_cert_requested = seen.client_cert_requested.load(Ordering::Relaxed);
+    outcome.ocsp_stapled = seen.ocsp_stapled.load(Ordering::Relaxed);
+    match result {
+        Ok(()) => outcome.ok = true,
+        Err(error) => outcome.error = Some(error),
     }
     outcome
 }
@@ -269,9 +344,11 @@ fn print_table(outcomes: &[Outcome]) {
         "SUBJECT",
         "NAMES",
         "EXPIRES",
+        "CLIENT-CERT",
+        "OCSP",
         "HANDSHAKE",
     ];
-    let rows: Vec<[String; 9]> = outcomes
+    let rows: Vec<[String; 11]> = outcomes
         .iter()
         .map(|o| {
             let dash = || "-".to_owned();
@@ -297,6 +374,13 @@ fn print_table(outcomes: &[Outcome]) {
                 o.days_until_expiry
                     .map(|d| format!("{d} days"))
                     .unwrap_or_else(dash),
+                if o.client_cert_requested {
+                    "requested"
+                } else {
+                    "-"
+                }
+                .to_owned(),
+                if o.ocsp_stapled { "stapled" } else { "-" }.to_owned(),
                 o.handshake_ms
                     .map(|ms| format!("{ms:.1} ms"))
                     .unwrap_or_else(dash),
@@ -323,6 +407,80 @@ fn print_table(outcomes: &[Outcome]) {
         if let Some(error) = &outcome.error {
             println!("  └ {error}");
         }
+    }
+}
+
+/// Wraps the real verifier to notice a stapled OCSP response.
+#[derive(Debug)]
+struct Observing {
+    inner: Arc<dyn ServerCertVerifier>,
+    seen: Arc<Observed>,
+}
+
+impl ServerCertVerifier for Observing {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.seen
+            .ocsp_stapled
+            .store(!ocsp_response.is_empty(), Ordering::Relaxed);
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+
+    fn requires_raw_public_keys(&self) -> bool {
+        self.inner.requires_raw_public_keys()
+    }
+}
+
+/// Notes that the server asked for a client certificate, and presents `--cert` if given.
+#[derive(Debug)]
+struct ClientCertOnRequest {
+    cert: Option<Arc<CertifiedKey>>,
+    seen: Arc<Observed>,
+}
+
+impl ResolvesClientCert for ClientCertOnRequest {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        self.seen
+            .client_cert_requested
+            .store(true, Ordering::Relaxed);
+        self.cert.clone()
+    }
+
+    fn has_certs(&self) -> bool {
+        self.cert.is_some()
     }
 }
 

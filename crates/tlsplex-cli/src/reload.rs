@@ -20,7 +20,7 @@ impl Watched {
             for (cert, key) in &server.certificate_files {
                 paths.extend([cert.clone(), key.clone()]);
             }
-            paths.extend(server.client_auth_files.iter().cloned());
+            paths.extend(server.material_files.iter().cloned());
         }
         Self {
             config: config_path.to_owned(),

@@ -71,6 +71,7 @@ pub(super) enum ClientAuthModeFile {
 pub(super) struct CertificateFile {
     pub cert: PathBuf,
     pub key: PathBuf,
+    pub ocsp: Option<PathBuf>,
 }
 
 /// `handler = { type = "..." , ... }`.

@@ -80,8 +80,9 @@ pub struct ServerSpec {
     pub handshake_timeout: Option<Duration>,
     /// How the server negotiates TLS (`[server.tls]`).
     pub tls: TlsPolicy,
-    /// Client-authentication files (CA, then CRLs), for reload watching.
-    pub client_auth_files: Vec<PathBuf>,
+    /// The other files this server's TLS material came from (OCSP responses, client CA, CRLs),
+    /// for reload watching.
+    pub material_files: Vec<PathBuf>,
 }
 
 /// The handler a config file can name.
@@ -455,11 +456,16 @@ fn validate_server(
     }
     let tls = validate_tls(raw.tls.as_ref(), label, base, problems);
     let certs = load_certificates(&raw, label, base, problems);
-    let (Some(listen), Some((certificate_files, certs)), Some((tls, client_auth_files)), true) =
-        (listen, certs, tls, ok)
+    let (
+        Some(listen),
+        Some((certificate_files, mut material_files, certs)),
+        Some((tls, client_auth_files)),
+        true,
+    ) = (listen, certs, tls, ok)
     else {
         return None;
     };
+    material_files.extend(client_auth_files);
     let handler = match raw.handler {
         HandlerFile::Status => HandlerSpec::Status,
     };
@@ -472,7 +478,7 @@ fn validate_server(
         max_connections: raw.max_connections,
         handshake_timeout,
         tls,
-        client_auth_files,
+        material_files,
     })
 }
 
@@ -570,7 +576,8 @@ fn validate_tls(
     ok.then_some((policy, files))
 }
 
-type LoadedCerts = (Vec<(PathBuf, PathBuf)>, Arc<CertStore>);
+/// Certificate and key files, other files read (OCSP), and the store.
+type LoadedCerts = (Vec<(PathBuf, PathBuf)>, Vec<PathBuf>, Arc<CertStore>);
 
 fn load_certificates(
     raw: &ServerFile,
@@ -587,18 +594,31 @@ fn load_certificates(
         return None;
     }
     let mut files = Vec::new();
+    let mut extra_files = Vec::new();
     let mut identities = Vec::new();
     for (i, entry) in raw.certificates.iter().enumerate() {
         let cert = base.join(&entry.cert);
         let key = base.join(&entry.key);
-        match Identity::from_pem_files(&cert, &key) {
+        let ocsp = entry.ocsp.as_ref().map(|path| base.join(path));
+        let loaded = Identity::from_pem_files(&cert, &key).and_then(|identity| match &ocsp {
+            Some(path) => identity.with_ocsp_file(path),
+            None => Ok(identity),
+        });
+        match loaded {
             Ok(identity) => identities.push(identity),
             Err(e) => {
-                let field = if e.path() == key { "key" } else { "cert" };
+                let field = if e.path() == key {
+                    "key"
+                } else if Some(e.path()) == ocsp.as_deref() {
+                    "ocsp"
+                } else {
+                    "cert"
+                };
                 problems.server(label, &format!("certificates[{i}].{field}"), e.to_string());
             }
         }
         files.push((cert, key));
+        extra_files.extend(ocsp);
     }
     if identities.len() != raw.certificates.len() {
         return None;
@@ -607,6 +627,7 @@ fn load_certificates(
     let default = identities.next()?;
     Some((
         files,
+        extra_files,
         Arc::new(CertStore::new(default, identities.collect())),
     ))
 }

@@ -7,7 +7,9 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use rustls::crypto::aws_lc_rs::sign::any_supported_type;
 use rustls::pki_types::pem::PemObject;
@@ -15,6 +17,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
+use super::ocsp::OcspSummary;
 use super::summary::CertSummary;
 
 /// What went wrong loading one certificate and key; every variant names the file.
@@ -57,6 +60,12 @@ pub enum CertLoadError {
         /// What rustls said.
         reason: String,
     },
+    /// The OCSP file is not a successful DER-encoded OCSP response.
+    #[error("{path} is not a successful DER-encoded OCSP response")]
+    BadOcsp {
+        /// The file.
+        path: PathBuf,
+    },
     /// The key is not the one the leaf certificate was issued for.
     #[error("private key {key} does not match the certificate in {cert}")]
     KeyMismatch {
@@ -75,17 +84,28 @@ impl CertLoadError {
             | Self::NoCertificate { path }
             | Self::BadCertificate { path, .. }
             | Self::NoKey { path }
-            | Self::UnsupportedKey { path, .. } => path,
+            | Self::UnsupportedKey { path, .. }
+            | Self::BadOcsp { path } => path,
             Self::KeyMismatch { key, .. } => key,
         }
     }
 }
 
-/// One certificate chain with its key, ready for handshakes.
+/// One certificate chain with its key (and an OCSP response to staple), ready for handshakes.
 #[derive(Clone)]
 pub struct Identity {
     certified_key: Arc<CertifiedKey>,
     summary: Arc<CertSummary>,
+    stapled: Option<Stapled>,
+}
+
+/// The same chain and key with an OCSP response attached, used while the response is fresh.
+#[derive(Clone)]
+struct Stapled {
+    certified_key: Arc<CertifiedKey>,
+    summary: OcspSummary,
+    /// Set once the response went stale and that was logged, so it is logged once.
+    stale_logged: Arc<AtomicBool>,
 }
 
 impl Identity {
@@ -155,7 +175,53 @@ impl Identity {
         Ok(Self {
             certified_key: Arc::new(certified_key),
             summary: Arc::new(summary),
+            stapled: None,
         })
+    }
+
+    /// Staples the DER-encoded OCSP response in `path` while it is fresh (before its
+    /// `nextUpdate`); a stale one is not stapled, and that is logged once.
+    pub fn with_ocsp_file(self, path: &Path) -> Result<Self, CertLoadError> {
+        let der = read(path)?;
+        self.with_ocsp(der).map_err(|()| CertLoadError::BadOcsp {
+            path: path.to_owned(),
+        })
+    }
+
+    /// As [`Identity::with_ocsp_file`], from bytes.
+    #[allow(clippy::result_unit_err)] // the file variant above names the file
+    pub fn with_ocsp(mut self, der: Vec<u8>) -> Result<Self, ()> {
+        let summary = OcspSummary::from_der(&der).ok_or(())?;
+        let mut certified_key = (*self.certified_key).clone();
+        certified_key.ocsp = Some(der);
+        self.stapled = Some(Stapled {
+            certified_key: Arc::new(certified_key),
+            summary,
+            stale_logged: Arc::new(AtomicBool::new(false)),
+        });
+        Ok(self)
+    }
+
+    /// The OCSP response this identity staples, if any.
+    pub fn ocsp(&self) -> Option<&OcspSummary> {
+        self.stapled.as_ref().map(|s| &s.summary)
+    }
+
+    /// The chain and key for a handshake now: with the OCSP response while it is fresh.
+    fn for_handshake(&self) -> Arc<CertifiedKey> {
+        let Some(stapled) = &self.stapled else {
+            return self.certified_key.clone();
+        };
+        if !stapled.summary.is_stale(SystemTime::now()) {
+            return stapled.certified_key.clone();
+        }
+        if !stapled.stale_logged.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                cert.subject = %self.summary.subject,
+                "OCSP response is past its nextUpdate: no longer stapled (replace it and reload)"
+            );
+        }
+        self.certified_key.clone()
     }
 
     /// Subject, names, expiry and fingerprint of the leaf certificate.
@@ -258,10 +324,6 @@ impl CertStore {
 
 impl ResolvesServerCert for CertStore {
     fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(
-            self.select(client_hello.server_name())
-                .certified_key
-                .clone(),
-        )
+        Some(self.select(client_hello.server_name()).for_handshake())
     }
 }

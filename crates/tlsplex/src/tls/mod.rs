@@ -2,6 +2,7 @@
 
 pub(crate) mod certs;
 pub(crate) mod client_auth;
+pub(crate) mod ocsp;
 pub(crate) mod policy;
 pub(crate) mod summary;
 pub(crate) mod tickets;
