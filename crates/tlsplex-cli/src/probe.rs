@@ -17,6 +17,7 @@ use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use serde::Serialize;
 use tlsplex::{tls_version_name, CertSummary, Config};
+use tokio::io::AsyncReadExt as _;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -48,6 +49,7 @@ struct Outcome {
     names: Vec<String>,
     not_after: Option<String>,
     days_until_expiry: Option<i64>,
+    sha256_fingerprint: Option<String>,
     /// Whether the server asked for a client certificate.
     client_cert_requested: bool,
     /// Whether the server stapled an OCSP response.
@@ -259,7 +261,7 @@ async fn probe(target: &Target, trust: &Trust, timeout: Duration) -> Outcome {
     };
     let seen = Arc::new(Observed::default());
     let result = match trust.client_config(&seen) {
-        Ok(config) => handshake(target, Arc::new(config), timeout, &mut outcome).await,
+        Ok(config) => handshake(target, Arc::new(config), &seen, timeout, &mut outcome).await,
         Err(error) => Err(error),
     };
     outcome.client_cert_requested = seen.client_cert_requested.load(Ordering::Relaxed);
@@ -271,9 +273,25 @@ async fn probe(target: &Target, trust: &Trust, timeout: Duration) -> Outcome {
     outcome
 }
 
+/// In TLS 1.3 the server judges the client's certificate after the client considers the
+/// handshake done, and says no with an alert. Wait briefly for one.
+async fn refused_after_handshake(
+    tls: &mut tokio_rustls::client::TlsStream<TcpStream>,
+) -> Result<(), String> {
+    let mut byte = [0u8; 1];
+    match tokio::time::timeout(Duration::from_millis(300), tls.read(&mut byte)).await {
+        Ok(Err(error)) => Err(format!(
+            "refused by the server after the handshake: {error}"
+        )),
+        Ok(Ok(0)) => Err("the server closed the connection right after the handshake".to_owned()),
+        Ok(Ok(_)) | Err(_) => Ok(()),
+    }
+}
+
 async fn handshake(
     target: &Target,
     config: Arc<ClientConfig>,
+    seen: &Observed,
     timeout: Duration,
     outcome: &mut Outcome,
 ) -> Result<(), String> {
@@ -312,6 +330,12 @@ async fn handshake(
     })?
     .map_err(|e| format!("handshake failed: {e}"))?;
     outcome.handshake_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+    let mut tls = tls;
+    if tls.get_ref().1.peer_certificates().is_some()
+        && seen.client_cert_requested.load(Ordering::Relaxed)
+    {
+        refused_after_handshake(&mut tls).await?;
+    }
     let (_, connection) = tls.get_ref();
     outcome.tls_version = connection.protocol_version().map(tls_version_name);
     outcome.cipher_suite = connection
@@ -330,6 +354,7 @@ async fn handshake(
         outcome.names = cert.names();
         outcome.not_after = Some(humantime::format_rfc3339_seconds(cert.not_after).to_string());
         outcome.days_until_expiry = Some(cert.days_until_expiry(SystemTime::now()));
+        outcome.sha256_fingerprint = Some(cert.sha256_fingerprint);
     }
     Ok(())
 }

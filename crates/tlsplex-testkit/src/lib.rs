@@ -104,6 +104,13 @@ impl TestPki {
         path
     }
 
+    /// Writes the CA's private key to `ca.key` (for tools such as `openssl ocsp`).
+    pub fn ca_key_file(&self) -> PathBuf {
+        let path = self.dir().join("ca.key");
+        std::fs::write(&path, self.ca_key.serialize_pem()).unwrap();
+        path
+    }
+
     /// Issues a server leaf (ECDSA P-256) for `names` (DNS names or IP addresses) with CN
     /// `names[0]`, written to `<file_stem>.pem` and `<file_stem>.key`.
     pub fn issue(&self, file_stem: &str, names: &[&str]) -> TestCert {

@@ -121,6 +121,12 @@ impl StatusPage<'_> {
                 if c.resumed { "yes" } else { "no" }.to_owned(),
             ),
             (
+                "Client certificate",
+                c.client_cert
+                    .as_ref()
+                    .map_or_else(none, |cert| cert.subject.clone()),
+            ),
+            (
                 "Handshake",
                 format!("{:.2} ms", c.handshake_duration.as_secs_f64() * 1000.0),
             ),

@@ -158,6 +158,59 @@ mod tests {
         assert_eq!(generalized_time(b"2026"), None);
     }
 
+    fn der(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
+        let content: Vec<u8> = parts.concat();
+        let mut out = vec![tag];
+        if content.len() < 0x80 {
+            out.push(content.len() as u8);
+        } else {
+            out.extend([0x82, (content.len() >> 8) as u8, content.len() as u8]);
+        }
+        out.extend(content);
+        out
+    }
+
+    /// A structurally valid response (unsigned: the signature is the client's business).
+    fn response(next_update: Option<&[u8]>) -> Vec<u8> {
+        let time = |t: &[u8]| der(0x18, &[t]);
+        let next = next_update
+            .map(|t| der(0xa0, &[&time(t)]))
+            .unwrap_or_default();
+        let single = der(
+            0x30,
+            &[
+                &der(0x30, &[]),
+                &[0x80, 0x00],
+                &time(b"20261101000000Z"),
+                &next,
+            ],
+        );
+        let data = der(
+            0x30,
+            &[
+                &der(0xa1, &[&der(0x30, &[])]),
+                &time(b"20261101000000Z"),
+                &der(0x30, &[&single]),
+            ],
+        );
+        let basic = der(0x30, &[&data, &der(0x30, &[]), &der(0x03, &[&[0]])]);
+        let bytes = der(0x30, &[&der(0x06, &[&[0x2b, 0x06]]), &der(0x04, &[&basic])]);
+        der(0x30, &[&der(0x0a, &[&[0]]), &der(0xa0, &[&bytes])])
+    }
+
+    #[test]
+    fn fresh_stale_and_unlimited_responses() {
+        let now = generalized_time(b"20261126120000Z").unwrap();
+        let fresh = OcspSummary::from_der(&response(Some(b"20261203000000Z"))).unwrap();
+        assert_eq!(fresh.status, OcspCertStatus::Good);
+        assert!(!fresh.is_stale(now));
+        let stale = OcspSummary::from_der(&response(Some(b"20261125000000Z"))).unwrap();
+        assert!(stale.is_stale(now));
+        let unlimited = OcspSummary::from_der(&response(None)).unwrap();
+        assert_eq!(unlimited.next_update, None);
+        assert!(!unlimited.is_stale(now));
+    }
+
     #[test]
     fn garbage_is_not_an_ocsp_response() {
         assert_eq!(OcspSummary::from_der(b""), None);
