@@ -362,3 +362,86 @@ fn ocsp_responses_are_stapled() {
         "{errors}"
     );
 }
+
+#[test]
+fn sni_and_versions_with_curl_and_openssl() {
+    let pki = TestPki::new();
+    let a = pki.issue("a", &["a.test"]);
+    let b = pki.issue("b", &["b.test"]);
+    let port = free_port();
+    let config = write_config(
+        pki.dir(),
+        "tlsplex.toml",
+        &format!(
+            "[[server]]\nname = \"web\"\nlisten = \"127.0.0.1:{port}\"\n\
+             certificates = [{{ cert = \"a.pem\", key = \"a.key\" }}, {{ cert = \"b.pem\", key = \"b.key\" }}]\n\
+             [server.tls]\nversions = [\"TLSv1.3\"]\nstrict_sni = true\n"
+        ),
+    );
+    let mut daemon = Daemon::start(&["run", "-c", &config]);
+    daemon.wait_listening(&[localhost(port)]);
+    let ca = pki.ca_file();
+    let ca = ca.to_str().unwrap();
+    if available("curl") {
+        for name in ["a.test", "b.test"] {
+            for http in ["--http1.1", "--http2"] {
+                let out = Command::new("curl")
+                    .args(["-s", "--max-time", "10", http, "--cacert", ca, "--resolve"])
+                    .arg(format!("{name}:{port}:127.0.0.1"))
+                    .arg(format!("https://{name}:{port}/?format=json"))
+                    .output()
+                    .unwrap();
+                let page: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                assert_eq!(page["sni"], name, "{http}");
+                let expected = if http == "--http2" {
+                    "HTTP/2.0"
+                } else {
+                    "HTTP/1.1"
+                };
+                assert_eq!(page["http_version"], expected);
+            }
+        }
+    }
+    if available("openssl") {
+        let served = |name: &str, version: &str| {
+            let out = Command::new("openssl")
+                .args([
+                    "s_client",
+                    "-connect",
+                    &format!("127.0.0.1:{port}"),
+                    "-servername",
+                    name,
+                    version,
+                ])
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        };
+        assert!(served("b.test", "-tls1_3").contains("subject=CN = b.test"));
+        assert!(
+            served("b.test", "-tls1_2").contains("alert protocol version"),
+            "TLS 1.2 is refused"
+        );
+        assert!(
+            served("other.test", "-tls1_3").contains("unrecognized name"),
+            "strict SNI"
+        );
+    }
+    for cert in [&a, &b] {
+        let name = if std::ptr::eq(cert, &a) {
+            "a.test"
+        } else {
+            "b.test"
+        };
+        let fingerprint = tlsplex::sha256_fingerprint(&cert.cert_der);
+        assert_eq!(
+            probe(port, name, &["--ca", ca])["sha256_fingerprint"],
+            fingerprint.as_str()
+        );
+    }
+}
