@@ -89,7 +89,9 @@ async fn handshake(
     mut tcp: TcpStream,
 ) -> io::Result<TlsStream<TcpStream>> {
     let mut acceptor = Acceptor::default();
-    let mut buffer = [0u8; 4096];
+    // On the heap: an array here would sit in every connection task's future for its whole
+    // life (4 KiB per idle connection), though it is needed only until the ClientHello is read.
+    let mut buffer = vec![0u8; 4096];
     let accepted = loop {
         let n = tcp.read(&mut buffer).await?;
         if n == 0 {
