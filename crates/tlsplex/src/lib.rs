@@ -49,7 +49,10 @@ mod tls;
 
 pub use config::{Config, ConfigError, GlobalSettings, HandlerSpec, Problem, ServerSpec};
 pub use context::{Context, ContextBuilder};
-pub use handler::{tls_version_name, ConnInfo, Handler, HandlerError, StatusHandler, TlsConn};
+pub use handler::{
+    tls_version_name, Backend, ConnInfo, ForwardHandler, ForwardOptions, Handler, HandlerError,
+    ProxyProtocol, StatusHandler, TlsConn,
+};
 pub use registry::{DuplicateName, ServerListing, ServerRegistry, ServerState};
 pub use server::{Server, ServerError, ServerHandle, ServerOptions};
 pub use supervisor::{ReloadReport, Supervisor, UnknownServer};

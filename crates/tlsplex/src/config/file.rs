@@ -80,4 +80,17 @@ pub(super) struct CertificateFile {
 pub(super) enum HandlerFile {
     #[default]
     Status,
+    Forward {
+        backend: String,
+        connect_timeout: Option<String>,
+        idle_timeout: Option<String>,
+        proxy_protocol: Option<ProxyProtocolFile>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum ProxyProtocolFile {
+    V1,
+    V2,
 }

@@ -17,9 +17,10 @@ use serde::Deserialize;
 
 use error::Problems;
 pub use error::{ConfigError, Problem};
-use file::{ClientAuthModeFile, GlobalFile, HandlerFile, ServerFile, TlsFile};
+use file::{ClientAuthModeFile, GlobalFile, HandlerFile, ProxyProtocolFile, ServerFile, TlsFile};
 
 use crate::context::{Context, ContextBuilder};
+use crate::handler::{Backend, ForwardOptions, ProxyProtocol};
 use crate::server::ServerOptions;
 use crate::tls::certs::{CertStore, Identity};
 use crate::tls::client_auth::{ClientAuth, ClientAuthMode};
@@ -86,11 +87,13 @@ pub struct ServerSpec {
 }
 
 /// The handler a config file can name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum HandlerSpec {
     /// The built-in status page.
     Status,
+    /// TLS termination to a plaintext backend.
+    Forward(ForwardOptions),
 }
 
 impl Default for GlobalSettings {
@@ -141,8 +144,9 @@ impl ServerSpec {
             options = options.max_connections(limit);
         }
         options = options.tls(self.tls.clone());
-        match self.handler {
+        match &self.handler {
             HandlerSpec::Status => options,
+            HandlerSpec::Forward(forward) => options.forward(forward.clone()),
         }
     }
 }
@@ -466,9 +470,7 @@ fn validate_server(
         return None;
     };
     material_files.extend(client_auth_files);
-    let handler = match raw.handler {
-        HandlerFile::Status => HandlerSpec::Status,
-    };
+    let handler = validate_handler(raw.handler, label, problems)?;
     Some(ServerSpec {
         name: raw.name,
         listen,
@@ -480,6 +482,41 @@ fn validate_server(
         tls,
         material_files,
     })
+}
+
+fn validate_handler(raw: HandlerFile, label: &str, problems: &mut Problems) -> Option<HandlerSpec> {
+    match raw {
+        HandlerFile::Status => Some(HandlerSpec::Status),
+        HandlerFile::Forward {
+            backend,
+            connect_timeout,
+            idle_timeout,
+            proxy_protocol,
+        } => {
+            let mut ok = true;
+            let backend = backend
+                .parse::<Backend>()
+                .map_err(|e| problems.server(label, "handler.backend", e))
+                .ok();
+            let mut timeout = |key: &str, text: Option<String>| {
+                let parsed = duration(text.as_deref(), true, &mut |m| {
+                    problems.server(label, key, m)
+                });
+                ok &= text.is_none() || parsed.is_some();
+                parsed
+            };
+            let connect_timeout = timeout("handler.connect_timeout", connect_timeout);
+            let idle_timeout = timeout("handler.idle_timeout", idle_timeout);
+            let mut options = ForwardOptions::new(backend.filter(|_| ok)?);
+            options.connect_timeout = connect_timeout.unwrap_or(options.connect_timeout);
+            options.idle_timeout = idle_timeout;
+            options.proxy_protocol = proxy_protocol.map(|version| match version {
+                ProxyProtocolFile::V1 => ProxyProtocol::V1,
+                ProxyProtocolFile::V2 => ProxyProtocol::V2,
+            });
+            Some(HandlerSpec::Forward(options))
+        }
+    }
 }
 
 /// `[server.tls]` into a policy (and the client-auth files to watch); `None` if anything is wrong.

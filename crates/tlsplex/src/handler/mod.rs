@@ -4,6 +4,8 @@
 //! [`StatusHandler`] serves a page about the connection; embedders implement [`Handler`].
 
 mod conn;
+mod forward;
+mod proxy_protocol;
 mod status;
 
 use std::future::Future;
@@ -11,6 +13,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 pub use conn::{tls_version_name, ConnInfo, TlsConn};
+pub use forward::{Backend, ForwardHandler, ForwardOptions};
+pub use proxy_protocol::ProxyProtocol;
 pub use status::StatusHandler;
 
 /// What a handler may fail with; the server logs it (at debug) with the connection's span.
@@ -60,6 +64,7 @@ impl<H: Handler> DynHandler for H {
 #[derive(Clone)]
 pub(crate) enum ConnectionHandler {
     Status(StatusHandler),
+    Forward(ForwardHandler),
     Custom(Arc<dyn DynHandler>),
 }
 
@@ -71,6 +76,7 @@ impl ConnectionHandler {
     pub(crate) async fn serve(&self, conn: TlsConn) -> Result<(), HandlerError> {
         match self {
             Self::Status(status) => status.serve(conn).await,
+            Self::Forward(forward) => forward.serve(conn).await,
             Self::Custom(custom) => custom.serve_boxed(conn).await,
         }
     }

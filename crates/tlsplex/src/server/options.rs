@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::handler::{ConnectionHandler, Handler};
+use crate::handler::{ConnectionHandler, ForwardHandler, ForwardOptions, Handler};
 use crate::tls::certs::CertStore;
 use crate::tls::policy::TlsPolicy;
 
@@ -51,6 +51,12 @@ impl ServerOptions {
     /// Serves connections with `handler` instead of the status page.
     pub fn handler(mut self, handler: impl Handler) -> Self {
         self.handler = Some(ConnectionHandler::custom(handler));
+        self
+    }
+
+    /// Relays connections to a plaintext backend (TLS termination, as stunnel does).
+    pub fn forward(mut self, options: ForwardOptions) -> Self {
+        self.handler = Some(ConnectionHandler::Forward(ForwardHandler::new(options)));
         self
     }
 

@@ -14,6 +14,8 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 pub struct CertSummary {
     /// The subject distinguished name, e.g. `CN=localhost`.
     pub subject: String,
+    /// The subject's common name, if it has one.
+    pub common_name: Option<String>,
     /// The issuer distinguished name.
     pub issuer: String,
     /// DNS names from the subjectAltName extension.
@@ -49,9 +51,16 @@ impl CertSummary {
                 }
             }
         }
+        let common_name = cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .map(str::to_owned);
         let validity = cert.validity();
         Some(Self {
             subject: cert.subject().to_string(),
+            common_name,
             issuer: cert.issuer().to_string(),
             dns_names,
             ip_addresses,

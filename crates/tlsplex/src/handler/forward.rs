@@ -1,0 +1,288 @@
+//! The `forward` handler: TLS termination to a plaintext backend, as stunnel and hitch do.
+//!
+//! After the handshake the handler connects to the backend (TCP or a Unix socket), optionally
+//! sends a PROXY header, then copies bytes both ways until both sides are done. Half-closes pass
+//! through: a client that shuts its write side (close_notify) still gets the rest of the reply,
+//! and a backend that shuts its write side makes tlsplex send close_notify to the client.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
+use tokio::time::Instant;
+
+use super::proxy_protocol::ProxyProtocol;
+use super::{Handler, HandlerError, TlsConn};
+
+/// Where a `forward` server sends the decrypted bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Backend {
+    /// `HOST:PORT`, resolved at each connection.
+    Tcp(String),
+    /// `unix:/path/to.sock`.
+    Unix(PathBuf),
+}
+
+impl FromStr for Backend {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        if let Some(path) = text.strip_prefix("unix:") {
+            return if path.is_empty() {
+                Err("\"unix:\" needs a socket path, e.g. \"unix:/run/app.sock\"".to_owned())
+            } else {
+                Ok(Self::Unix(PathBuf::from(path)))
+            };
+        }
+        let valid = text.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        });
+        if valid {
+            Ok(Self::Tcp(text.to_owned()))
+        } else {
+            Err(format!(
+                "{text:?} is not HOST:PORT or unix:PATH (e.g. \"127.0.0.1:8080\", \"unix:/run/app.sock\")"
+            ))
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Tcp(addr) => f.write_str(addr),
+            Self::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// How a `forward` server reaches its backend.
+///
+/// # Defaults
+/// `connect_timeout` 5 s, no `idle_timeout`, no PROXY header.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ForwardOptions {
+    /// The backend.
+    pub backend: Backend,
+    /// Time allowed to connect to the backend.
+    pub connect_timeout: Duration,
+    /// Close a connection after this long with no bytes either way; `None`: never.
+    pub idle_timeout: Option<Duration>,
+    /// Send a PROXY header first.
+    pub proxy_protocol: Option<ProxyProtocol>,
+}
+
+impl ForwardOptions {
+    /// Forward to `backend` with the defaults.
+    pub fn new(backend: Backend) -> Self {
+        Self {
+            backend,
+            connect_timeout: Duration::from_secs(5),
+            idle_timeout: None,
+            proxy_protocol: None,
+        }
+    }
+}
+
+/// Serves a connection by relaying it to a backend; see the module docs.
+#[derive(Debug, Clone)]
+pub struct ForwardHandler {
+    options: Arc<ForwardOptions>,
+}
+
+impl ForwardHandler {
+    /// A handler relaying to `options.backend`.
+    pub fn new(options: ForwardOptions) -> Self {
+        Self {
+            options: Arc::new(options),
+        }
+    }
+}
+
+impl Handler for ForwardHandler {
+    async fn serve(&self, conn: TlsConn) -> Result<(), HandlerError> {
+        let TlsConn {
+            mut stream, info, ..
+        } = conn;
+        let options = &self.options;
+        let connected =
+            tokio::time::timeout(options.connect_timeout, connect(&options.backend)).await;
+        let backend = match connected {
+            Ok(Ok(backend)) => backend,
+            Ok(Err(error)) => {
+                return refuse(&mut stream, &info.server, options, &error.to_string()).await
+            }
+            Err(_) => {
+                let reason = format!("no connection within {:?}", options.connect_timeout);
+                return refuse(&mut stream, &info.server, options, &reason).await;
+            }
+        };
+        match backend {
+            BackendStream::Tcp(mut tcp) => {
+                let _ = tcp.set_nodelay(true);
+                if let Some(version) = options.proxy_protocol {
+                    tcp.write_all(&version.header(&info)?).await?;
+                }
+                relay(stream, tcp, options.idle_timeout).await
+            }
+            BackendStream::Unix(mut unix) => {
+                if let Some(version) = options.proxy_protocol {
+                    unix.write_all(&version.header(&info)?).await?;
+                }
+                relay(stream, unix, options.idle_timeout).await
+            }
+        }
+    }
+}
+
+enum BackendStream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+async fn connect(backend: &Backend) -> io::Result<BackendStream> {
+    match backend {
+        Backend::Tcp(addr) => TcpStream::connect(addr.as_str())
+            .await
+            .map(BackendStream::Tcp),
+        Backend::Unix(path) => UnixStream::connect(path).await.map(BackendStream::Unix),
+    }
+}
+
+/// The backend is unreachable: say why in the log, close the client's connection cleanly.
+async fn refuse<S: AsyncWrite + Unpin>(
+    client: &mut S,
+    server: &str,
+    options: &ForwardOptions,
+    reason: &str,
+) -> Result<(), HandlerError> {
+    tracing::warn!(server, backend = %options.backend, reason, "backend unreachable; closing the client connection");
+    let _ = client.shutdown().await; // close_notify, then FIN
+    Ok(())
+}
+
+/// Copies both ways until both directions are done, or nothing moved for `idle`.
+async fn relay<A, B>(client: A, backend: B, idle: Option<Duration>) -> Result<(), HandlerError>
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let started = Instant::now();
+    let last_activity = Arc::new(AtomicU64::new(0));
+    let mut client = Tracked::new(client, started, last_activity.clone());
+    let mut backend = Tracked::new(backend, started, last_activity.clone());
+    let copy = tokio::io::copy_bidirectional(&mut client, &mut backend);
+    let Some(idle) = idle else {
+        copy.await?;
+        return Ok(());
+    };
+    tokio::pin!(copy);
+    loop {
+        let quiet_since = started + Duration::from_millis(last_activity.load(Ordering::Relaxed));
+        tokio::select! {
+            copied = &mut copy => {
+                copied?;
+                return Ok(());
+            }
+            () = tokio::time::sleep_until(quiet_since + idle) => {
+                let latest = started + Duration::from_millis(last_activity.load(Ordering::Relaxed));
+                if latest == quiet_since {
+                    tracing::debug!(idle_ms = idle.as_millis() as u64, "idle timeout: closing");
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// A stream that records when bytes last moved through it.
+struct Tracked<S> {
+    inner: S,
+    started: Instant,
+    last_activity: Arc<AtomicU64>,
+}
+
+impl<S> Tracked<S> {
+    fn new(inner: S, started: Instant, last_activity: Arc<AtomicU64>) -> Self {
+        Self {
+            inner,
+            started,
+            last_activity,
+        }
+    }
+
+    fn touch(&self) {
+        let millis = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_activity.store(millis, Ordering::Relaxed);
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.touch();
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Backend;
+
+    #[test]
+    fn backend_forms() {
+        assert_eq!(
+            "127.0.0.1:8080".parse(),
+            Ok(Backend::Tcp("127.0.0.1:8080".into()))
+        );
+        assert_eq!(
+            "app.internal:80".parse(),
+            Ok(Backend::Tcp("app.internal:80".into()))
+        );
+        assert_eq!("[::1]:80".parse(), Ok(Backend::Tcp("[::1]:80".into())));
+        assert_eq!(
+            "unix:/run/app.sock".parse(),
+            Ok(Backend::Unix("/run/app.sock".into()))
+        );
+        assert!("unix:".parse::<Backend>().is_err());
+        assert!("127.0.0.1".parse::<Backend>().is_err());
+        assert!("127.0.0.1:0".parse::<Backend>().is_err());
+        assert!(":80".parse::<Backend>().is_err());
+    }
+}
