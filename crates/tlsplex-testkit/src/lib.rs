@@ -294,6 +294,27 @@ pub async fn read_response<S>(stream: &mut S) -> io::Result<Response>
 where
     S: tokio::io::AsyncRead + Unpin,
 {
+    read_response_to(stream, true).await
+}
+
+/// Connects, sends `raw` (a whole HTTP/1.1 request) and reads the response; `has_body` is false
+/// for answers to HEAD and for 304s, whose `Content-Length` announces no bytes.
+pub async fn exchange(
+    addr: SocketAddr,
+    sni: &str,
+    config: Arc<ClientConfig>,
+    raw: &str,
+    has_body: bool,
+) -> io::Result<Response> {
+    let mut stream = connect(addr, sni, config).await?;
+    stream.write_all(raw.as_bytes()).await?;
+    read_response_to(&mut stream, has_body).await
+}
+
+async fn read_response_to<S>(stream: &mut S, has_body: bool) -> io::Result<Response>
+where
+    S: tokio::io::AsyncRead + Unpin,
+{
     let mut buffer = Vec::new();
     let mut chunk = [0u8; 4096];
     let header_end = loop {
@@ -321,7 +342,8 @@ where
         .iter()
         .find(|(n, _)| n == "content-length")
         .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
+        .unwrap_or(0)
+        * usize::from(has_body);
     let mut body = buffer[header_end + 4..].to_vec();
     while body.len() < length {
         let n = stream.read(&mut chunk).await?;

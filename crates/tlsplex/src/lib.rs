@@ -51,7 +51,7 @@ pub use config::{Config, ConfigError, GlobalSettings, HandlerSpec, Problem, Serv
 pub use context::{Context, ContextBuilder};
 pub use handler::{
     tls_version_name, Backend, ConnInfo, ForwardHandler, ForwardOptions, Handler, HandlerError,
-    ProxyProtocol, StatusHandler, TlsConn,
+    HttpHandler, ProxyProtocol, StaticHandler, StatusHandler, TlsConn,
 };
 pub use registry::{DuplicateName, ServerListing, ServerRegistry, ServerState};
 pub use server::{Server, ServerError, ServerHandle, ServerOptions};

@@ -86,6 +86,9 @@ pub(super) enum HandlerFile {
         idle_timeout: Option<String>,
         proxy_protocol: Option<ProxyProtocolFile>,
     },
+    Static {
+        root: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

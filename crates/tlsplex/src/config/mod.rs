@@ -20,7 +20,7 @@ pub use error::{ConfigError, Problem};
 use file::{ClientAuthModeFile, GlobalFile, HandlerFile, ProxyProtocolFile, ServerFile, TlsFile};
 
 use crate::context::{Context, ContextBuilder};
-use crate::handler::{Backend, ForwardOptions, ProxyProtocol};
+use crate::handler::{Backend, ForwardOptions, ProxyProtocol, StaticHandler};
 use crate::server::ServerOptions;
 use crate::tls::certs::{CertStore, Identity};
 use crate::tls::client_auth::{ClientAuth, ClientAuthMode};
@@ -94,6 +94,8 @@ pub enum HandlerSpec {
     Status,
     /// TLS termination to a plaintext backend.
     Forward(ForwardOptions),
+    /// Files from a folder.
+    Static(StaticHandler),
 }
 
 impl Default for GlobalSettings {
@@ -147,6 +149,7 @@ impl ServerSpec {
         match &self.handler {
             HandlerSpec::Status => options,
             HandlerSpec::Forward(forward) => options.forward(forward.clone()),
+            HandlerSpec::Static(files) => options.static_files(files.clone()),
         }
     }
 }
@@ -470,7 +473,7 @@ fn validate_server(
         return None;
     };
     material_files.extend(client_auth_files);
-    let handler = validate_handler(raw.handler, label, problems)?;
+    let handler = validate_handler(raw.handler, label, base, problems)?;
     Some(ServerSpec {
         name: raw.name,
         listen,
@@ -484,9 +487,25 @@ fn validate_server(
     })
 }
 
-fn validate_handler(raw: HandlerFile, label: &str, problems: &mut Problems) -> Option<HandlerSpec> {
+fn validate_handler(
+    raw: HandlerFile,
+    label: &str,
+    base: &Path,
+    problems: &mut Problems,
+) -> Option<HandlerSpec> {
     match raw {
         HandlerFile::Status => Some(HandlerSpec::Status),
+        HandlerFile::Static { root } => {
+            let root = base.join(root);
+            match StaticHandler::new(&root) {
+                Ok(files) => Some(HandlerSpec::Static(files)),
+                Err(e) => {
+                    let message = format!("cannot serve {}: {e}", root.display());
+                    problems.server(label, "handler.root", message);
+                    None
+                }
+            }
+        }
         HandlerFile::Forward {
             backend,
             connect_timeout,

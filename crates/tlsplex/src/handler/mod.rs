@@ -5,7 +5,9 @@
 
 mod conn;
 mod forward;
+mod http;
 mod proxy_protocol;
+mod static_files;
 mod status;
 
 use std::future::Future;
@@ -14,7 +16,9 @@ use std::sync::Arc;
 
 pub use conn::{tls_version_name, ConnInfo, TlsConn};
 pub use forward::{Backend, ForwardHandler, ForwardOptions};
+pub use http::HttpHandler;
 pub use proxy_protocol::ProxyProtocol;
+pub use static_files::StaticHandler;
 pub use status::StatusHandler;
 
 /// What a handler may fail with; the server logs it (at debug) with the connection's span.
@@ -65,6 +69,7 @@ impl<H: Handler> DynHandler for H {
 pub(crate) enum ConnectionHandler {
     Status(StatusHandler),
     Forward(ForwardHandler),
+    Static(StaticHandler),
     Custom(Arc<dyn DynHandler>),
 }
 
@@ -77,6 +82,7 @@ impl ConnectionHandler {
         match self {
             Self::Status(status) => status.serve(conn).await,
             Self::Forward(forward) => forward.serve(conn).await,
+            Self::Static(files) => files.serve(conn).await,
             Self::Custom(custom) => custom.serve_boxed(conn).await,
         }
     }

@@ -13,11 +13,11 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
 use serde::Serialize;
 
-use super::{ConnInfo, Handler, HandlerError, TlsConn};
+use super::{http, ConnInfo, Handler, HandlerError, TlsConn};
 use crate::registry::{ServerListing, ServerRegistry};
 
 /// Serves the status page; see the module docs.
@@ -30,13 +30,9 @@ pub struct StatusHandler {
 impl StatusHandler {
     /// A status handler that lists the servers in `registry`.
     pub fn new(registry: ServerRegistry) -> Self {
-        let mut http = auto::Builder::new(TokioExecutor::new());
-        // The timer lets hyper enforce its header-read timeout on slow clients.
-        http.http1().timer(TokioTimer::new());
-        http.http2().timer(TokioTimer::new());
         Self {
             registry,
-            http: Arc::new(http),
+            http: http::builder(),
         }
     }
 
@@ -62,23 +58,12 @@ impl StatusHandler {
 
 impl Handler for StatusHandler {
     async fn serve(&self, conn: TlsConn) -> Result<(), HandlerError> {
-        let TlsConn {
-            stream,
-            info,
-            shutdown,
-        } = conn;
+        let info = conn.info.clone();
         let service = hyper::service::service_fn(|request: Request<Incoming>| {
             let response = self.respond(&info, &request);
             async move { Ok::<_, Infallible>(response) }
         });
-        let connection = self.http.serve_connection(TokioIo::new(stream), service);
-        tokio::pin!(connection);
-        tokio::select! {
-            served = connection.as_mut() => return served,
-            () = shutdown.cancelled() => connection.as_mut().graceful_shutdown(),
-        }
-        // Stopping: the request in flight finishes, idle keep-alive connections close.
-        connection.await
+        http::serve(&self.http, conn, service).await
     }
 }
 

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::handler::{ConnectionHandler, ForwardHandler, ForwardOptions, Handler};
+use crate::handler::{ConnectionHandler, ForwardHandler, ForwardOptions, Handler, StaticHandler};
 use crate::tls::certs::CertStore;
 use crate::tls::policy::TlsPolicy;
 
@@ -57,6 +57,12 @@ impl ServerOptions {
     /// Relays connections to a plaintext backend (TLS termination, as stunnel does).
     pub fn forward(mut self, options: ForwardOptions) -> Self {
         self.handler = Some(ConnectionHandler::Forward(ForwardHandler::new(options)));
+        self
+    }
+
+    /// Serves the files of a folder ([`StaticHandler`]).
+    pub fn static_files(mut self, files: StaticHandler) -> Self {
+        self.handler = Some(ConnectionHandler::Static(files));
         self
     }
 
