@@ -40,7 +40,7 @@ impl Watched {
 
     /// Loads the config again and applies it; on any error the running servers keep what they
     /// have. Returns the new watch list either way, so a broken file is not retried in a loop.
-    pub fn reload(self, supervisor: &Supervisor, why: &str) -> Self {
+    pub fn reload(self, supervisor: &mut Supervisor, why: &str) -> Self {
         tracing::info!(config = %self.config.display(), reason = why, "reloading");
         let config = match Config::load(&self.config) {
             Ok(config) => config,
@@ -65,7 +65,13 @@ impl Watched {
         for change in &report.needs_restart {
             tracing::warn!(%change, "reload: needs a restart");
         }
-        tracing::info!(servers = %report.reloaded.join(","), "reloaded");
+        tracing::info!(
+            added = %report.added.join(","),
+            removed = %report.removed.join(","),
+            rebound = %report.rebound.join(","),
+            updated = %report.updated.join(","),
+            "reloaded"
+        );
         Self::new(&self.config, &config)
     }
 }

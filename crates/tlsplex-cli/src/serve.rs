@@ -49,7 +49,7 @@ pub fn serve(
             .iter()
             .map(|s| (s.name().to_owned(), s.certs().default_identity().summary().clone()))
             .collect();
-        let supervisor = match Supervisor::start(&ctx, servers) {
+        let mut supervisor = match Supervisor::start(&ctx, servers) {
             Ok(supervisor) => supervisor,
             Err(error) => {
                 eprintln!("tlsplex: {error}");
@@ -76,7 +76,7 @@ pub fn serve(
                 request = signals.recv() => request,
                 () = tick(&mut poll) => {
                     if watched.as_ref().is_some_and(Watched::changed) {
-                        watched = watched.map(|w| w.reload(&supervisor, "a watched file changed"));
+                        watched = watched.map(|w| w.reload(&mut supervisor, "a watched file changed"));
                     }
                     continue;
                 }
@@ -84,7 +84,7 @@ pub fn serve(
             match request {
                 Request::Shutdown(name) => break name,
                 Request::Reload => match watched.take() {
-                    Some(w) => watched = Some(w.reload(&supervisor, "SIGHUP")),
+                    Some(w) => watched = Some(w.reload(&mut supervisor, "SIGHUP")),
                     None => reload_ticket_keys(&ctx),
                 },
             }

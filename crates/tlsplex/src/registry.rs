@@ -1,11 +1,15 @@
-//! `ServerRegistry`: which servers a context has, for anyone who may only read (the status page).
+//! `ServerRegistry`: which servers a context has, for anyone who may only read (the status page,
+//! the admin API).
 //!
 //! Servers register themselves when bound and leave when dropped, so the list is true without a
-//! supervisor; handlers read it and never reach back up into the code that runs servers.
+//! supervisor; handlers read it and never reach back up into the code that runs servers. A name
+//! is unique among servers that are not draining: a server being replaced (rebound on reload)
+//! drains under its name while its successor already serves under the same one.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde::Serialize;
@@ -37,7 +41,7 @@ impl fmt::Display for ServerState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct ServerListing {
-    /// The server's name, unique in its context.
+    /// The server's name.
     pub name: String,
     /// The address it listens on.
     pub listen: SocketAddr,
@@ -45,21 +49,27 @@ pub struct ServerListing {
     pub state: ServerState,
 }
 
-/// The servers of one context, by name.
+/// The servers of one context.
 #[derive(Debug, Clone, Default)]
 pub struct ServerRegistry {
-    servers: Arc<Mutex<BTreeMap<String, ServerListing>>>,
+    servers: Arc<Mutex<BTreeMap<u64, ServerListing>>>,
+    next_id: Arc<AtomicU64>,
 }
 
-/// The name is taken by another server of the same context.
+/// The name is taken by another server of the same context that is not draining.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("a server named {0:?} already exists in this context")]
 pub struct DuplicateName(pub String);
 
 impl ServerRegistry {
-    /// Every server, sorted by name.
+    /// Every server, sorted by name (a draining one before its successor).
     pub fn list(&self) -> Vec<ServerListing> {
-        self.lock().values().cloned().collect()
+        let mut listings: Vec<_> = self.lock().values().cloned().collect();
+        listings.sort_by(|a, b| {
+            let draining_first = |l: &ServerListing| l.state != ServerState::Draining;
+            (&a.name, draining_first(a)).cmp(&(&b.name, draining_first(b)))
+        });
+        listings
     }
 
     pub(crate) fn register(
@@ -68,44 +78,58 @@ impl ServerRegistry {
         listen: SocketAddr,
     ) -> Result<Registration, DuplicateName> {
         let mut servers = self.lock();
-        if servers.contains_key(name) {
+        if servers
+            .values()
+            .any(|l| l.name == name && l.state != ServerState::Draining)
+        {
             return Err(DuplicateName(name.to_owned()));
         }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let listing = ServerListing {
             name: name.to_owned(),
             listen,
             state: ServerState::Bound,
         };
-        servers.insert(name.to_owned(), listing);
-        Ok(Registration {
+        servers.insert(id, listing);
+        Ok(Registration(RegistryEntry {
             registry: self.clone(),
-            name: name.to_owned(),
-        })
+            id,
+        }))
     }
 
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, ServerListing>> {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<u64, ServerListing>> {
         // The map stays consistent even if a holder panicked: every update is one insert/remove.
         self.servers.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-/// A server's place in the registry; dropping it removes the server from the list.
-#[derive(Debug)]
-pub(crate) struct Registration {
+/// A reference to one server's line, to update its state.
+#[derive(Debug, Clone)]
+pub(crate) struct RegistryEntry {
     registry: ServerRegistry,
-    name: String,
+    id: u64,
 }
 
-impl Registration {
+impl RegistryEntry {
     pub(crate) fn set_state(&self, state: ServerState) {
-        if let Some(listing) = self.registry.lock().get_mut(&self.name) {
+        if let Some(listing) = self.registry.lock().get_mut(&self.id) {
             listing.state = state;
         }
     }
 }
 
+/// A server's place in the registry; dropping it removes the server from the list.
+#[derive(Debug)]
+pub(crate) struct Registration(RegistryEntry);
+
+impl Registration {
+    pub(crate) fn entry(&self) -> &RegistryEntry {
+        &self.0
+    }
+}
+
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.registry.lock().remove(&self.name);
+        self.0.registry.lock().remove(&self.0.id);
     }
 }

@@ -1,18 +1,22 @@
-//! `Supervisor`: owns a context's servers by name, starts them together and stops them together.
+//! `Supervisor`: owns a context's servers by name; starts them together, applies a new config as
+//! a diff, stops one, or shuts all down.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::context::Context;
-use crate::server::{Server, ServerError, ServerHandle, ServerOptions};
+use crate::server::{listener, Server, ServerError, ServerHandle, ServerOptions};
 
-/// Runs a set of servers: binds them all before any serves, stops one by name, shuts all down.
+/// Runs a set of servers: binds them all before any serves, reloads by name, shuts all down.
 #[derive(Debug)]
 pub struct Supervisor {
     ctx: Context,
     servers: BTreeMap<String, Running>,
+    /// Servers removed or replaced by a reload, draining in the background.
+    draining: Vec<(String, JoinHandle<Result<(), ServerError>>)>,
 }
 
 #[derive(Debug)]
@@ -21,15 +25,22 @@ struct Running {
     task: JoinHandle<Result<(), ServerError>>,
 }
 
-/// What [`Supervisor::reload`] did.
+/// What [`Supervisor::reload`] did, by server name.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ReloadReport {
-    /// Servers whose certificates and TLS policy were replaced.
-    pub reloaded: Vec<String>,
-    /// What could not be applied, one sentence each, naming the server or file.
+    /// Servers new in the config, now serving.
+    pub added: Vec<String>,
+    /// Servers gone from the config: no longer accepting, draining.
+    pub removed: Vec<String>,
+    /// Servers whose `listen` changed: the new socket serves, the old one drains.
+    pub rebound: Vec<String>,
+    /// Servers updated in place (certificates, TLS policy, handler, timeout, limit).
+    pub updated: Vec<String>,
+    /// What could not be applied, one sentence each, naming the server or file. When binding a
+    /// new address fails, nothing at all is applied.
     pub errors: Vec<String>,
-    /// Changes that take effect only on restart (added or removed servers, a new address…).
+    /// Changes that take effect only on restart (`[global]` settings).
     pub needs_restart: Vec<String>,
 }
 
@@ -53,11 +64,17 @@ impl Supervisor {
         let mut supervisor = Self {
             ctx: ctx.clone(),
             servers: BTreeMap::new(),
+            draining: Vec::new(),
         };
         for server in bound {
             supervisor.spawn(server);
         }
         Ok(supervisor)
+    }
+
+    /// The context the servers share.
+    pub fn context(&self) -> &Context {
+        &self.ctx
     }
 
     /// Binds and starts one more server.
@@ -85,51 +102,157 @@ impl Supervisor {
         self.servers.get(name).map(|running| &running.handle)
     }
 
-    /// Applies a new, already validated config to the running servers: each server found by name
-    /// gets the new certificates, keys, CA, CRLs and TLS policy for its new handshakes (open
-    /// connections keep theirs), and the ticket key file is read again. Anything that fails keeps
-    /// the old material serving. Added or removed servers and changed addresses or limits are
-    /// reported in [`ReloadReport::needs_restart`].
-    pub fn reload(&self, config: &Config) -> ReloadReport {
+    /// Applies a new, validated config as a diff, by server name:
+    /// - a new name is bound and started;
+    /// - a missing name stops accepting and drains in the background;
+    /// - a changed `listen` gets its new socket bound and serving before the old one closes;
+    /// - every other server is updated in place ([`ServerHandle::update`]): new connections get
+    ///   the new certificates, policy, handler, timeout and limit; open ones keep theirs.
+    ///
+    /// New addresses are bound first: if any fails, nothing changes. The ticket key file is read
+    /// again. No connection of an unchanged server notices. Must be called within a runtime.
+    pub fn reload(&mut self, config: &Config) -> ReloadReport {
         let mut report = ReloadReport::default();
+        self.draining.retain(|(_, task)| !task.is_finished());
+
+        let mut fresh: HashMap<&str, std::net::TcpListener> = HashMap::new();
         for spec in &config.servers {
-            let Some(running) = self.servers.get(&spec.name) else {
-                report.needs_restart.push(format!(
-                    "server {:?} is new: restart to start it",
-                    spec.name
-                ));
-                continue;
+            let moved = match self.servers.get(&spec.name) {
+                Some(running) => !same_address(spec.listen, running.handle.local_addr()),
+                None => true,
             };
-            if spec.listen != running.handle.local_addr() && spec.listen.port() != 0 {
-                report.needs_restart.push(format!(
-                    "server {:?} moves to {}: restart to rebind",
-                    spec.name, spec.listen
-                ));
-            }
-            match running.handle.reload_tls(spec.certs.clone(), &spec.tls) {
-                Ok(()) => report.reloaded.push(spec.name.clone()),
-                Err(error) => report.errors.push(error.to_string()),
-            }
-        }
-        for name in self.servers.keys() {
-            if !config.servers.iter().any(|spec| &spec.name == name) {
-                report.needs_restart.push(format!(
-                    "server {name:?} is no longer configured: restart to remove it"
-                ));
+            if moved {
+                let options = spec.options();
+                match listener::bind(spec.listen, options.backlog) {
+                    Ok(socket) => drop(fresh.insert(&spec.name, socket)),
+                    Err(source) => report.errors.push(
+                        ServerError::Bind {
+                            server: spec.name.clone(),
+                            addr: spec.listen,
+                            source,
+                        }
+                        .to_string(),
+                    ),
+                }
             }
         }
-        if let Some(keys) = self.ctx.ticket_keys() {
-            if keys.file() != config.global.ticket_key_file.as_deref() {
-                report
-                    .needs_restart
-                    .push("ticket_key_file changed: restart to use the new file".to_owned());
-            } else if let Err(error) = keys.reload() {
-                report
-                    .errors
-                    .push(format!("{error}; the previous ticket key stays"));
+        if !report.errors.is_empty() {
+            return report; // the sockets bound so far close here; nothing was changed
+        }
+
+        for spec in &config.servers {
+            let options = spec.options();
+            match fresh.remove(spec.name.as_str()) {
+                Some(socket) => self.start_or_replace(options, socket, &mut report),
+                None => match self.servers.get(&spec.name) {
+                    Some(running) => match running.handle.update(&options) {
+                        Ok(()) => report.updated.push(spec.name.clone()),
+                        Err(error) => report.errors.push(error.to_string()),
+                    },
+                    None => report
+                        .errors
+                        .push(format!("server {:?}: not bound", spec.name)),
+                },
             }
         }
+        let gone: Vec<String> = self
+            .servers
+            .keys()
+            .filter(|name| !config.servers.iter().any(|spec| &spec.name == *name))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.retire(&name);
+            report.removed.push(name);
+        }
+        self.reload_ticket_keys(config, &mut report);
+        self.note_global_changes(config, &mut report);
         report
+    }
+
+    /// Starts a server on `socket`; if one of that name runs, it drains once the new one serves.
+    fn start_or_replace(
+        &mut self,
+        options: ServerOptions,
+        socket: std::net::TcpListener,
+        report: &mut ReloadReport,
+    ) {
+        let name = options.name().to_owned();
+        let old = self
+            .servers
+            .get(&name)
+            .map(|running| running.handle.clone());
+        if let Some(old) = &old {
+            old.set_replaced(true); // lets the successor register the same name
+        }
+        match Server::from_listener(&self.ctx, options, socket) {
+            Ok(server) => {
+                if old.is_some() {
+                    self.retire(&name);
+                    report.rebound.push(name);
+                } else {
+                    report.added.push(name);
+                }
+                self.spawn(server);
+            }
+            Err(error) => {
+                if let Some(old) = &old {
+                    old.set_replaced(false);
+                }
+                report.errors.push(error.to_string());
+            }
+        }
+    }
+
+    /// Stops the server called `name` and lets it drain in the background.
+    fn retire(&mut self, name: &str) {
+        if let Some(running) = self.servers.remove(name) {
+            running.handle.stop();
+            self.draining.push((name.to_owned(), running.task));
+        }
+    }
+
+    fn reload_ticket_keys(&self, config: &Config, report: &mut ReloadReport) {
+        let Some(keys) = self.ctx.ticket_keys() else {
+            return;
+        };
+        if keys.file() != config.global.ticket_key_file.as_deref() {
+            report
+                .needs_restart
+                .push("ticket_key_file changed: restart to use the new file".to_owned());
+        } else if let Err(error) = keys.reload() {
+            report
+                .errors
+                .push(format!("{error}; the previous ticket key stays"));
+        }
+    }
+
+    fn note_global_changes(&self, config: &Config, report: &mut ReloadReport) {
+        let global = &config.global;
+        let ctx = &self.ctx;
+        let changed = [
+            (
+                "handshake_timeout",
+                global.handshake_timeout != ctx.handshake_timeout(),
+            ),
+            (
+                "max_connections",
+                global.max_connections != ctx.max_connections(),
+            ),
+            (
+                "server_max_connections",
+                global.server_max_connections != ctx.server_max_connections(),
+            ),
+            (
+                "shutdown_grace",
+                global.shutdown_grace != ctx.shutdown_grace(),
+            ),
+        ];
+        for (key, _) in changed.iter().filter(|(_, changed)| *changed) {
+            report
+                .needs_restart
+                .push(format!("[global] {key} changed: restart to apply"));
+        }
     }
 
     /// Stops the server called `name` alone and waits until it has drained.
@@ -149,10 +272,20 @@ impl Supervisor {
         for running in self.servers.values() {
             running.handle.stop();
         }
-        for (name, running) in self.servers {
-            join(&name, running.task).await;
+        let tasks = self
+            .servers
+            .into_iter()
+            .map(|(name, running)| (name, running.task))
+            .chain(self.draining);
+        for (name, task) in tasks {
+            join(&name, task).await;
         }
     }
+}
+
+/// Whether a configured address is the one a server is bound to (port 0 matches any port).
+fn same_address(configured: SocketAddr, bound: SocketAddr) -> bool {
+    configured == bound || (configured.port() == 0 && configured.ip() == bound.ip())
 }
 
 async fn join(name: &str, task: JoinHandle<Result<(), ServerError>>) {

@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use tlsplex::{Config, Context, ServerOptions, Supervisor, TlsPolicy};
+use tlsplex::{Config, Context, ServerOptions, Supervisor};
 use tlsplex_testkit::{any_port, connect, get, request, TestPki};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -23,7 +23,7 @@ async fn new_handshakes_get_the_new_certificate_and_open_connections_keep_going(
 
     let mut opened_before = connect(addr, "web.test", client.clone()).await.unwrap();
     handle
-        .reload_tls(new.store(), &TlsPolicy::default())
+        .update(&ServerOptions::new("web", any_port(), new.store()))
         .unwrap();
 
     let (_, presented) = get(addr, "web.test", "/", client.clone()).await.unwrap();
@@ -74,9 +74,8 @@ async fn reloading_twenty_times_under_load_loses_no_request() {
     }
     for i in 0..20 {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        handle
-            .reload_tls(certs[i % 2].store(), &TlsPolicy::default())
-            .unwrap();
+        let options = ServerOptions::new("web", any_port(), certs[i % 2].store());
+        handle.update(&options).unwrap();
     }
     done.cancel();
     for task in load {
@@ -90,36 +89,170 @@ async fn reloading_twenty_times_under_load_loses_no_request() {
     supervisor.shutdown().await;
 }
 
-#[tokio::test]
-async fn supervisor_reload_applies_a_config_and_reports_what_needs_a_restart() {
-    let pki = TestPki::new();
-    let first = pki.issue("first", &["web.test"]);
-    let config_path = pki.dir().join("tlsplex.toml");
-    let write = |cert: &str| {
-        let text = format!(
-            "[[server]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\ncertificates = [{{ cert = \"{cert}.pem\", key = \"{cert}.key\" }}]\n"
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A config with one `[[server]]` per (name, port, certificate stem, handler).
+fn write_config(pki: &TestPki, servers: &[(&str, u16, &str, &str)]) -> Config {
+    let mut text = String::new();
+    for (name, port, cert, handler) in servers {
+        text += &format!(
+            "[[server]]\nname = \"{name}\"\nlisten = \"127.0.0.1:{port}\"\n\
+             certificates = [{{ cert = \"{cert}.pem\", key = \"{cert}.key\" }}]\nhandler = {handler}\n"
         );
-        std::fs::write(&config_path, text).unwrap();
-        Config::load(&config_path).unwrap()
-    };
-    let config = write("first");
-    let ctx = config.global.context().unwrap();
-    let supervisor = Supervisor::start(&ctx, config.servers.iter().map(|s| s.options())).unwrap();
-    let addr = supervisor.server("web").unwrap().local_addr();
-    let (_, presented) = get(addr, "web.test", "/", pki.client(&[])).await.unwrap();
-    assert_eq!(presented, first.cert_der);
+    }
+    let path = pki.dir().join("tlsplex.toml");
+    std::fs::write(&path, text).unwrap();
+    Config::load(&path).unwrap()
+}
 
-    let second = pki.issue("second", &["web.test"]);
-    let report = supervisor.reload(&write("second"));
-    assert_eq!(report.reloaded, ["web"]);
+/// An echo backend for forward servers.
+async fn echo_backend() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut read, mut write) = stream.split();
+                let _ = tokio::io::copy(&mut read, &mut write).await;
+            });
+        }
+    });
+    addr
+}
+
+const STATUS: &str = "{ type = \"status\" }";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_adds_removes_rebinds_and_updates_by_name() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pki = TestPki::new();
+    for stem in ["one", "two"] {
+        pki.issue(stem, &["web.test"]);
+    }
+    let backend = echo_backend().await;
+    let forward = format!("{{ type = \"forward\", backend = \"{backend}\" }}");
+    let [web, api, old, api_moved, extra] = [(); 5].map(|()| free_port());
+    let first = write_config(
+        &pki,
+        &[
+            ("web", web, "one", STATUS),
+            ("api", api, "one", STATUS),
+            ("old", old, "one", &forward),
+        ],
+    );
+    let ctx = first.global.context().unwrap();
+    let mut supervisor =
+        Supervisor::start(&ctx, first.servers.iter().map(|s| s.options())).unwrap();
+    let client = pki.client(&["http/1.1"]);
+    let at = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+
+    // A live connection through `old`, which the reload removes: it must keep working.
+    let mut live = connect(at(old), "web.test", client.clone()).await.unwrap();
+    live.write_all(b"before").await.unwrap();
+    let mut echoed = [0u8; 6];
+    live.read_exact(&mut echoed).await.unwrap();
+
+    let second = write_config(
+        &pki,
+        &[
+            ("web", web, "two", STATUS),
+            ("api", api_moved, "one", STATUS),
+            ("extra", extra, "one", STATUS),
+        ],
+    );
+    let report = supervisor.reload(&second);
     assert!(report.errors.is_empty(), "{report:?}");
-    let (_, presented) = get(addr, "web.test", "/", pki.client(&[])).await.unwrap();
-    assert_eq!(presented, second.cert_der);
+    assert_eq!(report.added, ["extra"]);
+    assert_eq!(report.removed, ["old"]);
+    assert_eq!(report.rebound, ["api"]);
+    assert_eq!(report.updated, ["web"]);
 
-    let mut renamed = write("second");
-    renamed.servers[0].name = "api".to_owned();
-    let report = supervisor.reload(&renamed);
-    assert_eq!(report.needs_restart.len(), 2, "{report:?}");
-    assert!(report.needs_restart[0].contains("\"api\" is new"));
-    assert!(report.needs_restart[1].contains("\"web\" is no longer configured"));
+    let two = std::fs::read(pki.dir().join("two.pem")).unwrap();
+    let (_, presented) = get(at(web), "web.test", "/", client.clone()).await.unwrap();
+    assert_eq!(
+        rustls::pki_types::pem::PemObject::from_pem_slice(&two).ok(),
+        Some(presented)
+    );
+    for port in [api_moved, extra] {
+        assert_eq!(
+            get(at(port), "web.test", "/", client.clone())
+                .await
+                .unwrap()
+                .0
+                .status,
+            200
+        );
+    }
+    for port in [api, old] {
+        assert!(
+            tokio::net::TcpStream::connect(at(port)).await.is_err(),
+            "{port} is closed"
+        );
+    }
+    live.write_all(b"after!").await.unwrap();
+    live.read_exact(&mut echoed).await.unwrap();
+    assert_eq!(
+        &echoed, b"after!",
+        "the removed server's connection drains, not dropped"
+    );
+    let names: Vec<_> = ctx
+        .registry()
+        .list()
+        .into_iter()
+        .map(|l| (l.name, l.state))
+        .collect();
+    assert!(
+        names.contains(&("old".to_owned(), tlsplex::ServerState::Draining)),
+        "{names:?}"
+    );
+    drop(live);
+    supervisor.shutdown().await;
+    assert!(ctx.registry().list().is_empty());
+}
+
+#[tokio::test]
+async fn a_reload_that_cannot_bind_changes_nothing() {
+    let pki = TestPki::new();
+    pki.issue("one", &["web.test"]);
+    let (web, extra) = (free_port(), free_port());
+    let first = write_config(&pki, &[("web", web, "one", STATUS)]);
+    let ctx = first.global.context().unwrap();
+    let mut supervisor =
+        Supervisor::start(&ctx, first.servers.iter().map(|s| s.options())).unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = taken.local_addr().unwrap().port();
+    let second = write_config(
+        &pki,
+        &[
+            ("web", busy, "one", STATUS),
+            ("extra", extra, "one", STATUS),
+        ],
+    );
+    let report = supervisor.reload(&second);
+    assert_eq!(report.errors.len(), 1, "{report:?}");
+    assert!(report.errors[0].contains(&format!(
+        "server \"web\": cannot listen on 127.0.0.1:{busy}"
+    )));
+    assert!(report.added.is_empty() && report.rebound.is_empty() && report.updated.is_empty());
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", extra))
+            .await
+            .is_err(),
+        "extra not started"
+    );
+    let (page, _) = get(
+        ([127, 0, 0, 1], web).into(),
+        "web.test",
+        "/",
+        pki.client(&[]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(page.status, 200, "web still serves on its old address");
 }

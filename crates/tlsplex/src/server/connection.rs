@@ -4,7 +4,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rustls::server::Acceptor;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -13,16 +13,14 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::StartHandshake;
 use tokio_util::sync::CancellationToken;
 
-use super::tls_state::TlsState;
-use crate::handler::{ConnInfo, ConnectionHandler, TlsConn};
+use super::settings::{LiveSettings, Settings};
+use crate::handler::{ConnInfo, TlsConn};
 
 /// What every connection of one server shares; built once at bind.
 pub(super) struct ConnectionShared {
     pub(super) server: Arc<str>,
     pub(super) local_addr: SocketAddr,
-    pub(super) tls: Arc<TlsState>,
-    pub(super) handler: ConnectionHandler,
-    pub(super) handshake_timeout: Duration,
+    pub(super) settings: Arc<LiveSettings>,
     /// The server's stop token: handlers see it as [`TlsConn::shutdown`].
     pub(super) stop: CancellationToken,
 }
@@ -40,8 +38,9 @@ pub(super) async fn serve(
 ) {
     // TLS records are written whole; Nagle would only delay the handshake's last flight.
     let _ = tcp.set_nodelay(true);
-    let stream = match tokio::time::timeout(shared.handshake_timeout, handshake(&shared, tcp)).await
-    {
+    let settings = shared.settings.current();
+    let timeout = settings.handshake_timeout;
+    let stream = match tokio::time::timeout(timeout, handshake(&settings, tcp)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(error)) => {
             log_handshake_failure(&error);
@@ -49,7 +48,7 @@ pub(super) async fn serve(
         }
         Err(_) => {
             tracing::debug!(
-                timeout_ms = shared.handshake_timeout.as_millis() as u64,
+                timeout_ms = timeout.as_millis() as u64,
                 "handshake timed out"
             );
             return;
@@ -76,18 +75,15 @@ pub(super) async fn serve(
         info: Arc::new(info),
         shutdown: shared.stop.clone(),
     };
-    match shared.handler.serve(conn).await {
+    match settings.handler.serve(conn).await {
         Ok(()) => tracing::debug!("connection closed"),
         Err(error) => tracing::debug!(%error, "connection closed by handler error"),
     }
 }
 
-/// Reads the ClientHello, takes the TLS snapshot current at that moment, and completes the
-/// handshake with it.
-async fn handshake(
-    shared: &ConnectionShared,
-    mut tcp: TcpStream,
-) -> io::Result<TlsStream<TcpStream>> {
+/// Reads the ClientHello, answers `unrecognized_name` under strict SNI when no certificate covers
+/// the name asked for, and completes the handshake.
+async fn handshake(settings: &Settings, mut tcp: TcpStream) -> io::Result<TlsStream<TcpStream>> {
     let mut acceptor = Acceptor::default();
     // On the heap: an array here would sit in every connection task's future for its whole
     // life (4 KiB per idle connection), though it is needed only until the ClientHello is read.
@@ -114,12 +110,11 @@ async fn handshake(
             }
         }
     };
-    let snapshot = shared.tls.current();
-    if snapshot.strict_sni {
+    if settings.strict_sni {
         let sni = accepted.client_hello().server_name().map(str::to_owned);
         if !sni
             .as_deref()
-            .is_some_and(|name| snapshot.certs.covers(name))
+            .is_some_and(|name| settings.certs.covers(name))
         {
             let _ = tcp.write_all(&UNRECOGNIZED_NAME_ALERT).await;
             return Err(io::Error::new(
@@ -132,7 +127,7 @@ async fn handshake(
         }
     }
     StartHandshake::from_parts(accepted, tcp)
-        .into_stream(snapshot.config.clone())
+        .into_stream(settings.tls.clone())
         .await
 }
 

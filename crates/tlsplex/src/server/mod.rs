@@ -6,31 +6,31 @@
 
 mod accept;
 mod connection;
+mod handle;
+mod limit;
+pub(crate) mod listener;
 mod options;
-mod tls_state;
+mod settings;
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
+pub use handle::ServerHandle;
 pub use options::ServerOptions;
 
 use crate::context::Context;
-use crate::handler::{ConnectionHandler, StatusHandler};
 use crate::registry::{DuplicateName, Registration, ServerState};
-use crate::tls::certs::CertStore;
-use crate::tls::policy::{ResumptionState, TlsPolicy};
 use accept::AcceptBackoff;
 use connection::ConnectionShared;
-use tls_state::TlsState;
+use limit::ConnectionLimit;
+use settings::LiveSettings;
 
 /// Why a server could not be bound or run; every variant names the server.
 #[derive(Debug, thiserror::Error)]
@@ -77,99 +77,42 @@ pub struct Server {
     ctx: Context,
     listener: std::net::TcpListener,
     shared: Arc<ConnectionShared>,
-    /// Permits for this server's own connection limit, taken before accept.
-    connection_permits: Arc<Semaphore>,
     handle: ServerHandle,
     registration: Registration,
-}
-
-/// A cheap handle to a server: stop it, reload its TLS material, count its connections.
-#[derive(Clone)]
-pub struct ServerHandle {
-    name: Arc<str>,
-    local_addr: SocketAddr,
-    stop: CancellationToken,
-    connections: TaskTracker,
-    tls: Arc<TlsState>,
-}
-
-impl std::fmt::Debug for ServerHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerHandle")
-            .field("name", &self.name)
-            .field("local_addr", &self.local_addr)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ServerHandle {
-    /// The server's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The address the server is bound to.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-
-    /// Stops this server alone (the seed's `needToDie`): it stops accepting, its port closes, its
-    /// in-flight connections finish. Other servers are not touched.
-    pub fn stop(&self) {
-        self.stop.cancel();
-    }
-
-    /// Whether [`ServerHandle::stop`] (or the context's shutdown) has been called.
-    pub fn is_stopping(&self) -> bool {
-        self.stop.is_cancelled()
-    }
-
-    /// Connections this server holds now (handshaking or being served).
-    pub fn open_connections(&self) -> usize {
-        self.connections.len()
-    }
-
-    /// Replaces the server's certificates and TLS policy. New handshakes use them; open
-    /// connections keep what they negotiated; session caches and ticket keys carry over (a change
-    /// of `session_cache_size` waits for a restart). On error nothing changes.
-    pub fn reload_tls(&self, certs: Arc<CertStore>, policy: &TlsPolicy) -> Result<(), ServerError> {
-        self.tls
-            .replace(certs, policy)
-            .map_err(|source| ServerError::Tls {
-                server: self.name.to_string(),
-                source,
-            })
-    }
 }
 
 impl Server {
     /// Binds `options.listen` for a server of `ctx`. No runtime is needed until [`Server::run`].
     pub fn bind(ctx: &Context, options: ServerOptions) -> Result<Self, ServerError> {
-        let server = options.name.clone();
-        let listener =
-            bind_listener(options.listen, options.backlog).map_err(|source| ServerError::Bind {
-                server: server.clone(),
+        let listener = listener::bind(options.listen, options.backlog).map_err(|source| {
+            ServerError::Bind {
+                server: options.name.clone(),
                 addr: options.listen,
                 source,
+            }
+        })?;
+        Self::from_listener(ctx, options, listener)
+    }
+
+    /// A server on a socket that is already listening (handed over by systemd, say, or bound
+    /// ahead of time); `options.listen` is not used.
+    pub fn from_listener(
+        ctx: &Context,
+        options: ServerOptions,
+        listener: std::net::TcpListener,
+    ) -> Result<Self, ServerError> {
+        let server = options.name.clone();
+        let local_addr = listener
+            .local_addr()
+            .and_then(|addr| listener.set_nonblocking(true).map(|()| addr))
+            .map_err(|source| ServerError::Listener {
+                server: server.clone(),
+                source,
             })?;
-        let local_addr = listener.local_addr().map_err(|source| ServerError::Bind {
-            server: server.clone(),
-            addr: options.listen,
-            source,
-        })?;
-        let ticketer = ctx.ticket_keys().map(|keys| keys.ticketer(&server));
-        let resumption = ResumptionState::new(&options.tls, ticketer);
-        let tls = TlsState::new(
-            ctx.crypto_provider().clone(),
-            resumption,
-            options.certs,
-            &options.tls,
-        )
-        .map_err(|source| ServerError::Tls {
+        let settings = LiveSettings::new(ctx, &options).map_err(|source| ServerError::Tls {
             server: server.clone(),
             source,
         })?;
-        let tls = Arc::new(tls);
         let registration = ctx
             .registry()
             .register(&server, local_addr)
@@ -177,35 +120,30 @@ impl Server {
                 server: server.clone(),
                 source,
             })?;
-        let handler = options.handler.unwrap_or_else(|| {
-            ConnectionHandler::Status(StatusHandler::new(ctx.registry().clone()))
-        });
         let name: Arc<str> = server.into();
         let stop = ctx.shutdown_token().child_token();
-        let max_connections = options
-            .max_connections
-            .unwrap_or_else(|| ctx.server_max_connections())
-            .min(Semaphore::MAX_PERMITS);
+        let default_max_connections = ctx.server_max_connections();
+        let limit =
+            ConnectionLimit::new(options.max_connections.unwrap_or(default_max_connections));
+        let settings = Arc::new(settings);
         Ok(Self {
             ctx: ctx.clone(),
             listener,
             shared: Arc::new(ConnectionShared {
                 server: name.clone(),
                 local_addr,
-                tls: tls.clone(),
-                handler,
-                handshake_timeout: options
-                    .handshake_timeout
-                    .unwrap_or_else(|| ctx.handshake_timeout()),
+                settings: settings.clone(),
                 stop: stop.clone(),
             }),
-            connection_permits: Arc::new(Semaphore::new(max_connections)),
             handle: ServerHandle {
                 name,
                 local_addr,
                 stop,
                 connections: TaskTracker::new(),
-                tls,
+                settings,
+                limit: Arc::new(limit),
+                entry: registration.entry().clone(),
+                default_max_connections,
             },
             registration,
         })
@@ -240,7 +178,6 @@ impl Server {
             ctx,
             listener,
             shared,
-            connection_permits,
             handle,
             registration,
         } = self;
@@ -248,7 +185,9 @@ impl Server {
             server: handle.name.to_string(),
             source,
         })?;
-        registration.set_state(ServerState::Serving);
+        if !handle.stop.is_cancelled() {
+            registration.entry().set_state(ServerState::Serving);
+        }
         tracing::info!(server = %handle.name, addr = %handle.local_addr, "serving");
 
         // Cancelling `abort` drops connections still open when the grace period ends.
@@ -260,7 +199,7 @@ impl Server {
             let server_permit = tokio::select! {
                 biased;
                 () = handle.stop.cancelled() => break,
-                permit = connection_permits.clone().acquire_owned() => permit,
+                permit = handle.limit.permits().clone().acquire_owned() => permit,
             };
             let Ok(server_permit) = server_permit else {
                 break;
@@ -307,7 +246,7 @@ impl Server {
         }
 
         drop(listener);
-        registration.set_state(ServerState::Draining);
+        registration.entry().set_state(ServerState::Draining);
         drain(&handle, ctx.shutdown_grace(), &abort).await;
         tracing::info!(server = %handle.name, "stopped");
         Ok(())
@@ -333,18 +272,4 @@ async fn drain(handle: &ServerHandle, grace: Duration, abort: &CancellationToken
         abort.cancel();
         handle.connections.wait().await;
     }
-}
-
-fn bind_listener(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    // Restarting while old connections sit in TIME_WAIT must not fail with "address in use".
-    socket.set_reuse_address(true)?;
-    if addr.is_ipv6() {
-        // As nginx does: `[::]:443` and `0.0.0.0:443` are separate servers, not a clash.
-        socket.set_only_v6(true)?;
-    }
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
-    Ok(socket.into())
 }

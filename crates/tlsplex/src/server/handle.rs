@@ -1,0 +1,94 @@
+//! `ServerHandle`: a cheap handle to a running server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::limit::ConnectionLimit;
+use super::settings::LiveSettings;
+use super::{ServerError, ServerOptions};
+use crate::registry::{RegistryEntry, ServerState};
+
+/// A cheap handle to a server: stop it, update it, count its connections.
+#[derive(Clone)]
+pub struct ServerHandle {
+    pub(super) name: Arc<str>,
+    pub(super) local_addr: SocketAddr,
+    pub(super) stop: CancellationToken,
+    pub(super) connections: TaskTracker,
+    pub(super) settings: Arc<LiveSettings>,
+    pub(super) limit: Arc<ConnectionLimit>,
+    pub(super) entry: RegistryEntry,
+    pub(super) default_max_connections: usize,
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("name", &self.name)
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerHandle {
+    /// The server's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The address the server is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops this server alone (the seed's `needToDie`): it stops accepting, its port closes, its
+    /// in-flight connections finish. Other servers are not touched.
+    pub fn stop(&self) {
+        self.entry.set_state(ServerState::Draining);
+        self.stop.cancel();
+    }
+
+    /// Whether [`ServerHandle::stop`] (or the context's shutdown) has been called.
+    pub fn is_stopping(&self) -> bool {
+        self.stop.is_cancelled()
+    }
+
+    /// Connections this server holds now (handshaking or being served).
+    pub fn open_connections(&self) -> usize {
+        self.connections.len()
+    }
+
+    /// Applies new options to the running server: certificates, TLS policy, handler, handshake
+    /// timeout and connection limit. New connections use them; open connections keep what they
+    /// have; session caches and ticket keys carry over (a new `session_cache_size` waits for a
+    /// restart). The name and address are not changed here (see `Supervisor::reload`). On error
+    /// nothing changes. Must be called within a tokio runtime.
+    pub fn update(&self, options: &ServerOptions) -> Result<(), ServerError> {
+        self.settings
+            .replace(options)
+            .map_err(|source| ServerError::Tls {
+                server: self.name.to_string(),
+                source,
+            })?;
+        self.limit.resize(
+            options
+                .max_connections
+                .unwrap_or(self.default_max_connections),
+        );
+        Ok(())
+    }
+
+    /// Marks the server as draining in the registry while it still serves, so a successor may
+    /// take its name; `false` undoes it.
+    pub(crate) fn set_replaced(&self, replaced: bool) {
+        let state = if replaced {
+            ServerState::Draining
+        } else {
+            ServerState::Serving
+        };
+        self.entry.set_state(state);
+    }
+}
