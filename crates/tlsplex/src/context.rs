@@ -11,6 +11,7 @@ use rustls::crypto::CryptoProvider;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::Metrics;
 use crate::registry::ServerRegistry;
 use crate::tls::tickets::TicketKeys;
 
@@ -40,6 +41,7 @@ struct Inner {
     shutdown_grace: Duration,
     worker_threads: Option<usize>,
     registry: ServerRegistry,
+    metrics: Metrics,
     /// Session-ticket master secret; `None` only if the system could not produce randomness.
     ticket_keys: Option<Arc<TicketKeys>>,
     /// Cancelled once, to stop every server of this context; each server's token is a child.
@@ -80,6 +82,11 @@ impl Context {
     /// The servers of this context, as the status page lists them.
     pub fn registry(&self) -> &ServerRegistry {
         &self.inner.registry
+    }
+
+    /// The metrics of every server of this context.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 
     /// The session-ticket keys every server derives its own from.
@@ -199,6 +206,7 @@ impl ContextBuilder {
                 shutdown_grace: self.shutdown_grace,
                 worker_threads: self.worker_threads,
                 registry: ServerRegistry::default(),
+                metrics: Metrics::default(),
                 ticket_keys,
                 shutdown: CancellationToken::new(),
             }),

@@ -14,7 +14,8 @@
 //! - `server`: [`Server`] binds, accepts, and runs each connection's handshake and handler.
 //! - `handler`: the [`Handler`] trait, [`TlsConn`]/[`ConnInfo`], the built-in [`StatusHandler`].
 //! - `registry`: [`ServerRegistry`], the read-only list of servers handlers may show.
-//! - `supervisor`: [`Supervisor`] owns servers by name: start all, stop one, shut all down.
+//! - `supervisor`: [`Supervisor`] owns servers by name: start all, reload as a diff, shut down.
+//! - [`metrics`]: every metric name, and the registry the admin endpoint encodes.
 //!
 //! # Example
 //! The seed's program: one context, two servers, each connection in its own task.
@@ -42,6 +43,7 @@
 mod config;
 mod context;
 mod handler;
+pub mod metrics;
 mod registry;
 mod server;
 mod supervisor;
@@ -53,8 +55,9 @@ pub use handler::{
     tls_version_name, Backend, ConnInfo, ForwardHandler, ForwardOptions, Handler, HandlerError,
     HttpHandler, ProxyProtocol, StaticHandler, StatusHandler, TlsConn,
 };
+pub use metrics::Metrics;
 pub use registry::{DuplicateName, ServerListing, ServerRegistry, ServerState};
-pub use server::{Server, ServerError, ServerHandle, ServerOptions};
+pub use server::{MeteredTcp, Server, ServerError, ServerHandle, ServerOptions};
 pub use supervisor::{ReloadReport, Supervisor, UnknownServer};
 pub use tls::certs::{CertLoadError, CertStore, Identity};
 pub use tls::client_auth::{ClientAuth, ClientAuthError, ClientAuthMode};

@@ -6,21 +6,24 @@ use std::time::Duration;
 
 use rustls::{HandshakeKind, ProtocolVersion, ServerConnection};
 use serde::Serialize;
-use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::ServerMetrics;
+use crate::server::MeteredTcp;
 use crate::tls::summary::CertSummary;
 
 /// One established TLS connection, handed to a [`crate::Handler`].
 #[non_exhaustive]
 pub struct TlsConn {
     /// The decrypted byte stream to and from the client.
-    pub stream: TlsStream<TcpStream>,
+    pub stream: TlsStream<MeteredTcp>,
     /// What the handshake settled, and who is on the other end.
     pub info: Arc<ConnInfo>,
     /// Cancelled when this connection's server stops: finish the current exchange and return.
     pub shutdown: CancellationToken,
+    /// The server's metrics, for the built-in handlers' own counters.
+    pub(crate) metrics: Arc<ServerMetrics>,
 }
 
 /// Facts about one connection, fixed once its handshake completed.

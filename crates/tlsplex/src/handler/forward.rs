@@ -20,7 +20,7 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio::time::Instant;
 
 use super::proxy_protocol::ProxyProtocol;
-use super::{Handler, HandlerError, TlsConn};
+use super::{ConnInfo, Handler, HandlerError, TlsConn};
 
 /// Where a `forward` server sends the decrypted bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,32 +112,46 @@ impl ForwardHandler {
 impl Handler for ForwardHandler {
     async fn serve(&self, conn: TlsConn) -> Result<(), HandlerError> {
         let TlsConn {
-            mut stream, info, ..
+            mut stream,
+            info,
+            metrics,
+            ..
         } = conn;
         let options = &self.options;
         let connected =
             tokio::time::timeout(options.connect_timeout, connect(&options.backend)).await;
-        let backend = match connected {
-            Ok(Ok(backend)) => backend,
-            Ok(Err(error)) => {
-                return refuse(&mut stream, &info.server, options, &error.to_string()).await
-            }
-            Err(_) => {
-                let reason = format!("no connection within {:?}", options.connect_timeout);
-                return refuse(&mut stream, &info.server, options, &reason).await;
-            }
+        let reason = match connected {
+            Ok(Ok(backend)) => return self.relay_to(backend, stream, &info).await,
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => format!("no connection within {:?}", options.connect_timeout),
         };
+        metrics.backend_errors.inc();
+        refuse(&mut stream, &info.server, options, &reason).await
+    }
+}
+
+impl ForwardHandler {
+    async fn relay_to<S>(
+        &self,
+        backend: BackendStream,
+        stream: S,
+        info: &ConnInfo,
+    ) -> Result<(), HandlerError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let options = &self.options;
         match backend {
             BackendStream::Tcp(mut tcp) => {
                 let _ = tcp.set_nodelay(true);
                 if let Some(version) = options.proxy_protocol {
-                    tcp.write_all(&version.header(&info)?).await?;
+                    tcp.write_all(&version.header(info)?).await?;
                 }
                 relay(stream, tcp, options.idle_timeout).await
             }
             BackendStream::Unix(mut unix) => {
                 if let Some(version) = options.proxy_protocol {
-                    unix.write_all(&version.header(&info)?).await?;
+                    unix.write_all(&version.header(info)?).await?;
                 }
                 relay(stream, unix, options.idle_timeout).await
             }

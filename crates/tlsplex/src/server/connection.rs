@@ -14,7 +14,9 @@ use tokio_rustls::StartHandshake;
 use tokio_util::sync::CancellationToken;
 
 use super::settings::{LiveSettings, Settings};
+use super::MeteredTcp;
 use crate::handler::{ConnInfo, TlsConn};
+use crate::metrics::{HandshakeFailures, ServerMetrics};
 
 /// What every connection of one server shares; built once at bind.
 pub(super) struct ConnectionShared {
@@ -23,6 +25,7 @@ pub(super) struct ConnectionShared {
     pub(super) settings: Arc<LiveSettings>,
     /// The server's stop token: handlers see it as [`TlsConn::shutdown`].
     pub(super) stop: CancellationToken,
+    pub(super) metrics: Arc<ServerMetrics>,
 }
 
 /// A fatal `unrecognized_name` alert record (TLS 1.2 framing, as before any key is agreed).
@@ -40,13 +43,15 @@ pub(super) async fn serve(
     let _ = tcp.set_nodelay(true);
     let settings = shared.settings.current();
     let timeout = settings.handshake_timeout;
+    let tcp = MeteredTcp::new(tcp, shared.metrics.traffic.clone());
     let stream = match tokio::time::timeout(timeout, handshake(&settings, tcp)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(error)) => {
-            log_handshake_failure(&error);
+            handshake_failed(&error, &shared.metrics.failures);
             return;
         }
         Err(_) => {
+            shared.metrics.failures.timeout.inc();
             tracing::debug!(
                 timeout_ms = timeout.as_millis() as u64,
                 "handshake timed out"
@@ -61,6 +66,14 @@ pub(super) async fn serve(
         stream.get_ref().1,
         accepted_at.elapsed(),
     );
+    shared.metrics.handshakes.inc();
+    if info.resumed {
+        shared.metrics.resumed.inc();
+    }
+    shared
+        .metrics
+        .duration
+        .observe(info.handshake_duration.as_secs_f64());
     tracing::debug!(
         tls.version = %info.tls_version,
         tls.suite = %info.cipher_suite,
@@ -74,6 +87,7 @@ pub(super) async fn serve(
         stream,
         info: Arc::new(info),
         shutdown: shared.stop.clone(),
+        metrics: shared.metrics.clone(),
     };
     match settings.handler.serve(conn).await {
         Ok(()) => tracing::debug!("connection closed"),
@@ -83,7 +97,7 @@ pub(super) async fn serve(
 
 /// Reads the ClientHello, answers `unrecognized_name` under strict SNI when no certificate covers
 /// the name asked for, and completes the handshake.
-async fn handshake(settings: &Settings, mut tcp: TcpStream) -> io::Result<TlsStream<TcpStream>> {
+async fn handshake(settings: &Settings, mut tcp: MeteredTcp) -> io::Result<TlsStream<MeteredTcp>> {
     let mut acceptor = Acceptor::default();
     // On the heap: an array here would sit in every connection task's future for its whole
     // life (4 KiB per idle connection), though it is needed only until the ClientHello is read.
@@ -119,10 +133,7 @@ async fn handshake(settings: &Settings, mut tcp: TcpStream) -> io::Result<TlsStr
             let _ = tcp.write_all(&UNRECOGNIZED_NAME_ALERT).await;
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!(
-                    "strict_sni: no certificate for {:?}",
-                    sni.unwrap_or_default()
-                ),
+                UnknownServerName(sni.unwrap_or_default()),
             ));
         }
     }
@@ -131,19 +142,40 @@ async fn handshake(settings: &Settings, mut tcp: TcpStream) -> io::Result<TlsStr
         .await
 }
 
-/// Client-certificate refusals are worth an operator's attention (info); other failures are the
-/// internet's background noise (debug).
-fn log_handshake_failure(error: &io::Error) {
-    let tls_error = error
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
-    match tls_error {
+/// Strict SNI refused the name the client asked for.
+#[derive(Debug, thiserror::Error)]
+#[error("strict_sni: no certificate for {0:?}")]
+struct UnknownServerName(String);
+
+/// Counts the failure by reason and logs it: client-certificate refusals at info (an operator
+/// wants to know), the rest at debug (the internet's background noise).
+fn handshake_failed(error: &io::Error, failures: &HandshakeFailures) {
+    let inner = error.get_ref();
+    if inner.is_some_and(|e| e.is::<UnknownServerName>()) {
+        failures.sni.inc();
+        tracing::debug!(%error, "handshake refused");
+        return;
+    }
+    match inner.and_then(|e| e.downcast_ref::<rustls::Error>()) {
         Some(rustls::Error::NoCertificatesPresented) => {
+            failures.client_cert.inc();
             tracing::info!("handshake refused: the client presented no certificate");
         }
         Some(e @ rustls::Error::InvalidCertificate(_)) => {
+            failures.client_cert.inc();
             tracing::info!(reason = %e, "handshake refused: client certificate not accepted");
         }
-        _ => tracing::debug!(%error, "handshake failed"),
+        Some(rustls::Error::AlertReceived(_)) => {
+            failures.alert.inc();
+            tracing::debug!(%error, "handshake failed: the client sent an alert");
+        }
+        Some(_) => {
+            failures.protocol.inc();
+            tracing::debug!(%error, "handshake failed");
+        }
+        None => {
+            failures.io.inc();
+            tracing::debug!(%error, "handshake failed");
+        }
     }
 }

@@ -9,6 +9,7 @@ mod connection;
 mod handle;
 mod limit;
 pub(crate) mod listener;
+mod metered;
 mod options;
 mod settings;
 
@@ -17,12 +18,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::counter::Counter;
 use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 pub use handle::ServerHandle;
+pub use metered::MeteredTcp;
 pub use options::ServerOptions;
 
 use crate::context::Context;
@@ -109,10 +113,14 @@ impl Server {
                 server: server.clone(),
                 source,
             })?;
-        let settings = LiveSettings::new(ctx, &options).map_err(|source| ServerError::Tls {
-            server: server.clone(),
-            source,
-        })?;
+        let metrics = Arc::new(ctx.metrics().server(&server));
+        let settings =
+            LiveSettings::new(ctx, &options, metrics.expiry.clone()).map_err(|source| {
+                ServerError::Tls {
+                    server: server.clone(),
+                    source,
+                }
+            })?;
         let registration = ctx
             .registry()
             .register(&server, local_addr)
@@ -134,6 +142,7 @@ impl Server {
                 local_addr,
                 settings: settings.clone(),
                 stop: stop.clone(),
+                metrics,
             }),
             handle: ServerHandle {
                 name,
@@ -196,12 +205,9 @@ impl Server {
         loop {
             // This server's permit is taken before accept, so beyond its limit connections wait
             // in the kernel's backlog, never in our memory.
-            let server_permit = tokio::select! {
-                biased;
-                () = handle.stop.cancelled() => break,
-                permit = handle.limit.permits().clone().acquire_owned() => permit,
-            };
-            let Ok(server_permit) = server_permit else {
+            let limited = &shared.metrics.server_limited;
+            let Some(server_permit) = permit(handle.limit.permits(), limited, &handle.stop).await
+            else {
                 break;
             };
             let accepted = tokio::select! {
@@ -219,26 +225,27 @@ impl Server {
             // The process-wide permit is taken after accept: taken before, every idle server
             // would hold one and the limit would shrink by one per server. So at most one
             // accepted connection per server waits here for a permit.
-            let process_permit = tokio::select! {
-                biased;
-                () = handle.stop.cancelled() => break,
-                permit = ctx.connection_permits().clone().acquire_owned() => permit,
-            };
-            let Ok(process_permit) = process_permit else {
+            let limited = &shared.metrics.process_limited;
+            let Some(process_permit) =
+                permit(ctx.connection_permits(), limited, &handle.stop).await
+            else {
                 break;
             };
             let permits = (server_permit, process_permit);
             backoff.reset();
+            shared.metrics.accepted.inc();
+            shared.metrics.active.inc();
             let span =
                 tracing::debug_span!("conn", server = %handle.name, client.addr = %peer_addr);
             let task = connection::serve(shared.clone(), tcp, peer_addr, Instant::now());
-            let abort = abort.clone();
+            let (abort, active) = (abort.clone(), shared.metrics.active.clone());
             handle.connections.spawn(
                 async move {
                     tokio::select! {
                         () = task => {}
                         () = abort.cancelled() => tracing::debug!("closed at the end of the grace period"),
                     }
+                    active.dec();
                     drop(permits);
                 }
                 .instrument(span),
@@ -250,6 +257,23 @@ impl Server {
         drain(&handle, ctx.shutdown_grace(), &abort).await;
         tracing::info!(server = %handle.name, "stopped");
         Ok(())
+    }
+}
+
+/// A permit from `permits`, counting in `limited` when it had to wait; `None` once stopped.
+async fn permit(
+    permits: &Arc<Semaphore>,
+    limited: &Counter,
+    stop: &CancellationToken,
+) -> Option<OwnedSemaphorePermit> {
+    if let Ok(permit) = permits.clone().try_acquire_owned() {
+        return Some(permit);
+    }
+    limited.inc();
+    tokio::select! {
+        biased;
+        () = stop.cancelled() => None,
+        permit = permits.clone().acquire_owned() => permit.ok(),
     }
 }
 

@@ -4,8 +4,9 @@
 //! connections (linkerd2-proxy's habit), and resumption state survives the swap.
 
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
+use prometheus_client::metrics::gauge::Gauge;
 use rustls::ServerConfig;
 
 use super::ServerOptions;
@@ -28,17 +29,25 @@ pub(crate) struct LiveSettings {
     ctx: Context,
     resumption: ResumptionState,
     current: RwLock<Arc<Settings>>,
+    /// The default certificate's expiry, kept current for the metrics.
+    expiry: Gauge,
 }
 
 impl LiveSettings {
-    pub(crate) fn new(ctx: &Context, options: &ServerOptions) -> Result<Self, rustls::Error> {
+    pub(crate) fn new(
+        ctx: &Context,
+        options: &ServerOptions,
+        expiry: Gauge,
+    ) -> Result<Self, rustls::Error> {
         let ticketer = ctx.ticket_keys().map(|keys| keys.ticketer(&options.name));
         let resumption = ResumptionState::new(&options.tls, ticketer);
         let settings = build(ctx, &resumption, options)?;
+        set_expiry(&expiry, &settings.certs);
         Ok(Self {
             ctx: ctx.clone(),
             resumption,
             current: RwLock::new(Arc::new(settings)),
+            expiry,
         })
     }
 
@@ -53,9 +62,18 @@ impl LiveSettings {
     /// Builds settings from `options` and swaps them in; on error the old ones stay.
     pub(crate) fn replace(&self, options: &ServerOptions) -> Result<(), rustls::Error> {
         let settings = Arc::new(build(&self.ctx, &self.resumption, options)?);
+        set_expiry(&self.expiry, &settings.certs);
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = settings;
         Ok(())
     }
+}
+
+fn set_expiry(gauge: &Gauge, certs: &CertStore) {
+    let not_after = certs.default_identity().summary().not_after;
+    let seconds = not_after
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    gauge.set(i64::try_from(seconds).unwrap_or(i64::MAX));
 }
 
 fn build(

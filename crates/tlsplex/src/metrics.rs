@@ -1,0 +1,263 @@
+//! Metrics: every name in one place, Prometheus conventions (`tlsplex_` prefix, `_total` for
+//! counters, `_seconds` for durations, labels `server` and `reason`). prometheus-client adds the
+//! `_total` suffix to counters when encoding, so the names below omit it.
+//!
+//! Each server resolves its label set once, at bind; the connection path then only touches
+//! atomics.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Connections accepted (TCP), per server.
+pub const CONNECTIONS_ACCEPTED: &str = "tlsplex_connections_accepted";
+/// Connections open now (handshaking or served), per server.
+pub const CONNECTIONS_ACTIVE: &str = "tlsplex_connections_active";
+/// Times a server's accept loop waited for a free slot (`reason`: `server_limit`,
+/// `process_limit`): tlsplex queues connections beyond a limit rather than refusing them.
+pub const CONNECTIONS_LIMITED: &str = "tlsplex_connections_limited";
+/// Completed handshakes, per server.
+pub const HANDSHAKES: &str = "tlsplex_handshakes";
+/// Of which resumed.
+pub const HANDSHAKES_RESUMED: &str = "tlsplex_handshakes_resumed";
+/// Failed handshakes by `reason`: `timeout`, `alert`, `protocol`, `client_cert`, `sni`, `io`.
+pub const HANDSHAKE_FAILURES: &str = "tlsplex_handshake_failures";
+/// Time from accept to the end of a successful handshake.
+pub const HANDSHAKE_DURATION: &str = "tlsplex_handshake_duration_seconds";
+/// Bytes read from clients (TLS records, as on the wire).
+pub const BYTES_RECEIVED: &str = "tlsplex_received_bytes";
+/// Bytes written to clients (TLS records, as on the wire).
+pub const BYTES_SENT: &str = "tlsplex_sent_bytes";
+/// `forward` connections whose backend could not be reached.
+pub const FORWARD_BACKEND_ERRORS: &str = "tlsplex_forward_backend_errors";
+/// Expiry of each server's default certificate, as a Unix timestamp.
+pub const CERTIFICATE_EXPIRY: &str = "tlsplex_certificate_expiry_timestamp_seconds";
+/// Reloads by `result`: `ok`, `failed`.
+pub const RELOADS: &str = "tlsplex_reloads";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServerLabel {
+    server: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    server: String,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+type HistogramFamily = Family<ServerLabel, Histogram, fn() -> Histogram>;
+
+/// The metric families of one context, and the registry that encodes them.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Mutex<Registry>>,
+    accepted: Family<ServerLabel, Counter>,
+    active: Family<ServerLabel, Gauge>,
+    limited: Family<ReasonLabels, Counter>,
+    handshakes: Family<ServerLabel, Counter>,
+    resumed: Family<ServerLabel, Counter>,
+    failures: Family<ReasonLabels, Counter>,
+    duration: HistogramFamily,
+    received: Family<ServerLabel, Counter>,
+    sent: Family<ServerLabel, Counter>,
+    backend_errors: Family<ServerLabel, Counter>,
+    expiry: Family<ServerLabel, Gauge>,
+    reloads: Family<ResultLabel, Counter>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let duration: HistogramFamily = Family::new_with_constructor(|| {
+            // 0.1 ms to ~3.3 s.
+            Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+        });
+        let metrics = Self {
+            registry: Arc::default(),
+            accepted: Family::default(),
+            active: Family::default(),
+            limited: Family::default(),
+            handshakes: Family::default(),
+            resumed: Family::default(),
+            failures: Family::default(),
+            duration,
+            received: Family::default(),
+            sent: Family::default(),
+            backend_errors: Family::default(),
+            expiry: Family::default(),
+            reloads: Family::default(),
+        };
+        {
+            let mut r = metrics
+                .registry
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            r.register(
+                CONNECTIONS_ACCEPTED,
+                "Connections accepted",
+                metrics.accepted.clone(),
+            );
+            r.register(
+                CONNECTIONS_ACTIVE,
+                "Connections open now",
+                metrics.active.clone(),
+            );
+            r.register(
+                CONNECTIONS_LIMITED,
+                "Accepts that waited for a connection limit",
+                metrics.limited.clone(),
+            );
+            r.register(
+                HANDSHAKES,
+                "Completed TLS handshakes",
+                metrics.handshakes.clone(),
+            );
+            r.register(
+                HANDSHAKES_RESUMED,
+                "Resumed TLS handshakes",
+                metrics.resumed.clone(),
+            );
+            r.register(
+                HANDSHAKE_FAILURES,
+                "Failed TLS handshakes",
+                metrics.failures.clone(),
+            );
+            r.register(
+                HANDSHAKE_DURATION,
+                "Accept to end of handshake",
+                metrics.duration.clone(),
+            );
+            r.register(
+                BYTES_RECEIVED,
+                "Bytes read from clients",
+                metrics.received.clone(),
+            );
+            r.register(BYTES_SENT, "Bytes written to clients", metrics.sent.clone());
+            r.register(
+                FORWARD_BACKEND_ERRORS,
+                "Backends that could not be reached",
+                metrics.backend_errors.clone(),
+            );
+            r.register(
+                CERTIFICATE_EXPIRY,
+                "Default certificate expiry (Unix time)",
+                metrics.expiry.clone(),
+            );
+            r.register(RELOADS, "Configuration reloads", metrics.reloads.clone());
+        }
+        metrics
+    }
+}
+
+impl Metrics {
+    /// Everything, in the Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        let registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
+        text
+    }
+
+    /// Counts a reload.
+    pub fn reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.reloads.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    /// The handles of one server's metrics.
+    pub(crate) fn server(&self, name: &str) -> ServerMetrics {
+        // `get_or_create` returns a read guard; each handle is cloned out in its own statement
+        // so no guard is still held when the next insert into the same family needs the lock.
+        fn counter<L: Clone + std::hash::Hash + Eq + EncodeLabelSet + std::fmt::Debug>(
+            family: &Family<L, Counter>,
+            labels: &L,
+        ) -> Counter {
+            family.get_or_create(labels).clone()
+        }
+        let label = ServerLabel {
+            server: name.to_owned(),
+        };
+        let reason = |reason| ReasonLabels {
+            server: name.to_owned(),
+            reason,
+        };
+        let failure = |r| counter(&self.failures, &reason(r));
+        let active = self.active.get_or_create(&label).clone();
+        let duration = self.duration.get_or_create(&label).clone();
+        let expiry = self.expiry.get_or_create(&label).clone();
+        ServerMetrics {
+            accepted: counter(&self.accepted, &label),
+            active,
+            server_limited: counter(&self.limited, &reason("server_limit")),
+            process_limited: counter(&self.limited, &reason("process_limit")),
+            handshakes: counter(&self.handshakes, &label),
+            resumed: counter(&self.resumed, &label),
+            failures: HandshakeFailures {
+                timeout: failure("timeout"),
+                alert: failure("alert"),
+                protocol: failure("protocol"),
+                client_cert: failure("client_cert"),
+                sni: failure("sni"),
+                io: failure("io"),
+            },
+            duration,
+            traffic: Traffic {
+                received: counter(&self.received, &label),
+                sent: counter(&self.sent, &label),
+            },
+            backend_errors: counter(&self.backend_errors, &label),
+            expiry,
+        }
+    }
+}
+
+/// One server's metric handles.
+#[derive(Clone, Debug)]
+pub(crate) struct ServerMetrics {
+    pub(crate) accepted: Counter,
+    pub(crate) active: Gauge,
+    pub(crate) server_limited: Counter,
+    pub(crate) process_limited: Counter,
+    pub(crate) handshakes: Counter,
+    pub(crate) resumed: Counter,
+    pub(crate) failures: HandshakeFailures,
+    pub(crate) duration: Histogram,
+    pub(crate) traffic: Traffic,
+    pub(crate) backend_errors: Counter,
+    pub(crate) expiry: Gauge,
+}
+
+/// Handshake failures by reason.
+#[derive(Clone, Debug)]
+pub(crate) struct HandshakeFailures {
+    pub(crate) timeout: Counter,
+    pub(crate) alert: Counter,
+    pub(crate) protocol: Counter,
+    pub(crate) client_cert: Counter,
+    pub(crate) sni: Counter,
+    pub(crate) io: Counter,
+}
+
+/// Byte counters a connection's stream adds to.
+#[derive(Clone, Debug)]
+pub(crate) struct Traffic {
+    pub(crate) received: Counter,
+    pub(crate) sent: Counter,
+}

@@ -1,0 +1,84 @@
+//! Metrics move as connections happen, and encode in the Prometheus text format.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on failure
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tlsplex::{Context, ServerOptions};
+use tlsplex_testkit::{any_port, eventually, get, start, TestPki};
+use tokio::io::AsyncWriteExt;
+
+/// `name{labels} value` lines, keyed by `name{labels}`.
+fn scrape(ctx: &Context) -> HashMap<String, f64> {
+    ctx.metrics()
+        .encode()
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .filter_map(|line| {
+            let (key, value) = line.rsplit_once(' ')?;
+            Some((key.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_follow_connections_handshakes_and_failures() {
+    let pki = TestPki::new();
+    let ctx = Context::builder()
+        .handshake_timeout(Duration::from_millis(200))
+        .build();
+    let cert = pki.issue("web", &["web.test"]);
+    let addr = start(&ctx, ServerOptions::new("web", any_port(), cert.store()));
+    for _ in 0..3 {
+        assert_eq!(
+            get(addr, "web.test", "/", pki.client(&[]))
+                .await
+                .unwrap()
+                .0
+                .status,
+            200
+        );
+    }
+    let mut garbage = tokio::net::TcpStream::connect(addr).await.unwrap();
+    garbage.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    let _silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+
+    let label = "{server=\"web\"}";
+    let expect = |key: String, value: f64| {
+        let ctx = ctx.clone();
+        async move {
+            let ok = eventually(Duration::from_secs(3), || {
+                scrape(&ctx).get(&key) == Some(&value)
+            })
+            .await;
+            assert!(ok, "{key} = {value}:\n{}", ctx.metrics().encode());
+        }
+    };
+    expect(format!("tlsplex_connections_accepted_total{label}"), 5.0).await;
+    expect(format!("tlsplex_handshakes_total{label}"), 3.0).await;
+    expect(
+        format!("tlsplex_handshake_duration_seconds_count{label}"),
+        3.0,
+    )
+    .await;
+    expect(
+        "tlsplex_handshake_failures_total{server=\"web\",reason=\"protocol\"}".into(),
+        1.0,
+    )
+    .await;
+    expect(
+        "tlsplex_handshake_failures_total{server=\"web\",reason=\"timeout\"}".into(),
+        1.0,
+    )
+    .await;
+    expect(format!("tlsplex_connections_active{label}"), 0.0).await;
+    let metrics = scrape(&ctx);
+    assert!(metrics[&format!("tlsplex_received_bytes_total{label}")] > 500.0);
+    assert!(metrics[&format!("tlsplex_sent_bytes_total{label}")] > 1000.0);
+    let expiry = metrics[&format!("tlsplex_certificate_expiry_timestamp_seconds{label}")];
+    assert!(
+        expiry > 4_000_000_000.0,
+        "rcgen's default validity ends in 4096: {expiry}"
+    );
+}
