@@ -13,12 +13,16 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
+use tlsplex::admin::AdminOptions;
 use tlsplex::{CertStore, GlobalSettings, Identity, ServerOptions};
 
 use crate::serve::serve;
 
 /// The demo's servers: the seed's two ports, on loopback only.
 pub const DEMO_SERVERS: [(&str, u16); 2] = [("demo-1440", 1440), ("demo-1441", 1441)];
+
+/// The demo's admin endpoint (loopback only).
+const DEMO_ADMIN: ([u8; 4], u16) = ([127, 0, 0, 1], 9440);
 
 const CERT_FILE: &str = "demo-cert.pem";
 const KEY_FILE: &str = "demo-key.pem";
@@ -44,7 +48,8 @@ pub fn run(state_dir: Option<PathBuf>) -> ExitCode {
         })
         .collect();
     let global = GlobalSettings::default();
-    serve(&global, servers, None, |supervisor| {
+    let admin = AdminOptions::new(DEMO_ADMIN.into(), None);
+    serve(&global, servers, Some(&admin), None, |supervisor| {
         println!("tlsplex demo: two HTTPS servers in one process (the seed's example)");
         for server in supervisor.servers() {
             println!(
@@ -59,6 +64,10 @@ pub fn run(state_dir: Option<PathBuf>) -> ExitCode {
         );
         println!("SHA-256 fingerprint: {fingerprint}");
         println!("check: tlsplex probe 127.0.0.1:1440 127.0.0.1:1441 --insecure");
+        println!(
+            "admin: http://127.0.0.1:{}/ (dashboard, /api/servers, /metrics)",
+            DEMO_ADMIN.1
+        );
         println!("stop: Ctrl-C (SIGINT) or SIGTERM");
     })
 }

@@ -29,7 +29,13 @@ fn main() -> ExitCode {
                     path: &path,
                     config: &config,
                 };
-                serve::serve(&config.global, servers, Some(reload), |_| {})
+                serve::serve(
+                    &config.global,
+                    servers,
+                    config.admin.as_ref(),
+                    Some(reload),
+                    |_| {},
+                )
             }
             Err(error) => {
                 eprintln!("{error}");

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use tlsplex::{Config, Supervisor};
+use tlsplex::{Config, ReloadReport, Supervisor};
 
 /// The config file and the modification times of every file it names, as last loaded.
 pub struct Watched {
@@ -39,23 +39,28 @@ impl Watched {
     }
 
     /// Loads the config again and applies it; on any error the running servers keep what they
-    /// have. Returns the new watch list either way, so a broken file is not retried in a loop.
-    pub fn reload(self, supervisor: &mut Supervisor, why: &str) -> Self {
+    /// have. Returns the new watch list either way (so a broken file is not retried in a loop),
+    /// with the report or why the new config was refused.
+    pub fn reload(
+        self,
+        supervisor: &mut Supervisor,
+        why: &str,
+    ) -> (Self, Result<ReloadReport, String>) {
         tracing::info!(config = %self.config.display(), reason = why, "reloading");
+        let metrics = supervisor.context().metrics().clone();
         let config = match Config::load(&self.config) {
             Ok(config) => config,
             Err(error) => {
                 for problem in error.to_string().lines() {
                     tracing::error!(%problem, "reload refused; the previous configuration keeps serving");
                 }
-                return Self {
-                    files: self
-                        .files
-                        .iter()
-                        .map(|(p, _)| (p.clone(), modified(p)))
-                        .collect(),
-                    ..self
-                };
+                metrics.reload(false);
+                let files = self
+                    .files
+                    .iter()
+                    .map(|(p, _)| (p.clone(), modified(p)))
+                    .collect();
+                return (Self { files, ..self }, Err(error.to_string()));
             }
         };
         let report = supervisor.reload(&config);
@@ -72,7 +77,8 @@ impl Watched {
             updated = %report.updated.join(","),
             "reloaded"
         );
-        Self::new(&self.config, &config)
+        metrics.reload(report.errors.is_empty());
+        (Self::new(&self.config, &config), Ok(report))
     }
 }
 

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::SystemTime;
 
+use tlsplex::admin::{AdminOptions, AdminRequest, AdminServer};
 use tlsplex::{Config, GlobalSettings, ServerOptions, Supervisor};
 
 use crate::reload::Watched;
@@ -15,11 +16,13 @@ pub struct ReloadSource<'a> {
     pub config: &'a Config,
 }
 
-/// Binds every server (all or none), calls `announce`, serves until SIGTERM or SIGINT (reloading
-/// on SIGHUP), then drains. A second SIGTERM/SIGINT exits at once with status 1.
+/// Binds every server (all or none) and the admin endpoint if asked for, calls `announce`,
+/// serves until SIGTERM or SIGINT (reloading on SIGHUP), then drains. A second SIGTERM/SIGINT
+/// exits at once with status 1.
 pub fn serve(
     global: &GlobalSettings,
     servers: Vec<ServerOptions>,
+    admin: Option<&AdminOptions>,
     reload: Option<ReloadSource<'_>>,
     announce: impl FnOnce(&Supervisor),
 ) -> ExitCode {
@@ -67,6 +70,22 @@ pub fn serve(
                 "server started"
             );
         }
+        let admin_stop = tokio_util::sync::CancellationToken::new();
+        let (admin_tx, mut admin_rx) = tokio::sync::mpsc::channel(16);
+        if let Some(options) = admin {
+            match AdminServer::bind(options).await {
+                Ok(server) => {
+                    let addr = server.local_addr().map(|a| a.to_string()).unwrap_or_default();
+                    tracing::info!(%addr, "admin endpoint listening");
+                    tokio::spawn(server.run(ctx.clone(), admin_tx, admin_stop.clone()));
+                }
+                Err(error) => {
+                    eprintln!("tlsplex: admin endpoint on {}: {error}", options.listen);
+                    supervisor.shutdown().await;
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
         announce(&supervisor);
 
         let mut watched = reload.map(|r| Watched::new(r.path, r.config));
@@ -76,19 +95,24 @@ pub fn serve(
                 request = signals.recv() => request,
                 () = tick(&mut poll) => {
                     if watched.as_ref().is_some_and(Watched::changed) {
-                        watched = watched.map(|w| w.reload(&mut supervisor, "a watched file changed"));
+                        watched = watched.map(|w| w.reload(&mut supervisor, "a watched file changed").0);
                     }
+                    continue;
+                }
+                Some(request) = admin_rx.recv() => {
+                    answer(request, &mut supervisor, &mut watched);
                     continue;
                 }
             };
             match request {
                 Request::Shutdown(name) => break name,
                 Request::Reload => match watched.take() {
-                    Some(w) => watched = Some(w.reload(&mut supervisor, "SIGHUP")),
+                    Some(w) => watched = Some(w.reload(&mut supervisor, "SIGHUP").0),
                     None => reload_ticket_keys(&ctx),
                 },
             }
         };
+        admin_stop.cancel();
         tracing::info!(
             signal = first,
             grace_ms = ctx.shutdown_grace().as_millis() as u64,
@@ -105,6 +129,30 @@ pub fn serve(
             }
         }
     })
+}
+
+/// Answers one admin request; the supervisor is ours alone, so requests queue here.
+fn answer(request: AdminRequest, supervisor: &mut Supervisor, watched: &mut Option<Watched>) {
+    match request {
+        AdminRequest::Servers(reply) => {
+            let _ = reply.send(supervisor.stats());
+        }
+        AdminRequest::Reload(reply) => {
+            let result = match watched.take() {
+                Some(w) => {
+                    let (next, result) = w.reload(supervisor, "admin API");
+                    *watched = Some(next);
+                    result
+                }
+                None => Err("no config file to reload (the demo runs without one)".to_owned()),
+            };
+            let _ = reply.send(result);
+        }
+        AdminRequest::Remove(name, reply) => {
+            let _ = reply.send(supervisor.remove(&name).map_err(|e| e.to_string()));
+        }
+        _ => {}
+    }
 }
 
 /// Without a config file (the demo), SIGHUP can only re-read the ticket key file.

@@ -15,6 +15,7 @@
 //! - `handler`: the [`Handler`] trait, [`TlsConn`]/[`ConnInfo`], the built-in [`StatusHandler`].
 //! - `registry`: [`ServerRegistry`], the read-only list of servers handlers may show.
 //! - `supervisor`: [`Supervisor`] owns servers by name: start all, reload as a diff, shut down.
+//! - [`admin`]: the admin API and dashboard, answering through requests to the supervisor's owner.
 //! - [`metrics`]: every metric name, and the registry the admin endpoint encodes.
 //!
 //! # Example
@@ -40,6 +41,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin;
 mod config;
 mod context;
 mod handler;
@@ -57,7 +59,7 @@ pub use handler::{
 };
 pub use metrics::Metrics;
 pub use registry::{DuplicateName, ServerListing, ServerRegistry, ServerState};
-pub use server::{MeteredTcp, Server, ServerError, ServerHandle, ServerOptions};
+pub use server::{MeteredTcp, Server, ServerError, ServerHandle, ServerOptions, ServerStats};
 pub use supervisor::{ReloadReport, Supervisor, UnknownServer};
 pub use tls::certs::{CertLoadError, CertStore, Identity};
 pub use tls::client_auth::{ClientAuth, ClientAuthError, ClientAuthMode};

@@ -26,7 +26,7 @@ struct Running {
 }
 
 /// What [`Supervisor::reload`] did, by server name.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct ReloadReport {
     /// Servers new in the config, now serving.
@@ -253,6 +253,20 @@ impl Supervisor {
                 .needs_restart
                 .push(format!("[global] {key} changed: restart to apply"));
         }
+    }
+
+    /// Every server's figures, by name.
+    pub fn stats(&self) -> Vec<crate::ServerStats> {
+        self.servers().map(ServerHandle::stats).collect()
+    }
+
+    /// Stops the server called `name` and lets it drain in the background.
+    pub fn remove(&mut self, name: &str) -> Result<(), UnknownServer> {
+        if !self.servers.contains_key(name) {
+            return Err(UnknownServer(name.to_owned()));
+        }
+        self.retire(name);
+        Ok(())
     }
 
     /// Stops the server called `name` alone and waits until it has drained.

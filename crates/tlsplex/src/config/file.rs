@@ -18,6 +18,14 @@ pub(super) struct GlobalFile {
     pub reload_check_interval: Option<String>,
 }
 
+/// `[admin]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AdminFile {
+    pub listen: String,
+    pub token_file: Option<PathBuf>,
+}
+
 /// One `[[server]]` table.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -17,8 +17,11 @@ use serde::Deserialize;
 
 use error::Problems;
 pub use error::{ConfigError, Problem};
-use file::{ClientAuthModeFile, GlobalFile, HandlerFile, ProxyProtocolFile, ServerFile, TlsFile};
+use file::{
+    AdminFile, ClientAuthModeFile, GlobalFile, HandlerFile, ProxyProtocolFile, ServerFile, TlsFile,
+};
 
+use crate::admin::AdminOptions;
 use crate::context::{Context, ContextBuilder};
 use crate::handler::{Backend, ForwardOptions, ProxyProtocol, StaticHandler};
 use crate::server::ServerOptions;
@@ -35,6 +38,8 @@ pub struct Config {
     pub file: PathBuf,
     /// `[global]`.
     pub global: GlobalSettings,
+    /// `[admin]`, when the file turns the admin endpoint on.
+    pub admin: Option<AdminOptions>,
     /// Every `[[server]]`, in file order.
     pub servers: Vec<ServerSpec>,
 }
@@ -194,24 +199,28 @@ impl Config {
         };
         let mut problems = Problems::default();
         let mut global = None;
+        let mut admin = None;
         let mut servers = Vec::new();
         for (key, value) in document {
             match key.as_str() {
                 "global" => global = Some(value),
+                "admin" => admin = Some(value),
                 "server" => servers = server_tables(value, &mut problems),
                 other => problems.global(
                     other,
-                    "unknown top-level key (expected [global] or [[server]])",
+                    "unknown top-level key (expected [global], [admin] or [[server]])",
                 ),
             }
         }
         let global = validate_global(global, base, &mut problems);
+        let admin = admin.and_then(|value| validate_admin(value, base, &mut problems));
         let servers = validate_servers(servers, base, &mut problems);
         problems.into_result(
             file.to_owned(),
             Self {
                 file: file.to_owned(),
                 global,
+                admin,
                 servers,
             },
         )
@@ -341,6 +350,57 @@ fn validate_global(
         server_max_connections,
         worker_threads,
     }
+}
+
+fn validate_admin(
+    value: toml::Value,
+    base: &Path,
+    problems: &mut Problems,
+) -> Option<AdminOptions> {
+    let toml::Value::Table(table) = value else {
+        problems.global("admin", "must be a table: write [admin]");
+        return None;
+    };
+    let key = |k: &str| {
+        if k.is_empty() {
+            "admin".to_owned()
+        } else {
+            format!("admin.{k}")
+        }
+    };
+    let raw: AdminFile = deserialize(table, &mut |k, m| problems.global(&key(k), m))?;
+    let Ok(listen) = raw.listen.parse::<SocketAddr>() else {
+        problems.global(
+            "admin.listen",
+            format!("{:?} is not an IP:PORT address", raw.listen),
+        );
+        return None;
+    };
+    let token = match raw.token_file.map(|file| base.join(file)) {
+        None => None,
+        Some(path) => match std::fs::read_to_string(&path) {
+            Ok(text) if !text.trim().is_empty() => Some(text.trim().to_owned()),
+            Ok(_) => {
+                problems.global("admin.token_file", format!("{} is empty", path.display()));
+                return None;
+            }
+            Err(e) => {
+                problems.global(
+                    "admin.token_file",
+                    format!("cannot read {}: {e}", path.display()),
+                );
+                return None;
+            }
+        },
+    };
+    if !listen.ip().is_loopback() && token.is_none() {
+        problems.global(
+            "admin.listen",
+            format!("{listen} is not a loopback address: set token_file so requests need a bearer token"),
+        );
+        return None;
+    }
+    Some(AdminOptions::new(listen, token))
 }
 
 /// Parses a human duration ("10s", "500ms", "1m 30s"); `None` when absent or invalid.

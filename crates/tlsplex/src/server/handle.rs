@@ -9,6 +9,7 @@ use tokio_util::task::TaskTracker;
 use super::limit::ConnectionLimit;
 use super::settings::LiveSettings;
 use super::{ServerError, ServerOptions};
+use crate::metrics::ServerMetrics;
 use crate::registry::{RegistryEntry, ServerState};
 
 /// A cheap handle to a server: stop it, update it, count its connections.
@@ -22,6 +23,33 @@ pub struct ServerHandle {
     pub(super) limit: Arc<ConnectionLimit>,
     pub(super) entry: RegistryEntry,
     pub(super) default_max_connections: usize,
+    pub(super) metrics: Arc<ServerMetrics>,
+}
+
+/// A server's figures, as the admin API reports them.
+#[derive(Debug, Clone, serde::Serialize)]
+#[non_exhaustive]
+pub struct ServerStats {
+    /// The server's name.
+    pub name: String,
+    /// Its address.
+    pub listen: SocketAddr,
+    /// `serving` or `draining`.
+    pub state: &'static str,
+    /// Connections open now.
+    pub connections_active: usize,
+    /// Connections accepted since start.
+    pub connections_total: u64,
+    /// Completed handshakes since start.
+    pub handshakes: u64,
+    /// Of which resumed.
+    pub handshakes_resumed: u64,
+    /// Failed handshakes by reason.
+    pub handshake_failures: std::collections::BTreeMap<&'static str, u64>,
+    /// The default certificate's subject.
+    pub certificate_subject: String,
+    /// Whole days until it expires.
+    pub certificate_days_left: i64,
 }
 
 impl std::fmt::Debug for ServerHandle {
@@ -79,6 +107,39 @@ impl ServerHandle {
                 .unwrap_or(self.default_max_connections),
         );
         Ok(())
+    }
+
+    /// The server's figures now.
+    pub fn stats(&self) -> ServerStats {
+        let m = &self.metrics;
+        let f = &m.failures;
+        let settings = self.settings.current();
+        let cert = settings.certs.default_identity().summary();
+        ServerStats {
+            name: self.name.to_string(),
+            listen: self.local_addr,
+            state: if self.is_stopping() {
+                "draining"
+            } else {
+                "serving"
+            },
+            connections_active: self.open_connections(),
+            connections_total: m.accepted.get(),
+            handshakes: m.handshakes.get(),
+            handshakes_resumed: m.resumed.get(),
+            handshake_failures: [
+                ("timeout", f.timeout.get()),
+                ("alert", f.alert.get()),
+                ("protocol", f.protocol.get()),
+                ("client_cert", f.client_cert.get()),
+                ("sni", f.sni.get()),
+                ("io", f.io.get()),
+            ]
+            .into_iter()
+            .collect(),
+            certificate_subject: cert.subject.clone(),
+            certificate_days_left: cert.days_until_expiry(std::time::SystemTime::now()),
+        }
     }
 
     /// Marks the server as draining in the registry while it still serves, so a successor may

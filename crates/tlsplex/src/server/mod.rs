@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
-pub use handle::ServerHandle;
+pub use handle::{ServerHandle, ServerStats};
 pub use metered::MeteredTcp;
 pub use options::ServerOptions;
 
@@ -142,7 +142,7 @@ impl Server {
                 local_addr,
                 settings: settings.clone(),
                 stop: stop.clone(),
-                metrics,
+                metrics: metrics.clone(),
             }),
             handle: ServerHandle {
                 name,
@@ -153,6 +153,7 @@ impl Server {
                 limit: Arc::new(limit),
                 entry: registration.entry().clone(),
                 default_max_connections,
+                metrics,
             },
             registration,
         })

@@ -1,0 +1,188 @@
+//! The admin endpoint: every route, bearer-token auth, the loopback rule, and the dashboard in a
+//! real browser.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on failure
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{available, free_port, tlsplex, Daemon};
+use tlsplex_testkit::TestPki;
+
+/// One plain HTTP/1.1 request to the admin endpoint: (status, body).
+fn http(port: u16, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: admin\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Two servers and an admin endpoint; returns (daemon, admin port, [port a, port b]).
+fn start(pki: &TestPki, admin_extra: &str) -> (Daemon, u16, [u16; 2]) {
+    pki.issue("a", &["a.test"]);
+    pki.issue("b", &["b.test"]);
+    let (admin, a, b) = (free_port(), free_port(), free_port());
+    let text = format!(
+        "[admin]\nlisten = \"127.0.0.1:{admin}\"\n{admin_extra}\n\
+         [[server]]\nname = \"a\"\nlisten = \"127.0.0.1:{a}\"\ncertificates = [{{ cert = \"a.pem\", key = \"a.key\" }}]\n\
+         [[server]]\nname = \"b\"\nlisten = \"127.0.0.1:{b}\"\ncertificates = [{{ cert = \"b.pem\", key = \"b.key\" }}]\n"
+    );
+    let path = pki.dir().join("tlsplex.toml");
+    std::fs::write(&path, text).unwrap();
+    let mut daemon = Daemon::start(&["run", "-c", path.to_str().unwrap()]);
+    let addrs: Vec<SocketAddr> = [admin, a, b]
+        .iter()
+        .map(|p| ([127, 0, 0, 1], *p).into())
+        .collect();
+    daemon.wait_listening(&addrs);
+    (daemon, admin, [a, b])
+}
+
+#[test]
+fn every_route_answers() {
+    let pki = TestPki::new();
+    let (_daemon, admin, [a, b]) = start(&pki, "");
+    assert!(tlsplex(&["probe", &format!("127.0.0.1:{a}"), "--insecure"])
+        .status
+        .success());
+
+    assert_eq!(
+        http(admin, "GET", "/healthz", None),
+        (200, "ok\n".to_owned())
+    );
+    assert_eq!(http(admin, "GET", "/readyz", None).0, 200);
+    let (status, body) = http(admin, "GET", "/api/servers", None);
+    assert_eq!(status, 200);
+    let servers: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(servers[0]["name"], "a");
+    assert_eq!(servers[0]["state"], "serving");
+    assert_eq!(servers[0]["handshakes"], 1);
+    assert_eq!(servers[0]["certificate_subject"], "CN=a.test");
+    assert!(servers[0]["certificate_days_left"].as_i64().unwrap() > 300);
+    assert_eq!(servers[1]["name"], "b");
+
+    let (status, metrics) = http(admin, "GET", "/metrics", None);
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("tlsplex_handshakes_total{server=\"a\"} 1"),
+        "{metrics}"
+    );
+
+    let (status, report) = http(admin, "POST", "/api/reload", None);
+    assert_eq!(status, 200, "{report}");
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["updated"], serde_json::json!(["a", "b"]));
+
+    assert_eq!(http(admin, "DELETE", "/api/servers/b", None).0, 202);
+    assert!(
+        TcpStream::connect(("127.0.0.1", b)).is_err(),
+        "b's port closed"
+    );
+    let (_, body) = http(admin, "GET", "/api/servers", None);
+    let servers: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(servers.as_array().unwrap().len(), 1);
+    assert_eq!(http(admin, "DELETE", "/api/servers/nope", None).0, 404);
+    assert_eq!(http(admin, "GET", "/nowhere", None).0, 404);
+    assert_eq!(http(admin, "PUT", "/api/servers", None).0, 405);
+}
+
+#[test]
+fn a_token_is_required_when_configured() {
+    let pki = TestPki::new();
+    std::fs::write(pki.dir().join("admin.token"), "s3cret-token\n").unwrap();
+    let (mut daemon, admin, _) = start(&pki, "token_file = \"admin.token\"");
+    assert_eq!(http(admin, "GET", "/api/servers", None).0, 401);
+    assert_eq!(http(admin, "GET", "/api/servers", Some("wrong")).0, 401);
+    assert_eq!(
+        http(admin, "GET", "/api/servers", Some("s3cret-token")).0,
+        200
+    );
+    daemon.signal("TERM");
+    assert!(daemon.wait_exit(Duration::from_secs(10)).unwrap().success());
+    assert!(
+        !daemon.stderr_text().contains("s3cret-token"),
+        "the token never reaches the log"
+    );
+}
+
+#[test]
+fn a_non_loopback_admin_address_needs_a_token() {
+    let pki = TestPki::new();
+    pki.issue("a", &["a.test"]);
+    let text = format!(
+        "[admin]\nlisten = \"0.0.0.0:{}\"\n[[server]]\nname = \"a\"\nlisten = \"127.0.0.1:0\"\ncertificates = [{{ cert = \"a.pem\", key = \"a.key\" }}]\n",
+        free_port()
+    );
+    let path = pki.dir().join("tlsplex.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = tlsplex(&["check", "-c", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let errors = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        errors.contains("admin.listen: 0.0.0.0:") && errors.contains("set token_file"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn the_dashboard_shows_every_server_in_a_browser() {
+    if !available("chromium") {
+        return;
+    }
+    let pki = TestPki::new();
+    let (_daemon, admin, _) = start(&pki, "");
+    let profile = tempfile::tempdir().unwrap();
+    let shot = profile.path().join("dashboard.png");
+    let run = |extra: &[&str]| {
+        Command::new("timeout")
+            .arg("90")
+            .arg("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+            ])
+            .args([
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("--virtual-time-budget=5000")
+            .args(extra)
+            .arg(format!("http://127.0.0.1:{admin}/"))
+            .stderr(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let dom = String::from_utf8_lossy(&run(&["--dump-dom"]).stdout).into_owned();
+    assert!(
+        dom.contains("<td>a</td>") && dom.contains("<td>b</td>"),
+        "one row per server:\n{dom}"
+    );
+    assert!(dom.contains("class=\"serving\""), "{dom}");
+    assert!(dom.contains("<polyline"), "the chart is drawn:\n{dom}");
+    run(&["--screenshot=".to_owned() + shot.to_str().unwrap()]
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>());
+    let png = std::fs::read(&shot).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 5000,
+        "a real screenshot"
+    );
+}

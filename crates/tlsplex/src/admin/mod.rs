@@ -1,0 +1,270 @@
+//! The admin endpoint: a small HTTP/1.1 API and dashboard on a separate address (loopback unless
+//! configured otherwise, with a bearer token off loopback).
+//!
+//! It reads what anyone may read (the context's registry and metrics) and asks for everything
+//! else through [`AdminRequest`]s answered by whoever owns the [`crate::Supervisor`] (the
+//! `tlsplex` binary's serving loop), so the layers stay one-way.
+//!
+//! Routes: `GET /` (dashboard), `GET /api/servers`, `POST /api/reload`,
+//! `DELETE /api/servers/{name}`, `GET /metrics`, `GET /healthz`, `GET /readyz`.
+
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::context::Context;
+use crate::registry::ServerState;
+use crate::server::ServerStats;
+use crate::supervisor::ReloadReport;
+
+const DASHBOARD: &str = include_str!("dashboard.html");
+
+/// What the admin endpoint asks of the supervisor's owner.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AdminRequest {
+    /// Every server's figures.
+    Servers(oneshot::Sender<Vec<ServerStats>>),
+    /// Reload the configuration; the answer is the report, or why the new config was refused.
+    Reload(oneshot::Sender<Result<ReloadReport, String>>),
+    /// Stop and drain one server (it stays configured; a reload brings it back).
+    Remove(String, oneshot::Sender<Result<(), String>>),
+}
+
+/// Where the admin endpoint listens and who may use it.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct AdminOptions {
+    /// The address; loopback unless a token is set.
+    pub listen: SocketAddr,
+    /// Required as `Authorization: Bearer <token>` on every request when set.
+    pub token: Option<String>,
+}
+
+impl AdminOptions {
+    /// The endpoint on `listen`, with an optional bearer token.
+    pub fn new(listen: SocketAddr, token: Option<String>) -> Self {
+        Self { listen, token }
+    }
+}
+
+impl std::fmt::Debug for AdminOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token is a secret: say whether there is one, never what it is.
+        f.debug_struct("AdminOptions")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .finish()
+    }
+}
+
+/// The admin endpoint, bound.
+pub struct AdminServer {
+    listener: TcpListener,
+    token: Option<Arc<str>>,
+}
+
+impl AdminServer {
+    /// Binds the admin address. A non-loopback address without a token is refused.
+    pub async fn bind(options: &AdminOptions) -> io::Result<Self> {
+        if !options.listen.ip().is_loopback() && options.token.is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "admin endpoint on {} is not loopback: set a token",
+                    options.listen
+                ),
+            ));
+        }
+        Ok(Self {
+            listener: TcpListener::bind(options.listen).await?,
+            token: options.token.as_deref().map(Arc::from),
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` is cancelled.
+    pub async fn run(
+        self,
+        ctx: Context,
+        requests: mpsc::Sender<AdminRequest>,
+        shutdown: CancellationToken,
+    ) {
+        let api = Arc::new(Api {
+            ctx,
+            requests,
+            token: self.token,
+        });
+        loop {
+            let (tcp, peer) = tokio::select! {
+                () = shutdown.cancelled() => return,
+                accepted = self.listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        tracing::debug!(%error, "admin accept failed");
+                        continue;
+                    }
+                },
+            };
+            let api = api.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request| {
+                    let api = api.clone();
+                    async move { Ok::<_, Infallible>(api.handle(request).await) }
+                });
+                let served = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
+                if let Err(error) = served {
+                    tracing::debug!(%error, client.addr = %peer, "admin connection ended");
+                }
+            });
+        }
+    }
+}
+
+struct Api {
+    ctx: Context,
+    requests: mpsc::Sender<AdminRequest>,
+    token: Option<Arc<str>>,
+}
+
+type Reply = Response<Full<Bytes>>;
+
+impl Api {
+    async fn handle(&self, request: Request<Incoming>) -> Reply {
+        if !self.authorized(&request) {
+            let mut reply = text(StatusCode::UNAUTHORIZED, "a bearer token is required\n");
+            reply
+                .headers_mut()
+                .insert("www-authenticate", HeaderValue::from_static("Bearer"));
+            return reply;
+        }
+        let path = request.uri().path().to_owned();
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        match (request.method(), segments.as_slice()) {
+            (&Method::GET, [""]) => {
+                with_type(StatusCode::OK, "text/html; charset=utf-8", DASHBOARD)
+            }
+            (&Method::GET, ["healthz"]) => text(StatusCode::OK, "ok\n"),
+            (&Method::GET, ["readyz"]) => self.readyz(),
+            (&Method::GET, ["metrics"]) => with_type(
+                StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                self.ctx.metrics().encode(),
+            ),
+            (&Method::GET, ["api", "servers"]) => match self.ask(AdminRequest::Servers).await {
+                Some(servers) => json(StatusCode::OK, &servers),
+                None => unavailable(),
+            },
+            (&Method::POST, ["api", "reload"]) => match self.ask(AdminRequest::Reload).await {
+                Some(Ok(report)) => json(StatusCode::OK, &report),
+                Some(Err(errors)) => json(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    &serde_json::json!({ "errors": errors }),
+                ),
+                None => unavailable(),
+            },
+            (&Method::DELETE, ["api", "servers", name]) => {
+                let name = (*name).to_owned();
+                match self.ask(|tx| AdminRequest::Remove(name, tx)).await {
+                    Some(Ok(())) => json(
+                        StatusCode::ACCEPTED,
+                        &serde_json::json!({ "draining": true }),
+                    ),
+                    Some(Err(error)) => json(
+                        StatusCode::NOT_FOUND,
+                        &serde_json::json!({ "error": error }),
+                    ),
+                    None => unavailable(),
+                }
+            }
+            (_, ["api", ..]) | (_, ["metrics" | "healthz" | "readyz"]) => {
+                text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
+            }
+            _ => text(StatusCode::NOT_FOUND, "not found\n"),
+        }
+    }
+
+    fn authorized(&self, request: &Request<Incoming>) -> bool {
+        let Some(token) = &self.token else {
+            return true;
+        };
+        let presented = request
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        // Constant-time comparison: the token is a secret.
+        presented.is_some_and(|p| {
+            p.len() == token.len()
+                && p.bytes()
+                    .zip(token.bytes())
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                    == 0
+        })
+    }
+
+    fn readyz(&self) -> Reply {
+        let servers = self.ctx.registry().list();
+        let bound: Vec<&str> = servers
+            .iter()
+            .filter(|s| s.state == ServerState::Bound)
+            .map(|s| s.name.as_str())
+            .collect();
+        if servers.is_empty() || !bound.is_empty() {
+            text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("not serving yet: {}\n", bound.join(", ")),
+            )
+        } else {
+            text(StatusCode::OK, "ready\n")
+        }
+    }
+
+    async fn ask<T>(&self, request: impl FnOnce(oneshot::Sender<T>) -> AdminRequest) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.requests.send(request(tx)).await.ok()?;
+        rx.await.ok()
+    }
+}
+
+fn with_type(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Reply {
+    let mut reply = Response::new(Full::new(body.into()));
+    *reply.status_mut() = status;
+    reply
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    reply
+}
+
+fn text(status: StatusCode, body: &str) -> Reply {
+    with_type(status, "text/plain; charset=utf-8", body.to_owned())
+}
+
+fn json(status: StatusCode, value: &impl serde::Serialize) -> Reply {
+    let body = serde_json::to_vec_pretty(value).unwrap_or_default();
+    with_type(status, "application/json", body)
+}
+
+fn unavailable() -> Reply {
+    text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the server is shutting down\n",
+    )
+}
