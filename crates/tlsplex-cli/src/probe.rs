@@ -17,7 +17,7 @@ use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use serde::Serialize;
 use tlsplex::{tls_version_name, CertSummary, Config};
-use tokio::io::AsyncReadExt as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -356,6 +356,8 @@ async fn handshake(
         outcome.days_until_expiry = Some(cert.days_until_expiry(SystemTime::now()));
         outcome.sha256_fingerprint = Some(cert.sha256_fingerprint);
     }
+    // Say goodbye properly (close_notify), so the server logs a clean close.
+    let _ = tokio::time::timeout(timeout, tls.shutdown()).await;
     Ok(())
 }
 

@@ -38,6 +38,8 @@ pub(super) struct ServerFile {
     pub max_connections: Option<usize>,
     pub handshake_timeout: Option<String>,
     pub tls: Option<TlsFile>,
+    #[serde(default)]
+    pub access_log: bool,
 }
 
 /// `[server.tls]`.

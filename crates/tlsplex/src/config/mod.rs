@@ -86,6 +86,8 @@ pub struct ServerSpec {
     pub handshake_timeout: Option<Duration>,
     /// How the server negotiates TLS (`[server.tls]`).
     pub tls: TlsPolicy,
+    /// Log one line per connection.
+    pub access_log: bool,
     /// The other files this server's TLS material came from (OCSP responses, client CA, CRLs),
     /// for reload watching.
     pub material_files: Vec<PathBuf>,
@@ -150,7 +152,7 @@ impl ServerSpec {
         if let Some(limit) = self.max_connections {
             options = options.max_connections(limit);
         }
-        options = options.tls(self.tls.clone());
+        options = options.tls(self.tls.clone()).access_log(self.access_log);
         match &self.handler {
             HandlerSpec::Status => options,
             HandlerSpec::Forward(forward) => options.forward(forward.clone()),
@@ -544,6 +546,7 @@ fn validate_server(
         handshake_timeout,
         tls,
         material_files,
+        access_log: raw.access_log,
     })
 }
 

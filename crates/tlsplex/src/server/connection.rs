@@ -14,6 +14,9 @@ use tokio_rustls::StartHandshake;
 use tokio_util::sync::CancellationToken;
 
 use super::settings::{LiveSettings, Settings};
+use std::sync::atomic::Ordering;
+
+use super::metered::ConnectionBytes;
 use super::MeteredTcp;
 use crate::handler::{ConnInfo, TlsConn};
 use crate::metrics::{HandshakeFailures, ServerMetrics};
@@ -42,13 +45,52 @@ pub(super) async fn serve(
     // TLS records are written whole; Nagle would only delay the handshake's last flight.
     let _ = tcp.set_nodelay(true);
     let settings = shared.settings.current();
+    let bytes = Arc::new(ConnectionBytes::default());
+    let tcp = MeteredTcp::new(tcp, shared.metrics.traffic.clone(), bytes.clone());
+    let (info, outcome) = match establish(&shared, &settings, tcp, peer_addr, accepted_at).await {
+        Ok((stream, info)) => {
+            let info = Arc::new(info);
+            let conn = TlsConn {
+                stream,
+                info: info.clone(),
+                shutdown: shared.stop.clone(),
+                metrics: shared.metrics.clone(),
+            };
+            let outcome = match settings.handler.serve(conn).await {
+                Ok(()) => "closed".to_owned(),
+                Err(error) => format!("handler error: {error}"),
+            };
+            tracing::debug!(close = %outcome, "connection closed");
+            (Some(info), outcome)
+        }
+        Err(reason) => (None, reason),
+    };
+    if settings.access_log {
+        access_log(
+            &shared.server,
+            peer_addr,
+            info.as_deref(),
+            &bytes,
+            accepted_at,
+            &outcome,
+        );
+    }
+}
+
+/// The TLS handshake under the timeout, counted and logged; `Err` carries the close reason.
+async fn establish(
+    shared: &ConnectionShared,
+    settings: &Settings,
+    tcp: MeteredTcp,
+    peer_addr: SocketAddr,
+    accepted_at: Instant,
+) -> Result<(TlsStream<MeteredTcp>, ConnInfo), String> {
     let timeout = settings.handshake_timeout;
-    let tcp = MeteredTcp::new(tcp, shared.metrics.traffic.clone());
-    let stream = match tokio::time::timeout(timeout, handshake(&settings, tcp)).await {
+    let stream = match tokio::time::timeout(timeout, handshake(settings, tcp)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(error)) => {
             handshake_failed(&error, &shared.metrics.failures);
-            return;
+            return Err(format!("handshake failed: {error}"));
         }
         Err(_) => {
             shared.metrics.failures.timeout.inc();
@@ -56,7 +98,7 @@ pub(super) async fn serve(
                 timeout_ms = timeout.as_millis() as u64,
                 "handshake timed out"
             );
-            return;
+            return Err("handshake timed out".to_owned());
         }
     };
     let info = ConnInfo::new(
@@ -66,12 +108,12 @@ pub(super) async fn serve(
         stream.get_ref().1,
         accepted_at.elapsed(),
     );
-    shared.metrics.handshakes.inc();
+    let metrics = &shared.metrics;
+    metrics.handshakes.inc();
     if info.resumed {
-        shared.metrics.resumed.inc();
+        metrics.resumed.inc();
     }
-    shared
-        .metrics
+    metrics
         .duration
         .observe(info.handshake_duration.as_secs_f64());
     tracing::debug!(
@@ -83,16 +125,34 @@ pub(super) async fn serve(
         tls.client_cert = info.client_cert.as_ref().map_or("", |c| c.subject.as_str()),
         "handshake complete"
     );
-    let conn = TlsConn {
-        stream,
-        info: Arc::new(info),
-        shutdown: shared.stop.clone(),
-        metrics: shared.metrics.clone(),
-    };
-    match settings.handler.serve(conn).await {
-        Ok(()) => tracing::debug!("connection closed"),
-        Err(error) => tracing::debug!(%error, "connection closed by handler error"),
-    }
+    Ok((stream, info))
+}
+
+/// One line per connection, at info, target `tlsplex::access`.
+fn access_log(
+    server: &str,
+    peer: SocketAddr,
+    info: Option<&ConnInfo>,
+    bytes: &ConnectionBytes,
+    accepted_at: Instant,
+    close: &str,
+) {
+    let text = |f: fn(&ConnInfo) -> Option<&str>| info.and_then(f).unwrap_or("");
+    tracing::info!(
+        target: "tlsplex::access",
+        server,
+        client.addr = %peer,
+        tls.sni = text(|i| i.sni.as_deref()),
+        tls.alpn = text(|i| i.alpn.as_deref()),
+        tls.version = text(|i| Some(i.tls_version.as_str())),
+        tls.suite = text(|i| Some(i.cipher_suite.as_str())),
+        tls.resumed = info.is_some_and(|i| i.resumed),
+        bytes.received = bytes.received.load(Ordering::Relaxed),
+        bytes.sent = bytes.sent.load(Ordering::Relaxed),
+        duration_ms = accepted_at.elapsed().as_secs_f64() * 1000.0,
+        close,
+        "connection"
+    );
 }
 
 /// Reads the ClientHello, answers `unrecognized_name` under strict SNI when no certificate covers

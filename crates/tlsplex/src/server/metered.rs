@@ -3,6 +3,8 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -10,16 +12,29 @@ use tokio::net::TcpStream;
 
 use crate::metrics::Traffic;
 
-/// A client's TCP connection under its TLS session, counting bytes for the server's metrics.
+/// A client's TCP connection under its TLS session, counting bytes for the server's metrics
+/// and for this connection's access-log line.
 #[derive(Debug)]
 pub struct MeteredTcp {
     tcp: TcpStream,
     traffic: Traffic,
+    connection: Arc<ConnectionBytes>,
+}
+
+/// Bytes one connection moved, readable after its stream is gone.
+#[derive(Debug, Default)]
+pub(crate) struct ConnectionBytes {
+    pub(crate) received: AtomicU64,
+    pub(crate) sent: AtomicU64,
 }
 
 impl MeteredTcp {
-    pub(crate) fn new(tcp: TcpStream, traffic: Traffic) -> Self {
-        Self { tcp, traffic }
+    pub(crate) fn new(tcp: TcpStream, traffic: Traffic, connection: Arc<ConnectionBytes>) -> Self {
+        Self {
+            tcp,
+            traffic,
+            connection,
+        }
     }
 
     /// The TCP stream itself (for socket options, addresses).
@@ -45,6 +60,9 @@ impl AsyncRead for MeteredTcp {
         let read = buf.filled().len() - before;
         if read > 0 {
             this.traffic.received.inc_by(read as u64);
+            this.connection
+                .received
+                .fetch_add(read as u64, Ordering::Relaxed);
         }
         polled
     }
@@ -60,6 +78,9 @@ impl AsyncWrite for MeteredTcp {
         let polled = Pin::new(&mut this.tcp).poll_write(cx, data);
         if let Poll::Ready(Ok(written)) = &polled {
             this.traffic.sent.inc_by(*written as u64);
+            this.connection
+                .sent
+                .fetch_add(*written as u64, Ordering::Relaxed);
         }
         polled
     }
@@ -73,6 +94,9 @@ impl AsyncWrite for MeteredTcp {
         let polled = Pin::new(&mut this.tcp).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(written)) = &polled {
             this.traffic.sent.inc_by(*written as u64);
+            this.connection
+                .sent
+                .fetch_add(*written as u64, Ordering::Relaxed);
         }
         polled
     }

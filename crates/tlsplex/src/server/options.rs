@@ -26,6 +26,7 @@ pub struct ServerOptions {
     pub(crate) max_connections: Option<usize>,
     pub(crate) tls: TlsPolicy,
     pub(crate) backlog: u32,
+    pub(crate) access_log: bool,
 }
 
 impl ServerOptions {
@@ -45,6 +46,7 @@ impl ServerOptions {
             max_connections: None,
             tls: TlsPolicy::default(),
             backlog: 1024,
+            access_log: false,
         }
     }
 
@@ -91,6 +93,12 @@ impl ServerOptions {
         S: Into<String>,
     {
         self.tls.alpn = protocols.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Logs one `info` line per connection (target `tlsplex::access`) when it closes.
+    pub fn access_log(mut self, on: bool) -> Self {
+        self.access_log = on;
         self
     }
 

@@ -22,6 +22,7 @@ pub(crate) struct Settings {
     pub(crate) strict_sni: bool,
     pub(crate) handler: ConnectionHandler,
     pub(crate) handshake_timeout: Duration,
+    pub(crate) access_log: bool,
 }
 
 /// The current [`Settings`] of one server, and what carries over when they change.
@@ -99,5 +100,6 @@ fn build(
         handshake_timeout: options
             .handshake_timeout
             .unwrap_or_else(|| ctx.handshake_timeout()),
+        access_log: options.access_log,
     })
 }
