@@ -7,6 +7,7 @@ mod check;
 mod cli;
 mod demo;
 mod logging;
+mod privileges;
 mod probe;
 mod reload;
 mod serve;

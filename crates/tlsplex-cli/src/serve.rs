@@ -86,6 +86,13 @@ pub fn serve(
                 }
             }
         }
+        if let Some(user) = &global.user {
+            if let Err(error) = crate::privileges::drop_to(user, global.group.as_deref()) {
+                eprintln!("tlsplex: {error}; refusing to serve as root");
+                supervisor.shutdown().await;
+                return ExitCode::FAILURE;
+            }
+        }
         announce(&supervisor);
 
         let mut watched = reload.map(|r| Watched::new(r.path, r.config));

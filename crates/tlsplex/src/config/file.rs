@@ -16,6 +16,8 @@ pub(super) struct GlobalFile {
     pub ticket_key_file: Option<PathBuf>,
     pub ticket_rotation: Option<String>,
     pub reload_check_interval: Option<String>,
+    pub user: Option<String>,
+    pub group: Option<String>,
 }
 
 /// `[admin]`.

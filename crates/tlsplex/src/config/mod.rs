@@ -64,6 +64,10 @@ pub struct GlobalSettings {
     pub ticket_rotation: Duration,
     /// Poll the files the config names this often and reload when one changed; `None`: don't.
     pub reload_check_interval: Option<Duration>,
+    /// Run as this user once every socket is bound (the process must start as root).
+    pub user: Option<String>,
+    /// Run as this group (default: the user's primary group).
+    pub group: Option<String>,
 }
 
 /// One `[[server]]`, validated, certificates loaded.
@@ -116,6 +120,8 @@ impl Default for GlobalSettings {
             ticket_key_file: None,
             ticket_rotation: Duration::from_secs(12 * 3600),
             reload_check_interval: None,
+            user: None,
+            group: None,
         }
     }
 }
@@ -336,7 +342,15 @@ fn validate_global(
             problems.global("global.ticket_key_file", e.to_string());
         }
     }
+    if raw.group.is_some() && raw.user.is_none() {
+        problems.global(
+            "global.group",
+            "set user too: the group applies when dropping to a user",
+        );
+    }
     GlobalSettings {
+        user: raw.user,
+        group: raw.group,
         ticket_key_file,
         ticket_rotation,
         reload_check_interval,
