@@ -123,7 +123,7 @@ impl Supervisor {
             };
             if moved {
                 let options = spec.options();
-                match listener::bind(spec.listen, options.backlog) {
+                match listener::bind(spec.listen, options.backlog, options.reuse_port) {
                     Ok(socket) => drop(fresh.insert(&spec.name, socket)),
                     Err(source) => report.errors.push(
                         ServerError::Bind {

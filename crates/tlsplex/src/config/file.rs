@@ -42,6 +42,8 @@ pub(super) struct ServerFile {
     pub tls: Option<TlsFile>,
     #[serde(default)]
     pub access_log: bool,
+    #[serde(default)]
+    pub reuse_port: bool,
 }
 
 /// `[server.tls]`.

@@ -92,6 +92,8 @@ pub struct ServerSpec {
     pub tls: TlsPolicy,
     /// Log one line per connection.
     pub access_log: bool,
+    /// Share the address with other sockets (`SO_REUSEPORT`), for zero-downtime upgrades.
+    pub reuse_port: bool,
     /// The other files this server's TLS material came from (OCSP responses, client CA, CRLs),
     /// for reload watching.
     pub material_files: Vec<PathBuf>,
@@ -158,7 +160,10 @@ impl ServerSpec {
         if let Some(limit) = self.max_connections {
             options = options.max_connections(limit);
         }
-        options = options.tls(self.tls.clone()).access_log(self.access_log);
+        options = options
+            .tls(self.tls.clone())
+            .access_log(self.access_log)
+            .reuse_port(self.reuse_port);
         match &self.handler {
             HandlerSpec::Status => options,
             HandlerSpec::Forward(forward) => options.forward(forward.clone()),
@@ -561,6 +566,7 @@ fn validate_server(
         tls,
         material_files,
         access_log: raw.access_log,
+        reuse_port: raw.reuse_port,
     })
 }
 

@@ -4,6 +4,7 @@
 //! tlsplex server with no glue.
 
 use std::error::Error as StdError;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -23,15 +24,21 @@ pub(crate) fn builder() -> Arc<auto::Builder<TokioExecutor>> {
     Arc::new(http)
 }
 
+/// How long a connection that has sent no request yet may still send its first one after its
+/// server stopped: it was accepted, so closing it at once would fail a client that did nothing
+/// wrong (this is what loses requests during an upgrade).
+const FIRST_REQUEST_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Serves HTTP on `conn` with `service` until the client is done; once the server stops, the
-/// request in flight finishes and the connection closes.
+/// request in flight finishes (or, on a fresh connection, the first request gets a moment to
+/// arrive) and the connection closes.
 pub(crate) async fn serve<S, B>(
     http: &auto::Builder<TokioExecutor>,
     conn: TlsConn,
     service: S,
 ) -> Result<(), HandlerError>
 where
-    S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Send,
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Send + Sync,
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn StdError + Send + Sync>>,
     B: Body<Data = Bytes> + Send + 'static,
@@ -40,13 +47,45 @@ where
     let TlsConn {
         stream, shutdown, ..
     } = conn;
+    let first_request = Arc::new(AtomicBool::new(false));
+    let service = NoteFirstRequest {
+        inner: service,
+        seen: first_request.clone(),
+    };
     let connection = http.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
     tokio::select! {
         served = connection.as_mut() => return served,
-        () = shutdown.cancelled() => connection.as_mut().graceful_shutdown(),
+        () = shutdown.cancelled() => {}
     }
+    if !first_request.load(Ordering::Relaxed) {
+        tokio::select! {
+            served = connection.as_mut() => return served,
+            () = tokio::time::sleep(FIRST_REQUEST_GRACE) => {}
+        }
+    }
+    connection.as_mut().graceful_shutdown();
     connection.await
+}
+
+/// Notes that a connection has received a request.
+struct NoteFirstRequest<S> {
+    inner: S,
+    seen: Arc<AtomicBool>,
+}
+
+impl<S, R> hyper::service::Service<R> for NoteFirstRequest<S>
+where
+    S: hyper::service::Service<R>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn call(&self, request: R) -> Self::Future {
+        self.seen.store(true, Ordering::Relaxed);
+        self.inner.call(request)
+    }
 }
 
 /// Serves a tower `Service` (an axum `Router`, a `tower::ServiceBuilder` stack…) on each

@@ -29,6 +29,8 @@ pub(super) struct ConnectionShared {
     /// The server's stop token: handlers see it as [`TlsConn::shutdown`].
     pub(super) stop: CancellationToken,
     pub(super) metrics: Arc<ServerMetrics>,
+    /// Whether the listener shares its address (`SO_REUSEPORT`).
+    pub(super) reuse_port: bool,
 }
 
 /// A fatal `unrecognized_name` alert record (TLS 1.2 framing, as before any key is agreed).

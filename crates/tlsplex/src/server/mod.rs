@@ -88,13 +88,12 @@ pub struct Server {
 impl Server {
     /// Binds `options.listen` for a server of `ctx`. No runtime is needed until [`Server::run`].
     pub fn bind(ctx: &Context, options: ServerOptions) -> Result<Self, ServerError> {
-        let listener = listener::bind(options.listen, options.backlog).map_err(|source| {
-            ServerError::Bind {
+        let listener = listener::bind(options.listen, options.backlog, options.reuse_port)
+            .map_err(|source| ServerError::Bind {
                 server: options.name.clone(),
                 addr: options.listen,
                 source,
-            }
-        })?;
+            })?;
         Self::from_listener(ctx, options, listener)
     }
 
@@ -143,6 +142,7 @@ impl Server {
                 settings: settings.clone(),
                 stop: stop.clone(),
                 metrics: metrics.clone(),
+                reuse_port: options.reuse_port,
             }),
             handle: ServerHandle {
                 name,
@@ -253,11 +253,40 @@ impl Server {
             );
         }
 
+        if shared.reuse_port {
+            take_queued(&listener, &shared, &handle, &abort);
+        }
         drop(listener);
         registration.entry().set_state(ServerState::Draining);
         drain(&handle, ctx.shutdown_grace(), &abort).await;
         tracing::info!(server = %handle.name, "stopped");
         Ok(())
+    }
+}
+
+/// With `SO_REUSEPORT`, closing a listener resets the connections the kernel already queued for
+/// it (unless `net.ipv4.tcp_migrate_req` is on); accept and serve those first. Limits are not
+/// waited for here: these few connections were promised service by the handshake the kernel did.
+fn take_queued(
+    listener: &TcpListener,
+    shared: &Arc<ConnectionShared>,
+    handle: &ServerHandle,
+    abort: &CancellationToken,
+) {
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    while let std::task::Poll::Ready(Ok((tcp, peer_addr))) = listener.poll_accept(&mut cx) {
+        shared.metrics.accepted.inc();
+        shared.metrics.active.inc();
+        let task = connection::serve(shared.clone(), tcp, peer_addr, Instant::now());
+        let (abort, active) = (abort.clone(), shared.metrics.active.clone());
+        handle.connections.spawn(async move {
+            tokio::select! {
+                () = task => {}
+                () = abort.cancelled() => {}
+            }
+            active.dec();
+        });
     }
 }
 

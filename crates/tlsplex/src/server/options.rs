@@ -27,6 +27,7 @@ pub struct ServerOptions {
     pub(crate) tls: TlsPolicy,
     pub(crate) backlog: u32,
     pub(crate) access_log: bool,
+    pub(crate) reuse_port: bool,
 }
 
 impl ServerOptions {
@@ -47,6 +48,7 @@ impl ServerOptions {
             tls: TlsPolicy::default(),
             backlog: 1024,
             access_log: false,
+            reuse_port: false,
         }
     }
 
@@ -99,6 +101,14 @@ impl ServerOptions {
     /// Logs one `info` line per connection (target `tlsplex::access`) when it closes.
     pub fn access_log(mut self, on: bool) -> Self {
         self.access_log = on;
+        self
+    }
+
+    /// Sets `SO_REUSEPORT`, so a new process can bind the same address before this one stops
+    /// (zero-downtime upgrades). On stop, connections already queued for this socket are
+    /// accepted and served before it closes.
+    pub fn reuse_port(mut self, on: bool) -> Self {
+        self.reuse_port = on;
         self
     }
 
