@@ -12,6 +12,7 @@ mod probe;
 mod reload;
 mod serve;
 mod signals;
+mod systemd;
 
 use std::process::ExitCode;
 

@@ -41,7 +41,7 @@ impl Watched {
     /// Loads the config again and applies it; on any error the running servers keep what they
     /// have. Returns the new watch list either way (so a broken file is not retried in a loop),
     /// with the report or why the new config was refused.
-    pub fn reload(
+    pub async fn reload(
         self,
         supervisor: &mut Supervisor,
         why: &str,
@@ -63,7 +63,7 @@ impl Watched {
                 return (Self { files, ..self }, Err(error.to_string()));
             }
         };
-        let report = supervisor.reload(&config);
+        let report = supervisor.reload(&config).await;
         for error in &report.errors {
             tracing::error!(%error, "reload: not applied; the previous material keeps serving");
         }

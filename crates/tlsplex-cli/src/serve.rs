@@ -52,7 +52,8 @@ pub fn serve(
             .iter()
             .map(|s| (s.name().to_owned(), s.certs().default_identity().summary().clone()))
             .collect();
-        let mut supervisor = match Supervisor::start(&ctx, servers) {
+        let activated = crate::systemd::activated_listeners();
+        let mut supervisor = match Supervisor::start_with_listeners(&ctx, servers, activated) {
             Ok(supervisor) => supervisor,
             Err(error) => {
                 eprintln!("tlsplex: {error}");
@@ -94,6 +95,7 @@ pub fn serve(
             }
         }
         announce(&supervisor);
+        crate::systemd::notify("READY=1\nSTATUS=serving");
 
         let mut watched = reload.map(|r| Watched::new(r.path, r.config));
         let mut poll = global.reload_check_interval.map(tokio::time::interval);
@@ -101,25 +103,34 @@ pub fn serve(
             let request = tokio::select! {
                 request = signals.recv() => request,
                 () = tick(&mut poll) => {
-                    if watched.as_ref().is_some_and(Watched::changed) {
-                        watched = watched.map(|w| w.reload(&mut supervisor, "a watched file changed").0);
+                    if let Some(w) = watched.take() {
+                        watched = Some(if w.changed() {
+                            w.reload(&mut supervisor, "a watched file changed").await.0
+                        } else {
+                            w
+                        });
                     }
                     continue;
                 }
                 Some(request) = admin_rx.recv() => {
-                    answer(request, &mut supervisor, &mut watched);
+                    answer(request, &mut supervisor, &mut watched).await;
                     continue;
                 }
             };
             match request {
                 Request::Shutdown(name) => break name,
-                Request::Reload => match watched.take() {
-                    Some(w) => watched = Some(w.reload(&mut supervisor, "SIGHUP").0),
-                    None => reload_ticket_keys(&ctx),
-                },
+                Request::Reload => {
+                    crate::systemd::reloading();
+                    match watched.take() {
+                        Some(w) => watched = Some(w.reload(&mut supervisor, "SIGHUP").await.0),
+                        None => reload_ticket_keys(&ctx),
+                    }
+                    crate::systemd::notify("READY=1\nSTATUS=serving");
+                }
             }
         };
         admin_stop.cancel();
+        crate::systemd::notify("STOPPING=1");
         tracing::info!(
             signal = first,
             grace_ms = ctx.shutdown_grace().as_millis() as u64,
@@ -139,7 +150,7 @@ pub fn serve(
 }
 
 /// Answers one admin request; the supervisor is ours alone, so requests queue here.
-fn answer(request: AdminRequest, supervisor: &mut Supervisor, watched: &mut Option<Watched>) {
+async fn answer(request: AdminRequest, supervisor: &mut Supervisor, watched: &mut Option<Watched>) {
     match request {
         AdminRequest::Servers(reply) => {
             let _ = reply.send(supervisor.stats());
@@ -147,7 +158,7 @@ fn answer(request: AdminRequest, supervisor: &mut Supervisor, watched: &mut Opti
         AdminRequest::Reload(reply) => {
             let result = match watched.take() {
                 Some(w) => {
-                    let (next, result) = w.reload(supervisor, "admin API");
+                    let (next, result) = w.reload(supervisor, "admin API").await;
                     *watched = Some(next);
                     result
                 }
@@ -156,7 +167,7 @@ fn answer(request: AdminRequest, supervisor: &mut Supervisor, watched: &mut Opti
             let _ = reply.send(result);
         }
         AdminRequest::Remove(name, reply) => {
-            let _ = reply.send(supervisor.remove(&name).map_err(|e| e.to_string()));
+            let _ = reply.send(supervisor.remove(&name).await.map_err(|e| e.to_string()));
         }
         _ => {}
     }

@@ -16,7 +16,7 @@ pub struct Supervisor {
     ctx: Context,
     servers: BTreeMap<String, Running>,
     /// Servers removed or replaced by a reload, draining in the background.
-    draining: Vec<(String, JoinHandle<Result<(), ServerError>>)>,
+    draining: Vec<Running>,
 }
 
 #[derive(Debug)]
@@ -57,9 +57,22 @@ impl Supervisor {
         ctx: &Context,
         options: impl IntoIterator<Item = ServerOptions>,
     ) -> Result<Self, ServerError> {
+        Self::start_with_listeners(ctx, options, HashMap::new())
+    }
+
+    /// As [`Supervisor::start`], but a server whose name is a key of `listeners` serves on that
+    /// already-listening socket (systemd socket activation) instead of binding its `listen`.
+    pub fn start_with_listeners(
+        ctx: &Context,
+        options: impl IntoIterator<Item = ServerOptions>,
+        mut listeners: HashMap<String, std::net::TcpListener>,
+    ) -> Result<Self, ServerError> {
         let bound = options
             .into_iter()
-            .map(|opts| Server::bind(ctx, opts))
+            .map(|opts| match listeners.remove(opts.name()) {
+                Some(listener) => Server::from_listener(ctx, opts, listener),
+                None => Server::bind(ctx, opts),
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let mut supervisor = Self {
             ctx: ctx.clone(),
@@ -110,10 +123,11 @@ impl Supervisor {
     ///   the new certificates, policy, handler, timeout and limit; open ones keep theirs.
     ///
     /// New addresses are bound first: if any fails, nothing changes. The ticket key file is read
-    /// again. No connection of an unchanged server notices. Must be called within a runtime.
-    pub fn reload(&mut self, config: &Config) -> ReloadReport {
+    /// again. No connection of an unchanged server notices. Returns once the ports of removed
+    /// and moved servers are closed (their connections may still be draining).
+    pub async fn reload(&mut self, config: &Config) -> ReloadReport {
         let mut report = ReloadReport::default();
-        self.draining.retain(|(_, task)| !task.is_finished());
+        self.draining.retain(|retired| !retired.task.is_finished());
 
         let mut fresh: HashMap<&str, std::net::TcpListener> = HashMap::new();
         for spec in &config.servers {
@@ -155,6 +169,7 @@ impl Supervisor {
                 },
             }
         }
+        let retired_before = self.draining.len();
         let gone: Vec<String> = self
             .servers
             .keys()
@@ -167,6 +182,9 @@ impl Supervisor {
         }
         self.reload_ticket_keys(config, &mut report);
         self.note_global_changes(config, &mut report);
+        for retired in &self.draining[retired_before..] {
+            retired.handle.port_closed().await;
+        }
         report
     }
 
@@ -208,7 +226,7 @@ impl Supervisor {
     fn retire(&mut self, name: &str) {
         if let Some(running) = self.servers.remove(name) {
             running.handle.stop();
-            self.draining.push((name.to_owned(), running.task));
+            self.draining.push(running);
         }
     }
 
@@ -260,12 +278,15 @@ impl Supervisor {
         self.servers().map(ServerHandle::stats).collect()
     }
 
-    /// Stops the server called `name` and lets it drain in the background.
-    pub fn remove(&mut self, name: &str) -> Result<(), UnknownServer> {
-        if !self.servers.contains_key(name) {
-            return Err(UnknownServer(name.to_owned()));
-        }
+    /// Stops the server called `name` and lets it drain in the background; returns once its port
+    /// is closed.
+    pub async fn remove(&mut self, name: &str) -> Result<(), UnknownServer> {
+        let handle = self
+            .server(name)
+            .cloned()
+            .ok_or_else(|| UnknownServer(name.to_owned()))?;
         self.retire(name);
+        handle.port_closed().await;
         Ok(())
     }
 
@@ -286,13 +307,9 @@ impl Supervisor {
         for running in self.servers.values() {
             running.handle.stop();
         }
-        let tasks = self
-            .servers
-            .into_iter()
-            .map(|(name, running)| (name, running.task))
-            .chain(self.draining);
-        for (name, task) in tasks {
-            join(&name, task).await;
+        let everything = self.servers.into_values().chain(self.draining);
+        for Running { handle, task } in everything {
+            join(handle.name(), task).await;
         }
     }
 }

@@ -47,8 +47,14 @@ fn lines(stream: impl Read + Send + 'static) -> mpsc::Receiver<String> {
 
 impl Daemon {
     pub fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(BIN)
+        Self::start_program(BIN, args, &[])
+    }
+
+    /// Starts `program ARGS` with extra environment variables.
+    pub fn start_program(program: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut child = Command::new(program)
             .args(args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -18,6 +18,8 @@ pub struct ServerHandle {
     pub(super) name: Arc<str>,
     pub(super) local_addr: SocketAddr,
     pub(super) stop: CancellationToken,
+    /// Cancelled by the server once its listening socket is closed.
+    pub(super) closed: CancellationToken,
     pub(super) connections: TaskTracker,
     pub(super) settings: Arc<LiveSettings>,
     pub(super) limit: Arc<ConnectionLimit>,
@@ -77,6 +79,12 @@ impl ServerHandle {
     pub fn stop(&self) {
         self.entry.set_state(ServerState::Draining);
         self.stop.cancel();
+    }
+
+    /// Waits until the server, once stopped, has closed its listening socket (its in-flight
+    /// connections may still be draining).
+    pub async fn port_closed(&self) {
+        self.closed.cancelled().await;
     }
 
     /// Whether [`ServerHandle::stop`] (or the context's shutdown) has been called.

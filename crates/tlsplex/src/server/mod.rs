@@ -148,6 +148,7 @@ impl Server {
                 name,
                 local_addr,
                 stop,
+                closed: CancellationToken::new(),
                 connections: TaskTracker::new(),
                 settings,
                 limit: Arc::new(limit),
@@ -191,10 +192,16 @@ impl Server {
             handle,
             registration,
         } = self;
-        let listener = TcpListener::from_std(listener).map_err(|source| ServerError::Listener {
-            server: handle.name.to_string(),
-            source,
-        })?;
+        let listener = match TcpListener::from_std(listener) {
+            Ok(listener) => listener,
+            Err(source) => {
+                handle.closed.cancel();
+                return Err(ServerError::Listener {
+                    server: handle.name.to_string(),
+                    source,
+                });
+            }
+        };
         if !handle.stop.is_cancelled() {
             registration.entry().set_state(ServerState::Serving);
         }
@@ -257,6 +264,7 @@ impl Server {
             take_queued(&listener, &shared, &handle, &abort);
         }
         drop(listener);
+        handle.closed.cancel();
         registration.entry().set_state(ServerState::Draining);
         drain(&handle, ctx.shutdown_grace(), &abort).await;
         tracing::info!(server = %handle.name, "stopped");
