@@ -56,6 +56,44 @@ pub enum Command {
     /// Session-ticket key files.
     #[command(name = "ticket-key", subcommand)]
     TicketKey(TicketKeyCommand),
+    /// Talk to a running tlsplex through its admin endpoint.
+    Ctl(CtlArgs),
+}
+
+/// `tlsplex ctl`.
+#[derive(Debug, clap::Args)]
+pub struct CtlArgs {
+    /// The admin address (default: the `[admin] listen` of `--config`, else 127.0.0.1:9440).
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<String>,
+    /// Read the admin address and token from this config file.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// A file holding the bearer token (overrides the config's).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub action: CtlAction,
+}
+
+/// `tlsplex ctl …` actions.
+#[derive(Debug, Subcommand)]
+pub enum CtlAction {
+    /// List the servers with their figures.
+    Servers,
+    /// Reload the configuration file.
+    Reload,
+    /// Add a server from a file holding one `[[server]]` table's keys.
+    Add {
+        /// The TOML file.
+        file: PathBuf,
+    },
+    /// Stop and drain a server.
+    Remove {
+        /// Its name.
+        name: String,
+    },
 }
 
 /// `tlsplex ticket-key …`.

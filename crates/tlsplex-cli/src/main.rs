@@ -5,6 +5,7 @@
 
 mod check;
 mod cli;
+mod ctl;
 mod demo;
 mod logging;
 mod privileges;
@@ -46,6 +47,7 @@ fn main() -> ExitCode {
         },
         Command::Check { config } => check::run(&config),
         Command::Probe(args) => probe::run(args),
+        Command::Ctl(args) => ctl::run(args),
         Command::TicketKey(cli::TicketKeyCommand::New) => match tlsplex::new_ticket_key_file() {
             Ok(text) => {
                 print!("{text}");

@@ -31,6 +31,14 @@ impl Watched {
         }
     }
 
+    /// The folder relative paths resolve against: the config file's.
+    pub fn base(&self) -> std::path::PathBuf {
+        match self.config.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+            _ => std::path::PathBuf::from("."),
+        }
+    }
+
     /// Whether any watched file changed (or appeared, or vanished) since the last load.
     pub fn changed(&self) -> bool {
         self.files

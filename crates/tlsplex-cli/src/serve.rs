@@ -166,6 +166,19 @@ async fn answer(request: AdminRequest, supervisor: &mut Supervisor, watched: &mu
             };
             let _ = reply.send(result);
         }
+        AdminRequest::Add(table, reply) => {
+            let base = watched
+                .as_ref()
+                .map_or_else(|| std::path::PathBuf::from("."), Watched::base);
+            let added = Config::parse_server(&table, &base)
+                .map_err(|e| e.to_string())
+                .and_then(|spec| supervisor.add(spec.options()).map_err(|e| e.to_string()))
+                .map(|handle| handle.stats());
+            if let Ok(stats) = &added {
+                tracing::info!(server = %stats.name, addr = %stats.listen, "server added through the admin API");
+            }
+            let _ = reply.send(added);
+        }
         AdminRequest::Remove(name, reply) => {
             let _ = reply.send(supervisor.remove(&name).await.map_err(|e| e.to_string()));
         }

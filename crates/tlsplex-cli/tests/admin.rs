@@ -15,11 +15,21 @@ use tlsplex_testkit::TestPki;
 
 /// One plain HTTP/1.1 request to the admin endpoint: (status, body).
 fn http(port: u16, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
-    write!(stream, "{method} {path} HTTP/1.1\r\nHost: admin\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+    send(port, method, path, &auth, "")
+}
+
+/// A request with `headers` (each ending in CRLF) and `body`: (status, body).
+fn send(port: u16, method: &str, path: &str, headers: &str, body: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let length = body.len();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: admin\r\n{headers}Content-Length: {length}\r\nConnection: close\r\n\r\n{body}"
+    )
+    .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     let status = response.split(' ').nth(1).unwrap().parse().unwrap();
@@ -97,6 +107,54 @@ fn every_route_answers() {
     assert_eq!(http(admin, "DELETE", "/api/servers/nope", None).0, 404);
     assert_eq!(http(admin, "GET", "/nowhere", None).0, 404);
     assert_eq!(http(admin, "PUT", "/api/servers", None).0, 405);
+}
+
+#[test]
+fn servers_can_be_added_as_toml_or_json() {
+    let pki = TestPki::new();
+    let (_daemon, admin, _) = start(&pki, "");
+    let (c, d) = (free_port(), free_port());
+    let toml = format!("name = \"c\"\nlisten = \"127.0.0.1:{c}\"\ncertificates = [{{ cert = \"a.pem\", key = \"a.key\" }}]\n");
+    let (status, body) = send(
+        admin,
+        "POST",
+        "/api/servers",
+        "Content-Type: application/toml\r\n",
+        &toml,
+    );
+    assert_eq!(status, 201, "{body}");
+    let added: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(added["name"], "c");
+    assert_eq!(added["listen"], format!("127.0.0.1:{c}"));
+
+    let json = serde_json::json!({
+        "name": "d",
+        "listen": format!("127.0.0.1:{d}"),
+        "certificates": [{ "cert": "b.pem", "key": "b.key" }],
+        "handler": { "type": "status" },
+    });
+    let (status, body) = send(
+        admin,
+        "POST",
+        "/api/servers",
+        "Content-Type: application/json\r\n",
+        &json.to_string(),
+    );
+    assert_eq!(status, 201, "{body}");
+    for port in [c, d] {
+        let probe = tlsplex(&["probe", &format!("127.0.0.1:{port}"), "--insecure"]);
+        assert!(probe.status.success(), "the added server on {port} serves");
+    }
+
+    let (status, body) = send(admin, "POST", "/api/servers", "", "name = \"a\"\nlisten = \"127.0.0.1:0\"\ncertificates = [{ cert = \"a.pem\", key = \"a.key\" }]\n");
+    assert_eq!(status, 422, "a name already running is refused: {body}");
+    assert!(body.contains("already exists"), "{body}");
+    let (status, body) = send(admin, "POST", "/api/servers", "", "name = \"e\"\nlisten = \"127.0.0.1:0\"\ncertificates = [{ cert = \"missing.pem\", key = \"a.key\" }]\n");
+    assert_eq!(status, 422);
+    assert!(
+        body.contains("server \\\"e\\\": certificates[0].cert: cannot read"),
+        "{body}"
+    );
 }
 
 #[test]
@@ -185,4 +243,37 @@ fn the_dashboard_shows_every_server_in_a_browser() {
         png.starts_with(b"\x89PNG") && png.len() > 5000,
         "a real screenshot"
     );
+}
+
+#[test]
+fn ctl_drives_the_admin_api() {
+    let pki = TestPki::new();
+    std::fs::write(pki.dir().join("admin.token"), "ctl-token\n").unwrap();
+    let (_daemon, _admin, [_, b]) = start(&pki, "token_file = \"admin.token\"");
+    let config = pki.dir().join("tlsplex.toml");
+    let config = config.to_str().unwrap();
+    let out = tlsplex(&["ctl", "-c", config, "servers"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let servers: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(servers.as_array().unwrap().len(), 2);
+    assert!(tlsplex(&["ctl", "-c", config, "reload"]).status.success());
+    assert!(tlsplex(&["ctl", "-c", config, "remove", "b"])
+        .status
+        .success());
+    assert!(TcpStream::connect(("127.0.0.1", b)).is_err());
+    let missing = tlsplex(&["ctl", "-c", config, "remove", "nope"]);
+    assert_eq!(missing.status.code(), Some(1));
+    let table = pki.dir().join("c.toml");
+    let c = free_port();
+    std::fs::write(&table, format!("name = \"c\"\nlisten = \"127.0.0.1:{c}\"\ncertificates = [{{ cert = \"a.pem\", key = \"a.key\" }}]\n")).unwrap();
+    assert!(
+        tlsplex(&["ctl", "-c", config, "add", table.to_str().unwrap()])
+            .status
+            .success()
+    );
+    assert!(TcpStream::connect(("127.0.0.1", c)).is_ok());
 }

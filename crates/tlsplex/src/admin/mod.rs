@@ -5,8 +5,9 @@
 //! else through [`AdminRequest`]s answered by whoever owns the [`crate::Supervisor`] (the
 //! `tlsplex` binary's serving loop), so the layers stay one-way.
 //!
-//! Routes: `GET /` (dashboard), `GET /api/servers`, `POST /api/reload`,
-//! `DELETE /api/servers/{name}`, `GET /metrics`, `GET /healthz`, `GET /readyz`.
+//! Routes: `GET /` (dashboard), `GET /api/servers`, `POST /api/servers` (a `[[server]]` table as
+//! TOML or JSON), `POST /api/reload`, `DELETE /api/servers/{name}`, `GET /metrics`,
+//! `GET /healthz`, `GET /readyz`.
 
 use std::convert::Infallible;
 use std::io;
@@ -40,6 +41,8 @@ pub enum AdminRequest {
     Reload(oneshot::Sender<Result<ReloadReport, String>>),
     /// Stop and drain one server (it stays configured; a reload brings it back).
     Remove(String, oneshot::Sender<Result<(), String>>),
+    /// Add a server from a `[[server]]` table in TOML; the answer is its figures or why not.
+    Add(String, oneshot::Sender<Result<ServerStats, String>>),
 }
 
 /// Where the admin endpoint listens and who may use it.
@@ -180,6 +183,20 @@ impl Api {
                 ),
                 None => unavailable(),
             },
+            (&Method::POST, ["api", "servers"]) => match server_table(request).await {
+                Ok(table) => match self.ask(|tx| AdminRequest::Add(table, tx)).await {
+                    Some(Ok(stats)) => json(StatusCode::CREATED, &stats),
+                    Some(Err(error)) => json(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        &serde_json::json!({ "errors": error }),
+                    ),
+                    None => unavailable(),
+                },
+                Err(error) => json(
+                    StatusCode::BAD_REQUEST,
+                    &serde_json::json!({ "errors": error }),
+                ),
+            },
             (&Method::DELETE, ["api", "servers", name]) => {
                 let name = (*name).to_owned();
                 match self.ask(|tx| AdminRequest::Remove(name, tx)).await {
@@ -241,6 +258,29 @@ impl Api {
         let (tx, rx) = oneshot::channel();
         self.requests.send(request(tx)).await.ok()?;
         rx.await.ok()
+    }
+}
+
+/// The body of `POST /api/servers` as TOML text: TOML as sent, or JSON converted.
+async fn server_table(request: Request<Incoming>) -> Result<String, String> {
+    use http_body_util::BodyExt as _;
+    const LIMIT: usize = 64 * 1024;
+    let is_json = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let body = http_body_util::Limited::new(request.into_body(), LIMIT)
+        .collect()
+        .await
+        .map_err(|e| format!("cannot read the body (at most {LIMIT} bytes): {e}"))?
+        .to_bytes();
+    if is_json {
+        let value: toml::Value =
+            serde_json::from_slice(&body).map_err(|e| format!("not valid JSON: {e}"))?;
+        toml::to_string(&value).map_err(|e| format!("cannot express as TOML: {e}"))
+    } else {
+        String::from_utf8(body.to_vec()).map_err(|_| "the body is not UTF-8".to_owned())
     }
 }
 

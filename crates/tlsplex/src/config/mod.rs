@@ -191,6 +191,26 @@ impl Config {
         Self::parse(&text, path, base)
     }
 
+    /// Validates one `[[server]]` table given on its own (as the admin API receives it), against
+    /// the same rules as a file; relative paths resolve against `base`.
+    pub fn parse_server(text: &str, base: &Path) -> Result<ServerSpec, ConfigError> {
+        let source = Path::new("<server table>");
+        let fail = |message: String| ConfigError {
+            file: source.to_owned(),
+            problems: vec![Problem {
+                server: None,
+                key: String::new(),
+                message,
+            }],
+        };
+        let table: toml::Table = toml::from_str(text)
+            .map_err(|e| fail(format!("not valid TOML: {}", one_line(e.message()))))?;
+        let mut problems = Problems::default();
+        let mut specs = validate_servers(vec![table], base, &mut problems);
+        let spec = problems.into_result(source.to_owned(), specs.pop())?;
+        spec.ok_or_else(|| fail("no server in the table".to_owned()))
+    }
+
     /// Validates `text` as if read from `file`; relative paths resolve against `base`.
     pub fn parse(text: &str, file: &Path, base: &Path) -> Result<Self, ConfigError> {
         let document: toml::Table = match toml::from_str(text) {

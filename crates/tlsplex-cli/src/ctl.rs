@@ -1,0 +1,98 @@
+//! `tlsplex ctl`: the admin API from the shell. Prints the JSON answer; exits 1 unless it was a
+//! success.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tlsplex::Config;
+
+use crate::cli::{CtlAction, CtlArgs};
+
+pub fn run(args: CtlArgs) -> ExitCode {
+    match call(&args) {
+        Ok((status, body)) => {
+            println!("{}", body.trim_end());
+            if (200..300).contains(&status) {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("tlsplex ctl: the admin endpoint answered {status}");
+                ExitCode::FAILURE
+            }
+        }
+        Err(error) => {
+            eprintln!("tlsplex ctl: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn call(args: &CtlArgs) -> Result<(u16, String), String> {
+    let config = match &args.config {
+        Some(path) => Some(Config::load(path).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let configured = config.as_ref().and_then(|c| c.admin.as_ref());
+    let address = match (&args.admin, configured) {
+        (Some(address), _) => address.clone(),
+        (None, Some(admin)) => admin.listen.to_string(),
+        (None, None) => "127.0.0.1:9440".to_owned(),
+    };
+    let token = match &args.token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        None => configured.and_then(|admin| admin.token.clone()),
+    };
+    let (method, path, body) = match &args.action {
+        CtlAction::Servers => ("GET", "/api/servers".to_owned(), String::new()),
+        CtlAction::Reload => ("POST", "/api/reload".to_owned(), String::new()),
+        CtlAction::Remove { name } => ("DELETE", format!("/api/servers/{name}"), String::new()),
+        CtlAction::Add { file } => (
+            "POST",
+            "/api/servers".to_owned(),
+            std::fs::read_to_string(file)
+                .map_err(|e| format!("cannot read {}: {e}", file.display()))?,
+        ),
+    };
+    request(&address, method, &path, token.as_deref(), &body)
+}
+
+fn request(
+    address: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> Result<(u16, String), String> {
+    let mut stream = TcpStream::connect(address)
+        .map_err(|e| format!("cannot reach the admin endpoint {address}: {e}"))?;
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let length = body.len();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\n{auth}Content-Type: application/toml\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n{body}"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| e.to_string())?;
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| "the admin endpoint sent no HTTP status".to_owned())?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
