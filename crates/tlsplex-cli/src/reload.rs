@@ -4,12 +4,14 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use tlsplex::{Config, ReloadReport, Supervisor};
+use tlsplex::{Config, ReloadReport, ServerSpec, Supervisor};
 
 /// The config file and the modification times of every file it names, as last loaded.
 pub struct Watched {
     config: PathBuf,
     files: Vec<(PathBuf, Option<SystemTime>)>,
+    /// The servers of the config as last loaded, for `start` through the admin API.
+    servers: Vec<ServerSpec>,
 }
 
 impl Watched {
@@ -28,7 +30,13 @@ impl Watched {
                 .into_iter()
                 .map(|p| (p.clone(), modified(&p)))
                 .collect(),
+            servers: config.servers.clone(),
         }
+    }
+
+    /// The configured server called `name`, as last loaded.
+    pub fn server(&self, name: &str) -> Option<&ServerSpec> {
+        self.servers.iter().find(|spec| spec.name == name)
     }
 
     /// The folder relative paths resolve against: the config file's.

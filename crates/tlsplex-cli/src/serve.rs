@@ -179,6 +179,19 @@ async fn answer(request: AdminRequest, supervisor: &mut Supervisor, watched: &mu
             }
             let _ = reply.send(added);
         }
+        AdminRequest::Start(name, reply) => {
+            let started = match watched.as_ref().and_then(|w| w.server(&name)) {
+                None => Err(format!("no server named {name:?} in the configuration")),
+                Some(_) if supervisor.server(&name).is_some() => {
+                    Err(format!("server {name:?} is already running"))
+                }
+                Some(spec) => supervisor
+                    .add(spec.options())
+                    .map(|handle| handle.stats())
+                    .map_err(|e| e.to_string()),
+            };
+            let _ = reply.send(started);
+        }
         AdminRequest::Remove(name, reply) => {
             let _ = reply.send(supervisor.remove(&name).await.map_err(|e| e.to_string()));
         }

@@ -96,6 +96,26 @@ fn every_route_answers() {
     let report: serde_json::Value = serde_json::from_str(&report).unwrap();
     assert_eq!(report["updated"], serde_json::json!(["a", "b"]));
 
+    assert_eq!(http(admin, "POST", "/api/servers/b/stop", None).0, 202);
+    assert!(
+        TcpStream::connect(("127.0.0.1", b)).is_err(),
+        "stopped: b's port closed"
+    );
+    assert_eq!(http(admin, "POST", "/api/servers/b/start", None).0, 201);
+    assert!(
+        TcpStream::connect(("127.0.0.1", b)).is_ok(),
+        "started again from the config"
+    );
+    assert_eq!(
+        http(admin, "POST", "/api/servers/b/start", None).0,
+        409,
+        "already running"
+    );
+    assert_eq!(
+        http(admin, "POST", "/api/servers/zz/start", None).0,
+        409,
+        "not configured"
+    );
     assert_eq!(http(admin, "DELETE", "/api/servers/b", None).0, 202);
     assert!(
         TcpStream::connect(("127.0.0.1", b)).is_err(),

@@ -6,7 +6,8 @@
 //! `tlsplex` binary's serving loop), so the layers stay one-way.
 //!
 //! Routes: `GET /` (dashboard), `GET /api/servers`, `POST /api/servers` (a `[[server]]` table as
-//! TOML or JSON), `POST /api/reload`, `DELETE /api/servers/{name}`, `GET /metrics`,
+//! TOML or JSON), `POST /api/servers/{name}/stop|start`, `POST /api/reload`,
+//! `DELETE /api/servers/{name}`, `GET /metrics`,
 //! `GET /healthz`, `GET /readyz`.
 
 use std::convert::Infallible;
@@ -43,6 +44,8 @@ pub enum AdminRequest {
     Remove(String, oneshot::Sender<Result<(), String>>),
     /// Add a server from a `[[server]]` table in TOML; the answer is its figures or why not.
     Add(String, oneshot::Sender<Result<ServerStats, String>>),
+    /// Start a configured server that was stopped; the answer is its figures or why not.
+    Start(String, oneshot::Sender<Result<ServerStats, String>>),
 }
 
 /// Where the admin endpoint listens and who may use it.
@@ -197,6 +200,30 @@ impl Api {
                     &serde_json::json!({ "errors": error }),
                 ),
             },
+            (&Method::POST, ["api", "servers", name, "stop"]) => {
+                let name = (*name).to_owned();
+                match self.ask(|tx| AdminRequest::Remove(name, tx)).await {
+                    Some(Ok(())) => json(
+                        StatusCode::ACCEPTED,
+                        &serde_json::json!({ "draining": true }),
+                    ),
+                    Some(Err(error)) => json(
+                        StatusCode::NOT_FOUND,
+                        &serde_json::json!({ "error": error }),
+                    ),
+                    None => unavailable(),
+                }
+            }
+            (&Method::POST, ["api", "servers", name, "start"]) => {
+                let name = (*name).to_owned();
+                match self.ask(|tx| AdminRequest::Start(name, tx)).await {
+                    Some(Ok(stats)) => json(StatusCode::CREATED, &stats),
+                    Some(Err(error)) => {
+                        json(StatusCode::CONFLICT, &serde_json::json!({ "error": error }))
+                    }
+                    None => unavailable(),
+                }
+            }
             (&Method::DELETE, ["api", "servers", name]) => {
                 let name = (*name).to_owned();
                 match self.ask(|tx| AdminRequest::Remove(name, tx)).await {
