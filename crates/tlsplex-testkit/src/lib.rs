@@ -31,6 +31,23 @@ pub fn start(ctx: &Context, options: ServerOptions) -> SocketAddr {
     addr
 }
 
+/// A plaintext backend on loopback that echoes every connection's bytes back and half-closes
+/// when the client does.
+pub async fn echo_backend() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut read, mut write) = stream.split();
+                let _ = tokio::io::copy(&mut read, &mut write).await;
+                let _ = write.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
 /// `127.0.0.1:0`: let the kernel pick the port.
 pub fn any_port() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tlsplex::{Backend, Context, ForwardOptions, ProxyProtocol, ServerOptions};
-use tlsplex_testkit::{any_port, connect, start, TestPki};
+use tlsplex_testkit::{any_port, connect, echo_backend, start, TestPki};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -26,22 +26,6 @@ fn stalled_listener() -> (socket2::Socket, Vec<std::net::TcpStream>, SocketAddr)
         assert!(fillers.len() < 64, "the accept queue never filled");
     }
     (socket, fillers, addr)
-}
-
-/// A backend that echoes every connection's bytes back, half-closing when the client does.
-async fn echo_backend() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let (mut read, mut write) = stream.split();
-                let _ = tokio::io::copy(&mut read, &mut write).await;
-                let _ = write.shutdown().await;
-            });
-        }
-    });
-    addr
 }
 
 fn forward_to(ctx: &Context, pki: &TestPki, name: &str, options: ForwardOptions) -> SocketAddr {

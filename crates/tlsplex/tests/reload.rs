@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tlsplex::{Config, Context, ServerOptions, Supervisor};
-use tlsplex_testkit::{any_port, connect, get, request, TestPki};
+use tlsplex_testkit::{any_port, connect, echo_backend, get, request, TestPki};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_handshakes_get_the_new_certificate_and_open_connections_keep_going() {
@@ -109,21 +109,6 @@ fn write_config(pki: &TestPki, servers: &[(&str, u16, &str, &str)]) -> Config {
     let path = pki.dir().join("tlsplex.toml");
     std::fs::write(&path, text).unwrap();
     Config::load(&path).unwrap()
-}
-
-/// An echo backend for forward servers.
-async fn echo_backend() -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let (mut read, mut write) = stream.split();
-                let _ = tokio::io::copy(&mut read, &mut write).await;
-            });
-        }
-    });
-    addr
 }
 
 const STATUS: &str = "{ type = \"status\" }";

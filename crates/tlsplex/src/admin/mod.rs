@@ -200,7 +200,8 @@ impl Api {
                     &serde_json::json!({ "errors": error }),
                 ),
             },
-            (&Method::POST, ["api", "servers", name, "stop"]) => {
+            (&Method::POST, ["api", "servers", name, "stop"])
+            | (&Method::DELETE, ["api", "servers", name]) => {
                 let name = (*name).to_owned();
                 match self.ask(|tx| AdminRequest::Remove(name, tx)).await {
                     Some(Ok(())) => json(
@@ -221,20 +222,6 @@ impl Api {
                     Some(Err(error)) => {
                         json(StatusCode::CONFLICT, &serde_json::json!({ "error": error }))
                     }
-                    None => unavailable(),
-                }
-            }
-            (&Method::DELETE, ["api", "servers", name]) => {
-                let name = (*name).to_owned();
-                match self.ask(|tx| AdminRequest::Remove(name, tx)).await {
-                    Some(Ok(())) => json(
-                        StatusCode::ACCEPTED,
-                        &serde_json::json!({ "draining": true }),
-                    ),
-                    Some(Err(error)) => json(
-                        StatusCode::NOT_FOUND,
-                        &serde_json::json!({ "error": error }),
-                    ),
                     None => unavailable(),
                 }
             }
