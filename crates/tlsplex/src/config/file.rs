@@ -18,6 +18,7 @@ pub(super) struct GlobalFile {
     pub reload_check_interval: Option<String>,
     pub user: Option<String>,
     pub group: Option<String>,
+    pub strict_key_permissions: Option<bool>,
 }
 
 /// `[admin]`.

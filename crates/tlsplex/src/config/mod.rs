@@ -68,6 +68,8 @@ pub struct GlobalSettings {
     pub user: Option<String>,
     /// Run as this group (default: the user's primary group).
     pub group: Option<String>,
+    /// Refuse private key files readable by group or others (otherwise: a warning).
+    pub strict_key_permissions: bool,
 }
 
 /// One `[[server]]`, validated, certificates loaded.
@@ -124,6 +126,7 @@ impl Default for GlobalSettings {
             reload_check_interval: None,
             user: None,
             group: None,
+            strict_key_permissions: false,
         }
     }
 }
@@ -206,7 +209,7 @@ impl Config {
         let table: toml::Table = toml::from_str(text)
             .map_err(|e| fail(format!("not valid TOML: {}", one_line(e.message()))))?;
         let mut problems = Problems::default();
-        let mut specs = validate_servers(vec![table], base, &mut problems);
+        let mut specs = validate_servers(vec![table], base, false, &mut problems);
         let spec = problems.into_result(source.to_owned(), specs.pop())?;
         spec.ok_or_else(|| fail("no server in the table".to_owned()))
     }
@@ -247,7 +250,7 @@ impl Config {
         }
         let global = validate_global(global, base, &mut problems);
         let admin = admin.and_then(|value| validate_admin(value, base, &mut problems));
-        let servers = validate_servers(servers, base, &mut problems);
+        let servers = validate_servers(servers, base, global.strict_key_permissions, &mut problems);
         problems.into_result(
             file.to_owned(),
             Self {
@@ -374,6 +377,7 @@ fn validate_global(
         );
     }
     GlobalSettings {
+        strict_key_permissions: raw.strict_key_permissions.unwrap_or(false),
         user: raw.user,
         group: raw.group,
         ticket_key_file,
@@ -469,6 +473,7 @@ fn duration(
 fn validate_servers(
     tables: Vec<toml::Table>,
     base: &Path,
+    strict_keys: bool,
     problems: &mut Problems,
 ) -> Vec<ServerSpec> {
     if tables.is_empty() {
@@ -507,7 +512,7 @@ fn validate_servers(
                 ),
             );
         }
-        if let Some(spec) = validate_server(raw, &label, base, &listens, problems) {
+        if let Some(spec) = validate_server(raw, &label, base, strict_keys, &listens, problems) {
             listens.push((spec.listen, spec.name.clone()));
             specs.push(spec);
         }
@@ -526,6 +531,7 @@ fn validate_server(
     raw: ServerFile,
     label: &str,
     base: &Path,
+    strict_keys: bool,
     listens: &[(SocketAddr, String)],
     problems: &mut Problems,
 ) -> Option<ServerSpec> {
@@ -563,7 +569,7 @@ fn validate_server(
         ok = false;
     }
     let tls = validate_tls(raw.tls.as_ref(), label, base, problems);
-    let certs = load_certificates(&raw, label, base, problems);
+    let certs = load_certificates(&raw, label, base, strict_keys, problems);
     let (
         Some(listen),
         Some((certificate_files, mut material_files, certs)),
@@ -742,6 +748,7 @@ fn load_certificates(
     raw: &ServerFile,
     label: &str,
     base: &Path,
+    strict_keys: bool,
     problems: &mut Problems,
 ) -> Option<LoadedCerts> {
     if raw.certificates.is_empty() {
@@ -759,10 +766,12 @@ fn load_certificates(
         let cert = base.join(&entry.cert);
         let key = base.join(&entry.key);
         let ocsp = entry.ocsp.as_ref().map(|path| base.join(path));
-        let loaded = Identity::from_pem_files(&cert, &key).and_then(|identity| match &ocsp {
-            Some(path) => identity.with_ocsp_file(path),
-            None => Ok(identity),
-        });
+        let loaded = Identity::check_key_permissions(&key, strict_keys)
+            .and_then(|()| Identity::from_pem_files(&cert, &key))
+            .and_then(|identity| match &ocsp {
+                Some(path) => identity.with_ocsp_file(path),
+                None => Ok(identity),
+            });
         match loaded {
             Ok(identity) => identities.push(identity),
             Err(e) => {

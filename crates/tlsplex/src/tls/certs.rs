@@ -60,6 +60,14 @@ pub enum CertLoadError {
         /// What rustls said.
         reason: String,
     },
+    /// The key file can be read by group or others, and strict permissions were asked for.
+    #[error("private key {path} is readable by group or others (mode {mode:o}): chmod 600 it")]
+    KeyPermissions {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// The OCSP file is not a successful DER-encoded OCSP response.
     #[error("{path} is not a successful DER-encoded OCSP response")]
     BadOcsp {
@@ -85,6 +93,7 @@ impl CertLoadError {
             | Self::BadCertificate { path, .. }
             | Self::NoKey { path }
             | Self::UnsupportedKey { path, .. }
+            | Self::KeyPermissions { path, .. }
             | Self::BadOcsp { path } => path,
             Self::KeyMismatch { key, .. } => key,
         }
@@ -114,6 +123,32 @@ impl Identity {
         let cert_pem = read(cert)?;
         let key_pem = read(key)?;
         Self::parse(&cert_pem, cert, &key_pem, key)
+    }
+
+    /// Checks that a private key file is readable by its owner only: a warning naming the file
+    /// when it is not, or an error when `strict` is set.
+    pub fn check_key_permissions(key: &Path, strict: bool) -> Result<(), CertLoadError> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(key)
+            .map_err(|source| CertLoadError::Unreadable {
+                path: key.to_owned(),
+                source,
+            })?
+            .permissions()
+            .mode()
+            & 0o777;
+        if mode & 0o077 == 0 {
+            return Ok(());
+        }
+        let problem = CertLoadError::KeyPermissions {
+            path: key.to_owned(),
+            mode,
+        };
+        if strict {
+            return Err(problem);
+        }
+        tracing::warn!(key = %key.display(), "{problem}");
+        Ok(())
     }
 
     /// Loads an identity from PEM text held in memory (`source` names it in errors).
