@@ -37,7 +37,10 @@ async fn connect_close_cycles_leak_nothing() {
         match i % 4 {
             0 => {}                                                 // connect, close
             1 => tcp.write_all(&[0x16, 0x03, 0x01]).await.unwrap(), // half a record header
-            2 => tcp.set_linger(Some(Duration::ZERO)).unwrap(),     // close with RST
+            // Linger 0: the close sends RST (zero linger never blocks the thread).
+            2 => socket2::SockRef::from(&tcp)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap(),
             _ => {
                 drop(tcp);
                 connect(addr, "web.test", client.clone()).await.unwrap(); // a full handshake
