@@ -58,9 +58,13 @@ pub(super) async fn serve(
                 shutdown: shared.stop.clone(),
                 metrics: shared.metrics.clone(),
             };
-            let outcome = match settings.handler.serve(conn).await {
-                Ok(()) => "closed".to_owned(),
-                Err(error) => format!("handler error: {error}"),
+            let outcome = match CatchPanic(Box::pin(settings.handler.serve(conn))).await {
+                Ok(Ok(())) => "closed".to_owned(),
+                Ok(Err(error)) => format!("handler error: {error}"),
+                Err(message) => {
+                    tracing::error!(server = %shared.server, panic = %message, "handler panicked; only this connection is lost");
+                    format!("handler panicked: {message}")
+                }
             };
             tracing::debug!(close = %outcome, "connection closed");
             (Some(info), outcome)
@@ -76,6 +80,32 @@ pub(super) async fn serve(
             accepted_at,
             &outcome,
         );
+    }
+}
+
+/// Runs a boxed future, turning a panic inside it into `Err(message)`: a handler that panics
+/// costs its own connection, and the bookkeeping after it (permits, gauges, logs) still runs.
+struct CatchPanic<F: ?Sized>(std::pin::Pin<Box<F>>);
+
+impl<F: std::future::Future + ?Sized> std::future::Future for CatchPanic<F> {
+    type Output = Result<F::Output, String>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let future = self.0.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| future.poll(cx))) {
+            Ok(poll) => poll.map(Ok),
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a non-text panic".to_owned());
+                std::task::Poll::Ready(Err(message))
+            }
+        }
     }
 }
 
