@@ -7,10 +7,9 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{available, free_port, tlsplex, Daemon};
+use common::{available, chromium, free_port, tlsplex, Daemon};
 use tlsplex_testkit::TestPki;
 
 /// One plain HTTP/1.1 request to the admin endpoint: (status, body).
@@ -222,42 +221,18 @@ fn the_dashboard_shows_every_server_in_a_browser() {
     }
     let pki = TestPki::new();
     let (_daemon, admin, _) = start(&pki, "");
-    let profile = tempfile::tempdir().unwrap();
-    let shot = profile.path().join("dashboard.png");
-    let run = |extra: &[&str]| {
-        Command::new("timeout")
-            .arg("90")
-            .arg("chromium")
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-            ])
-            .args([
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg("--virtual-time-budget=5000")
-            .args(extra)
-            .arg(format!("http://127.0.0.1:{admin}/"))
-            .stderr(Stdio::null())
-            .output()
-            .unwrap()
-    };
-    let dom = String::from_utf8_lossy(&run(&["--dump-dom"]).stdout).into_owned();
+    let folder = tempfile::tempdir().unwrap();
+    let shot = folder.path().join("dashboard.png");
+    let url = format!("http://127.0.0.1:{admin}/");
+    let budget = "--virtual-time-budget=5000".to_owned();
+    let dom = chromium(&url, &[budget.clone(), "--dump-dom".to_owned()]);
     assert!(
         dom.contains("<td>a</td>") && dom.contains("<td>b</td>"),
         "one row per server:\n{dom}"
     );
     assert!(dom.contains("class=\"serving\""), "{dom}");
     assert!(dom.contains("<polyline"), "the chart is drawn:\n{dom}");
-    run(&["--screenshot=".to_owned() + shot.to_str().unwrap()]
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>());
+    chromium(&url, &[budget, format!("--screenshot={}", shot.display())]);
     let png = std::fs::read(&shot).unwrap();
     assert!(
         png.starts_with(b"\x89PNG") && png.len() > 5000,

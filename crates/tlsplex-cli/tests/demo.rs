@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::{available, tlsplex, Daemon};
+use common::{available, chromium, tlsplex, Daemon};
 
 const PORTS: [u16; 2] = [1440, 1441];
 
@@ -150,28 +150,11 @@ fn chromium_shows_the_page(cert_der: &[u8]) {
     }
     let pin = spki_pin(cert_der);
     for port in PORTS {
-        let profile = tempfile::tempdir().unwrap();
-        let out = Command::new("timeout")
-            .arg("90")
-            .arg("chromium")
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-quic",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg(format!("--ignore-certificate-errors-spki-list={pin}"))
-            .arg("--dump-dom")
-            .arg(format!("https://localhost:{port}/"))
-            .stderr(Stdio::null())
-            .output()
-            .unwrap();
-        let dom = String::from_utf8_lossy(&out.stdout);
+        let extra = [
+            format!("--ignore-certificate-errors-spki-list={pin}"),
+            "--dump-dom".to_owned(),
+        ];
+        let dom = chromium(&format!("https://localhost:{port}/"), &extra);
         assert!(
             dom.contains(&format!("<span id=\"server\">demo-{port}</span>")),
             "Chromium shows demo-{port}:\n{dom}"

@@ -145,6 +145,34 @@ pub fn available(program: &str) -> bool {
     found
 }
 
+/// Runs headless Chromium (bounded to 90 s, with a fresh profile, no network of its own) on
+/// `url` with `extra` flags such as `--dump-dom`; returns what it printed.
+pub fn chromium(url: &str, extra: &[String]) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new("timeout")
+        .arg("90")
+        .arg("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+        ])
+        .args([
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .arg("--disable-quic")
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(extra)
+        .arg(url)
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Writes a two-server config (names a and b, given ports) with certificates from `pki`.
 pub fn two_server_config(dir: &Path, port_a: u16, port_b: u16) -> std::path::PathBuf {
     let path = dir.join("tlsplex.toml");

@@ -46,6 +46,15 @@ impl MeteredTcp {
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.tcp.peer_addr()
     }
+
+    fn count_sent(&self, polled: &Poll<io::Result<usize>>) {
+        if let Poll::Ready(Ok(written)) = polled {
+            self.traffic.sent.inc_by(*written as u64);
+            self.connection
+                .sent
+                .fetch_add(*written as u64, Ordering::Relaxed);
+        }
+    }
 }
 
 impl AsyncRead for MeteredTcp {
@@ -76,12 +85,7 @@ impl AsyncWrite for MeteredTcp {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.tcp).poll_write(cx, data);
-        if let Poll::Ready(Ok(written)) = &polled {
-            this.traffic.sent.inc_by(*written as u64);
-            this.connection
-                .sent
-                .fetch_add(*written as u64, Ordering::Relaxed);
-        }
+        this.count_sent(&polled);
         polled
     }
 
@@ -92,12 +96,7 @@ impl AsyncWrite for MeteredTcp {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.tcp).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(written)) = &polled {
-            this.traffic.sent.inc_by(*written as u64);
-            this.connection
-                .sent
-                .fetch_add(*written as u64, Ordering::Relaxed);
-        }
+        this.count_sent(&polled);
         polled
     }
 

@@ -239,25 +239,9 @@ impl Server {
             else {
                 break;
             };
-            let permits = (server_permit, process_permit);
             backoff.reset();
-            shared.metrics.accepted.inc();
-            shared.metrics.active.inc();
-            let span =
-                tracing::debug_span!("conn", server = %handle.name, client.addr = %peer_addr);
-            let task = connection::serve(shared.clone(), tcp, peer_addr, Instant::now());
-            let (abort, active) = (abort.clone(), shared.metrics.active.clone());
-            handle.connections.spawn(
-                async move {
-                    tokio::select! {
-                        () = task => {}
-                        () = abort.cancelled() => tracing::debug!("closed at the end of the grace period"),
-                    }
-                    active.dec();
-                    drop(permits);
-                }
-                .instrument(span),
-            );
+            let permits = Some((server_permit, process_permit));
+            spawn_connection(&shared, &handle, &abort, tcp, peer_addr, permits);
         }
 
         if shared.reuse_port {
@@ -284,18 +268,39 @@ fn take_queued(
     let waker = std::task::Waker::noop();
     let mut cx = std::task::Context::from_waker(waker);
     while let std::task::Poll::Ready(Ok((tcp, peer_addr))) = listener.poll_accept(&mut cx) {
-        shared.metrics.accepted.inc();
-        shared.metrics.active.inc();
-        let task = connection::serve(shared.clone(), tcp, peer_addr, Instant::now());
-        let (abort, active) = (abort.clone(), shared.metrics.active.clone());
-        handle.connections.spawn(async move {
+        spawn_connection(shared, handle, abort, tcp, peer_addr, None);
+    }
+}
+
+/// Both permits a connection holds until it ends: this server's and the process-wide one.
+type Permits = (OwnedSemaphorePermit, OwnedSemaphorePermit);
+
+/// Runs one accepted connection in its own task on the server's tracker, in a span naming the
+/// server and client; `abort` drops it at the end of the grace period.
+fn spawn_connection(
+    shared: &Arc<ConnectionShared>,
+    handle: &ServerHandle,
+    abort: &CancellationToken,
+    tcp: tokio::net::TcpStream,
+    peer_addr: SocketAddr,
+    permits: Option<Permits>,
+) {
+    shared.metrics.accepted.inc();
+    shared.metrics.active.inc();
+    let span = tracing::debug_span!("conn", server = %handle.name, client.addr = %peer_addr);
+    let task = connection::serve(shared.clone(), tcp, peer_addr, Instant::now());
+    let (abort, active) = (abort.clone(), shared.metrics.active.clone());
+    handle.connections.spawn(
+        async move {
             tokio::select! {
                 () = task => {}
-                () = abort.cancelled() => {}
+                () = abort.cancelled() => tracing::debug!("closed at the end of the grace period"),
             }
             active.dec();
-        });
-    }
+            drop(permits);
+        }
+        .instrument(span),
+    );
 }
 
 /// A permit from `permits`, counting in `limited` when it had to wait; `None` once stopped.
