@@ -6,18 +6,17 @@ use std::time::Duration;
 
 use rustls::{HandshakeKind, ProtocolVersion, ServerConnection};
 use serde::Serialize;
-use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
+use super::TlsStream;
 use crate::metrics::ServerMetrics;
-use crate::server::MeteredTcp;
 use crate::tls::summary::CertSummary;
 
 /// One established TLS connection, handed to a [`crate::Handler`].
 #[non_exhaustive]
 pub struct TlsConn {
     /// The decrypted byte stream to and from the client.
-    pub stream: TlsStream<MeteredTcp>,
+    pub stream: TlsStream,
     /// What the handshake settled, and who is on the other end.
     pub info: Arc<ConnInfo>,
     /// Cancelled when this connection's server stops: finish the current exchange and return.

@@ -9,6 +9,7 @@ mod http;
 mod proxy_protocol;
 mod static_files;
 mod status;
+mod stream;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -20,6 +21,7 @@ pub use http::HttpHandler;
 pub use proxy_protocol::ProxyProtocol;
 pub use static_files::StaticHandler;
 pub use status::StatusHandler;
+pub use stream::TlsStream;
 
 /// What a handler may fail with; the server logs it (at debug) with the connection's span.
 pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;

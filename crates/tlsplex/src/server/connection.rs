@@ -9,7 +9,6 @@ use std::time::Instant;
 use rustls::server::Acceptor;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::server::TlsStream;
 use tokio_rustls::StartHandshake;
 use tokio_util::sync::CancellationToken;
 
@@ -18,7 +17,7 @@ use std::sync::atomic::Ordering;
 
 use super::metered::ConnectionBytes;
 use super::MeteredTcp;
-use crate::handler::{ConnInfo, TlsConn};
+use crate::handler::{ConnInfo, TlsConn, TlsStream};
 use crate::metrics::{HandshakeFailures, ServerMetrics};
 
 /// What every connection of one server shares; built once at bind.
@@ -116,7 +115,7 @@ async fn establish(
     tcp: MeteredTcp,
     peer_addr: SocketAddr,
     accepted_at: Instant,
-) -> Result<(TlsStream<MeteredTcp>, ConnInfo), String> {
+) -> Result<(TlsStream, ConnInfo), String> {
     let timeout = settings.handshake_timeout;
     let stream = match tokio::time::timeout(timeout, handshake(settings, tcp)).await {
         Ok(Ok(stream)) => stream,
@@ -189,7 +188,7 @@ fn access_log(
 
 /// Reads the ClientHello, answers `unrecognized_name` under strict SNI when no certificate covers
 /// the name asked for, and completes the handshake.
-async fn handshake(settings: &Settings, mut tcp: MeteredTcp) -> io::Result<TlsStream<MeteredTcp>> {
+async fn handshake(settings: &Settings, mut tcp: MeteredTcp) -> io::Result<TlsStream> {
     let mut acceptor = Acceptor::default();
     // On the heap: an array here would sit in every connection task's future for its whole
     // life (4 KiB per idle connection), though it is needed only until the ClientHello is read.
@@ -229,9 +228,10 @@ async fn handshake(settings: &Settings, mut tcp: MeteredTcp) -> io::Result<TlsSt
             ));
         }
     }
-    StartHandshake::from_parts(accepted, tcp)
+    let stream = StartHandshake::from_parts(accepted, tcp)
         .into_stream(settings.tls.clone())
-        .await
+        .await?;
+    Ok(TlsStream::new(stream))
 }
 
 /// Strict SNI refused the name the client asked for.

@@ -1,0 +1,165 @@
+//! Records the server owes in answer to a read (a KeyUpdate response, close_notify, a
+//! `no_renegotiation` warning) go out promptly, not when the application next writes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on failure
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use tlsplex::{Context, ServerOptions};
+use tlsplex_testkit::{any_port, connect, read_response, start, TestPki};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+const PROMPTLY: Duration = Duration::from_secs(2);
+
+/// One keep-alive request and its response, so that nothing from the handshake (session tickets)
+/// is left in flight.
+async fn one_request(tls: &mut TlsStream<TcpStream>) {
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: web.test\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_response(tls).await.unwrap().status, 200);
+}
+
+/// Raw TLS bytes the server sends within `PROMPTLY`, read beneath the client's TLS layer.
+async fn raw_bytes_within(tcp: &mut TcpStream) -> Vec<u8> {
+    let mut buffer = vec![0u8; 4096];
+    match tokio::time::timeout(PROMPTLY, tcp.read(&mut buffer)).await {
+        Ok(Ok(n)) => buffer[..n].to_vec(),
+        Ok(Err(error)) => panic!("reading: {error}"),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[tokio::test]
+async fn a_key_update_request_is_answered_while_the_server_waits_for_a_request() {
+    let pki = TestPki::new();
+    let ctx = Context::builder().build();
+    let cert = pki.issue("web", &["web.test"]);
+    let addr = start(&ctx, ServerOptions::new("web", any_port(), cert.store()));
+    let mut tls = connect(addr, "web.test", pki.client(&["http/1.1"]))
+        .await
+        .unwrap();
+    one_request(&mut tls).await;
+
+    // KeyUpdate with update_requested: the server must send a KeyUpdate of its own.
+    tls.get_mut().1.refresh_traffic_keys().unwrap();
+    tls.flush().await.unwrap();
+    let answer = raw_bytes_within(tls.get_mut().0).await;
+    assert!(
+        !answer.is_empty(),
+        "no KeyUpdate within {PROMPTLY:?} while the server idled"
+    );
+    let client = tls.get_mut().1;
+    client.read_tls(&mut answer.as_slice()).unwrap();
+    let state = client.process_new_packets().unwrap();
+    assert_eq!(
+        state.plaintext_bytes_to_read(),
+        0,
+        "a handshake record only"
+    );
+
+    // Both sides now use the new keys: the connection still works.
+    one_request(&mut tls).await;
+}
+
+#[tokio::test]
+async fn close_notify_is_answered_with_close_notify_and_a_close() {
+    let pki = TestPki::new();
+    let ctx = Context::builder().build();
+    let cert = pki.issue("web", &["web.test"]);
+    let addr = start(&ctx, ServerOptions::new("web", any_port(), cert.store()));
+    let mut tls = connect(addr, "web.test", pki.client(&["http/1.1"]))
+        .await
+        .unwrap();
+    one_request(&mut tls).await;
+
+    tls.get_mut().1.send_close_notify();
+    tls.flush().await.unwrap();
+    let answer = raw_bytes_within(tls.get_mut().0).await;
+    assert!(!answer.is_empty(), "no close_notify within {PROMPTLY:?}");
+    let client = tls.get_mut().1;
+    client.read_tls(&mut answer.as_slice()).unwrap();
+    client.process_new_packets().unwrap();
+    let mut rest = [0u8; 16];
+    assert_eq!(
+        std::io::Read::read(&mut client.reader(), &mut rest).unwrap(),
+        0,
+        "a clean close (close_notify received)"
+    );
+    assert!(
+        raw_bytes_within(tls.get_mut().0).await.is_empty(),
+        "then the TCP close"
+    );
+}
+
+#[test]
+fn a_tls12_renegotiation_gets_a_no_renegotiation_warning_promptly() {
+    let found = Command::new("sh")
+        .args(["-c", "command -v openssl"])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "CI installs openssl"
+        );
+        eprintln!("skipping: openssl is not installed");
+        return;
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let pki = TestPki::new();
+    let ctx = Context::builder().build();
+    let cert = pki.issue("web", &["web.test"]);
+    let addr = runtime
+        .block_on(async { start(&ctx, ServerOptions::new("web", any_port(), cert.store())) });
+
+    let mut client = Command::new("openssl")
+        .args(["s_client", "-tls1_2", "-msg", "-servername", "web.test"])
+        .arg("-connect")
+        .arg(addr.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = client.stdin.take().unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    let stdout = client.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let wait_for = |needle: &str, limit: Duration| {
+        let deadline = std::time::Instant::now() + limit;
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+        false
+    };
+    assert!(
+        wait_for("Verify return code", Duration::from_secs(10)),
+        "handshake"
+    );
+    // `R` on a line of its own asks s_client to renegotiate; the server sends nothing else.
+    stdin.write_all(b"R\n").unwrap();
+    stdin.flush().unwrap();
+    assert!(
+        wait_for("no_renegotiation", PROMPTLY),
+        "a no_renegotiation warning within {PROMPTLY:?}"
+    );
+    let _ = client.kill();
+    let _ = client.wait();
+}
