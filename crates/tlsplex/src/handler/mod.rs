@@ -80,15 +80,15 @@ impl ConnectionHandler {
         Self::Custom(Arc::new(handler))
     }
 
-    /// Serves `conn`. Each handler's future is boxed: inline, every connection task would reserve
-    /// room for the largest built-in's future (forward holds the whole TLS stream: measured
-    /// 12.7 KiB per task), whatever its own handler needs.
-    pub(crate) async fn serve(&self, conn: TlsConn) -> Result<(), HandlerError> {
+    /// Serves `conn`. Each handler's future is boxed, once: inline, every connection task would
+    /// reserve room for the largest built-in's future (forward holds the whole TLS stream:
+    /// measured 12.7 KiB per task), whatever its own handler needs.
+    pub(crate) fn serve(&self, conn: TlsConn) -> BoxedServe<'_> {
         match self {
-            Self::Status(status) => Box::pin(status.serve(conn)).await,
-            Self::Forward(forward) => Box::pin(forward.serve(conn)).await,
-            Self::Static(files) => Box::pin(files.serve(conn)).await,
-            Self::Custom(custom) => custom.serve_boxed(conn).await,
+            Self::Status(status) => Box::pin(status.serve(conn)),
+            Self::Forward(forward) => Box::pin(forward.serve(conn)),
+            Self::Static(files) => Box::pin(files.serve(conn)),
+            Self::Custom(custom) => custom.serve_boxed(conn),
         }
     }
 }

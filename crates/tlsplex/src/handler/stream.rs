@@ -16,12 +16,16 @@ use crate::server::MeteredTcp;
 /// warning, an alert) are sent right away, not when the handler next writes. A handler that
 /// waits for a request would otherwise leave a client waiting for them.
 pub struct TlsStream {
-    inner: tokio_rustls::server::TlsStream<MeteredTcp>,
+    // Boxed: the rustls state is large (about 1.3 KiB), and a pointer keeps the futures that
+    // carry a connection around (its task, its handler's) small.
+    inner: Box<tokio_rustls::server::TlsStream<MeteredTcp>>,
 }
 
 impl TlsStream {
     pub(crate) fn new(inner: tokio_rustls::server::TlsStream<MeteredTcp>) -> Self {
-        Self { inner }
+        Self {
+            inner: Box::new(inner),
+        }
     }
 
     /// The TCP connection and the rustls connection state.
@@ -49,14 +53,14 @@ impl AsyncRead for TlsStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let read = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let read = Pin::new(&mut *self.inner).poll_read(cx, buf);
         // rustls holds a KeyUpdate response back until the next application data record (RFC
         // 8446 allows that); an empty write releases it into the outgoing records.
         let _ = self.inner.get_mut().1.writer().write(&[]);
         if self.inner.get_ref().1.wants_write() {
             // A write error shows at the handler's next write; a full socket buffer wakes this
             // task to try again.
-            let _ = Pin::new(&mut self.inner).poll_flush(cx);
+            let _ = Pin::new(&mut *self.inner).poll_flush(cx);
         }
         read
     }
@@ -68,7 +72,7 @@ impl AsyncWrite for TlsStream {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, data)
+        Pin::new(&mut *self.inner).poll_write(cx, data)
     }
 
     fn poll_write_vectored(
@@ -76,7 +80,7 @@ impl AsyncWrite for TlsStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        Pin::new(&mut *self.inner).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -84,10 +88,10 @@ impl AsyncWrite for TlsStream {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        Pin::new(&mut *self.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        Pin::new(&mut *self.inner).poll_shutdown(cx)
     }
 }

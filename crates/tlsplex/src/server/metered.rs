@@ -47,6 +47,15 @@ impl MeteredTcp {
         self.tcp.peer_addr()
     }
 
+    fn count_received(&self, read: usize) {
+        if read > 0 {
+            self.traffic.received.inc_by(read as u64);
+            self.connection
+                .received
+                .fetch_add(read as u64, Ordering::Relaxed);
+        }
+    }
+
     fn count_sent(&self, polled: &Poll<io::Result<usize>>) {
         if let Poll::Ready(Ok(written)) = polled {
             self.traffic.sent.inc_by(*written as u64);
@@ -66,13 +75,7 @@ impl AsyncRead for MeteredTcp {
         let this = self.get_mut();
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.tcp).poll_read(cx, buf);
-        let read = buf.filled().len() - before;
-        if read > 0 {
-            this.traffic.received.inc_by(read as u64);
-            this.connection
-                .received
-                .fetch_add(read as u64, Ordering::Relaxed);
-        }
+        this.count_received(buf.filled().len() - before);
         polled
     }
 }
