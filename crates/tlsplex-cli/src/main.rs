@@ -7,6 +7,7 @@ mod check;
 mod cli;
 mod ctl;
 mod demo;
+mod limits;
 mod logging;
 mod privileges;
 mod probe;

@@ -33,6 +33,7 @@ pub fn serve(
             return ExitCode::FAILURE;
         }
     };
+    crate::limits::raise_open_files(ctx.max_connections());
     let runtime = match ctx.runtime() {
         Ok(runtime) => runtime,
         Err(error) => {
