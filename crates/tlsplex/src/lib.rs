@@ -44,6 +44,9 @@
 pub mod admin;
 mod config;
 mod context;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod handler;
 pub mod metrics;
 mod registry;
