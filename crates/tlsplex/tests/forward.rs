@@ -406,3 +406,90 @@ async fn proxy_protocol_v2_carries_addresses_and_tls_facts() {
     );
     assert_eq!(header.payload, b"payload");
 }
+
+/// A backend that sends `sent` bytes on every connection, then resets it (`reset`) or goes
+/// silent while holding it open.
+async fn faulty_backend(sent: usize, reset: bool) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut stream, _)) = listener.accept().await {
+            stream.write_all(&payload(sent, 7)).await.unwrap();
+            if reset {
+                socket2::SockRef::from(&stream)
+                    .set_linger(Some(Duration::ZERO))
+                    .unwrap();
+            } else {
+                held.push(stream);
+            }
+        }
+    });
+    addr
+}
+
+/// Reads until the stream ends (cleanly or not) or `limit` passes; returns the bytes and whether
+/// it ended.
+async fn read_until_end<S: AsyncRead + Unpin>(stream: &mut S, limit: Duration) -> (usize, bool) {
+    let mut total = 0;
+    let mut buffer = vec![0u8; 16 * 1024];
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (total, true),
+            Ok(Ok(n)) => total += n,
+            Err(_) => return (total, false),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_reset_mid_stream_ends_that_connection_only() {
+    let pki = TestPki::new();
+    let ctx = Context::builder().build();
+    let resetting = forward_to(
+        &ctx,
+        &pki,
+        "resets",
+        tcp(faulty_backend(256 * 1024, true).await),
+    );
+    let healthy = forward_to(&ctx, &pki, "healthy", tcp(echo_backend().await));
+    for _ in 0..5 {
+        let mut client = connect(resetting, "fwd.test", pki.client(&[]))
+            .await
+            .unwrap();
+        let (received, ended) = read_until_end(&mut client, Duration::from_secs(5)).await;
+        assert!(ended, "the client's connection ended after the reset");
+        assert!(received <= 256 * 1024, "no more than the backend sent");
+        // The other server, on the same context, is untouched.
+        let data = Arc::new(payload(100_000, 3));
+        let other = connect(healthy, "fwd.test", pki.client(&[])).await.unwrap();
+        assert_eq!(round_trip(other, data.clone()).await, *data);
+    }
+}
+
+#[tokio::test]
+async fn a_backend_stalled_mid_stream_is_cut_by_the_idle_timeout() {
+    let pki = TestPki::new();
+    let ctx = Context::builder().build();
+    let mut options = tcp(faulty_backend(10_000, false).await);
+    options.idle_timeout = Some(Duration::from_millis(300));
+    let addr = forward_to(&ctx, &pki, "stalls", options);
+    let mut client = connect(addr, "fwd.test", pki.client(&[])).await.unwrap();
+    let started = Instant::now();
+    let (received, ended) = read_until_end(&mut client, Duration::from_secs(5)).await;
+    assert_eq!(
+        received, 10_000,
+        "what the backend sent before stalling arrives"
+    );
+    assert!(ended, "then the idle timeout closes the connection");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        connect(addr, "fwd.test", pki.client(&[])).await.is_ok(),
+        "still serving"
+    );
+}
