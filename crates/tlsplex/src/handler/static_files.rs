@@ -2,6 +2,11 @@
 //! `ServeDir` (content types, `index.html`, `HEAD`, `Range`, `Last-Modified`), with two additions:
 //! weak `ETag`s with `If-None-Match`, and a guard that nothing outside the folder is reachable —
 //! not by `..`, not percent-encoded, not through a symlink that leads out.
+//!
+//! Small files (up to 64 KiB, the usual page, script or icon) asked for whole take a shorter
+//! path: read at once with blocking calls, as nginx does, rather than through ServeDir's
+//! blocking-pool hops for the metadata, the open and each read (measured: 56 µs of server CPU
+//! per keep-alive request through ServeDir, against 9 µs for the status page).
 
 use std::convert::Infallible;
 use std::io;
@@ -10,12 +15,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::Full;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper::header::{
-    HeaderValue, CONTENT_LENGTH, CONTENT_RANGE, ETAG, IF_NONE_MATCH, LAST_MODIFIED,
+    HeaderValue, ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, IF_NONE_MATCH,
+    LAST_MODIFIED, RANGE,
 };
-use hyper::{Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
 use tower_http::services::ServeDir;
@@ -74,12 +81,21 @@ impl Handler for StaticHandler {
     }
 }
 
+/// The largest file served by the short path.
+const SMALL_FILE: u64 = 64 * 1024;
+
 async fn respond(root: &Path, mut files: ServeDir, request: Request<Incoming>) -> Response<Body> {
     if escapes(root, request.uri().path()) {
         return status(StatusCode::NOT_FOUND);
     }
     let if_none_match = request.headers().get(IF_NONE_MATCH).cloned();
-    let Ok(response) = files.call(request).await;
+    let response = match small_file(root, &request) {
+        Some(response) => response,
+        None => {
+            let Ok(response) = files.call(request).await;
+            response.map(BodyExt::boxed_unsync)
+        }
+    };
     let (mut parts, body) = response.into_parts();
     let etag = etag(&parts.headers);
     if let Some(etag) = &etag {
@@ -97,7 +113,59 @@ async fn respond(root: &Path, mut files: ServeDir, request: Request<Incoming>) -
             return not_modified;
         }
     }
-    Response::from_parts(parts, body.boxed_unsync())
+    Response::from_parts(parts, body)
+}
+
+/// A whole small regular file (a folder's `index.html` for a path ending in `/`), for `GET` or
+/// `HEAD` without `Range`; `None` leaves the request to ServeDir (also for anything missing).
+fn small_file(root: &Path, request: &Request<Incoming>) -> Option<Response<Body>> {
+    let head = request.method() == Method::HEAD;
+    if !(head || request.method() == Method::GET) || request.headers().contains_key(RANGE) {
+        return None;
+    }
+    let decoded = percent_encoding::percent_decode_str(request.uri().path())
+        .decode_utf8()
+        .ok()?;
+    let mut path = root.join(decoded.trim_start_matches('/'));
+    if decoded.ends_with('/') {
+        path.push("index.html");
+    }
+    let file = std::fs::File::open(&path).ok()?;
+    let metadata = file.metadata().ok()?;
+    if !metadata.is_file() || metadata.len() > SMALL_FILE {
+        return None;
+    }
+    // The length sent is what was read, should the file change meanwhile.
+    let contents = if head {
+        Vec::new()
+    } else {
+        let mut contents = Vec::with_capacity(metadata.len() as usize);
+        std::io::Read::read_to_end(&mut &file, &mut contents).ok()?;
+        contents
+    };
+    let length = if head {
+        metadata.len()
+    } else {
+        contents.len() as u64
+    };
+    let content_type = mime_guess::from_path(&path).first_or_octet_stream();
+    let mut response = Response::new(
+        Full::new(Bytes::from(contents))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_str(content_type.as_ref()).ok()?,
+    );
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+    headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Ok(modified) = metadata.modified() {
+        let date = httpdate::fmt_http_date(modified);
+        headers.insert(LAST_MODIFIED, HeaderValue::from_str(&date).ok()?);
+    }
+    Some(response)
 }
 
 fn status(code: StatusCode) -> Response<Body> {
