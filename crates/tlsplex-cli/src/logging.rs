@@ -1,11 +1,14 @@
-//! Logs go to standard error, as text or JSON, filtered by RUST_LOG (default `info`).
+//! Logs go to standard error, as text or JSON, filtered by RUST_LOG (default `info,rustls=error`).
 
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::LogFormat;
 
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // rustls warns once per connection about what a client got wrong (an IP address as SNI, say):
+    // any client could fill the log that way, and the failures are counted in the metrics.
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rustls=error"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
