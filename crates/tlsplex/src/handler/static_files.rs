@@ -184,10 +184,23 @@ fn escapes(root: &Path, request_path: &str) -> bool {
     {
         return true;
     }
-    match std::fs::canonicalize(root.join(relative)) {
-        Ok(real) => !real.starts_with(root),
-        Err(_) => false, // not there: ServeDir answers 404
+    // Only a symlink beneath the root can lead out. An lstat per component finds one (for `/`:
+    // none), where canonicalizing would read every link of the root's own path on each request.
+    let mut path = root.to_path_buf();
+    for component in relative.components() {
+        path.push(component);
+        match std::fs::symlink_metadata(&path) {
+            Ok(found) if found.file_type().is_symlink() => {
+                return match std::fs::canonicalize(root.join(relative)) {
+                    Ok(real) => !real.starts_with(root),
+                    Err(_) => false, // a dangling link: ServeDir answers 404
+                };
+            }
+            Ok(_) => {}
+            Err(_) => return false, // not there: ServeDir answers 404
+        }
     }
+    false
 }
 
 /// A weak validator from the file's size and modification time, as ServeDir reported them.
