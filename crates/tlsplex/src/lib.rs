@@ -67,7 +67,9 @@ pub use supervisor::{ReloadReport, Supervisor, UnknownServer};
 pub use tls::certs::{CertLoadError, CertStore, Identity};
 pub use tls::client_auth::{ClientAuth, ClientAuthError, ClientAuthMode};
 pub use tls::ocsp::{OcspCertStatus, OcspSummary};
-pub use tls::policy::{TlsPolicy, UnknownName, DEFAULT_ALPN, DEFAULT_SESSION_CACHE_SIZE};
+pub use tls::policy::{
+    TlsPolicy, UnknownName, DEFAULT_ALPN, DEFAULT_CIPHER_SUITES, DEFAULT_SESSION_CACHE_SIZE,
+};
 pub use tls::summary::{sha256_fingerprint, CertSummary};
 pub use tls::tickets::{new_ticket_key_file, TicketKeyError, TicketKeys};
 
