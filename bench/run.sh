@@ -1,0 +1,438 @@
+#!/usr/bin/env bash
+# tlsplex against nginx, HAProxy, stunnel and hitch, side by side on one machine.
+# Usage (as root, on Debian): bench/run.sh [--quick] [--rounds N]
+#   --quick   tlsplex alone, one short round of every metric, debug build: a smoke run for CI.
+# See bench/README.md for what is measured and how.
+set -euo pipefail
+
+quick=0
+rounds=3
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) quick=1; rounds=1 ;;
+    --rounds) rounds="$2"; shift ;;
+    *) echo "usage: bench/run.sh [--quick] [--rounds N]" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+tools="python3 $here/tools.py"
+work=$(mktemp -d /tmp/tlsplex-bench.XXXXXX)
+chmod 755 "$work" # nginx workers run as nobody and serve files from here
+raw="$work/raw.jsonl"
+: > "$raw"
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+if [ "$quick" = 1 ]; then
+  systems=(tlsplex)
+  handshakes=100; resumed_secs=2; keepalive_secs=2; bulk_mib=10; held=100
+  scale_servers=50; sni_certs=100; profile=debug
+else
+  systems=(tlsplex nginx haproxy stunnel hitch)
+  handshakes=1000; resumed_secs=5; keepalive_secs=8; bulk_mib=100; held=1000
+  scale_servers=1000; sni_certs=10000; profile=release
+fi
+
+log() { echo "[bench] $*" >&2; }
+
+# ---------------------------------------------------------------------------------------------
+# Tools and peers
+install_missing() {
+  local packages=() p
+  for p in "$@"; do
+    case "$p" in
+      nghttp2-client) command -v h2load >/dev/null || packages+=("$p") ;;
+      stunnel4) command -v stunnel >/dev/null || packages+=("$p") ;;
+      libnginx-mod-stream) [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || packages+=("$p") ;;
+      *) command -v "$p" >/dev/null || packages+=("$p") ;;
+    esac
+  done
+  if [ ${#packages[@]} -gt 0 ]; then
+    log "installing: ${packages[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+  fi
+}
+# The plaintext backend (nginx) is needed even in quick mode, for forward mode.
+install_missing nghttp2-client wrk curl openssl nginx
+# The SNI certificates are made with Python's cryptography package (from PyPI if missing).
+python3 -c 'import cryptography' 2>/dev/null || python3 -m pip install -q cryptography >&2
+if [ "$quick" = 0 ]; then
+  install_missing libnginx-mod-stream haproxy stunnel4 hitch
+  # The packages' own services would hold ports and CPU: keep them stopped.
+  for service in nginx haproxy stunnel4 hitch; do systemctl stop "$service" 2>/dev/null || true; done
+fi
+
+log "building tlsplex ($profile)"
+if [ "$profile" = release ]; then
+  (cd "$root" && cargo build --release --locked -p tlsplex-cli >&2)
+else
+  (cd "$root" && cargo build --locked -p tlsplex-cli >&2)
+fi
+tlsplex="$root/target/$profile/tlsplex"
+
+# ---------------------------------------------------------------------------------------------
+# Material: one ECDSA P-256 certificate, a small page and a bulk file.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+  -subj /CN=bench.test -addext subjectAltName=DNS:bench.test \
+  -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+chmod 600 "$work/key.pem"
+cat "$work/cert.pem" "$work/key.pem" > "$work/combined.pem"
+mkdir -p "$work/www"
+printf 'ok\n' > "$work/www/index.html"
+head -c $((bulk_mib * 1024 * 1024)) /dev/urandom > "$work/www/bulk"
+
+backend_port=18080
+base_port=19000
+
+# The plaintext backend for forward mode (and for stunnel and hitch, which only forward):
+# nginx on CPU 1, beside the clients; its CPU is not counted for anyone.
+cat > "$work/backend.conf" <<EOF
+worker_processes 1; daemon off; pid $work/backend.pid; error_log $work/backend-error.log;
+events { worker_connections 4096; }
+http { access_log off; sendfile on;
+  server { listen 127.0.0.1:$backend_port; root $work/www; index index.html; } }
+EOF
+taskset -c 1 nginx -c "$work/backend.conf" &
+backend_pid=$!
+
+server_pid=""
+cleanup() {
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
+  kill "$backend_pid" 2>/dev/null || true
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+record() { # system metric value
+  [ -n "$3" ] || { log "round $round  $1  $2: no value"; return 0; }
+  printf '{"round": %s, "system": "%s", "metric": "%s", "value": %s}\n' "$round" "$1" "$2" "$3" >> "$raw"
+  log "round $round  $1  $2 = $3"
+}
+
+wait_port() { # port
+  local i
+  for i in $(seq 1 200); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  log "port $1 never answered"; return 1
+}
+
+# ---------------------------------------------------------------------------------------------
+# Each system: two TLS servers (ports a, b) and a forward port (f) in one process, pinned to
+# CPU 0 with one worker. stunnel and hitch only forward, so their a and b go to the backend too.
+start_system() { # name index -> server_pid, port_a, port_b, port_f
+  local name=$1 dir="$work/$1"
+  port_a=$((base_port + $2 * 10 + 1)); port_b=$((port_a + 1)); port_f=$((port_a + 2))
+  mkdir -p "$dir"
+  case "$name" in
+    tlsplex)
+      cat > "$dir/tlsplex.toml" <<EOF
+[[server]]
+name = "a"
+listen = "127.0.0.1:$port_a"
+certificates = [{ cert = "$work/cert.pem", key = "$work/key.pem" }]
+handler = { type = "static", root = "$work/www" }
+[[server]]
+name = "b"
+listen = "127.0.0.1:$port_b"
+certificates = [{ cert = "$work/cert.pem", key = "$work/key.pem" }]
+handler = { type = "static", root = "$work/www" }
+[[server]]
+name = "f"
+listen = "127.0.0.1:$port_f"
+certificates = [{ cert = "$work/cert.pem", key = "$work/key.pem" }]
+handler = { type = "forward", backend = "127.0.0.1:$backend_port" }
+EOF
+      taskset -c 0 "$tlsplex" run -c "$dir/tlsplex.toml" >"$dir/out.log" 2>&1 &
+      ;;
+    nginx)
+      cat > "$dir/nginx.conf" <<EOF
+load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+worker_processes 1; daemon off; pid $dir/nginx.pid; error_log $dir/error.log;
+events { worker_connections 8192; }
+http { access_log off; sendfile on;
+  ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem;
+  ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:SSL:10m;
+  server { listen 127.0.0.1:$port_a ssl; root $work/www; index index.html; }
+  server { listen 127.0.0.1:$port_b ssl; root $work/www; index index.html; } }
+stream { server { listen 127.0.0.1:$port_f ssl;
+  ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem;
+  proxy_pass 127.0.0.1:$backend_port; } }
+EOF
+      taskset -c 0 nginx -c "$dir/nginx.conf" &
+      ;;
+    haproxy)
+      cat > "$dir/haproxy.cfg" <<EOF
+global
+  nbthread 1
+  maxconn 8000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend a
+  bind 127.0.0.1:$port_a ssl crt $work/combined.pem alpn http/1.1
+  http-request return status 200 content-type text/plain string "ok" unless { path_beg /bulk }
+  default_backend files
+frontend b
+  bind 127.0.0.1:$port_b ssl crt $work/combined.pem alpn http/1.1
+  http-request return status 200 content-type text/plain string "ok" unless { path_beg /bulk }
+  default_backend files
+backend files
+  server s1 127.0.0.1:$backend_port
+frontend f
+  mode tcp
+  bind 127.0.0.1:$port_f ssl crt $work/combined.pem
+  default_backend plain
+backend plain
+  mode tcp
+  server s1 127.0.0.1:$backend_port
+EOF
+      taskset -c 0 haproxy -db -f "$dir/haproxy.cfg" >"$dir/out.log" 2>&1 &
+      ;;
+    stunnel)
+      {
+        echo "foreground = yes"
+        echo "pid ="
+        for s in "a $port_a" "b $port_b" "f $port_f"; do
+          set -- $s
+          printf '[%s]\naccept = 127.0.0.1:%s\nconnect = 127.0.0.1:%s\ncert = %s\nkey = %s\n' \
+            "$1" "$2" "$backend_port" "$work/cert.pem" "$work/key.pem"
+        done
+      } > "$dir/stunnel.conf"
+      taskset -c 0 stunnel "$dir/stunnel.conf" >"$dir/out.log" 2>&1 &
+      ;;
+    hitch)
+      cat > "$dir/hitch.conf" <<EOF
+frontend = "[127.0.0.1]:$port_a"
+frontend = "[127.0.0.1]:$port_b"
+frontend = "[127.0.0.1]:$port_f"
+backend = "[127.0.0.1]:$backend_port"
+pem-file = "$work/combined.pem"
+workers = 1
+daemon = off
+user = "nobody"
+group = "nogroup"
+tls-protos = TLSv1.2 TLSv1.3
+alpn-protos = "http/1.1"
+EOF
+      taskset -c 0 hitch --config="$dir/hitch.conf" >"$dir/out.log" 2>&1 &
+      ;;
+  esac
+  server_pid=$!
+  if ! { wait_port "$port_a" && wait_port "$port_b" && wait_port "$port_f"; }; then
+    log "$name did not start: $(tail -5 "$dir"/*.log 2>/dev/null)"
+    return 1
+  fi
+  sleep 0.3
+}
+
+stop_system() {
+  kill "$server_pid" 2>/dev/null || true
+  wait "$server_pid" 2>/dev/null || true
+  server_pid=""
+  sleep 0.3
+}
+
+cpu() { $tools cpu "$server_pid"; }
+
+measure_system() { # name
+  local name=$1 c0 c1 out ok rate requests rps p50 p99 bytes secs idle with
+  # 5 (first, on a fresh process: after the load below, allocators have memory to reuse).
+  # RSS idle and with idle TLS connections held open.
+  idle=$($tools rss "$server_pid")
+  with=$(taskset -c 1 $tools hold "$port_a" "$held" "$server_pid")
+  record "$name" rss_idle_kib "$idle"
+  record "$name" rss_per_conn_kib "$(awk -v a="$idle" -v b="$with" -v n="$held" 'BEGIN {printf "%.1f", (b - a) / n}')"
+
+  # 1. Full TLS 1.3 handshakes: each client a new connection and one request, no session.
+  c0=$(cpu)
+  out=$(taskset -c 1 h2load --h1 -t1 -m1 -n "$handshakes" -c "$handshakes" "https://127.0.0.1:$port_a/" 2>&1)
+  c1=$(cpu)
+  ok=$(echo "$out" | awk '/^requests:/ {print $8}')
+  rate=$(echo "$out" | awk '/^finished in/ {print $4}')
+  if [ "${ok:-0}" -gt 0 ]; then
+    record "$name" full_handshake_us "$(awk -v c=$((c1 - c0)) -v n="$ok" 'BEGIN {printf "%.1f", c * 10000 / n}')"
+    record "$name" full_handshake_rate "${rate:-0}"
+  else
+    log "$name: full handshakes failed: $out"
+  fi
+
+  # 2. Resumed handshakes: wrk with Connection: close resumes its TLS session on each request.
+  c0=$(cpu)
+  out=$(taskset -c 1 wrk -t1 -c16 -d"${resumed_secs}s" -H 'Connection: close' "https://127.0.0.1:$port_a/" 2>&1)
+  c1=$(cpu)
+  requests=$(echo "$out" | awk '/requests in/ {print $1}')
+  if [ "${requests:-0}" -gt 0 ]; then
+    record "$name" resumed_handshake_us "$(awk -v c=$((c1 - c0)) -v n="$requests" 'BEGIN {printf "%.1f", c * 10000 / n}')"
+  fi
+
+  # 3. Keep-alive requests.
+  c0=$(cpu)
+  out=$(taskset -c 1 wrk -t1 -c64 -d"${keepalive_secs}s" --latency "https://127.0.0.1:$port_a/" 2>&1)
+  c1=$(cpu)
+  requests=$(echo "$out" | awk '/requests in/ {print $1}')
+  rps=$(echo "$out" | awk '/^Requests\/sec/ {print $2}')
+  p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
+  p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
+  if [ "${requests:-0}" -gt 0 ]; then
+    record "$name" keepalive_us "$(awk -v c=$((c1 - c0)) -v n="$requests" 'BEGIN {printf "%.2f", c * 10000 / n}')"
+    record "$name" keepalive_rps "$rps"
+    record "$name" keepalive_p50_ms "$(to_ms "$p50")"
+    record "$name" keepalive_p99_ms "$(to_ms "$p99")"
+  fi
+
+  # 4. Bulk: one connection, the whole file, over HTTPS and through forward mode.
+  bulk "$name" bulk_https "$port_a"
+  bulk "$name" bulk_forward "$port_f"
+
+}
+
+to_ms() { # wrk's 1.23ms / 850.00us / 1.02s
+  echo "$1" | awk '/us$/ {sub("us", ""); printf "%.3f", $0 / 1000; next}
+                   /ms$/ {sub("ms", ""); printf "%.3f", $0; next}
+                   /s$/ {sub("s", ""); printf "%.3f", $0 * 1000}'
+}
+
+bulk() { # name metric port
+  local c0 c1 out size secs
+  c0=$(cpu)
+  # Five downloads on one keep-alive connection: enough server CPU for the 10 ms ticks.
+  out=$(taskset -c 1 curl --http1.1 -sk -w '%{size_download} %{time_total}\n' \
+    -o /dev/null -o /dev/null -o /dev/null -o /dev/null -o /dev/null \
+    "https://127.0.0.1:$3/bulk" "https://127.0.0.1:$3/bulk" "https://127.0.0.1:$3/bulk" \
+    "https://127.0.0.1:$3/bulk" "https://127.0.0.1:$3/bulk" |
+    awk '{size += $1; secs += $2} END {print size, secs}')
+  c1=$(cpu)
+  read -r size secs <<<"$out"
+  if [ "${size%.*}" -ge $((5 * bulk_mib * 1024 * 1024)) ]; then
+    record "$1" "${2}_mbps" "$(awk -v b="$size" -v s="$secs" 'BEGIN {printf "%.0f", b / 1e6 / s}')"
+    record "$1" "${2}_mbps_core" "$(awk -v b="$size" -v c=$((c1 - c0)) 'BEGIN {printf("%.0f", c > 0 ? b / 1e6 / (c / 100) : 0)}')"
+  else
+    log "$1: $2 got $size bytes"
+  fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# 6. Many servers in one process: tlsplex and nginx, each with one TLS server per port.
+scale_first=20000
+scale_round() { # name
+  local name=$1 dir="$work/scale-$1" started elapsed i
+  mkdir -p "$dir"
+  started=$(date +%s.%N)
+  case "$name" in
+    tlsplex)
+      : > "$dir/tlsplex.toml"
+      for i in $(seq 0 $((scale_servers - 1))); do
+        printf '[[server]]\nname = "s%d"\nlisten = "127.0.0.1:%d"\ncertificates = [{ cert = "%s", key = "%s" }]\n' \
+          "$i" $((scale_first + i)) "$work/cert.pem" "$work/key.pem" >> "$dir/tlsplex.toml"
+      done
+      taskset -c 0 "$tlsplex" run -c "$dir/tlsplex.toml" >"$dir/out.log" 2>&1 &
+      ;;
+    nginx)
+      {
+        echo "worker_processes 1; daemon off; pid $dir/nginx.pid; error_log $dir/error.log;"
+        echo "events { worker_connections 8192; }"
+        echo "http { access_log off; ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem;"
+        for i in $(seq 0 $((scale_servers - 1))); do
+          echo "  server { listen 127.0.0.1:$((scale_first + i)) ssl; return 200 ok; }"
+        done
+        echo "}"
+      } > "$dir/nginx.conf"
+      taskset -c 0 nginx -c "$dir/nginx.conf" &
+      ;;
+  esac
+  server_pid=$!
+  taskset -c 1 $tools ports-up "$scale_first" "$scale_servers" 60 >/dev/null
+  elapsed=$(awk -v s="$started" -v e="$(date +%s.%N)" 'BEGIN {printf "%.3f", e - s}')
+  sleep 0.5
+  record "$name" scale_start_s "$elapsed"
+  record "$name" scale_rss_kib "$($tools rss "$server_pid")"
+  stop_system
+}
+
+# ---------------------------------------------------------------------------------------------
+# 7. One server with many SNI certificates, against one with a single certificate.
+sni_round() {
+  local dir="$work/sni" port=$((base_port + 901)) c0 c1 started elapsed n=$((sni_certs / 2)) out ok
+  for variant in many single; do
+    {
+      printf '[[server]]\nname = "sni"\nlisten = "127.0.0.1:%d"\ncertificates = [\n' "$port"
+      if [ "$variant" = many ]; then
+        for i in $(seq 0 $((sni_certs - 1))); do
+          printf '  { cert = "%s/name-%d.pem", key = "%s/name-%d.key" },\n' "$dir" "$i" "$dir" "$i"
+        done
+      else
+        printf '  { cert = "%s/name-%d.pem", key = "%s/name-%d.key" },\n' "$dir" "$n" "$dir" "$n"
+      fi
+      printf ']\n'
+    } > "$dir/$variant.toml"
+    started=$(date +%s.%N)
+    taskset -c 0 "$tlsplex" run -c "$dir/$variant.toml" >"$dir/$variant.log" 2>&1 &
+    server_pid=$!
+    taskset -c 1 $tools ports-up "$port" 1 60 >/dev/null
+    elapsed=$(awk -v s="$started" -v e="$(date +%s.%N)" 'BEGIN {printf "%.3f", e - s}')
+    [ "$variant" = many ] && record tlsplex sni_start_s "$elapsed"
+    c0=$(cpu)
+    out=$(taskset -c 1 h2load --h1 -t1 -m1 -n "$handshakes" -c "$handshakes" \
+      --connect-to="127.0.0.1:$port" "https://name-$n.test/" 2>&1)
+    c1=$(cpu)
+    ok=$(echo "$out" | awk '/^requests:/ {print $8}')
+    if [ "${ok:-0}" -gt 0 ]; then
+      local metric=sni_handshake_us
+      [ "$variant" = single ] && metric=sni_single_handshake_us
+      record tlsplex "$metric" "$(awk -v c=$((c1 - c0)) -v n="$ok" 'BEGIN {printf "%.1f", c * 10000 / n}')"
+    fi
+    stop_system
+  done
+}
+
+# ---------------------------------------------------------------------------------------------
+wait_port "$backend_port"
+log "generating $sni_certs SNI certificates"
+$tools sni-certs "$work/sni" "$sni_certs"
+
+for round in $(seq 1 "$rounds"); do
+  for i in "${!systems[@]}"; do
+    log "round $round: ${systems[$i]}"
+    if start_system "${systems[$i]}" "$i"; then
+      measure_system "${systems[$i]}"
+    fi
+    stop_system
+  done
+  scale_round tlsplex
+  [ "$quick" = 0 ] && scale_round nginx
+  sni_round
+done
+
+date=$(date +%F)
+if [ "$quick" = 1 ]; then
+  out_dir="$work"
+else
+  out_dir="$here/results"
+  mkdir -p "$out_dir"
+  cp "$raw" "$out_dir/$date.jsonl"
+fi
+{
+  echo "Machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(uname -r)."
+  echo "Versions: tlsplex $(git -C "$root" rev-parse --short HEAD) ($profile); $(nginx -v 2>&1);"
+  [ "$quick" = 0 ] && echo "$(haproxy -v | head -1 | cut -d' ' -f1-3); $(stunnel -version 2>&1 | grep -m1 '^stunnel' | cut -d' ' -f1-2); $(hitch --version 2>&1 | head -1)."
+  echo "Rounds: $rounds, interleaved; $handshakes full handshakes, ${keepalive_secs}s keep-alive (64 connections),"
+  echo "${bulk_mib} MiB bulk, $held idle connections, $scale_servers servers, $sni_certs SNI certificates."
+} > "$work/context.txt"
+$tools report "$raw" "$out_dir/$date.md" "$out_dir/$date.svg" "tlsplex benchmark $date"
+{ echo; cat "$work/context.txt"; } >> "$out_dir/$date.md"
+log "results: $out_dir/$date.md and $out_dir/$date.svg"
+if [ "$quick" = 1 ]; then
+  # The smoke run must have produced every tlsplex metric.
+  for metric in full_handshake_us resumed_handshake_us keepalive_us bulk_https_mbps bulk_forward_mbps \
+    rss_per_conn_kib scale_start_s sni_start_s sni_handshake_us; do
+    grep -q "\"$metric\"" "$raw" || { log "quick run: no $metric"; exit 1; }
+  done
+fi

@@ -1,0 +1,238 @@
+#!/usr/bin/env python3
+"""Helpers for bench/run.sh: hold idle TLS connections, wait for ports, make SNI certificates,
+read process CPU and memory, and turn the raw results into a table and a chart.
+
+Standard library only, except `sni-certs`, which uses the `cryptography` package.
+"""
+import json
+import os
+import socket
+import ssl
+import statistics
+import sys
+import time
+
+
+def pids_of(root):
+    """The process `root` and all its descendants (nginx and hitch run workers as children)."""
+    found, queue = [], [int(root)]
+    while queue:
+        pid = queue.pop()
+        found.append(pid)
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                queue.extend(int(c) for c in f.read().split())
+        except OSError:
+            pass
+    return found
+
+
+def cpu_ticks(root):
+    """utime + stime, in clock ticks (10 ms), summed over the process tree."""
+    total = 0
+    for pid in pids_of(root):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return total
+
+
+def rss_kib(root):
+    total = 0
+    for pid in pids_of(root):
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def hold(port, count, pid):
+    """Opens `count` TLS connections, completes each handshake, prints the server's RSS with
+    them held open (KiB), then closes them."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["http/1.1"])
+    conns = []
+    for _ in range(count):
+        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+        conns.append(ctx.wrap_socket(raw, server_hostname="bench.test"))
+    time.sleep(1.0)
+    print(rss_kib(pid))
+    for c in conns:
+        c.close()
+
+
+def ports_up(first, count, limit):
+    """Seconds until every port first..first+count-1 accepts a TCP connection."""
+    started = time.monotonic()
+    pending = list(range(first, first + count))
+    while pending:
+        if time.monotonic() - started > limit:
+            sys.exit(f"ports never all answered: {len(pending)} left")
+        still = []
+        for port in pending:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            except OSError:
+                still.append(port)
+        pending = still
+        if pending:
+            time.sleep(0.005)
+    print(f"{time.monotonic() - started:.4f}")
+
+
+def sni_certs(folder, count):
+    """`count` ECDSA P-256 certificates for name-N.test, one CA, as name-N.pem / name-N.key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    import datetime
+
+    os.makedirs(folder, exist_ok=True)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench sni ca")])
+    for n in range(count):
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = f"name-{n}.test"
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(ca_name)
+            .public_key(key.public_key())
+            .serial_number(n + 1)
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )
+        with open(f"{folder}/name-{n}.pem", "wb") as f:
+            f.write(cert.public_bytes(serialization.Encoding.PEM))
+        with open(f"{folder}/name-{n}.key", "wb") as f:
+            f.write(key.private_bytes(serialization.Encoding.PEM,
+                                      serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+        os.chmod(f"{folder}/name-{n}.key", 0o600)
+
+
+# What each metric is, its unit, and whether more is better; in the order of the table.
+METRICS = [
+    ("full_handshake_us", "server CPU per full TLS 1.3 handshake", "µs", False),
+    ("full_handshake_rate", "full handshakes achieved (client-bound)", "/s", True),
+    ("resumed_handshake_us", "server CPU per resumed handshake + request", "µs", False),
+    ("keepalive_us", "server CPU per keep-alive request", "µs", False),
+    ("keepalive_rps", "keep-alive requests/s achieved (client-bound)", "/s", True),
+    ("keepalive_p50_ms", "keep-alive p50 latency", "ms", False),
+    ("keepalive_p99_ms", "keep-alive p99 latency", "ms", False),
+    ("bulk_https_mbps_core", "bulk HTTPS, one connection: MB/s per server core", "MB/s", True),
+    ("bulk_https_mbps", "bulk HTTPS, one connection: MB/s achieved", "MB/s", True),
+    ("bulk_forward_mbps_core", "bulk through forward mode: MB/s per server core", "MB/s", True),
+    ("bulk_forward_mbps", "bulk through forward mode: MB/s achieved", "MB/s", True),
+    ("rss_idle_kib", "RSS idle (all processes)", "KiB", False),
+    ("rss_per_conn_kib", "RSS per idle TLS connection", "KiB", False),
+    ("scale_start_s", "1,000 servers: start until all ports answer", "s", False),
+    ("scale_rss_kib", "1,000 servers: RSS", "KiB", False),
+    ("sni_start_s", "10,000 SNI certificates: start until the port answers", "s", False),
+    ("sni_handshake_us", "10,000 SNI certificates: server CPU per full handshake", "µs", False),
+    ("sni_single_handshake_us", "same, single-certificate server", "µs", False),
+]
+
+
+def number(v):
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
+
+
+def report(raw_path, md_path, svg_path, title):
+    rows = [json.loads(line) for line in open(raw_path) if line.strip()]
+    values = {}
+    for row in rows:
+        values.setdefault((row["metric"], row["system"]), []).append(float(row["value"]))
+    systems = []
+    for row in rows:
+        if row["system"] not in systems:
+            systems.append(row["system"])
+    lines = [f"# {title}", "",
+             "Medians of the rounds, with min–max. Server CPU is utime+stime of the server's",
+             "processes (10 ms ticks) divided by the operations; the server is pinned to CPU 0, the",
+             "clients to CPU 1. The last column is tlsplex against the best peer.", "",
+             "| metric | " + " | ".join(systems) + " | tlsplex vs best peer |",
+             "|---|" + "---|" * (len(systems) + 1)]
+    chart = []
+    for key, label, unit, more_is_better in METRICS:
+        cells, medians = [], {}
+        for system in systems:
+            v = values.get((key, system))
+            if not v:
+                cells.append("–")
+                continue
+            med = statistics.median(v)
+            medians[system] = med
+            spread = f" ({number(min(v))}–{number(max(v))})" if len(v) > 1 else ""
+            cells.append(f"{number(med)}{spread}")
+        if not medians:
+            continue
+        ratio = ""
+        peers = {s: m for s, m in medians.items() if s != "tlsplex"}
+        if "tlsplex" in medians and peers:
+            best = max(peers.values()) if more_is_better else min(peers.values())
+            if best > 0:
+                r = medians["tlsplex"] / best
+                ratio = f"{r:.2f}×"
+                chart.append((label, r if more_is_better else (1 / r if r > 0 else 0)))
+        lines.append(f"| {label} ({unit}) | " + " | ".join(cells) + f" | {ratio} |")
+    with open(md_path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    write_svg(svg_path, chart, title)
+    print("\n".join(lines))
+
+
+def write_svg(path, chart, title):
+    """Bars of tlsplex's advantage over the best peer per metric (1.0 = parity, higher = better)."""
+    width, bar_h, left = 900, 22, 430
+    height = 60 + bar_h * len(chart)
+    top = max([r for _, r in chart] + [2.0])
+    scale = (width - left - 60) / top
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'font-family="sans-serif" font-size="12">',
+           f'<text x="10" y="20" font-size="14">{title}: tlsplex vs the best peer '
+           f'(× better; 1.0 = parity)</text>']
+    x1 = left + scale
+    out.append(f'<line x1="{x1:.0f}" y1="30" x2="{x1:.0f}" y2="{height - 10}" stroke="#888" '
+               f'stroke-dasharray="4"/>')
+    for i, (label, r) in enumerate(chart):
+        y = 40 + i * bar_h
+        colour = "#2a7" if r >= 1 else "#c44"
+        out.append(f'<text x="{left - 6}" y="{y + 14}" text-anchor="end">{label}</text>')
+        out.append(f'<rect x="{left}" y="{y + 3}" width="{r * scale:.1f}" height="{bar_h - 6}" '
+                   f'fill="{colour}"/>')
+        out.append(f'<text x="{left + r * scale + 4:.1f}" y="{y + 14}">{r:.2f}×</text>')
+    out.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
+
+
+if __name__ == "__main__":
+    command, args = sys.argv[1], sys.argv[2:]
+    if command == "cpu":
+        print(cpu_ticks(args[0]))
+    elif command == "rss":
+        print(rss_kib(args[0]))
+    elif command == "hold":
+        hold(int(args[0]), int(args[1]), args[2])
+    elif command == "ports-up":
+        ports_up(int(args[0]), int(args[1]), float(args[2]))
+    elif command == "sni-certs":
+        sni_certs(args[0], int(args[1]))
+    elif command == "report":
+        report(args[0], args[1], args[2], args[3])
+    else:
+        sys.exit(f"unknown command {command}")
