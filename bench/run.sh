@@ -104,6 +104,7 @@ cleanup() {
   [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
   kill "$backend_pid" 2>/dev/null || true
   wait 2>/dev/null || true
+  rm -rf "$work" # the bulk file and the SNI certificates: over a gigabyte in a full run
 }
 trap cleanup EXIT
 
@@ -428,7 +429,7 @@ fi
 } > "$work/context.txt"
 $tools report "$raw" "$out_dir/$date.md" "$out_dir/$date.svg" "tlsplex benchmark $date"
 { echo; cat "$work/context.txt"; } >> "$out_dir/$date.md"
-log "results: $out_dir/$date.md and $out_dir/$date.svg"
+[ "$quick" = 0 ] && log "results: $out_dir/$date.md and $out_dir/$date.svg"
 if [ "$quick" = 1 ]; then
   # The smoke run must have produced every tlsplex metric.
   for metric in full_handshake_us resumed_handshake_us keepalive_us bulk_https_mbps bulk_forward_mbps \
