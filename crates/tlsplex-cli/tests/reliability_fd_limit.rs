@@ -20,12 +20,8 @@ async fn running_out_of_descriptors_backs_off_quietly_and_recovers() {
     pki.issue("a", &["a.test"]);
     pki.issue("b", &["b.test"]);
     let (port_a, port_b) = (free_port(), free_port());
-    let config = common::two_server_config(pki.dir(), port_a, port_b);
     // Stalled connections stay for the whole test: only the descriptor limit stops accepts.
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("handshake_timeout = \"5s\"", "handshake_timeout = \"60s\"");
-    std::fs::write(&config, text).unwrap();
+    let config = common::servers_config(pki.dir(), &[("a", port_a), ("b", port_b)], "60s");
     // `ulimit -n` sets the hard limit too: the daemon cannot raise it back.
     let mut daemon = Daemon::start_program(
         "sh",

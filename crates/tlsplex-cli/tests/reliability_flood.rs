@@ -111,11 +111,7 @@ async fn a_stalled_flood_on_two_servers_is_shed_while_others_are_served() {
     pki.issue("a", &["a.test"]);
     pki.issue("b", &["b.test"]);
     let (port_a, port_b) = (free_port(), free_port());
-    let config = common::two_server_config(pki.dir(), port_a, port_b);
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("handshake_timeout = \"5s\"", "handshake_timeout = \"3s\"");
-    std::fs::write(&config, text).unwrap();
+    let config = common::servers_config(pki.dir(), &[("a", port_a), ("b", port_b)], "3s");
     let mut daemon = Daemon::start(&["run", "-c", config.to_str().unwrap()]);
     let servers: [(SocketAddr, &str); 2] = [
         (([127, 0, 0, 1], port_a).into(), "a.test"),

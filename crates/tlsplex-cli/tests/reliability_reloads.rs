@@ -7,7 +7,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,17 +17,6 @@ use tlsplex_testkit::{connect, get, read_response, TestPki};
 use tokio::io::AsyncWriteExt;
 
 const RELOADS: usize = 50;
-
-fn write_config(path: &Path, servers: &[(&str, u16)]) {
-    let mut text = String::from("[global]\nhandshake_timeout = \"5s\"\nshutdown_grace = \"5s\"\n");
-    for (name, port) in servers {
-        text += &format!(
-            "\n[[server]]\nname = \"{name}\"\nlisten = \"127.0.0.1:{port}\"\n\
-             certificates = [{{ cert = \"{name}.pem\", key = \"{name}.key\" }}]\n"
-        );
-    }
-    std::fs::write(path, text).unwrap();
-}
 
 #[derive(Default)]
 struct Tally {
@@ -89,11 +77,8 @@ async fn fifty_reloads_an_added_and_a_removed_server_fail_no_request() {
         pki.issue(name, &[&format!("{name}.test")]);
     }
     let ports = [free_port(), free_port(), free_port(), free_port()];
-    let config = pki.dir().join("tlsplex.toml");
-    write_config(
-        &config,
-        &[("a", ports[0]), ("b", ports[1]), ("c", ports[2])],
-    );
+    let write_config = |servers: &[(&str, u16)]| common::servers_config(pki.dir(), servers, "5s");
+    let config = write_config(&[("a", ports[0]), ("b", ports[1]), ("c", ports[2])]);
     let mut daemon = Daemon::start(&["run", "-c", config.to_str().unwrap()]);
     let addr = |i: usize| SocketAddr::from(([127, 0, 0, 1], ports[i]));
     daemon.wait_listening(&[addr(0), addr(1), addr(2)]);
@@ -109,23 +94,17 @@ async fn fifty_reloads_an_added_and_a_removed_server_fail_no_request() {
     let mut refused = 0;
     for reload in 0..RELOADS {
         if reload == 20 {
-            write_config(
-                &config,
-                &[
-                    ("a", ports[0]),
-                    ("b", ports[1]),
-                    ("c", ports[2]),
-                    ("d", ports[3]),
-                ],
-            );
+            write_config(&[
+                ("a", ports[0]),
+                ("b", ports[1]),
+                ("c", ports[2]),
+                ("d", ports[3]),
+            ]);
         }
         if reload == 35 {
             stop_c.store(true, Ordering::Relaxed);
             tokio::time::sleep(Duration::from_millis(100)).await;
-            write_config(
-                &config,
-                &[("a", ports[0]), ("b", ports[1]), ("d", ports[3])],
-            );
+            write_config(&[("a", ports[0]), ("b", ports[1]), ("d", ports[3])]);
         }
         let broken = reload % 5 == 4;
         if broken {

@@ -28,22 +28,20 @@ fn soak_duration() -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_load_with_reloads_keeps_memory_and_descriptors_level() {
     let pki = TestPki::new();
-    let mut text = String::from("[global]\nhandshake_timeout = \"1s\"\nshutdown_grace = \"2s\"\n");
-    let mut servers = Vec::new();
+    let ports: Vec<(&str, u16)> = NAMES.iter().map(|name| (*name, free_port())).collect();
     for name in NAMES {
         pki.issue(name, &[&format!("{name}.test")]);
-        let port = free_port();
-        text += &format!(
-            "\n[[server]]\nname = \"{name}\"\nlisten = \"127.0.0.1:{port}\"\n\
-             certificates = [{{ cert = \"{name}.pem\", key = \"{name}.key\" }}]\n"
-        );
-        servers.push((
-            SocketAddr::from(([127, 0, 0, 1], port)),
-            format!("{name}.test"),
-        ));
     }
-    let config = pki.dir().join("tlsplex.toml");
-    std::fs::write(&config, text).unwrap();
+    let config = common::servers_config(pki.dir(), &ports, "1s");
+    let servers: Vec<(SocketAddr, String)> = ports
+        .iter()
+        .map(|(name, port)| {
+            (
+                SocketAddr::from(([127, 0, 0, 1], *port)),
+                format!("{name}.test"),
+            )
+        })
+        .collect();
     let mut daemon = Daemon::start(&["run", "-c", config.to_str().unwrap()]);
     daemon.wait_listening(&servers.iter().map(|(addr, _)| *addr).collect::<Vec<_>>());
     let client = pki.client(&["http/1.1"]);

@@ -37,15 +37,36 @@ pub async fn echo_backend() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let (mut read, mut write) = stream.split();
-                let _ = tokio::io::copy(&mut read, &mut write).await;
-                let _ = write.shutdown().await;
-            });
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(echo(stream));
         }
     });
     addr
+}
+
+/// Echoes a stream's bytes back to it, then half-closes when the peer does.
+pub async fn echo<S: tokio::io::AsyncRead + tokio::io::AsyncWrite>(stream: S) {
+    let (mut read, mut write) = tokio::io::split(stream);
+    let _ = tokio::io::copy(&mut read, &mut write).await;
+    let _ = write.shutdown().await;
+}
+
+/// Whether `program` can be run; with `CI=true` a missing one fails the test instead.
+pub fn available(program: &str) -> bool {
+    let found = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {program}"))
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{program} is required in CI (.ci/run installs it)"
+        );
+        eprintln!("skipping the {program} part: {program} is not installed");
+    }
+    found
 }
 
 /// `127.0.0.1:0`: let the kernel pick the port.

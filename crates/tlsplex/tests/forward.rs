@@ -236,12 +236,8 @@ async fn unix_socket_backends_work() {
     let path = dir.path().join("app.sock");
     let listener = tokio::net::UnixListener::bind(&path).unwrap();
     tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let (mut read, mut write) = stream.split();
-                let _ = tokio::io::copy(&mut read, &mut write).await;
-                let _ = write.shutdown().await;
-            });
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(tlsplex_testkit::echo(stream));
         }
     });
     let addr = forward_to(&ctx, &pki, "unix", ForwardOptions::new(Backend::Unix(path)));

@@ -24,6 +24,20 @@ async fn one_request(tls: &mut TlsStream<TcpStream>) {
     assert_eq!(read_response(tls).await.unwrap().status, 200);
 }
 
+/// A connection to a fresh server, done with one request, now idle: the server waits for the
+/// next request.
+async fn idle_connection() -> TlsStream<TcpStream> {
+    let pki = TestPki::new();
+    let ctx = Context::builder().build();
+    let cert = pki.issue("web", &["web.test"]);
+    let addr = start(&ctx, ServerOptions::new("web", any_port(), cert.store()));
+    let mut tls = connect(addr, "web.test", pki.client(&["http/1.1"]))
+        .await
+        .unwrap();
+    one_request(&mut tls).await;
+    tls
+}
+
 /// Raw TLS bytes the server sends within `PROMPTLY`, read beneath the client's TLS layer.
 async fn raw_bytes_within(tcp: &mut TcpStream) -> Vec<u8> {
     let mut buffer = vec![0u8; 4096];
@@ -36,14 +50,7 @@ async fn raw_bytes_within(tcp: &mut TcpStream) -> Vec<u8> {
 
 #[tokio::test]
 async fn a_key_update_request_is_answered_while_the_server_waits_for_a_request() {
-    let pki = TestPki::new();
-    let ctx = Context::builder().build();
-    let cert = pki.issue("web", &["web.test"]);
-    let addr = start(&ctx, ServerOptions::new("web", any_port(), cert.store()));
-    let mut tls = connect(addr, "web.test", pki.client(&["http/1.1"]))
-        .await
-        .unwrap();
-    one_request(&mut tls).await;
+    let mut tls = idle_connection().await;
 
     // KeyUpdate with update_requested: the server must send a KeyUpdate of its own.
     tls.get_mut().1.refresh_traffic_keys().unwrap();
@@ -68,14 +75,7 @@ async fn a_key_update_request_is_answered_while_the_server_waits_for_a_request()
 
 #[tokio::test]
 async fn close_notify_is_answered_with_close_notify_and_a_close() {
-    let pki = TestPki::new();
-    let ctx = Context::builder().build();
-    let cert = pki.issue("web", &["web.test"]);
-    let addr = start(&ctx, ServerOptions::new("web", any_port(), cert.store()));
-    let mut tls = connect(addr, "web.test", pki.client(&["http/1.1"]))
-        .await
-        .unwrap();
-    one_request(&mut tls).await;
+    let mut tls = idle_connection().await;
 
     tls.get_mut().1.send_close_notify();
     tls.flush().await.unwrap();
@@ -98,18 +98,7 @@ async fn close_notify_is_answered_with_close_notify_and_a_close() {
 
 #[test]
 fn a_tls12_renegotiation_gets_a_no_renegotiation_warning_promptly() {
-    let found = Command::new("sh")
-        .args(["-c", "command -v openssl"])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "CI installs openssl"
-        );
-        eprintln!("skipping: openssl is not installed");
+    if !tlsplex_testkit::available("openssl") {
         return;
     }
     let runtime = tokio::runtime::Runtime::new().unwrap();

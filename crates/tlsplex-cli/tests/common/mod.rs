@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -173,23 +173,8 @@ pub fn raise_own_open_files() {
     setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
 }
 
-/// Whether `program` can be run; with `CI=true` a missing one fails the test instead.
-pub fn available(program: &str) -> bool {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {program}"))
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{program} is required in CI (.ci/run installs it)"
-        );
-        eprintln!("skipping the {program} part: {program} is not installed");
-    }
-    found
-}
+#[allow(unused_imports)] // not every test file runs outside programs
+pub use tlsplex_testkit::available;
 
 /// Runs headless Chromium (bounded to 90 s, with a fresh profile, no network of its own) on
 /// `url` with `extra` flags such as `--dump-dom`; returns what it printed.
@@ -219,14 +204,23 @@ pub fn chromium(url: &str, extra: &[String]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Writes a two-server config (names a and b, given ports) with certificates from `pki`.
-pub fn two_server_config(dir: &Path, port_a: u16, port_b: u16) -> std::path::PathBuf {
+/// Writes `tlsplex.toml` in `dir`: one server per `(name, port)` on 127.0.0.1, each with the
+/// certificate `NAME.pem` / `NAME.key` (issue them with those stems), under `handshake_timeout`.
+pub fn servers_config(dir: &Path, servers: &[(&str, u16)], handshake_timeout: &str) -> PathBuf {
     let path = dir.join("tlsplex.toml");
-    let text = format!(
-        "[global]\nhandshake_timeout = \"5s\"\nshutdown_grace = \"5s\"\n\n\
-         [[server]]\nname = \"a\"\nlisten = \"127.0.0.1:{port_a}\"\ncertificates = [{{ cert = \"a.pem\", key = \"a.key\" }}]\n\n\
-         [[server]]\nname = \"b\"\nlisten = \"127.0.0.1:{port_b}\"\ncertificates = [{{ cert = \"b.pem\", key = \"b.key\" }}]\n"
-    );
+    let mut text =
+        format!("[global]\nhandshake_timeout = \"{handshake_timeout}\"\nshutdown_grace = \"5s\"\n");
+    for (name, port) in servers {
+        text += &format!(
+            "\n[[server]]\nname = \"{name}\"\nlisten = \"127.0.0.1:{port}\"\n\
+             certificates = [{{ cert = \"{name}.pem\", key = \"{name}.key\" }}]\n"
+        );
+    }
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// Writes a two-server config (names a and b, given ports, 5 s handshake timeout).
+pub fn two_server_config(dir: &Path, port_a: u16, port_b: u16) -> PathBuf {
+    servers_config(dir, &[("a", port_a), ("b", port_b)], "5s")
 }

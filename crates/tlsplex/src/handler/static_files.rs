@@ -85,11 +85,15 @@ impl Handler for StaticHandler {
 const SMALL_FILE: u64 = 64 * 1024;
 
 async fn respond(root: &Path, mut files: ServeDir, request: Request<Incoming>) -> Response<Body> {
-    if escapes(root, request.uri().path()) {
+    // Decoded once, for both the guard and the short path.
+    let decoded = percent_encoding::percent_decode_str(request.uri().path())
+        .decode_utf8_lossy()
+        .into_owned();
+    if escapes(root, &decoded) {
         return status(StatusCode::NOT_FOUND);
     }
     let if_none_match = request.headers().get(IF_NONE_MATCH).cloned();
-    let response = match small_file(root, &request) {
+    let response = match small_file(root, &request, &decoded) {
         Some(response) => response,
         None => {
             let Ok(response) = files.call(request).await;
@@ -118,14 +122,12 @@ async fn respond(root: &Path, mut files: ServeDir, request: Request<Incoming>) -
 
 /// A whole small regular file (a folder's `index.html` for a path ending in `/`), for `GET` or
 /// `HEAD` without `Range`; `None` leaves the request to ServeDir (also for anything missing).
-fn small_file(root: &Path, request: &Request<Incoming>) -> Option<Response<Body>> {
+/// `decoded` is the request's path, percent-decoded.
+fn small_file(root: &Path, request: &Request<Incoming>, decoded: &str) -> Option<Response<Body>> {
     let head = request.method() == Method::HEAD;
     if !(head || request.method() == Method::GET) || request.headers().contains_key(RANGE) {
         return None;
     }
-    let decoded = percent_encoding::percent_decode_str(request.uri().path())
-        .decode_utf8()
-        .ok()?;
     let mut path = root.join(decoded.trim_start_matches('/'));
     if decoded.ends_with('/') {
         path.push("index.html");
@@ -174,9 +176,9 @@ fn status(code: StatusCode) -> Response<Body> {
     response
 }
 
-/// Whether the request path, once decoded, would leave `root` (by `..` or by a symlink).
-fn escapes(root: &Path, request_path: &str) -> bool {
-    let decoded = percent_encoding::percent_decode_str(request_path).decode_utf8_lossy();
+/// Whether the request path (`decoded`: percent-decoded) would leave `root`, by `..` or by a
+/// symlink.
+fn escapes(root: &Path, decoded: &str) -> bool {
     let relative = Path::new(decoded.trim_start_matches('/'));
     if relative
         .components()
