@@ -44,7 +44,8 @@ pub fn run(state_dir: Option<PathBuf>) -> ExitCode {
         .iter()
         .map(|(name, port)| {
             let addr = SocketAddr::from(([127, 0, 0, 1], *port));
-            ServerOptions::new(*name, addr, certs.clone())
+            // The seed's page shows every server of the process; the demo is on loopback.
+            ServerOptions::new(*name, addr, certs.clone()).status_lists_servers(true)
         })
         .collect();
     let global = GlobalSettings::default();

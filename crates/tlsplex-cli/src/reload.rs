@@ -64,7 +64,17 @@ impl Watched {
     ) -> (Self, Result<ReloadReport, String>) {
         tracing::info!(config = %self.config.display(), reason = why, "reloading");
         let metrics = supervisor.context().metrics().clone();
-        let config = match Config::load(&self.config) {
+        // Off the async workers: file reads never wait here (FIFOs and devices are refused),
+        // but a slow disk should not stall the servers' connections either.
+        let path = self.config.clone();
+        let loaded = tokio::task::spawn_blocking(move || Config::load(&path)).await;
+        let loaded = loaded.unwrap_or_else(|panicked| {
+            Err(tlsplex::ConfigError::whole_file(
+                &self.config,
+                format!("the config loader failed: {panicked}"),
+            ))
+        });
+        let config = match loaded {
             Ok(config) => config,
             Err(error) => {
                 for problem in error.to_string().lines() {

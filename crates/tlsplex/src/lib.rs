@@ -44,6 +44,7 @@
 pub mod admin;
 mod config;
 mod context;
+mod files;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;

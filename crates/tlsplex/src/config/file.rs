@@ -41,10 +41,25 @@ pub(super) struct ServerFile {
     pub max_connections: Option<usize>,
     pub handshake_timeout: Option<String>,
     pub tls: Option<TlsFile>,
+    pub http: Option<HttpFile>,
     #[serde(default)]
     pub access_log: bool,
     #[serde(default)]
     pub reuse_port: bool,
+}
+
+/// `[server.http]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct HttpFile {
+    pub first_request_timeout: Option<String>,
+    pub request_header_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub send_timeout: Option<String>,
+    pub http2_keep_alive_interval: Option<String>,
+    pub max_request_header_bytes: Option<usize>,
+    pub max_concurrent_streams: Option<u32>,
+    pub max_buffered_response_bytes: Option<usize>,
 }
 
 /// `[server.tls]`.
@@ -90,11 +105,13 @@ pub(super) struct CertificateFile {
 }
 
 /// `handler = { type = "..." , ... }`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub(super) enum HandlerFile {
-    #[default]
-    Status,
+    Status {
+        #[serde(default)]
+        show_servers: bool,
+    },
     Forward {
         backend: String,
         connect_timeout: Option<String>,
@@ -103,7 +120,17 @@ pub(super) enum HandlerFile {
     },
     Static {
         root: PathBuf,
+        #[serde(default)]
+        serve_dotfiles: bool,
     },
+}
+
+impl Default for HandlerFile {
+    fn default() -> Self {
+        Self::Status {
+            show_servers: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

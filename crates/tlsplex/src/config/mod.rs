@@ -6,6 +6,9 @@
 
 mod error;
 mod file;
+mod handler;
+mod http;
+mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -17,16 +20,15 @@ use serde::Deserialize;
 
 use error::Problems;
 pub use error::{ConfigError, Problem};
-use file::{
-    AdminFile, ClientAuthModeFile, GlobalFile, HandlerFile, ProxyProtocolFile, ServerFile, TlsFile,
-};
+use file::{AdminFile, GlobalFile, ServerFile};
+use handler::validate_handler;
+use tls::{load_certificates, validate_tls};
 
 use crate::admin::AdminOptions;
 use crate::context::{Context, ContextBuilder};
-use crate::handler::{Backend, ForwardOptions, ProxyProtocol, StaticHandler};
+use crate::handler::{ForwardOptions, HttpLimits, StaticHandler};
 use crate::server::ServerOptions;
-use crate::tls::certs::{CertStore, Identity};
-use crate::tls::client_auth::{ClientAuth, ClientAuthMode};
+use crate::tls::certs::CertStore;
 use crate::tls::policy::TlsPolicy;
 use crate::tls::tickets::{TicketKeyError, TicketKeys};
 
@@ -92,6 +94,8 @@ pub struct ServerSpec {
     pub handshake_timeout: Option<Duration>,
     /// How the server negotiates TLS (`[server.tls]`).
     pub tls: TlsPolicy,
+    /// Timeouts and sizes for HTTP connections (`[server.http]`).
+    pub http: HttpLimits,
     /// Log one line per connection.
     pub access_log: bool,
     /// Share the address with other sockets (`SO_REUSEPORT`), for zero-downtime upgrades.
@@ -105,8 +109,11 @@ pub struct ServerSpec {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum HandlerSpec {
-    /// The built-in status page.
-    Status,
+    /// The built-in status page; `show_servers` lists every server of the process on it.
+    Status {
+        /// List every server of the process (off by default: it tells any client what else runs).
+        show_servers: bool,
+    },
     /// TLS termination to a plaintext backend.
     Forward(ForwardOptions),
     /// Files from a folder.
@@ -165,10 +172,11 @@ impl ServerSpec {
         }
         options = options
             .tls(self.tls.clone())
+            .http_limits(self.http)
             .access_log(self.access_log)
             .reuse_port(self.reuse_port);
         match &self.handler {
-            HandlerSpec::Status => options,
+            HandlerSpec::Status { show_servers } => options.status_lists_servers(*show_servers),
             HandlerSpec::Forward(forward) => options.forward(forward.clone()),
             HandlerSpec::Static(files) => options.static_files(files.clone()),
         }
@@ -179,13 +187,8 @@ impl Config {
     /// Reads, validates and loads `path`; relative paths inside resolve against its folder.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: path.to_owned(),
-            problems: vec![Problem {
-                server: None,
-                key: String::new(),
-                message: format!("cannot read the config file: {e}"),
-            }],
+        let text = crate::files::read_text(path, crate::files::MAX_MATERIAL_FILE).map_err(|e| {
+            ConfigError::whole_file(path, format!("cannot read the config file: {e}"))
         })?;
         let base = match path.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent,
@@ -198,14 +201,7 @@ impl Config {
     /// the same rules as a file; relative paths resolve against `base`.
     pub fn parse_server(text: &str, base: &Path) -> Result<ServerSpec, ConfigError> {
         let source = Path::new("<server table>");
-        let fail = |message: String| ConfigError {
-            file: source.to_owned(),
-            problems: vec![Problem {
-                server: None,
-                key: String::new(),
-                message,
-            }],
-        };
+        let fail = |message: String| ConfigError::whole_file(source, message);
         let table: toml::Table = toml::from_str(text)
             .map_err(|e| fail(format!("not valid TOML: {}", one_line(e.message()))))?;
         let mut problems = Problems::default();
@@ -249,7 +245,9 @@ impl Config {
             }
         }
         let global = validate_global(global, base, &mut problems);
-        let admin = admin.and_then(|value| validate_admin(value, base, &mut problems));
+        let admin = admin.and_then(|value| {
+            validate_admin(value, base, global.strict_key_permissions, &mut problems)
+        });
         let servers = validate_servers(servers, base, global.strict_key_permissions, &mut problems);
         problems.into_result(
             file.to_owned(),
@@ -400,6 +398,7 @@ fn validate_global(
 fn validate_admin(
     value: toml::Value,
     base: &Path,
+    strict_permissions: bool,
     problems: &mut Problems,
 ) -> Option<AdminOptions> {
     let toml::Value::Table(table) = value else {
@@ -423,8 +422,25 @@ fn validate_admin(
     };
     let token = match raw.token_file.map(|file| base.join(file)) {
         None => None,
-        Some(path) => match std::fs::read_to_string(&path) {
-            Ok(text) if !text.trim().is_empty() => Some(text.trim().to_owned()),
+        // A secret like a private key: readable by its owner only (a warning, or an error under
+        // strict_key_permissions).
+        Some(path) if strict_permissions && crate::files::loose_permissions(&path).is_some() => {
+            problems.global(
+                "admin.token_file",
+                format!(
+                    "{} is readable by group or others: chmod 600 it",
+                    path.display()
+                ),
+            );
+            return None;
+        }
+        Some(path) => match crate::files::read_text(&path, crate::files::MAX_SECRET_FILE) {
+            Ok(text) if !text.trim().is_empty() => {
+                if let Some(mode) = crate::files::loose_permissions(&path) {
+                    tracing::warn!(file = %path.display(), mode = format!("{mode:o}"), "the admin token file is readable by group or others: chmod 600 it");
+                }
+                Some(text.trim().to_owned())
+            }
             Ok(_) => {
                 problems.global("admin.token_file", format!("{} is empty", path.display()));
                 return None;
@@ -449,7 +465,7 @@ fn validate_admin(
 }
 
 /// Parses a human duration ("10s", "500ms", "1m 30s"); `None` when absent or invalid.
-fn duration(
+pub(super) fn duration(
     text: Option<&str>,
     must_be_positive: bool,
     report: &mut dyn FnMut(String),
@@ -570,17 +586,21 @@ fn validate_server(
     }
     let tls = validate_tls(raw.tls.as_ref(), label, base, problems);
     let certs = load_certificates(&raw, label, base, strict_keys, problems);
+    let http = http::validate_http(raw.http.as_ref(), label, problems);
+    // Every part is checked, so one pass reports every problem.
+    let handler = validate_handler(raw.handler, label, base, problems);
     let (
         Some(listen),
         Some((certificate_files, mut material_files, certs)),
         Some((tls, client_auth_files)),
+        Some(http),
+        Some(handler),
         true,
-    ) = (listen, certs, tls, ok)
+    ) = (listen, certs, tls, http, handler, ok)
     else {
         return None;
     };
     material_files.extend(client_auth_files);
-    let handler = validate_handler(raw.handler, label, base, problems)?;
     Some(ServerSpec {
         name: raw.name,
         listen,
@@ -590,214 +610,11 @@ fn validate_server(
         max_connections: raw.max_connections,
         handshake_timeout,
         tls,
+        http,
         material_files,
         access_log: raw.access_log,
         reuse_port: raw.reuse_port,
     })
-}
-
-fn validate_handler(
-    raw: HandlerFile,
-    label: &str,
-    base: &Path,
-    problems: &mut Problems,
-) -> Option<HandlerSpec> {
-    match raw {
-        HandlerFile::Status => Some(HandlerSpec::Status),
-        HandlerFile::Static { root } => {
-            let root = base.join(root);
-            match StaticHandler::new(&root) {
-                Ok(files) => Some(HandlerSpec::Static(files)),
-                Err(e) => {
-                    let message = format!("cannot serve {}: {e}", root.display());
-                    problems.server(label, "handler.root", message);
-                    None
-                }
-            }
-        }
-        HandlerFile::Forward {
-            backend,
-            connect_timeout,
-            idle_timeout,
-            proxy_protocol,
-        } => {
-            let mut ok = true;
-            let backend = backend
-                .parse::<Backend>()
-                .map_err(|e| problems.server(label, "handler.backend", e))
-                .ok();
-            let mut timeout = |key: &str, text: Option<String>| {
-                let parsed = duration(text.as_deref(), true, &mut |m| {
-                    problems.server(label, key, m)
-                });
-                ok &= text.is_none() || parsed.is_some();
-                parsed
-            };
-            let connect_timeout = timeout("handler.connect_timeout", connect_timeout);
-            let idle_timeout = timeout("handler.idle_timeout", idle_timeout);
-            let mut options = ForwardOptions::new(backend.filter(|_| ok)?);
-            options.connect_timeout = connect_timeout.unwrap_or(options.connect_timeout);
-            options.idle_timeout = idle_timeout;
-            options.proxy_protocol = proxy_protocol.map(|version| match version {
-                ProxyProtocolFile::V1 => ProxyProtocol::V1,
-                ProxyProtocolFile::V2 => ProxyProtocol::V2,
-            });
-            Some(HandlerSpec::Forward(options))
-        }
-    }
-}
-
-/// `[server.tls]` into a policy (and the client-auth files to watch); `None` if anything is wrong.
-fn validate_tls(
-    raw: Option<&TlsFile>,
-    label: &str,
-    base: &Path,
-    problems: &mut Problems,
-) -> Option<(TlsPolicy, Vec<PathBuf>)> {
-    let mut policy = TlsPolicy::default();
-    let Some(raw) = raw else {
-        return Some((policy, Vec::new()));
-    };
-    let mut ok = true;
-    let mut check = |key: &str, result: Result<(), String>| {
-        if let Err(message) = result {
-            problems.server(label, key, message);
-            ok = false;
-        }
-    };
-    if let Some(names) = &raw.versions {
-        let parsed = TlsPolicy::parse_versions(names).map_err(|e| e.to_string());
-        let parsed = parsed.and_then(|v| {
-            if v.is_empty() {
-                Err("name at least one version".to_owned())
-            } else {
-                Ok(v)
-            }
-        });
-        check("tls.versions", parsed.map(|v| policy.versions = v));
-    }
-    if let Some(names) = &raw.cipher_suites {
-        let parsed = TlsPolicy::parse_cipher_suites(names).map_err(|e| e.to_string());
-        check(
-            "tls.cipher_suites",
-            parsed.map(|s| policy.cipher_suites = s),
-        );
-    }
-    if let Some(names) = &raw.groups {
-        let parsed = TlsPolicy::parse_kx_groups(names).map_err(|e| e.to_string());
-        check("tls.groups", parsed.map(|g| policy.kx_groups = g));
-    }
-    let versions = policy.versions.clone();
-    let suites_for = |version: &rustls::SupportedProtocolVersion| {
-        policy.cipher_suites.iter().any(|s| s.version() == version)
-    };
-    for version in versions {
-        if !suites_for(version) {
-            check(
-                "tls.cipher_suites",
-                Err(format!(
-                    "no suite for {:?}: name one or drop that version",
-                    version.version
-                )),
-            );
-        }
-    }
-    if let Some(alpn) = &raw.alpn {
-        let valid = alpn.iter().all(|p| !p.is_empty() && p.len() <= 255);
-        check(
-            "tls.alpn",
-            if valid {
-                Ok(())
-            } else {
-                Err("each protocol name must be 1 to 255 bytes long".to_owned())
-            },
-        );
-        policy.alpn = alpn.clone();
-    }
-    policy.strict_sni = raw.strict_sni.unwrap_or(policy.strict_sni);
-    policy.session_cache_size = raw.session_cache_size.unwrap_or(policy.session_cache_size);
-    policy.tickets = raw.tickets.unwrap_or(policy.tickets);
-    let mut files = Vec::new();
-    if let Some(auth) = &raw.client_auth {
-        let ca = base.join(&auth.ca);
-        let crls: Vec<PathBuf> = auth.crl.iter().map(|c| base.join(c)).collect();
-        let mode = match auth.mode {
-            ClientAuthModeFile::Required => ClientAuthMode::Required,
-            ClientAuthModeFile::Optional => ClientAuthMode::Optional,
-        };
-        match ClientAuth::from_files(&ca, &crls, mode) {
-            Ok(loaded) => policy.client_auth = Some(loaded),
-            Err(e) => {
-                let key = match crls.iter().position(|c| c == e.path()) {
-                    Some(i) => format!("tls.client_auth.crl[{i}]"),
-                    None => "tls.client_auth.ca".to_owned(),
-                };
-                check(&key, Err(e.to_string()));
-            }
-        }
-        files.push(ca);
-        files.extend(crls);
-    }
-    ok.then_some((policy, files))
-}
-
-/// Certificate and key files, other files read (OCSP), and the store.
-type LoadedCerts = (Vec<(PathBuf, PathBuf)>, Vec<PathBuf>, Arc<CertStore>);
-
-fn load_certificates(
-    raw: &ServerFile,
-    label: &str,
-    base: &Path,
-    strict_keys: bool,
-    problems: &mut Problems,
-) -> Option<LoadedCerts> {
-    if raw.certificates.is_empty() {
-        problems.server(
-            label,
-            "certificates",
-            "at least one { cert = \"...\", key = \"...\" } is needed",
-        );
-        return None;
-    }
-    let mut files = Vec::new();
-    let mut extra_files = Vec::new();
-    let mut identities = Vec::new();
-    for (i, entry) in raw.certificates.iter().enumerate() {
-        let cert = base.join(&entry.cert);
-        let key = base.join(&entry.key);
-        let ocsp = entry.ocsp.as_ref().map(|path| base.join(path));
-        let loaded = Identity::check_key_permissions(&key, strict_keys)
-            .and_then(|()| Identity::from_pem_files(&cert, &key))
-            .and_then(|identity| match &ocsp {
-                Some(path) => identity.with_ocsp_file(path),
-                None => Ok(identity),
-            });
-        match loaded {
-            Ok(identity) => identities.push(identity),
-            Err(e) => {
-                let field = if e.path() == key {
-                    "key"
-                } else if Some(e.path()) == ocsp.as_deref() {
-                    "ocsp"
-                } else {
-                    "cert"
-                };
-                problems.server(label, &format!("certificates[{i}].{field}"), e.to_string());
-            }
-        }
-        files.push((cert, key));
-        extra_files.extend(ocsp);
-    }
-    if identities.len() != raw.certificates.len() {
-        return None;
-    }
-    let mut identities = identities.into_iter();
-    let default = identities.next()?;
-    Some((
-        files,
-        extra_files,
-        Arc::new(CertStore::new(default, identities.collect())),
-    ))
 }
 
 /// Whether two listen addresses would clash: the same address, or a wildcard and any address of

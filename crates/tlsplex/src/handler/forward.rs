@@ -65,10 +65,17 @@ impl fmt::Display for Backend {
     }
 }
 
+/// How long a forwarded connection may carry no byte either way before it is closed: long
+/// enough for a quiet interactive session, short enough that idle connections cannot pile up
+/// until the connection limits are reached (HAProxy's `timeout tunnel` is set by most
+/// deployments to minutes; stunnel's `TIMEOUTidle` defaults to 12 h).
+pub const DEFAULT_FORWARD_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// How a `forward` server reaches its backend.
 ///
 /// # Defaults
-/// `connect_timeout` 5 s, no `idle_timeout`, no PROXY header.
+/// `connect_timeout` 5 s, `idle_timeout` 5 min ([`DEFAULT_FORWARD_IDLE_TIMEOUT`]), no PROXY
+/// header.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ForwardOptions {
@@ -88,7 +95,7 @@ impl ForwardOptions {
         Self {
             backend,
             connect_timeout: Duration::from_secs(5),
-            idle_timeout: None,
+            idle_timeout: Some(DEFAULT_FORWARD_IDLE_TIMEOUT),
             proxy_protocol: None,
         }
     }

@@ -17,7 +17,8 @@ use std::sync::Arc;
 
 pub use conn::{tls_version_name, ConnInfo, TlsConn};
 pub use forward::{Backend, ForwardHandler, ForwardOptions};
-pub use http::HttpHandler;
+pub(crate) use http::MIN_HEADER_BYTES;
+pub use http::{HttpHandler, HttpLimits};
 pub use proxy_protocol::ProxyProtocol;
 pub use static_files::StaticHandler;
 pub use status::StatusHandler;

@@ -6,41 +6,59 @@
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Request, Response};
-use hyper_util::rt::TokioExecutor;
-use hyper_util::server::conn::auto;
 use serde::Serialize;
 
-use super::{http, ConnInfo, Handler, HandlerError, TlsConn};
+use super::http::{HttpLimits, HttpServer};
+use super::{ConnInfo, Handler, HandlerError, TlsConn};
 use crate::registry::{ServerListing, ServerRegistry};
 
 /// Serves the status page; see the module docs.
 #[derive(Clone)]
 pub struct StatusHandler {
     registry: ServerRegistry,
-    http: Arc<auto::Builder<TokioExecutor>>,
+    list_servers: bool,
+    http: HttpServer,
 }
 
 impl StatusHandler {
-    /// A status handler that lists the servers in `registry`.
+    /// A status handler that can list the servers in `registry` (see
+    /// [`StatusHandler::list_servers`]).
     pub fn new(registry: ServerRegistry) -> Self {
         Self {
             registry,
-            http: http::builder(),
+            list_servers: false,
+            http: HttpServer::new(HttpLimits::default()),
         }
+    }
+
+    /// Whether the page lists every server of the process. Off by default: it would tell any
+    /// client what else the process runs.
+    pub fn list_servers(mut self, list: bool) -> Self {
+        self.list_servers = list;
+        self
+    }
+
+    /// The timeouts and sizes this handler's connections are held to.
+    pub fn limits(mut self, limits: HttpLimits) -> Self {
+        self.http = HttpServer::new(limits);
+        self
     }
 
     fn respond(&self, info: &ConnInfo, request: &Request<Incoming>) -> Response<Full<Bytes>> {
         let page = StatusPage {
             connection: info,
             http_version: format!("{:?}", request.version()),
-            servers: self.registry.list(),
+            servers: if self.list_servers {
+                self.registry.list()
+            } else {
+                Vec::new()
+            },
         };
         let (content_type, body) = if wants_json(request) {
             let json = serde_json::to_vec_pretty(&page).unwrap_or_default();
@@ -63,7 +81,7 @@ impl Handler for StatusHandler {
             let response = self.respond(&info, &request);
             async move { Ok::<_, Infallible>(response) }
         });
-        http::serve(&self.http, conn, service).await
+        self.http.serve(conn, service).await
     }
 }
 

@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::handler::{ConnectionHandler, ForwardHandler, ForwardOptions, Handler, StaticHandler};
+use crate::handler::{
+    ConnectionHandler, ForwardHandler, ForwardOptions, Handler, HttpLimits, StaticHandler,
+};
 use crate::tls::certs::CertStore;
 use crate::tls::policy::TlsPolicy;
 
@@ -28,6 +30,8 @@ pub struct ServerOptions {
     pub(crate) backlog: u32,
     pub(crate) access_log: bool,
     pub(crate) reuse_port: bool,
+    pub(crate) http_limits: Option<HttpLimits>,
+    pub(crate) status_lists_servers: bool,
 }
 
 impl ServerOptions {
@@ -49,6 +53,8 @@ impl ServerOptions {
             backlog: 1024,
             access_log: false,
             reuse_port: false,
+            http_limits: None,
+            status_lists_servers: false,
         }
     }
 
@@ -115,6 +121,20 @@ impl ServerOptions {
     /// Length of the kernel's queue of connections not yet accepted.
     pub fn backlog(mut self, backlog: u32) -> Self {
         self.backlog = backlog.max(1);
+        self
+    }
+
+    /// The timeouts and sizes of HTTP connections, for the built-in HTTP handlers (`status`,
+    /// `static`); without it, each keeps its own ([`HttpLimits::default`] unless set on it).
+    pub fn http_limits(mut self, limits: HttpLimits) -> Self {
+        self.http_limits = Some(limits);
+        self
+    }
+
+    /// Whether the built-in status page (served when no handler is set) lists every server of
+    /// the process. Off by default: it would tell any client what else this process runs.
+    pub fn status_lists_servers(mut self, list: bool) -> Self {
+        self.status_lists_servers = list;
         self
     }
 

@@ -88,10 +88,21 @@ fn build(
         &options.tls,
         resumption,
     )?;
-    let handler = options
-        .handler
-        .clone()
-        .unwrap_or_else(|| ConnectionHandler::Status(StatusHandler::new(ctx.registry().clone())));
+    let handler = match options.handler.clone() {
+        Some(handler) => handler,
+        None => ConnectionHandler::Status(
+            StatusHandler::new(ctx.registry().clone()).list_servers(options.status_lists_servers),
+        ),
+    };
+    let handler = match (handler, options.http_limits) {
+        (ConnectionHandler::Status(status), Some(limits)) => {
+            ConnectionHandler::Status(status.limits(limits))
+        }
+        (ConnectionHandler::Static(files), Some(limits)) => {
+            ConnectionHandler::Static(files.limits(limits))
+        }
+        (handler, _) => handler,
+    };
     Ok(Settings {
         tls: Arc::new(tls),
         certs: options.certs.clone(),

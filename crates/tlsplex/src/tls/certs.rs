@@ -282,9 +282,11 @@ impl fmt::Debug for Identity {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, CertLoadError> {
-    std::fs::read(path).map_err(|source| CertLoadError::Unreadable {
-        path: path.to_owned(),
-        source,
+    crate::files::read_limited(path, crate::files::MAX_MATERIAL_FILE).map_err(|source| {
+        CertLoadError::Unreadable {
+            path: path.to_owned(),
+            source,
+        }
     })
 }
 

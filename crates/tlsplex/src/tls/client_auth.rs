@@ -169,9 +169,11 @@ impl ClientAuth {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, ClientAuthError> {
-    std::fs::read(path).map_err(|source| ClientAuthError::Unreadable {
-        path: path.to_owned(),
-        source,
+    crate::files::read_limited(path, crate::files::MAX_MATERIAL_FILE).map_err(|source| {
+        ClientAuthError::Unreadable {
+            path: path.to_owned(),
+            source,
+        }
     })
 }
 

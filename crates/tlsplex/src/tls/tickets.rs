@@ -157,9 +157,11 @@ fn random_master() -> Result<[u8; MASTER_LEN], TicketKeyError> {
 }
 
 fn read_master(path: &Path) -> Result<[u8; MASTER_LEN], TicketKeyError> {
-    let text = std::fs::read_to_string(path).map_err(|source| TicketKeyError::Unreadable {
-        path: path.to_owned(),
-        source,
+    let text = crate::files::read_text(path, crate::files::MAX_SECRET_FILE).map_err(|source| {
+        TicketKeyError::Unreadable {
+            path: path.to_owned(),
+            source,
+        }
     })?;
     let malformed = || TicketKeyError::Malformed {
         path: path.to_owned(),

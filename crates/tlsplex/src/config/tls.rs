@@ -1,0 +1,164 @@
+//! `[server.tls]` and `certificates = [...]`: the policy, client authentication, and the
+//! certificates loaded.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::error::Problems;
+use super::file::{ClientAuthModeFile, ServerFile, TlsFile};
+use crate::tls::certs::{CertStore, Identity};
+use crate::tls::client_auth::{ClientAuth, ClientAuthMode};
+use crate::tls::policy::TlsPolicy;
+
+/// `[server.tls]` into a policy (and the client-auth files to watch); `None` if anything is wrong.
+pub(super) fn validate_tls(
+    raw: Option<&TlsFile>,
+    label: &str,
+    base: &Path,
+    problems: &mut Problems,
+) -> Option<(TlsPolicy, Vec<PathBuf>)> {
+    let mut policy = TlsPolicy::default();
+    let Some(raw) = raw else {
+        return Some((policy, Vec::new()));
+    };
+    let mut ok = true;
+    let mut check = |key: &str, result: Result<(), String>| {
+        if let Err(message) = result {
+            problems.server(label, key, message);
+            ok = false;
+        }
+    };
+    if let Some(names) = &raw.versions {
+        let parsed = TlsPolicy::parse_versions(names).map_err(|e| e.to_string());
+        let parsed = parsed.and_then(|v| {
+            if v.is_empty() {
+                Err("name at least one version".to_owned())
+            } else {
+                Ok(v)
+            }
+        });
+        check("tls.versions", parsed.map(|v| policy.versions = v));
+    }
+    if let Some(names) = &raw.cipher_suites {
+        let parsed = TlsPolicy::parse_cipher_suites(names).map_err(|e| e.to_string());
+        check(
+            "tls.cipher_suites",
+            parsed.map(|s| policy.cipher_suites = s),
+        );
+    }
+    if let Some(names) = &raw.groups {
+        let parsed = TlsPolicy::parse_kx_groups(names).map_err(|e| e.to_string());
+        check("tls.groups", parsed.map(|g| policy.kx_groups = g));
+    }
+    let versions = policy.versions.clone();
+    let suites_for = |version: &rustls::SupportedProtocolVersion| {
+        policy.cipher_suites.iter().any(|s| s.version() == version)
+    };
+    for version in versions {
+        if !suites_for(version) {
+            check(
+                "tls.cipher_suites",
+                Err(format!(
+                    "no suite for {:?}: name one or drop that version",
+                    version.version
+                )),
+            );
+        }
+    }
+    if let Some(alpn) = &raw.alpn {
+        let valid = alpn.iter().all(|p| !p.is_empty() && p.len() <= 255);
+        check(
+            "tls.alpn",
+            if valid {
+                Ok(())
+            } else {
+                Err("each protocol name must be 1 to 255 bytes long".to_owned())
+            },
+        );
+        policy.alpn = alpn.clone();
+    }
+    policy.strict_sni = raw.strict_sni.unwrap_or(policy.strict_sni);
+    policy.session_cache_size = raw.session_cache_size.unwrap_or(policy.session_cache_size);
+    policy.tickets = raw.tickets.unwrap_or(policy.tickets);
+    let mut files = Vec::new();
+    if let Some(auth) = &raw.client_auth {
+        let ca = base.join(&auth.ca);
+        let crls: Vec<PathBuf> = auth.crl.iter().map(|c| base.join(c)).collect();
+        let mode = match auth.mode {
+            ClientAuthModeFile::Required => ClientAuthMode::Required,
+            ClientAuthModeFile::Optional => ClientAuthMode::Optional,
+        };
+        match ClientAuth::from_files(&ca, &crls, mode) {
+            Ok(loaded) => policy.client_auth = Some(loaded),
+            Err(e) => {
+                let key = match crls.iter().position(|c| c == e.path()) {
+                    Some(i) => format!("tls.client_auth.crl[{i}]"),
+                    None => "tls.client_auth.ca".to_owned(),
+                };
+                check(&key, Err(e.to_string()));
+            }
+        }
+        files.push(ca);
+        files.extend(crls);
+    }
+    ok.then_some((policy, files))
+}
+
+/// Certificate and key files, other files read (OCSP), and the store.
+pub(super) type LoadedCerts = (Vec<(PathBuf, PathBuf)>, Vec<PathBuf>, Arc<CertStore>);
+
+pub(super) fn load_certificates(
+    raw: &ServerFile,
+    label: &str,
+    base: &Path,
+    strict_keys: bool,
+    problems: &mut Problems,
+) -> Option<LoadedCerts> {
+    if raw.certificates.is_empty() {
+        problems.server(
+            label,
+            "certificates",
+            "at least one { cert = \"...\", key = \"...\" } is needed",
+        );
+        return None;
+    }
+    let mut files = Vec::new();
+    let mut extra_files = Vec::new();
+    let mut identities = Vec::new();
+    for (i, entry) in raw.certificates.iter().enumerate() {
+        let cert = base.join(&entry.cert);
+        let key = base.join(&entry.key);
+        let ocsp = entry.ocsp.as_ref().map(|path| base.join(path));
+        let loaded = Identity::check_key_permissions(&key, strict_keys)
+            .and_then(|()| Identity::from_pem_files(&cert, &key))
+            .and_then(|identity| match &ocsp {
+                Some(path) => identity.with_ocsp_file(path),
+                None => Ok(identity),
+            });
+        match loaded {
+            Ok(identity) => identities.push(identity),
+            Err(e) => {
+                let field = if e.path() == key {
+                    "key"
+                } else if Some(e.path()) == ocsp.as_deref() {
+                    "ocsp"
+                } else {
+                    "cert"
+                };
+                problems.server(label, &format!("certificates[{i}].{field}"), e.to_string());
+            }
+        }
+        files.push((cert, key));
+        extra_files.extend(ocsp);
+    }
+    if identities.len() != raw.certificates.len() {
+        return None;
+    }
+    let mut identities = identities.into_iter();
+    let default = identities.next()?;
+    Some((
+        files,
+        extra_files,
+        Arc::new(CertStore::new(default, identities.collect())),
+    ))
+}

@@ -1,0 +1,123 @@
+//! Reading the files a config names (certificates, keys, CAs, CRLs, OCSP responses, the ticket
+//! key, the admin token, the config itself) without ever waiting on one or running out of memory.
+//!
+//! A path that names a FIFO would block `open(2)` until a writer appears, and a device such as
+//! `/dev/zero` never ends: both once froze the control loop. So a file is opened non-blocking,
+//! must be a regular file, and may hold at most a stated number of bytes.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::Path;
+
+/// The most a certificate, key, CA bundle, CRL, OCSP response or config file may hold. A large
+/// CA bundle is about 250 KiB and a large CRL a few MiB.
+pub(crate) const MAX_MATERIAL_FILE: u64 = 16 * 1024 * 1024;
+
+/// The most a secret file (ticket key, admin token) may hold.
+pub(crate) const MAX_SECRET_FILE: u64 = 64 * 1024;
+
+/// Opens `path` for reading without blocking, if it is a regular file; the error says what it is
+/// otherwise.
+pub(crate) fn open_regular(path: &Path) -> io::Result<(File, std::fs::Metadata)> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("not a regular file (it is {})", kind(&metadata.file_type())),
+        ));
+    }
+    Ok((file, metadata))
+}
+
+/// The whole of `path`, a regular file of at most `max` bytes.
+pub(crate) fn read_limited(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    let (file, metadata) = open_regular(path)?;
+    let too_large = |size: u64| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("the file is {size} bytes; at most {max} are read"),
+        )
+    };
+    if metadata.len() > max {
+        return Err(too_large(metadata.len()));
+    }
+    // The size can change after the check: read one byte more than allowed to notice.
+    let mut contents = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
+    file.take(max + 1).read_to_end(&mut contents)?;
+    if contents.len() as u64 > max {
+        return Err(too_large(contents.len() as u64));
+    }
+    Ok(contents)
+}
+
+/// [`read_limited`] as UTF-8 text.
+pub(crate) fn read_text(path: &Path, max: u64) -> io::Result<String> {
+    String::from_utf8(read_limited(path, max)?)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "the file is not UTF-8 text"))
+}
+
+/// The permission bits of `path` when group or others may read or write it (a secret should be
+/// its owner's alone); `None` when only the owner may, or the file cannot be examined.
+pub(crate) fn loose_permissions(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then_some(mode)
+}
+
+fn kind(file_type: &std::fs::FileType) -> &'static str {
+    if file_type.is_dir() {
+        "a folder"
+    } else if file_type.is_fifo() {
+        "a FIFO"
+    } else if file_type.is_char_device() {
+        "a character device"
+    } else if file_type.is_block_device() {
+        "a block device"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else {
+        "not a file"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_and_folders_are_refused_and_sizes_capped() {
+        let error = read_limited(Path::new("/dev/zero"), 10)
+            .map(|_| ())
+            .unwrap_err();
+        assert!(error.to_string().contains("character device"), "{error}");
+        let error = read_limited(Path::new("/"), 10).map(|_| ()).unwrap_err();
+        assert!(error.to_string().contains("folder"), "{error}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big");
+        std::fs::write(&path, [0u8; 100]).unwrap();
+        assert!(read_limited(&path, 99).is_err());
+        assert_eq!(read_limited(&path, 100).unwrap().len(), 100);
+    }
+
+    #[test]
+    fn a_fifo_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fifo");
+        nix_free_mkfifo(&path);
+        let error = read_limited(&path, 10).map(|_| ()).unwrap_err();
+        assert!(error.to_string().contains("FIFO"), "{error}");
+    }
+
+    fn nix_free_mkfifo(path: &Path) {
+        let status = std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}

@@ -1,0 +1,226 @@
+//! HTTP over an established TLS connection: HTTP/1.1 or HTTP/2 by ALPN (hyper-util's `auto`),
+//! with graceful shutdown when the server stops. Shared by the built-in HTTP handlers, and public
+//! as [`HttpHandler`] so an embedder's tower or hyper service (an axum `Router`, say) runs on a
+//! tlsplex server with no glue.
+
+mod activity;
+mod limits;
+mod track;
+
+use std::error::Error as StdError;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hyper::body::{Body, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+
+pub use limits::HttpLimits;
+pub(crate) use limits::MIN_HEADER_BYTES;
+
+use super::{ConnInfo, Handler, HandlerError, TlsConn};
+use activity::{Activity, Expiry, CLOSE_GRACE};
+use track::{TrackedIo, TrackedService};
+
+/// HTTP/1.1 and HTTP/2 serving under a set of [`HttpLimits`]; built once per handler.
+#[derive(Clone)]
+pub(crate) struct HttpServer {
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    limits: HttpLimits,
+}
+
+impl HttpServer {
+    pub(crate) fn new(limits: HttpLimits) -> Self {
+        let mut http = auto::Builder::new(TokioExecutor::new());
+        let header_bytes = limits.max_request_header_bytes;
+        http.http1()
+            .timer(TokioTimer::new())
+            // Request heads are timed by the watchdog below: hyper's own timer starts when a
+            // keep-alive connection begins to wait, so it would cut the idle time short.
+            .header_read_timeout(None)
+            .max_buf_size(header_bytes.max(MIN_HEADER_BYTES));
+        let ping = limits.http2_keep_alive_interval;
+        http.http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(limits.max_concurrent_streams)
+            .max_header_list_size(u32::try_from(header_bytes).unwrap_or(u32::MAX))
+            .keep_alive_interval(ping)
+            .keep_alive_timeout(ping.min(std::time::Duration::from_secs(20)));
+        Self {
+            builder: Arc::new(http),
+            limits,
+        }
+    }
+
+    /// Serves HTTP on `conn` with `service` until the client is done or a limit runs out; once
+    /// the server stops, the request in flight finishes (or, on a fresh connection, the first
+    /// request gets a moment to arrive) and the connection closes.
+    pub(crate) async fn serve<S, B>(&self, conn: TlsConn, service: S) -> Result<(), HandlerError>
+    where
+        S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Send + Sync,
+        S::Future: Send + 'static,
+        S::Error: Into<Box<dyn StdError + Send + Sync>>,
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn StdError + Send + Sync>>,
+    {
+        let TlsConn {
+            stream, shutdown, ..
+        } = conn;
+        let activity = Arc::new(Activity::new(self.limits.max_buffered_response_bytes));
+        let service = TrackedService {
+            inner: service,
+            activity: activity.clone(),
+        };
+        let io = TokioIo::new(TrackedIo::new(stream, activity.clone()));
+        let connection = self.builder.serve_connection(io, service);
+        tokio::pin!(connection);
+        let expired = loop {
+            let deadline = activity.deadline(&self.limits);
+            tokio::select! {
+                served = connection.as_mut() => return served,
+                () = shutdown.cancelled() => break None,
+                () = activity.changed() => {}
+                () = sleep_until(deadline.map(|(at, _)| at)) => {
+                    let now = tokio::time::Instant::now();
+                    match activity.deadline(&self.limits) {
+                        Some((at, expiry)) if at <= now => break Some(expiry),
+                        _ => {}
+                    }
+                }
+            }
+        };
+        let Some(expiry) = expired else {
+            // The server stopped: a connection that has had no request yet gets a moment for
+            // its first one; then it closes gracefully once its requests are done.
+            if !activity.has_requested() {
+                tokio::select! {
+                    served = connection.as_mut() => return served,
+                    () = tokio::time::sleep(FIRST_REQUEST_GRACE) => {}
+                }
+            }
+            connection.as_mut().graceful_shutdown();
+            return connection.await;
+        };
+        tracing::debug!(timeout = expiry.setting(), "closing the connection");
+        if !expiry.graceful() {
+            return Err(timed_out(expiry));
+        }
+        connection.as_mut().graceful_shutdown();
+        match tokio::time::timeout(CLOSE_GRACE, connection).await {
+            Ok(served) => served.map_err(|_| timed_out(expiry)),
+            Err(_) => Err(timed_out(expiry)),
+        }
+    }
+}
+
+fn timed_out(expiry: Expiry) -> HandlerError {
+    format!("closed: {} ran out", expiry.setting()).into()
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// How long a connection that has sent no request yet may still send its first one after its
+/// server stopped: it was accepted, so closing it at once would fail a client that did nothing
+/// wrong (this is what loses requests during an upgrade).
+const FIRST_REQUEST_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Serves a tower `Service` (an axum `Router`, a `tower::ServiceBuilder` stack…) on each
+/// connection, over HTTP/1.1 or HTTP/2 as ALPN decided. Each request carries the connection's
+/// `Arc<ConnInfo>` in its extensions.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use axum::{extract::Extension, routing::get, Router};
+/// use tlsplex::{ConnInfo, HttpHandler, ServerOptions};
+///
+/// let app = Router::new().route(
+///     "/",
+///     get(|Extension(info): Extension<Arc<ConnInfo>>| async move {
+///         format!("hello over {}", info.tls_version)
+///     }),
+/// );
+/// # let identity = tlsplex::Identity::from_pem_files("c.pem".as_ref(), "k.pem".as_ref()).unwrap();
+/// # let certs = Arc::new(tlsplex::CertStore::single(identity));
+/// let options = ServerOptions::new("app", ([127, 0, 0, 1], 8443).into(), certs)
+///     .handler(HttpHandler::new(app));
+/// ```
+#[derive(Clone)]
+pub struct HttpHandler<S> {
+    service: S,
+    http: HttpServer,
+}
+
+impl<S> HttpHandler<S> {
+    /// A handler serving `service` on every connection, with the default [`HttpLimits`].
+    pub fn new(service: S) -> Self {
+        Self {
+            service,
+            http: HttpServer::new(HttpLimits::default()),
+        }
+    }
+
+    /// The timeouts and sizes this handler's connections are held to.
+    pub fn limits(mut self, limits: HttpLimits) -> Self {
+        self.http = HttpServer::new(limits);
+        self
+    }
+}
+
+impl<S, B> Handler for HttpHandler<S>
+where
+    S: tower_service::Service<Request<Incoming>, Response = Response<B>>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn StdError + Send + Sync>>,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    async fn serve(&self, conn: TlsConn) -> Result<(), HandlerError> {
+        let info = conn.info.clone();
+        let with_info = WithConnInfo {
+            inner: self.service.clone(),
+            info,
+        };
+        self.http
+            .serve(conn, TowerToHyperService::new(with_info))
+            .await
+    }
+}
+
+/// Puts the connection's `Arc<ConnInfo>` into every request's extensions.
+#[derive(Clone)]
+struct WithConnInfo<S> {
+    inner: S,
+    info: Arc<ConnInfo>,
+}
+
+impl<S, B> tower_service::Service<Request<B>> for WithConnInfo<S>
+where
+    S: tower_service::Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        request.extensions_mut().insert(self.info.clone());
+        self.inner.call(request)
+    }
+}

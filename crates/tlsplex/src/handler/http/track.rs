@@ -1,0 +1,258 @@
+//! The wrappers that report a connection's [`Activity`]: around its stream ([`TrackedIo`]), its
+//! service ([`TrackedService`]: requests, and the RFC 9112 `Host` rule) and each response body
+//! ([`TrackedBody`]: waiting on the client, and the unsent-bytes budget).
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
+use http_body_util::{Either, Empty};
+use hyper::body::{Body, Frame, SizeHint};
+use hyper::header::HOST;
+use hyper::{Request, Response, StatusCode, Version};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::activity::Activity;
+
+pin_project_lite::pin_project! {
+    /// A connection's stream, reporting reads and writes.
+    pub(crate) struct TrackedIo<T> {
+        #[pin]
+        inner: T,
+        activity: Arc<Activity>,
+    }
+}
+
+impl<T> TrackedIo<T> {
+    pub(crate) fn new(inner: T, activity: Arc<Activity>) -> Self {
+        Self { inner, activity }
+    }
+}
+
+impl<T: AsyncRead> AsyncRead for TrackedIo<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.project();
+        let before = buf.filled().len();
+        let read = this.inner.poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = read {
+            let new = &buf.filled()[before..];
+            if !new.is_empty() {
+                this.activity.read(new);
+            }
+        }
+        read
+    }
+}
+
+impl<T: AsyncWrite> AsyncWrite for TrackedIo<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.project();
+        report(this.activity, this.inner.poll_write(cx, data))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.project();
+        report(this.activity, this.inner.poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.project();
+        let flushed = this.inner.poll_flush(cx);
+        if flushed.is_pending() {
+            this.activity.wrote(0);
+        }
+        flushed
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
+    }
+}
+
+fn report(activity: &Activity, written: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+    match &written {
+        Poll::Ready(Ok(n)) if *n > 0 => activity.wrote(*n),
+        Poll::Pending => activity.wrote(0),
+        _ => {}
+    }
+    written
+}
+
+/// A request open on the connection, from its head until its response body is done or dropped.
+struct OpenRequest(Arc<Activity>);
+
+impl OpenRequest {
+    fn new(activity: &Arc<Activity>) -> Self {
+        activity.request_started();
+        Self(activity.clone())
+    }
+}
+
+impl Drop for OpenRequest {
+    fn drop(&mut self) {
+        self.0.request_ended();
+    }
+}
+
+/// The body a tracked service answers with: the application's, or an empty one for a request
+/// refused before it reached the application.
+pub(crate) type AnyBody<B> = TrackedBody<Either<B, Empty<Bytes>>>;
+
+/// A service whose requests and responses are tracked.
+pub(crate) struct TrackedService<S> {
+    pub(crate) inner: S,
+    pub(crate) activity: Arc<Activity>,
+}
+
+impl<S, B> hyper::service::Service<Request<hyper::body::Incoming>> for TrackedService<S>
+where
+    S: hyper::service::Service<Request<hyper::body::Incoming>, Response = Response<B>>,
+{
+    type Response = Response<AnyBody<B>>;
+    type Error = S::Error;
+    type Future = TrackedFuture<S::Future>;
+
+    fn call(&self, request: Request<hyper::body::Incoming>) -> Self::Future {
+        let open = OpenRequest::new(&self.activity);
+        // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host is answered 400.
+        let hosts = request.headers().get_all(HOST).iter().count();
+        if request.version() == Version::HTTP_11 && hosts != 1 {
+            return TrackedFuture::Refused {
+                open: Some(open),
+                status: StatusCode::BAD_REQUEST,
+            };
+        }
+        TrackedFuture::Called {
+            inner: self.inner.call(request),
+            open: Some(open),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The service's future; the response it yields carries the open request along.
+    #[project = TrackedFutureProj]
+    pub(crate) enum TrackedFuture<F> {
+        Called { #[pin] inner: F, open: Option<OpenRequest> },
+        Refused { open: Option<OpenRequest>, status: StatusCode },
+    }
+}
+
+impl<F, B, E> Future for TrackedFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<AnyBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            TrackedFutureProj::Called { inner, open } => {
+                let response = std::task::ready!(inner.poll(cx))?;
+                let Some(open) = open.take() else {
+                    return Poll::Pending; // polled after completion: never again
+                };
+                Poll::Ready(Ok(
+                    response.map(|body| TrackedBody::new(Either::Left(body), open))
+                ))
+            }
+            TrackedFutureProj::Refused { open, status } => {
+                let Some(open) = open.take() else {
+                    return Poll::Pending;
+                };
+                let mut response =
+                    Response::new(TrackedBody::new(Either::Right(Empty::new()), open));
+                *response.status_mut() = *status;
+                Poll::Ready(Ok(response))
+            }
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that reports when it waits on the client and holds back once the
+    /// connection holds its budget of unsent bytes.
+    pub(crate) struct TrackedBody<B> {
+        #[pin]
+        inner: B,
+        open: OpenRequest,
+        waiting: bool,
+    }
+
+    impl<B> PinnedDrop for TrackedBody<B> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if *this.waiting {
+                this.open.0.body_taken();
+            }
+        }
+    }
+}
+
+impl<B> TrackedBody<B> {
+    fn new(inner: B, open: OpenRequest) -> Self {
+        open.0.body_waiting();
+        Self {
+            inner,
+            open,
+            waiting: true,
+        }
+    }
+}
+
+impl<B: Body> Body for TrackedBody<B>
+where
+    B::Data: Buf,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let activity = &this.open.0;
+        if !activity.may_produce(cx.waker()) {
+            return Poll::Pending; // still waiting on the client
+        }
+        if std::mem::take(this.waiting) {
+            activity.body_taken();
+        }
+        let polled = this.inner.poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                activity.produced(data.remaining());
+            }
+            *this.waiting = true;
+            activity.body_waiting();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
