@@ -19,7 +19,8 @@ use crate::tls::tickets::TicketKeys;
 ///
 /// # Defaults
 /// - `handshake_timeout`: 10 s, per server unless the server sets its own.
-/// - `server_max_connections`: 10,000 concurrent connections per server.
+/// - `server_max_connections`: half of `max_connections` per server, so one flooded server
+///   leaves the others room.
 /// - `max_connections`: 10,000 concurrent connections across all servers of this context.
 /// - `shutdown_grace`: 30 s for in-flight connections to finish once a server stops.
 /// - `worker_threads`: one per CPU (used by [`Context::runtime`]).
@@ -123,11 +124,17 @@ impl Context {
     }
 }
 
+/// A server's connection limit when none is set: half the process-wide limit, so that one
+/// flooded server cannot take every connection of the process from the others.
+pub(crate) fn default_server_share(max_connections: usize) -> usize {
+    (max_connections / 2).max(1)
+}
+
 /// Builds a [`Context`]; see there for the defaults.
 #[derive(Debug, Clone)]
 pub struct ContextBuilder {
     handshake_timeout: Duration,
-    server_max_connections: usize,
+    server_max_connections: Option<usize>,
     max_connections: usize,
     shutdown_grace: Duration,
     worker_threads: Option<usize>,
@@ -138,7 +145,7 @@ impl Default for ContextBuilder {
     fn default() -> Self {
         Self {
             handshake_timeout: Duration::from_secs(10),
-            server_max_connections: 10_000,
+            server_max_connections: None,
             max_connections: 10_000,
             shutdown_grace: Duration::from_secs(30),
             worker_threads: None,
@@ -156,7 +163,7 @@ impl ContextBuilder {
 
     /// Default limit of concurrent connections per server (at least 1).
     pub fn server_max_connections(mut self, limit: usize) -> Self {
-        self.server_max_connections = limit.max(1);
+        self.server_max_connections = Some(limit.max(1));
         self
     }
 
@@ -200,7 +207,9 @@ impl ContextBuilder {
             inner: Arc::new(Inner {
                 provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
                 handshake_timeout: self.handshake_timeout,
-                server_max_connections: self.server_max_connections,
+                server_max_connections: self
+                    .server_max_connections
+                    .unwrap_or_else(|| default_server_share(self.max_connections)),
                 max_connections: self.max_connections,
                 connection_permits: Arc::new(Semaphore::new(self.max_connections)),
                 shutdown_grace: self.shutdown_grace,

@@ -59,7 +59,7 @@ pub use config::{Config, ConfigError, GlobalSettings, HandlerSpec, Problem, Serv
 pub use context::{Context, ContextBuilder};
 pub use handler::{
     tls_version_name, Backend, ConnInfo, ForwardHandler, ForwardOptions, Handler, HandlerError,
-    HttpHandler, ProxyProtocol, StaticHandler, StatusHandler, TlsConn, TlsStream,
+    HttpHandler, HttpLimits, ProxyProtocol, StaticHandler, StatusHandler, TlsConn, TlsStream,
 };
 pub use metrics::Metrics;
 pub use registry::{DuplicateName, ServerListing, ServerRegistry, ServerState};

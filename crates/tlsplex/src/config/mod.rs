@@ -54,7 +54,7 @@ pub struct GlobalSettings {
     pub handshake_timeout: Duration,
     /// Connections across all servers.
     pub max_connections: usize,
-    /// Default connections per server.
+    /// Default connections per server (default: half of `max_connections`).
     pub server_max_connections: usize,
     /// Time in-flight connections get once their server stops.
     pub shutdown_grace: Duration,
@@ -125,7 +125,7 @@ impl Default for GlobalSettings {
         Self {
             handshake_timeout: Duration::from_secs(10),
             max_connections: 10_000,
-            server_max_connections: 10_000,
+            server_max_connections: crate::context::default_server_share(10_000),
             shutdown_grace: Duration::from_secs(30),
             worker_threads: None,
             ticket_key_file: None,
@@ -350,7 +350,7 @@ fn validate_global(
     let server_max_connections = positive(
         "global.server_max_connections",
         raw.server_max_connections,
-        defaults.server_max_connections,
+        crate::context::default_server_share(max_connections),
     );
     let worker_threads = raw
         .worker_threads

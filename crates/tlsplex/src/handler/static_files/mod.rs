@@ -106,7 +106,11 @@ impl Handler for StaticHandler {
     async fn serve(&self, conn: TlsConn) -> Result<(), HandlerError> {
         let service = hyper::service::service_fn(|request: Request<Incoming>| {
             let site = self.site.clone();
-            async move { Ok::<_, Infallible>(site.respond(request).await) }
+            // Boxed: the answer's state is freed once the response is made, while an HTTP/2
+            // stream's task keeps the size of its largest state for as long as the response
+            // is sent (measured: ~1 KiB less per stream held open by a client).
+            let answer = Box::pin(async move { site.respond(request).await });
+            async move { Ok::<_, Infallible>(answer.await) }
         });
         self.http.serve(conn, service).await
     }
@@ -131,7 +135,9 @@ impl Site {
         let response = match small_file(&request, whole, path, &metadata) {
             Some(response) => response,
             None => {
-                let Ok(response) = self.files.clone().call(request).await;
+                // Boxed: ServeDir's future is large, and inline it would size every request's
+                // task (an HTTP/2 stream's, for as long as its response lasts).
+                let Ok(response) = Box::pin(self.files.clone().call(request)).await;
                 response.map(BodyExt::boxed_unsync)
             }
         };

@@ -1,0 +1,198 @@
+//! HTTP/2 clients that make the server hold responses they never take (a zero flow-control
+//! window), and an idle flood of one server, against a live daemon: memory from /proc, the send
+//! timeout closes them, and the process's other server keeps serving.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on failure
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::{free_port, Daemon};
+use tlsplex_testkit::{connect, get, TestPki};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const CONNECTIONS: usize = 30;
+const STREAMS: u32 = 200;
+const SEND_TIMEOUT: Duration = Duration::from_secs(2);
+/// What one such connection may cost the server (RSS growth divided by connections). Measured
+/// 2026-12-01: 52 KiB with one stream, 256 KiB with 100 (the stream limit; 200 are asked for):
+/// up to 64 KiB of file data (`max_buffered_response_bytes`), the rest hyper's and h2's state per
+/// open stream (~1.9 KiB). Before the limits: 13.5 MiB.
+const BUDGET_KIB: u64 = 384;
+
+/// An HTTP/2 frame: 9 bytes of header, then the payload.
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).unwrap().to_be_bytes();
+    let mut out = vec![len[1], len[2], len[3], kind, flags];
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// A GET as an HPACK header block: indexed `:method GET` and `:scheme https`, literal `:path`
+/// and `:authority` with indexed names, no Huffman.
+fn get_headers(path: &str, authority: &str) -> Vec<u8> {
+    let mut block = vec![0x82, 0x87];
+    for (index, value) in [(4u8, path), (1u8, authority)] {
+        block.push(index); // literal without indexing, name from the static table
+        block.push(u8::try_from(value.len()).unwrap());
+        block.extend_from_slice(value.as_bytes());
+    }
+    block
+}
+
+/// The preface, SETTINGS with INITIAL_WINDOW_SIZE = 0, and `STREAMS` requests for `path`.
+fn zero_window_attack(path: &str) -> Vec<u8> {
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(0x4, 0, 0, &[0x00, 0x04, 0, 0, 0, 0]));
+    let block = get_headers(path, "files.test");
+    for i in 0..STREAMS {
+        out.extend(frame(0x1, 0x4 | 0x1, 2 * i + 1, &block)); // END_HEADERS | END_STREAM
+    }
+    out
+}
+
+fn config(dir: &std::path::Path, files: u16, status: u16) -> std::path::PathBuf {
+    let root = dir.join("www");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("big.bin"), vec![b'x'; 64 * 1024]).unwrap();
+    let path = dir.join("tlsplex.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[global]\nmax_connections = 200\n\n\
+             [[server]]\nname = \"files\"\nlisten = \"127.0.0.1:{files}\"\n\
+             certificates = [{{ cert = \"files.pem\", key = \"files.key\" }}]\n\
+             handler = {{ type = \"static\", root = \"www\" }}\n\
+             http = {{ send_timeout = \"{}s\", first_request_timeout = \"30s\" }}\n\n\
+             [[server]]\nname = \"status\"\nlisten = \"127.0.0.1:{status}\"\n\
+             certificates = [{{ cert = \"status.pem\", key = \"status.key\" }}]\n",
+            SEND_TIMEOUT.as_secs()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_window_streams_cost_little_and_are_closed_by_the_send_timeout() {
+    let pki = TestPki::new();
+    let dir = pki.dir().to_owned();
+    pki.issue("files", &["files.test"]);
+    pki.issue("status", &["status.test"]);
+    let (files, status) = (free_port(), free_port());
+    let config = config(&dir, files, status);
+    let mut daemon = Daemon::start(&["run", "-c", config.to_str().unwrap()]);
+    let files = SocketAddr::from(([127, 0, 0, 1], files));
+    let status = SocketAddr::from(([127, 0, 0, 1], status));
+    daemon.wait_listening(&[files, status]);
+
+    // Warm up (runtime threads, allocator arenas) with one attack connection, then measure.
+    let attack = zero_window_attack("/big.bin");
+    let mut warm = connect(files, "files.test", pki.client(&["h2"]))
+        .await
+        .unwrap();
+    warm.write_all(&attack).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = daemon.rss_kib();
+
+    let mut attackers = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let mut stream = connect(files, "files.test", pki.client(&["h2"]))
+            .await
+            .unwrap();
+        stream.write_all(&attack).await.unwrap();
+        attackers.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let peak = daemon.rss_kib();
+    let per_connection = peak.saturating_sub(before) / CONNECTIONS as u64;
+    eprintln!(
+        "zero-window: RSS {before} KiB -> {peak} KiB with {CONNECTIONS} connections x {STREAMS} \
+         streams for a 64 KiB file: {per_connection} KiB each"
+    );
+    assert!(
+        per_connection < BUDGET_KIB,
+        "{per_connection} KiB per connection (budget {BUDGET_KIB})"
+    );
+
+    // Another server of the process is served meanwhile.
+    let (response, _) = get(status, "status.test", "/", pki.client(&["http/1.1"]))
+        .await
+        .unwrap();
+    assert_eq!(response.status, 200);
+
+    // The send timeout closes every attacker.
+    let started = Instant::now();
+    for stream in &mut attackers {
+        let mut sink = [0u8; 16 * 1024];
+        let closed = tokio::time::timeout(SEND_TIMEOUT + Duration::from_secs(5), async {
+            loop {
+                match stream.read(&mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(
+            closed.is_ok(),
+            "an attacker is still connected after {:?}",
+            started.elapsed()
+        );
+    }
+    eprintln!(
+        "zero-window: all closed {:?} after the peak",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_flood_of_one_server_leaves_the_other_serving() {
+    let pki = TestPki::new();
+    let dir = pki.dir().to_owned();
+    pki.issue("files", &["files.test"]);
+    pki.issue("status", &["status.test"]);
+    let (files, status) = (free_port(), free_port());
+    let config = config(&dir, files, status);
+    let mut daemon = Daemon::start(&["run", "-c", config.to_str().unwrap()]);
+    let files = SocketAddr::from(([127, 0, 0, 1], files));
+    let status = SocketAddr::from(([127, 0, 0, 1], status));
+    daemon.wait_listening(&[files, status]);
+
+    // 150 handshakes that never send a request, against a process limit of 200: the flooded
+    // server holds at most its share (half); the rest wait in its backlog.
+    let mut idle = Vec::new();
+    let mut waiting = 0usize;
+    for _ in 0..150 {
+        let opened = tokio::time::timeout(
+            Duration::from_millis(200),
+            connect(files, "files.test", pki.client(&["http/1.1"])),
+        )
+        .await;
+        match opened {
+            Ok(Ok(stream)) => idle.push(stream),
+            _ => waiting += 1,
+        }
+    }
+    eprintln!("idle flood: {} of 150 handshakes completed", idle.len());
+    assert!(
+        idle.len() <= 100,
+        "the flooded server took more than its share"
+    );
+    assert!(waiting > 0, "the flood did not reach the server's limit");
+    let asked = Instant::now();
+    let answered = tokio::time::timeout(
+        Duration::from_secs(2),
+        get(status, "status.test", "/", pki.client(&["http/1.1"])),
+    )
+    .await;
+    let (response, _) = answered.expect("the other server must answer").unwrap();
+    assert_eq!(response.status, 200);
+    eprintln!(
+        "idle flood: the other server answered in {:?}",
+        asked.elapsed()
+    );
+}
