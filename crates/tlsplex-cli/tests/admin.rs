@@ -5,60 +5,12 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{available, chromium, free_port, tlsplex, Daemon};
+use common::admin::{http, send, start};
+use common::{available, chromium, free_port, tlsplex};
 use tlsplex_testkit::TestPki;
-
-/// One plain HTTP/1.1 request to the admin endpoint: (status, body).
-fn http(port: u16, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    send(port, method, path, &auth, "")
-}
-
-/// A request with `headers` (each ending in CRLF) and `body`: (status, body).
-fn send(port: u16, method: &str, path: &str, headers: &str, body: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let length = body.len();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: admin\r\n{headers}Content-Length: {length}\r\nConnection: close\r\n\r\n{body}"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
-/// Two servers and an admin endpoint; returns (daemon, admin port, [port a, port b]).
-fn start(pki: &TestPki, admin_extra: &str) -> (Daemon, u16, [u16; 2]) {
-    pki.issue("a", &["a.test"]);
-    pki.issue("b", &["b.test"]);
-    let (admin, a, b) = (free_port(), free_port(), free_port());
-    let text = format!(
-        "[admin]\nlisten = \"127.0.0.1:{admin}\"\n{admin_extra}\n\
-         [[server]]\nname = \"a\"\nlisten = \"127.0.0.1:{a}\"\ncertificates = [{{ cert = \"a.pem\", key = \"a.key\" }}]\n\
-         [[server]]\nname = \"b\"\nlisten = \"127.0.0.1:{b}\"\ncertificates = [{{ cert = \"b.pem\", key = \"b.key\" }}]\n"
-    );
-    let path = pki.dir().join("tlsplex.toml");
-    std::fs::write(&path, text).unwrap();
-    let mut daemon = Daemon::start(&["run", "-c", path.to_str().unwrap()]);
-    let addrs: Vec<SocketAddr> = [admin, a, b]
-        .iter()
-        .map(|p| ([127, 0, 0, 1], *p).into())
-        .collect();
-    daemon.wait_listening(&addrs);
-    (daemon, admin, [a, b])
-}
 
 #[test]
 fn every_route_answers() {

@@ -10,6 +10,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub mod admin;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_tlsplex");
 
 /// `tlsplex ARGS` to completion.

@@ -5,6 +5,10 @@
 //! else through [`AdminRequest`]s answered by whoever owns the [`crate::Supervisor`] (the
 //! `tlsplex` binary's serving loop), so the layers stay one-way.
 //!
+//! Browsers are kept out as [`browser_guard`] describes; connections are capped
+//! ([`MAX_ADMIN_CONNECTIONS`], taken before accept) and timed ([`ADMIN_HEADER_TIMEOUT`],
+//! [`ADMIN_BODY_TIMEOUT`]), apart from the TLS servers' limits.
+//!
 //! Routes: `GET /` (dashboard), `GET /api/servers`, `POST /api/servers` (a `[[server]]` table as
 //! TOML or JSON), `POST /api/servers/{name}/stop|start`, `POST /api/reload`,
 //! `DELETE /api/servers/{name}`, `GET /metrics`,
@@ -24,6 +28,13 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+
+mod browser_guard;
+
+use std::time::Duration;
+
+use hyper_util::rt::TokioTimer;
+use tokio::sync::Semaphore;
 
 use crate::context::Context;
 use crate::registry::ServerState;
@@ -56,14 +67,40 @@ pub struct AdminOptions {
     pub listen: SocketAddr,
     /// Required as `Authorization: Bearer <token>` on every request when set.
     pub token: Option<String>,
+    /// Names besides IP addresses and `localhost` that requests may carry in `Host` (any
+    /// other is refused, against DNS rebinding).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl AdminOptions {
     /// The endpoint on `listen`, with an optional bearer token.
     pub fn new(listen: SocketAddr, token: Option<String>) -> Self {
-        Self { listen, token }
+        Self {
+            listen,
+            token,
+            allowed_hosts: Vec::new(),
+        }
+    }
+
+    /// Names (besides IP addresses and `localhost`) the endpoint may be addressed by.
+    pub fn allowed_hosts(mut self, hosts: Vec<String>) -> Self {
+        self.allowed_hosts = hosts;
+        self
     }
 }
+
+/// Admin connections open at once; more wait in the kernel's backlog. The admin endpoint is for
+/// an operator and a few scrapers, and must not take descriptors the TLS servers need.
+pub const MAX_ADMIN_CONNECTIONS: usize = 64;
+
+/// Time for a request head to arrive, also the most an idle keep-alive connection is kept.
+pub const ADMIN_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Time for a request body (`POST /api/servers`) to arrive.
+pub const ADMIN_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The largest admin request head.
+const ADMIN_HEADER_BYTES: usize = 16 * 1024;
 
 impl std::fmt::Debug for AdminOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -71,6 +108,7 @@ impl std::fmt::Debug for AdminOptions {
         f.debug_struct("AdminOptions")
             .field("listen", &self.listen)
             .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .field("allowed_hosts", &self.allowed_hosts)
             .finish()
     }
 }
@@ -79,6 +117,7 @@ impl std::fmt::Debug for AdminOptions {
 pub struct AdminServer {
     listener: TcpListener,
     token: Option<Arc<str>>,
+    allowed_hosts: Vec<String>,
 }
 
 impl AdminServer {
@@ -96,6 +135,7 @@ impl AdminServer {
         Ok(Self {
             listener: TcpListener::bind(options.listen).await?,
             token: options.token.as_deref().map(Arc::from),
+            allowed_hosts: options.allowed_hosts.clone(),
         })
     }
 
@@ -115,30 +155,48 @@ impl AdminServer {
             ctx,
             requests,
             token: self.token,
+            allowed_hosts: self.allowed_hosts,
         });
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(ADMIN_HEADER_TIMEOUT)
+            .max_buf_size(ADMIN_HEADER_BYTES);
+        let permits = Arc::new(Semaphore::new(MAX_ADMIN_CONNECTIONS));
         loop {
+            // Taken before accept: beyond the cap, connections wait in the backlog and hold no
+            // descriptor of ours.
+            let permit = tokio::select! {
+                () = shutdown.cancelled() => return,
+                permit = permits.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => return,
+                },
+            };
             let (tcp, peer) = tokio::select! {
                 () = shutdown.cancelled() => return,
                 accepted = self.listener.accept() => match accepted {
                     Ok(accepted) => accepted,
                     Err(error) => {
                         tracing::debug!(%error, "admin accept failed");
+                        // EMFILE and the like: give descriptors a moment to free.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
                 },
             };
             let api = api.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |request| {
+            let connection = http.serve_connection(
+                TokioIo::new(tcp),
+                hyper::service::service_fn(move |request| {
                     let api = api.clone();
                     async move { Ok::<_, Infallible>(api.handle(request).await) }
-                });
-                let served = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tcp), service)
-                    .await;
-                if let Err(error) = served {
+                }),
+            );
+            tokio::spawn(async move {
+                if let Err(error) = connection.await {
                     tracing::debug!(%error, client.addr = %peer, "admin connection ended");
                 }
+                drop(permit);
             });
         }
     }
@@ -148,12 +206,18 @@ struct Api {
     ctx: Context,
     requests: mpsc::Sender<AdminRequest>,
     token: Option<Arc<str>>,
+    allowed_hosts: Vec<String>,
 }
 
 type Reply = Response<Full<Bytes>>;
 
 impl Api {
     async fn handle(&self, request: Request<Incoming>) -> Reply {
+        if let Err(refusal) =
+            browser_guard::check(request.method(), request.headers(), &self.allowed_hosts)
+        {
+            return text(refusal.status(), refusal.message());
+        }
         if !self.authorized(&request) {
             let mut reply = text(StatusCode::UNAUTHORIZED, "a bearer token is required\n");
             reply
@@ -284,9 +348,10 @@ async fn server_table(request: Request<Incoming>) -> Result<String, String> {
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    let body = http_body_util::Limited::new(request.into_body(), LIMIT)
-        .collect()
+    let body = http_body_util::Limited::new(request.into_body(), LIMIT).collect();
+    let body = tokio::time::timeout(ADMIN_BODY_TIMEOUT, body)
         .await
+        .map_err(|_| format!("the body did not arrive within {ADMIN_BODY_TIMEOUT:?}"))?
         .map_err(|e| format!("cannot read the body (at most {LIMIT} bytes): {e}"))?
         .to_bytes();
     if is_json {

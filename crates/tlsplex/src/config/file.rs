@@ -27,6 +27,8 @@ pub(super) struct GlobalFile {
 pub(super) struct AdminFile {
     pub listen: String,
     pub token_file: Option<PathBuf>,
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
 }
 
 /// One `[[server]]` table.

@@ -461,7 +461,7 @@ fn validate_admin(
         );
         return None;
     }
-    Some(AdminOptions::new(listen, token))
+    Some(AdminOptions::new(listen, token).allowed_hosts(raw.allowed_hosts))
 }
 
 /// Parses a human duration ("10s", "500ms", "1m 30s"); `None` when absent or invalid.
