@@ -54,16 +54,18 @@ fn a_page_on_another_origin_cannot_drive_the_admin_api() {
     let (_daemon, admin, _) = start(&pki, "");
     let evil_port = free_port();
     let table = format!(
-        "name = \"evil\"\\nlisten = \"0.0.0.0:{evil_port}\"\\n\
-         certificates = [{{ cert = \"a.pem\", key = \"a.key\" }}]\\n\
-         handler = {{ type = \"static\", root = \"/etc\" }}\\n"
+        "name = \"evil\"\nlisten = \"0.0.0.0:{evil_port}\"\n\
+         certificates = [{{ cert = \"a.pem\", key = \"a.key\" }}]\n\
+         handler = {{ type = \"static\", root = \"/etc\" }}\n"
     );
+    // As a JavaScript string literal.
+    let table = serde_json::to_string(&table).unwrap();
     let page = format!(
         r#"<html><body><script>
 const admin = "http://127.0.0.1:{admin}";
 const simple = {{method: "POST", mode: "no-cors", headers: {{"Content-Type": "text/plain"}}}};
 Promise.allSettled([
-  fetch(admin + "/api/servers", {{...simple, body: "{table}"}}),
+  fetch(admin + "/api/servers", {{...simple, body: {table}}}),
   fetch(admin + "/api/servers/b/stop", simple),
   fetch(admin + "/api/reload", {{method: "POST", mode: "no-cors"}}),
   fetch(admin + "/api/servers").then(r => r.text())
