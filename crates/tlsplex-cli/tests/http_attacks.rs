@@ -196,3 +196,71 @@ async fn an_idle_flood_of_one_server_leaves_the_other_serving() {
         asked.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_frame_flood_is_closed() {
+    let pki = TestPki::new();
+    let dir = pki.dir().to_owned();
+    pki.issue("files", &["files.test"]);
+    pki.issue("status", &["status.test"]);
+    let (files, status) = (free_port(), free_port());
+    let config = config(&dir, files, status);
+    let mut daemon = Daemon::start(&["run", "-c", config.to_str().unwrap()]);
+    let files = SocketAddr::from(([127, 0, 0, 1], files));
+    let status = SocketAddr::from(([127, 0, 0, 1], status));
+    daemon.wait_listening(&[files, status]);
+
+    // PING, SETTINGS, WINDOW_UPDATE and an unknown frame type, over and over.
+    let mut burst = Vec::new();
+    for _ in 0..1_000 {
+        burst.extend(frame(0x6, 0, 0, &[0; 8]));
+        burst.extend(frame(0x4, 0, 0, &[]));
+        burst.extend(frame(0x8, 0, 0, &1u32.to_be_bytes()));
+        burst.extend(frame(0xbb, 0, 0, &[0; 4]));
+    }
+    let cpu_before = daemon.cpu_time();
+    {
+        let kind = "flood";
+        let mut stream = connect(files, "files.test", pki.client(&["h2"]))
+            .await
+            .unwrap();
+        stream
+            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let mut sent = 0usize;
+        // Keep sending until the server closes (bounded: 200 bursts, 800,000 frames).
+        let closed = tokio::time::timeout(Duration::from_secs(10), async {
+            let (mut reader, mut writer) = tokio::io::split(stream);
+            let drain = tokio::spawn(async move {
+                let mut sink = [0u8; 16 * 1024];
+                while matches!(reader.read(&mut sink).await, Ok(n) if n > 0) {}
+            });
+            for _ in 0..200 {
+                if writer.write_all(&burst).await.is_err() {
+                    break;
+                }
+                sent += 4_000;
+            }
+            drain.await.unwrap();
+        })
+        .await;
+        assert!(closed.is_ok(), "{kind}: still open after 10 s");
+        eprintln!(
+            "control-frame flood: closed after {sent} frames sent, {:?}",
+            started.elapsed()
+        );
+        assert!(sent < 800_000, "the server never closed the flood");
+        assert!(
+            daemon.wait_log("http2 flood detected", Duration::from_secs(5)),
+            "closed for another reason"
+        );
+    }
+    let cpu = daemon.cpu_time() - cpu_before;
+    eprintln!("control-frame flood: server CPU {cpu:?}");
+    let (response, _) = get(status, "status.test", "/", pki.client(&["http/1.1"]))
+        .await
+        .unwrap();
+    assert_eq!(response.status, 200);
+}

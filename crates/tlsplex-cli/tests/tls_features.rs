@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{available, free_port, tlsplex, Daemon};
+use common::{available, free_port, s_client, tlsplex, Daemon};
 use tlsplex_testkit::TestPki;
 
 fn write_config(dir: &Path, name: &str, text: &str) -> String {
@@ -152,41 +152,14 @@ fn openssl_resumes_across_two_processes_sharing_a_ticket_key_file() {
     for version in ["-tls1_3", "-tls1_2"] {
         let session = pki.dir().join(format!("session{version}.pem"));
         let session = session.to_str().unwrap();
-        let first = s_client(ports[0], version, &["-sess_out", session]);
+        let first = s_client(ports[0], "web.test", version, &["-sess_out", session]);
         assert!(first.contains("New, TLSv1."), "{version} first:\n{first}");
-        let second = s_client(ports[1], version, &["-sess_in", session]);
+        let second = s_client(ports[1], "web.test", version, &["-sess_in", session]);
         assert!(
             second.contains("Reused, TLSv1."),
             "{version}: the other process resumes:\n{second}"
         );
     }
-}
-
-/// Runs `openssl s_client` with a request kept open long enough to receive TLS 1.3 tickets.
-fn s_client(port: u16, version: &str, extra: &[&str]) -> String {
-    let mut child = Command::new("openssl")
-        .args([
-            "s_client",
-            "-connect",
-            &format!("127.0.0.1:{port}"),
-            "-servername",
-            "web.test",
-            version,
-        ])
-        .args(extra)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    use std::io::Write as _;
-    let _ = stdin.write_all(b"GET / HTTP/1.1\r\nHost: web.test\r\nConnection: close\r\n\r\n");
-    std::thread::sleep(Duration::from_millis(500));
-    drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
@@ -270,6 +243,7 @@ fn mtls_with_curl_openssl_and_probe() {
     if available("openssl") {
         let out = s_client(
             port,
+            "web.test",
             "-tls1_3",
             &["-CAfile", ca, "-cert", alice_cert, "-key", alice_key],
         );
@@ -345,7 +319,7 @@ fn ocsp_responses_are_stapled() {
     );
     let mut daemon = Daemon::start(&["run", "-c", &config]);
     daemon.wait_listening(&[localhost(port)]);
-    let out = s_client(port, "-tls1_3", &["-status"]);
+    let out = s_client(port, "web.test", "-tls1_3", &["-status"]);
     assert!(out.contains("OCSP Response Status: successful"), "{out}");
     assert!(out.contains("Cert Status: good"), "{out}");
     assert_eq!(

@@ -177,11 +177,26 @@ impl TestPki {
 
     /// Issues a client certificate with CN `name` and serial number `serial` (for CRLs).
     pub fn issue_client(&self, file_stem: &str, name: &str, serial: u64) -> TestCert {
+        self.issue_client_until(file_stem, name, serial, None)
+    }
+
+    /// As [`TestPki::issue_client`], valid until `not_after` when given.
+    pub fn issue_client_until(
+        &self,
+        file_stem: &str,
+        name: &str,
+        serial: u64,
+        not_after: Option<time::OffsetDateTime>,
+    ) -> TestCert {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(vec![name.to_owned()]).unwrap();
         params.distinguished_name.push(DnType::CommonName, name);
         params.serial_number = Some(SerialNumber::from(serial));
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        if let Some(not_after) = not_after {
+            params.not_before = time::OffsetDateTime::now_utc() - time::Duration::minutes(5);
+            params.not_after = not_after;
+        }
         self.sign(file_stem, params, key)
     }
 

@@ -52,7 +52,7 @@ pub fn ticket(data: &[u8]) {
         static TICKETER: Option<Arc<crate::tls::tickets::ServerTicketer>> =
             TicketKeys::generate(Duration::from_secs(3600))
                 .ok()
-                .map(|keys| Arc::new(keys).ticketer("fuzz"));
+                .map(|keys| Arc::new(keys).ticketer("fuzz", None));
     }
     TICKETER.with(|ticketer| {
         let Some(ticketer) = ticketer else { return };

@@ -52,7 +52,11 @@ async fn beyond_the_server_limit_a_connection_waits_until_one_closes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_process_limit_holds_across_servers() {
     let pki = TestPki::new();
-    let ctx = Context::builder().max_connections(2).build();
+    // Each server may take the whole process budget here (by default a server gets half).
+    let ctx = Context::builder()
+        .max_connections(2)
+        .server_max_connections(2)
+        .build();
     let a = pki.issue("a", &["a.test"]);
     let b = pki.issue("b", &["b.test"]);
     let server_a = Server::bind(&ctx, ServerOptions::new("a", any_port(), a.store())).unwrap();

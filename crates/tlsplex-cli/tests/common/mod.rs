@@ -226,3 +226,31 @@ pub fn servers_config(dir: &Path, servers: &[(&str, u16)], handshake_timeout: &s
 pub fn two_server_config(dir: &Path, port_a: u16, port_b: u16) -> PathBuf {
     servers_config(dir, &[("a", port_a), ("b", port_b)], "5s")
 }
+
+/// Runs `openssl s_client` with a request kept open long enough to receive TLS 1.3 tickets.
+pub fn s_client(port: u16, server_name: &str, version: &str, extra: &[&str]) -> String {
+    let mut child = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-servername",
+            server_name,
+            version,
+        ])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    use std::io::Write as _;
+    let request = format!("GET / HTTP/1.1\r\nHost: {server_name}\r\nConnection: close\r\n\r\n");
+    let _ = stdin.write_all(request.as_bytes());
+    std::thread::sleep(Duration::from_millis(500));
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

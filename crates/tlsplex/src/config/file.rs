@@ -76,6 +76,7 @@ pub(super) struct TlsFile {
     pub client_auth: Option<ClientAuthFile>,
     pub session_cache_size: Option<usize>,
     pub tickets: Option<bool>,
+    pub max_session_age: Option<String>,
 }
 
 /// `client_auth = { ca = "...", mode = "...", crl = [...] }`.

@@ -80,6 +80,13 @@ pub(super) fn validate_tls(
     policy.strict_sni = raw.strict_sni.unwrap_or(policy.strict_sni);
     policy.session_cache_size = raw.session_cache_size.unwrap_or(policy.session_cache_size);
     policy.tickets = raw.tickets.unwrap_or(policy.tickets);
+    if let Some(text) = &raw.max_session_age {
+        let mut problem = None;
+        match super::duration(Some(text), true, &mut |m| problem = Some(m)) {
+            Some(age) => policy.max_session_age = age,
+            None => check("tls.max_session_age", Err(problem.unwrap_or_default())),
+        }
+    }
     let mut files = Vec::new();
     if let Some(auth) = &raw.client_auth {
         let ca = base.join(&auth.ca);

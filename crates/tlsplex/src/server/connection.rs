@@ -12,13 +12,15 @@ use tokio::net::TcpStream;
 use tokio_rustls::StartHandshake;
 use tokio_util::sync::CancellationToken;
 
-use super::settings::{LiveSettings, Settings};
+use super::settings::{ClientCheck, LiveSettings, Settings};
 use std::sync::atomic::Ordering;
 
 use super::metered::ConnectionBytes;
 use super::MeteredTcp;
 use crate::handler::{ConnInfo, TlsConn, TlsStream};
 use crate::metrics::{HandshakeFailures, ServerMetrics};
+use crate::tls::client_auth::ClientAuthMode;
+use crate::tls::resumption::guarded_config;
 
 /// What every connection of one server shares; built once at bind.
 pub(super) struct ConnectionShared {
@@ -136,6 +138,13 @@ async fn establish(
             return Err("handshake timed out".to_owned());
         }
     };
+    if let Some(check) = &settings.client_check {
+        if let Err(reason) = still_authorized(check, stream.get_ref().1) {
+            shared.metrics.failures.client_cert.inc();
+            tracing::info!(%reason, "resumed session refused: the client certificate no longer passes");
+            return Err(format!("resumed session refused: {reason}"));
+        }
+    }
     let info = ConnInfo::new(
         shared.server.clone(),
         shared.local_addr,
@@ -161,6 +170,34 @@ async fn establish(
         "handshake complete"
     );
     Ok((stream, info))
+}
+
+/// Whether a resumed session's client would pass a full handshake today: a certificate under
+/// `required`, and one that today's CAs, CRLs and clock accept. rustls resumes without asking;
+/// a full handshake has just been checked by the verifier itself.
+fn still_authorized(
+    check: &ClientCheck,
+    connection: &rustls::ServerConnection,
+) -> Result<(), String> {
+    if connection.handshake_kind() != Some(rustls::HandshakeKind::Resumed) {
+        return Ok(());
+    }
+    let Some((leaf, intermediates)) = connection
+        .peer_certificates()
+        .and_then(|chain| chain.split_first())
+    else {
+        return match check.mode {
+            ClientAuthMode::Required => {
+                Err("the session has no client certificate, and one is required".to_owned())
+            }
+            _ => Ok(()),
+        };
+    };
+    check
+        .verifier
+        .verify_client_cert(leaf, intermediates, rustls::pki_types::UnixTime::now())
+        .map(|_| ())
+        .map_err(|error| error.to_string())
 }
 
 /// One line per connection, at info, target `tlsplex::access`.
@@ -226,8 +263,13 @@ async fn handshake(settings: &Settings, mut tcp: MeteredTcp) -> io::Result<TlsSt
             ));
         }
     }
+    let config = match &settings.client_check {
+        // Resumption here must not outlive the chain's age (tls/resumption.rs).
+        Some(check) => guarded_config(&settings.tls, check.max_session_age),
+        None => settings.tls.clone(),
+    };
     let stream = StartHandshake::from_parts(accepted, tcp)
-        .into_stream(settings.tls.clone())
+        .into_stream(config)
         .await?;
     Ok(TlsStream::new(stream))
 }

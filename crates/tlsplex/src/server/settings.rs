@@ -3,17 +3,20 @@
 //! the snapshot current when it is accepted and keeps it, so an update touches only new
 //! connections (linkerd2-proxy's habit), and resumption state survives the swap.
 
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, UNIX_EPOCH};
 
 use prometheus_client::metrics::gauge::Gauge;
+use rustls::server::danger::ClientCertVerifier;
 use rustls::ServerConfig;
 
 use super::ServerOptions;
 use crate::context::Context;
 use crate::handler::{ConnectionHandler, StatusHandler};
 use crate::tls::certs::CertStore;
-use crate::tls::policy::{self, ResumptionState};
+use crate::tls::client_auth::ClientAuthMode;
+use crate::tls::policy;
+use crate::tls::resumption::ResumptionState;
 
 /// What one connection needs.
 pub(crate) struct Settings {
@@ -23,12 +26,24 @@ pub(crate) struct Settings {
     pub(crate) handler: ConnectionHandler,
     pub(crate) handshake_timeout: Duration,
     pub(crate) access_log: bool,
+    /// Set when the server verifies client certificates.
+    pub(crate) client_check: Option<ClientCheck>,
+}
+
+/// How a server that verifies clients treats resumed sessions.
+pub(crate) struct ClientCheck {
+    /// Today's verifier: a resumed session's certificate is checked again with it.
+    pub(crate) verifier: Arc<dyn ClientCertVerifier>,
+    pub(crate) mode: ClientAuthMode,
+    pub(crate) max_session_age: Duration,
 }
 
 /// The current [`Settings`] of one server, and what carries over when they change.
 pub(crate) struct LiveSettings {
     ctx: Context,
-    resumption: ResumptionState,
+    name: String,
+    /// Replaced when the client-auth policy changes: sessions never outlive their policy.
+    resumption: Mutex<ResumptionState>,
     current: RwLock<Arc<Settings>>,
     /// The default certificate's expiry, kept current for the metrics.
     expiry: Gauge,
@@ -40,13 +55,13 @@ impl LiveSettings {
         options: &ServerOptions,
         expiry: Gauge,
     ) -> Result<Self, rustls::Error> {
-        let ticketer = ctx.ticket_keys().map(|keys| keys.ticketer(&options.name));
-        let resumption = ResumptionState::new(&options.tls, ticketer);
+        let resumption = ResumptionState::new(&options.tls, &options.name, ctx.ticket_keys());
         let settings = build(ctx, &resumption, options)?;
         set_expiry(&expiry, &settings.certs);
         Ok(Self {
             ctx: ctx.clone(),
-            resumption,
+            name: options.name.clone(),
+            resumption: Mutex::new(resumption),
             current: RwLock::new(Arc::new(settings)),
             expiry,
         })
@@ -62,7 +77,22 @@ impl LiveSettings {
 
     /// Builds settings from `options` and swaps them in; on error the old ones stay.
     pub(crate) fn replace(&self, options: &ServerOptions) -> Result<(), rustls::Error> {
-        let settings = Arc::new(build(&self.ctx, &self.resumption, options)?);
+        let mut resumption = self
+            .resumption
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let renewed = (!resumption.fits(&options.tls)).then(|| {
+            tracing::info!(server = %self.name, "client-auth policy changed: earlier sessions will not resume");
+            ResumptionState::new(&options.tls, &self.name, self.ctx.ticket_keys())
+        });
+        let settings = Arc::new(build(
+            &self.ctx,
+            renewed.as_ref().unwrap_or(&resumption),
+            options,
+        )?);
+        if let Some(renewed) = renewed {
+            *resumption = renewed;
+        }
         set_expiry(&self.expiry, &settings.certs);
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = settings;
         Ok(())
@@ -82,10 +112,20 @@ fn build(
     resumption: &ResumptionState,
     options: &ServerOptions,
 ) -> Result<Settings, rustls::Error> {
+    let provider = policy::provider(ctx.crypto_provider(), &options.tls);
+    let client_check = match &options.tls.client_auth {
+        Some(auth) => Some(ClientCheck {
+            verifier: auth.verifier(provider.clone())?,
+            mode: auth.mode(),
+            max_session_age: options.tls.max_session_age,
+        }),
+        None => None,
+    };
     let tls = policy::server_config(
-        ctx.crypto_provider(),
+        provider,
         options.certs.clone(),
         &options.tls,
+        client_check.as_ref().map(|check| check.verifier.clone()),
         resumption,
     )?;
     let handler = match options.handler.clone() {
@@ -112,5 +152,6 @@ fn build(
             .handshake_timeout
             .unwrap_or_else(|| ctx.handshake_timeout()),
         access_log: options.access_log,
+        client_check,
     })
 }

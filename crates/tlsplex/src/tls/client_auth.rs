@@ -30,6 +30,9 @@ pub struct ClientAuth {
     roots: Arc<RootCertStore>,
     crls: Vec<CertificateRevocationListDer<'static>>,
     mode: ClientAuthMode,
+    /// SHA-256 over the mode, every CA certificate and every CRL: what resumption state is
+    /// bound to, so a session made under one policy never resumes under another.
+    fingerprint: [u8; 32],
 }
 
 /// Why client-authentication material could not be loaded; every variant names the file.
@@ -102,6 +105,11 @@ impl ClientAuth {
     ) -> Result<Self, ClientAuthError> {
         let pem = read(ca)?;
         let mut roots = RootCertStore::empty();
+        let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        digest.update(match mode {
+            ClientAuthMode::Required => b"required",
+            ClientAuthMode::Optional => b"optional",
+        });
         let now = SystemTime::now();
         for (index, cert) in CertificateDer::pem_slice_iter(&pem).enumerate() {
             let bad = |reason: String| ClientAuthError::BadCa {
@@ -120,6 +128,8 @@ impl ClientAuth {
                     days: -days,
                 });
             }
+            digest.update(&(cert.len() as u64).to_be_bytes());
+            digest.update(&cert);
             roots.add(cert).map_err(|e| bad(e.to_string()))?;
         }
         if roots.is_empty() {
@@ -127,19 +137,29 @@ impl ClientAuth {
                 path: ca.to_owned(),
             });
         }
+        let mut loaded = Vec::new();
+        for path in crls {
+            let crl = load_crl(path)?;
+            digest.update(&(crl.len() as u64).to_be_bytes());
+            digest.update(&crl);
+            loaded.push((path, crl));
+        }
+        let mut fingerprint = [0u8; 32];
+        fingerprint.copy_from_slice(digest.finish().as_ref());
         let mut client_auth = Self {
             roots: Arc::new(roots),
             crls: Vec::new(),
             mode,
+            fingerprint,
         };
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        for path in crls {
-            client_auth.crls.push(load_crl(path)?);
+        for (path, crl) in loaded {
+            client_auth.crls.push(crl);
             // Build now, so a CRL rustls cannot use fails the load, naming its file.
             client_auth
                 .verifier(provider.clone())
                 .map_err(|e| ClientAuthError::BadCrl {
-                    path: path.clone(),
+                    path: path.to_owned(),
                     reason: e.to_string(),
                 })?;
         }
@@ -149,6 +169,11 @@ impl ClientAuth {
     /// Required or optional.
     pub fn mode(&self) -> ClientAuthMode {
         self.mode
+    }
+
+    /// A digest of the mode, the CAs and the CRLs: equal for equal policies.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        self.fingerprint
     }
 
     pub(crate) fn verifier(

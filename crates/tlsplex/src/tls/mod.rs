@@ -4,5 +4,6 @@ pub(crate) mod certs;
 pub(crate) mod client_auth;
 pub(crate) mod ocsp;
 pub(crate) mod policy;
+pub(crate) mod resumption;
 pub(crate) mod summary;
 pub(crate) mod tickets;

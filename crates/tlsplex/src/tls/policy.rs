@@ -2,14 +2,15 @@
 //! certificates, resumption), and the rustls `ServerConfig` built from it.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustls::crypto::{aws_lc_rs, CryptoProvider, SupportedKxGroup};
-use rustls::server::{NoServerSessionStorage, ServerSessionMemoryCache, StoresServerSessions};
+use rustls::server::danger::ClientCertVerifier;
 use rustls::{ServerConfig, SupportedCipherSuite, SupportedProtocolVersion};
 
 use super::certs::CertStore;
 use super::client_auth::ClientAuth;
-use super::tickets::ServerTicketer;
+use super::resumption::ResumptionState;
 
 /// The ALPN protocols a server offers when it is not told otherwise: HTTP/2 first, then HTTP/1.1.
 pub const DEFAULT_ALPN: [&str; 2] = ["h2", "http/1.1"];
@@ -58,7 +59,14 @@ pub struct TlsPolicy {
     pub session_cache_size: usize,
     /// Stateless session tickets (TLS 1.2 and 1.3), keys from the context.
     pub tickets: bool,
+    /// Under client authentication, how long after its full handshake a session may still be
+    /// resumed, across every ticket its resumptions issue.
+    pub max_session_age: Duration,
 }
+
+/// [`TlsPolicy::max_session_age`] when not told otherwise: a day (RFC 8446 allows a ticket up
+/// to 7 days; browsers keep them for hours).
+pub const DEFAULT_MAX_SESSION_AGE: Duration = Duration::from_secs(24 * 3600);
 
 impl Default for TlsPolicy {
     fn default() -> Self {
@@ -71,6 +79,7 @@ impl Default for TlsPolicy {
             client_auth: None,
             session_cache_size: DEFAULT_SESSION_CACHE_SIZE,
             tickets: true,
+            max_session_age: DEFAULT_MAX_SESSION_AGE,
         }
     }
 }
@@ -148,43 +157,28 @@ impl TlsPolicy {
     }
 }
 
-/// What a server keeps across reloads, so resumption survives new certificates.
-#[derive(Debug, Clone)]
-pub(crate) struct ResumptionState {
-    pub(crate) session_cache: Arc<dyn StoresServerSessions>,
-    /// `None` when the context has no ticket keys.
-    pub(crate) ticketer: Option<Arc<ServerTicketer>>,
-}
-
-impl ResumptionState {
-    pub(crate) fn new(policy: &TlsPolicy, ticketer: Option<Arc<ServerTicketer>>) -> Self {
-        let session_cache: Arc<dyn StoresServerSessions> = match policy.session_cache_size {
-            0 => Arc::new(NoServerSessionStorage {}),
-            size => ServerSessionMemoryCache::new(size),
-        };
-        Self {
-            session_cache,
-            ticketer,
-        }
-    }
-}
-
-/// Builds one server's rustls configuration.
-pub(crate) fn server_config(
-    base: &CryptoProvider,
-    certs: Arc<CertStore>,
-    policy: &TlsPolicy,
-    resumption: &ResumptionState,
-) -> Result<ServerConfig, rustls::Error> {
-    let provider = Arc::new(CryptoProvider {
+/// The provider one server negotiates with: `base` narrowed to the policy's suites and groups.
+pub(crate) fn provider(base: &CryptoProvider, policy: &TlsPolicy) -> Arc<CryptoProvider> {
+    Arc::new(CryptoProvider {
         cipher_suites: policy.cipher_suites.clone(),
         kx_groups: policy.kx_groups.clone(),
         ..base.clone()
-    });
-    let builder = ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&policy.versions)?;
-    let builder = match &policy.client_auth {
-        Some(client_auth) => builder.with_client_cert_verifier(client_auth.verifier(provider)?),
+    })
+}
+
+/// Builds one server's rustls configuration; `verifier` checks client certificates (built from
+/// the policy's client auth with [`provider`]).
+pub(crate) fn server_config(
+    provider: Arc<CryptoProvider>,
+    certs: Arc<CertStore>,
+    policy: &TlsPolicy,
+    verifier: Option<Arc<dyn ClientCertVerifier>>,
+    resumption: &ResumptionState,
+) -> Result<ServerConfig, rustls::Error> {
+    let builder =
+        ServerConfig::builder_with_provider(provider).with_protocol_versions(&policy.versions)?;
+    let builder = match verifier {
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
         None => builder.with_no_client_auth(),
     };
     let mut config = builder.with_cert_resolver(certs);

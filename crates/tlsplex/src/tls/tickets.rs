@@ -116,21 +116,35 @@ impl TicketKeys {
         secs / self.rotation.as_secs().max(1)
     }
 
-    /// The key of `server` for `period`, with the generation of the secret it came from.
-    fn derive(&self, server: &str, period: u64) -> Option<(u64, LessSafeKey)> {
+    /// The key of `server` for `period` (bound to a client-auth policy when given), with the
+    /// generation of the secret it came from.
+    fn derive(
+        &self,
+        server: &str,
+        binding: Option<&[u8; 32]>,
+        period: u64,
+    ) -> Option<(u64, LessSafeKey)> {
         let (generation, master) = *self.master.read().unwrap_or_else(PoisonError::into_inner);
         let period_bytes = period.to_be_bytes();
-        let info = [server.as_bytes(), &period_bytes[..]];
+        let binding = binding.map_or(&[][..], |b| &b[..]);
+        let info = [server.as_bytes(), &period_bytes[..], binding];
         let prk = Salt::new(HKDF_SHA256, HKDF_SALT).extract(&master);
         let key = UnboundKey::from(prk.expand(&info, &AES_256_GCM).ok()?);
         Some((generation, LessSafeKey::new(key)))
     }
 
-    /// The ticketer for the server called `server`.
-    pub(crate) fn ticketer(self: &Arc<Self>, server: &str) -> Arc<ServerTicketer> {
+    /// The ticketer for the server called `server`. With a `binding` (the fingerprint of the
+    /// server's client-auth policy), its keys differ from those of the same server under any
+    /// other policy, so a ticket never resumes once the policy changed.
+    pub(crate) fn ticketer(
+        self: &Arc<Self>,
+        server: &str,
+        binding: Option<[u8; 32]>,
+    ) -> Arc<ServerTicketer> {
         Arc::new(ServerTicketer {
             keys: self.clone(),
             server: server.to_owned(),
+            binding,
             cache: Mutex::new(Vec::new()),
         })
     }
@@ -189,6 +203,7 @@ fn read_master(path: &Path) -> Result<[u8; MASTER_LEN], TicketKeyError> {
 pub(crate) struct ServerTicketer {
     keys: Arc<TicketKeys>,
     server: String,
+    binding: Option<[u8; 32]>,
     /// Derived keys by (generation, period); at most three are kept.
     cache: Mutex<Vec<(u64, u64, Arc<LessSafeKey>)>>,
 }
@@ -216,7 +231,9 @@ impl ServerTicketer {
         {
             return Some(key.clone());
         }
-        let (generation, key) = self.keys.derive(&self.server, period)?;
+        let (generation, key) = self
+            .keys
+            .derive(&self.server, self.binding.as_ref(), period)?;
         let key = Arc::new(key);
         cache.retain(|(g, _, _)| *g == generation);
         if cache.len() >= 3 {
@@ -297,8 +314,8 @@ mod tests {
     #[test]
     fn tickets_round_trip_per_server_only() {
         let keys = Arc::new(TicketKeys::generate(Duration::from_secs(3600)).unwrap());
-        let a = keys.ticketer("a");
-        let b = keys.ticketer("b");
+        let a = keys.ticketer("a", None);
+        let b = keys.ticketer("b", None);
         let ticket = a.encrypt(b"session state").unwrap();
         assert_eq!(a.decrypt(&ticket).as_deref(), Some(&b"session state"[..]));
         assert_eq!(
@@ -317,7 +334,7 @@ mod tests {
     fn a_ticket_survives_one_rotation_but_not_two() {
         let rotation = Duration::from_secs(600);
         let keys = Arc::new(TicketKeys::generate(rotation).unwrap());
-        let web = keys.ticketer("web");
+        let web = keys.ticketer("web", None);
         let issued = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let ticket = web.encrypt_at(b"state", issued).unwrap();
         assert!(web
@@ -345,9 +362,9 @@ mod tests {
         std::fs::write(&path, new_ticket_key_file().unwrap()).unwrap();
         let one = Arc::new(TicketKeys::from_file(&path, Duration::from_secs(60)).unwrap());
         let two = Arc::new(TicketKeys::from_file(&path, Duration::from_secs(60)).unwrap());
-        let ticket = one.ticketer("web").encrypt(b"x").unwrap();
+        let ticket = one.ticketer("web", None).encrypt(b"x").unwrap();
         assert!(
-            two.ticketer("web").decrypt(&ticket).is_some(),
+            two.ticketer("web", None).decrypt(&ticket).is_some(),
             "same file, same keys"
         );
 
@@ -359,7 +376,7 @@ mod tests {
         );
         assert!(one.reload().is_err(), "a bad file on reload is an error…");
         assert!(
-            one.ticketer("web").decrypt(&ticket).is_some(),
+            one.ticketer("web", None).decrypt(&ticket).is_some(),
             "…and the old secret stays"
         );
         std::fs::remove_dir_all(dir).unwrap();

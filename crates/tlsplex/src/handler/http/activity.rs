@@ -54,7 +54,6 @@ struct State {
     established: Instant,
     /// HTTP/2, seen from the client's preface.
     http2: bool,
-    first_read: bool,
     requests: u64,
     open: usize,
     last_end: Instant,
@@ -78,9 +77,6 @@ impl State {
     }
 }
 
-/// The HTTP/2 connection preface's first bytes.
-const H2_PREFACE_START: &[u8] = b"PRI * HTTP/2.0";
-
 impl Activity {
     pub(crate) fn new(budget: usize) -> Self {
         let now = Instant::now();
@@ -88,7 +84,6 @@ impl Activity {
             state: Mutex::new(State {
                 established: now,
                 http2: false,
-                first_read: false,
                 requests: 0,
                 open: 0,
                 last_end: now,
@@ -108,13 +103,14 @@ impl Activity {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The client speaks HTTP/2 (its preface arrived).
+    pub(crate) fn http2(&self) {
+        self.lock().http2 = true;
+    }
+
     /// Bytes arrived from the client.
-    pub(crate) fn read(&self, bytes: &[u8]) {
+    pub(crate) fn read(&self) {
         let mut state = self.lock();
-        if !state.first_read {
-            state.first_read = true;
-            state.http2 = bytes.starts_with(H2_PREFACE_START);
-        }
         if !state.http2 && state.open == 0 && state.requests > 0 && state.head_started.is_none() {
             state.head_started = Some(Instant::now());
             drop(state);
@@ -272,7 +268,7 @@ mod tests {
             expiry(&activity),
             Some((Duration::from_secs(1), Expiry::FirstRequest))
         );
-        activity.read(b"GET / HTTP/1.1\r\n");
+        activity.read();
         activity.request_started();
         assert_eq!(expiry(&activity), None, "the application has the move");
         activity.body_waiting();
@@ -286,7 +282,7 @@ mod tests {
             expiry(&activity),
             Some((Duration::from_secs(3), Expiry::Idle))
         );
-        activity.read(b"GET /next");
+        activity.read();
         assert_eq!(
             expiry(&activity),
             Some((Duration::from_secs(2), Expiry::RequestHeader))

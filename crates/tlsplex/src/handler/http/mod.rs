@@ -4,6 +4,7 @@
 //! tlsplex server with no glue.
 
 mod activity;
+mod flood;
 mod limits;
 mod track;
 

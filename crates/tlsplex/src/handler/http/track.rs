@@ -16,19 +16,68 @@ use hyper::{Request, Response, StatusCode, Version};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::activity::Activity;
+use super::flood::FrameCounter;
 
 pin_project_lite::pin_project! {
-    /// A connection's stream, reporting reads and writes.
+    /// A connection's stream, reporting reads and writes, and counting HTTP/2 frames.
     pub(crate) struct TrackedIo<T> {
         #[pin]
         inner: T,
         activity: Arc<Activity>,
+        protocol: Protocol,
+    }
+}
+
+/// What the client's first bytes say it speaks.
+enum Protocol {
+    /// This many bytes of the HTTP/2 preface matched so far; the counter has seen them too.
+    Detecting(usize, FrameCounter),
+    Http2(FrameCounter),
+    Http1,
+}
+
+/// Enough of the HTTP/2 preface to tell it from any HTTP/1 request.
+const H2_PREFACE_START: &[u8] = b"PRI * HTTP/2.0";
+
+impl Protocol {
+    /// Reads `bytes`; `true` once an HTTP/2 client floods. `on_http2` runs once it is known.
+    fn read(&mut self, bytes: &[u8], on_http2: impl FnOnce()) -> bool {
+        if let Self::Detecting(matched, counter) = self {
+            let wanted = &H2_PREFACE_START[*matched..];
+            let n = wanted.len().min(bytes.len());
+            if bytes[..n] != wanted[..n] {
+                *self = Self::Http1;
+                return false;
+            }
+            *matched += n;
+            let flooding = counter.read(bytes);
+            if *matched == H2_PREFACE_START.len() {
+                let counter = std::mem::replace(counter, FrameCounter::new());
+                *self = Self::Http2(counter);
+                on_http2();
+            }
+            return flooding;
+        }
+        match self {
+            Self::Http2(counter) => counter.read(bytes),
+            _ => false,
+        }
+    }
+
+    fn wrote(&mut self, n: usize) {
+        if let Self::Http2(counter) = self {
+            counter.wrote(n);
+        }
     }
 }
 
 impl<T> TrackedIo<T> {
     pub(crate) fn new(inner: T, activity: Arc<Activity>) -> Self {
-        Self { inner, activity }
+        Self {
+            inner,
+            activity,
+            protocol: Protocol::Detecting(0, FrameCounter::new()),
+        }
     }
 }
 
@@ -44,7 +93,12 @@ impl<T: AsyncRead> AsyncRead for TrackedIo<T> {
         if let Poll::Ready(Ok(())) = read {
             let new = &buf.filled()[before..];
             if !new.is_empty() {
-                this.activity.read(new);
+                let activity = &**this.activity;
+                if this.protocol.read(new, || activity.http2()) {
+                    tracing::info!("http2 flood detected: closing the connection");
+                    return Poll::Ready(Err(io::Error::other("http2 flood detected")));
+                }
+                activity.read();
             }
         }
         read
@@ -58,7 +112,11 @@ impl<T: AsyncWrite> AsyncWrite for TrackedIo<T> {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.project();
-        report(this.activity, this.inner.poll_write(cx, data))
+        report(
+            this.activity,
+            this.protocol,
+            this.inner.poll_write(cx, data),
+        )
     }
 
     fn poll_write_vectored(
@@ -67,7 +125,11 @@ impl<T: AsyncWrite> AsyncWrite for TrackedIo<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.project();
-        report(this.activity, this.inner.poll_write_vectored(cx, bufs))
+        report(
+            this.activity,
+            this.protocol,
+            this.inner.poll_write_vectored(cx, bufs),
+        )
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -88,9 +150,16 @@ impl<T: AsyncWrite> AsyncWrite for TrackedIo<T> {
     }
 }
 
-fn report(activity: &Activity, written: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+fn report(
+    activity: &Activity,
+    protocol: &mut Protocol,
+    written: Poll<io::Result<usize>>,
+) -> Poll<io::Result<usize>> {
     match &written {
-        Poll::Ready(Ok(n)) if *n > 0 => activity.wrote(*n),
+        Poll::Ready(Ok(n)) if *n > 0 => {
+            activity.wrote(*n);
+            protocol.wrote(*n);
+        }
         Poll::Pending => activity.wrote(0),
         _ => {}
     }
