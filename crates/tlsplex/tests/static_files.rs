@@ -158,3 +158,102 @@ fn a_root_that_is_not_a_folder_is_refused() {
     let error = StaticHandler::new(dir.path().join("file")).unwrap_err();
     assert!(error.to_string().contains("is not a folder"));
 }
+
+/// A site with the hazards an attacker looks for: dotfiles, an index that links out, a FIFO.
+fn hazards(dotfiles: bool) -> (tempfile::TempDir, TestPki, std::net::SocketAddr) {
+    let pki = TestPki::new();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("passwd"), "root:x:0:0").unwrap();
+    std::fs::write(outside.path().join("big"), "s".repeat(100_000)).unwrap();
+    let root = outside.path().join("www");
+    for dir in ["small", "large", ".git", ".well-known", "docs"] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    std::fs::write(root.join(".env"), "SECRET=1").unwrap();
+    std::fs::write(root.join(".git/config"), "[core]").unwrap();
+    std::fs::write(root.join(".well-known/security.txt"), "Contact: x").unwrap();
+    std::fs::write(root.join("docs/index.html"), "docs").unwrap();
+    let link = |target: &str, at: &str| {
+        std::os::unix::fs::symlink(outside.path().join(target), root.join(at)).unwrap();
+    };
+    link("passwd", "small/index.html");
+    link("big", "large/index.html");
+    let fifo = root.join("pipe");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let ctx = Context::builder().build();
+    let cert = pki.issue("files", &["files.test"]);
+    let files = StaticHandler::new(&root).unwrap().serve_dotfiles(dotfiles);
+    let addr = start(
+        &ctx,
+        ServerOptions::new("files", any_port(), cert.store()).static_files(files),
+    );
+    (outside, pki, addr)
+}
+
+async fn send_to(pki: &TestPki, addr: std::net::SocketAddr, head: &str) -> Response {
+    let raw = format!("{head}Connection: close\r\n\r\n");
+    let client = pki.client(&["http/1.1"]);
+    let answer = exchange(addr, "files.test", client, &raw, !head.starts_with("HEAD"));
+    tokio::time::timeout(std::time::Duration::from_secs(5), answer)
+        .await
+        .expect("answered in time")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_index_that_links_out_fifos_and_dotfiles_are_not_served() {
+    let (_dir, pki, addr) = hazards(false);
+    let host = "Host: files.test\r\n";
+    for (path, extra) in [
+        ("/small/", ""),
+        ("/large/", ""),
+        ("/large/", "Range: bytes=0-9\r\n"),
+        ("/pipe", ""),
+        ("/.env", ""),
+        ("/.git/config", ""),
+    ] {
+        let response = send_to(&pki, addr, &format!("GET {path} HTTP/1.1\r\n{host}{extra}")).await;
+        assert_eq!(response.status, 404, "{path} {extra}");
+        assert!(!response.body.contains("root:x") && !response.body.starts_with("sss"));
+    }
+    let long = format!("/{}", "a".repeat(300));
+    let response = send_to(&pki, addr, &format!("GET {long} HTTP/1.1\r\n{host}")).await;
+    assert_eq!(response.status, 404, "a name over 255 bytes");
+    let known = send_to(
+        &pki,
+        addr,
+        &format!("GET /.well-known/security.txt HTTP/1.1\r\n{host}"),
+    )
+    .await;
+    assert_eq!((known.status, known.body.as_str()), (200, "Contact: x"));
+    // The FIFO froze every server before; the server still answers at once.
+    let docs = send_to(&pki, addr, &format!("GET /docs/ HTTP/1.1\r\n{host}")).await;
+    assert_eq!(docs.body, "docs");
+}
+
+#[tokio::test]
+async fn dotfiles_can_be_allowed() {
+    let (_dir, pki, addr) = hazards(true);
+    let response = send_to(&pki, addr, "GET /.env HTTP/1.1\r\nHost: files.test\r\n").await;
+    assert_eq!((response.status, response.body.as_str()), (200, "SECRET=1"));
+}
+
+#[tokio::test]
+async fn a_folder_redirect_names_the_path_only() {
+    let (_dir, pki, addr) = hazards(false);
+    // An absolute-form target (as HTTP/2's :authority arrives): the Location must not echo it.
+    for target in ["https://evil.example/docs", "/docs", "/docs?x=1"] {
+        let head = format!("GET {target} HTTP/1.1\r\nHost: files.test\r\n");
+        let response = send_to(&pki, addr, &head).await;
+        assert_eq!(response.status, 307, "{target}");
+        let location = response.header("location").unwrap();
+        assert!(
+            location == "/docs/" || location == "/docs/?x=1",
+            "{target}: {location}"
+        );
+    }
+}

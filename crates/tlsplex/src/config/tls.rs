@@ -136,12 +136,30 @@ pub(super) fn load_certificates(
         let cert = base.join(&entry.cert);
         let key = base.join(&entry.key);
         let ocsp = entry.ocsp.as_ref().map(|path| base.join(path));
-        let loaded = Identity::check_key_permissions(&key, strict_keys)
-            .and_then(|()| Identity::from_pem_files(&cert, &key))
-            .and_then(|identity| match &ocsp {
-                Some(path) => identity.with_ocsp_file(path),
-                None => Ok(identity),
-            });
+        // Both files first, so one pass names every file that cannot be read.
+        let unreadable: Vec<_> = [("cert", &cert), ("key", &key)]
+            .into_iter()
+            .filter_map(|(field, path)| {
+                crate::files::open_regular(path)
+                    .err()
+                    .map(|e| (field, format!("cannot read {}: {e}", path.display())))
+            })
+            .collect();
+        let loaded = if unreadable.is_empty() {
+            Identity::check_key_permissions(&key, strict_keys)
+                .and_then(|()| Identity::from_pem_files(&cert, &key))
+                .and_then(|identity| match &ocsp {
+                    Some(path) => identity.with_ocsp_file(path),
+                    None => Ok(identity),
+                })
+        } else {
+            for (field, message) in unreadable {
+                problems.server(label, &format!("certificates[{i}].{field}"), message);
+            }
+            files.push((cert, key));
+            extra_files.extend(ocsp);
+            continue;
+        };
         match loaded {
             Ok(identity) => identities.push(identity),
             Err(e) => {

@@ -105,6 +105,7 @@ impl ForwardOptions {
 #[derive(Debug, Clone)]
 pub struct ForwardHandler {
     options: Arc<ForwardOptions>,
+    unreachable: Arc<UnreachableLog>,
 }
 
 impl ForwardHandler {
@@ -112,7 +113,36 @@ impl ForwardHandler {
     pub fn new(options: ForwardOptions) -> Self {
         Self {
             options: Arc::new(options),
+            unreachable: Arc::default(),
         }
+    }
+}
+
+/// How often an unreachable backend is logged: a dead backend fails every connection, and one
+/// warning per connection would let any client write the log.
+const UNREACHABLE_LOG_INTERVAL: Duration = Duration::from_secs(5);
+
+/// When an unreachable backend was last logged, and how many failures went unlogged since.
+#[derive(Debug, Default)]
+struct UnreachableLog {
+    last: std::sync::Mutex<Option<Instant>>,
+    unlogged: AtomicU64,
+}
+
+impl UnreachableLog {
+    /// The failures to report with this one, or `None` if it is too soon to log again.
+    fn due(&self) -> Option<u64> {
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        if last.is_some_and(|at| now - at < UNREACHABLE_LOG_INTERVAL) {
+            self.unlogged.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        *last = Some(now);
+        Some(self.unlogged.swap(0, Ordering::Relaxed))
     }
 }
 
@@ -133,7 +163,11 @@ impl Handler for ForwardHandler {
             Err(_) => format!("no connection within {:?}", options.connect_timeout),
         };
         metrics.backend_errors.inc();
-        refuse(&mut stream, &info.server, options, &reason).await
+        if let Some(unlogged) = self.unreachable.due() {
+            tracing::warn!(server = %info.server, backend = %options.backend, reason, also_failed = unlogged, "backend unreachable; closing the client connection (logged at most every 5 s; also_failed counts the connections since the last line)");
+        }
+        let _ = stream.shutdown().await; // close_notify, then FIN
+        Ok(())
     }
 }
 
@@ -178,18 +212,6 @@ async fn connect(backend: &Backend) -> io::Result<BackendStream> {
             .map(BackendStream::Tcp),
         Backend::Unix(path) => UnixStream::connect(path).await.map(BackendStream::Unix),
     }
-}
-
-/// The backend is unreachable: say why in the log, close the client's connection cleanly.
-async fn refuse<S: AsyncWrite + Unpin>(
-    client: &mut S,
-    server: &str,
-    options: &ForwardOptions,
-    reason: &str,
-) -> Result<(), HandlerError> {
-    tracing::warn!(server, backend = %options.backend, reason, "backend unreachable; closing the client connection");
-    let _ = client.shutdown().await; // close_notify, then FIN
-    Ok(())
 }
 
 /// Copies both ways until both directions are done, or nothing moved for `idle`.
