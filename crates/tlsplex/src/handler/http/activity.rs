@@ -2,12 +2,16 @@
 //! one ended, whether a request head has started, whether a response waits on the client, and how
 //! many response bytes it holds unsent. The connection's IO, its service and its response bodies
 //! report here; [`Activity::deadline`] says which limit runs out next.
+//!
+//! Nothing here wakes the watchdog: every deadline that can appear lies at least the shortest
+//! timeout after the event that makes it, so a watchdog that looks again at least that often
+//! never misses one (see `HttpServer::serve`). That keeps the request path to a few uncontended
+//! lock operations, with no timer to re-arm.
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::limits::HttpLimits;
@@ -45,8 +49,6 @@ impl Expiry {
 /// Shared by the connection's IO, service, bodies and watchdog.
 pub(crate) struct Activity {
     state: Mutex<State>,
-    /// Wakes the watchdog when a nearer deadline may have appeared.
-    changed: Notify,
     budget: usize,
 }
 
@@ -94,7 +96,6 @@ impl Activity {
                 unsent: 0,
                 budget_waiters: Vec::new(),
             }),
-            changed: Notify::new(),
             budget,
         }
     }
@@ -113,8 +114,6 @@ impl Activity {
         let mut state = self.lock();
         if !state.http2 && state.open == 0 && state.requests > 0 && state.head_started.is_none() {
             state.head_started = Some(Instant::now());
-            drop(state);
-            self.changed.notify_one();
         }
     }
 
@@ -127,8 +126,6 @@ impl Activity {
                     state.stalled_since = Instant::now();
                 }
                 state.write_blocked = true;
-                drop(state);
-                self.changed.notify_one();
             }
             return;
         }
@@ -162,8 +159,6 @@ impl Activity {
         let mut state = self.lock();
         state.open = state.open.saturating_sub(1);
         state.last_end = Instant::now();
-        drop(state);
-        self.changed.notify_one();
     }
 
     /// A response body now waits for the connection to ask it for data.
@@ -173,8 +168,6 @@ impl Activity {
             state.stalled_since = Instant::now();
         }
         state.waiting_bodies += 1;
-        drop(state);
-        self.changed.notify_one();
     }
 
     /// The connection asked a waiting body for more.
@@ -230,11 +223,6 @@ impl Activity {
             consider(state.stalled_since + limits.send_timeout, Expiry::Send);
         }
         next
-    }
-
-    /// Resolves when something changed that may bring a deadline nearer.
-    pub(crate) async fn changed(&self) {
-        self.changed.notified().await;
     }
 }
 

@@ -41,6 +41,22 @@ pub struct HttpLimits {
     pub max_buffered_response_bytes: usize,
 }
 
+impl HttpLimits {
+    /// The shortest of the timeouts the watchdog enforces (at least a millisecond).
+    pub(crate) fn shortest_timeout(&self) -> Duration {
+        [
+            self.first_request_timeout,
+            self.request_header_timeout,
+            self.idle_timeout,
+            self.send_timeout,
+        ]
+        .into_iter()
+        .min()
+        .unwrap_or(self.idle_timeout)
+        .max(Duration::from_millis(1))
+    }
+}
+
 /// hyper's smallest HTTP/1 buffer.
 pub(crate) const MIN_HEADER_BYTES: usize = 8 * 1024;
 

@@ -77,17 +77,21 @@ impl HttpServer {
         let io = TokioIo::new(TrackedIo::new(stream, activity.clone()));
         let connection = self.builder.serve_connection(io, service);
         tokio::pin!(connection);
+        // The watchdog looks at least every `shortest` (see activity.rs: no deadline can appear
+        // sooner than that after the event that makes it), and at the soonest deadline.
+        let shortest = self.limits.shortest_timeout();
+        let watchdog = tokio::time::sleep(shortest);
+        tokio::pin!(watchdog);
         let expired = loop {
-            let deadline = activity.deadline(&self.limits);
             tokio::select! {
                 served = connection.as_mut() => return served,
                 () = shutdown.cancelled() => break None,
-                () = activity.changed() => {}
-                () = sleep_until(deadline.map(|(at, _)| at)) => {
+                () = watchdog.as_mut() => {
                     let now = tokio::time::Instant::now();
                     match activity.deadline(&self.limits) {
                         Some((at, expiry)) if at <= now => break Some(expiry),
-                        _ => {}
+                        Some((at, _)) => watchdog.as_mut().reset(at.min(now + shortest)),
+                        None => watchdog.as_mut().reset(now + shortest),
                     }
                 }
             }
@@ -118,13 +122,6 @@ impl HttpServer {
 
 fn timed_out(expiry: Expiry) -> HandlerError {
     format!("closed: {} ran out", expiry.setting()).into()
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// How long a connection that has sent no request yet may still send its first one after its

@@ -48,31 +48,41 @@ pub(super) fn resolve(root: &Path, decoded: &str, dotfiles: bool) -> Target {
             Err(_) => return Target::NotFound,
         }
     }
-    let mut metadata = match last {
-        Some(found) if !found.file_type().is_symlink() => found,
-        // The root itself, or a link: what it finally names.
-        _ => match std::fs::metadata(&path) {
-            Ok(found) => found,
+    match last {
+        // The root itself: a folder, checked when the handler was made.
+        None => {}
+        Some(found) if !found.file_type().is_symlink() && !found.is_dir() => {
+            return file(root, path, found, through_link);
+        }
+        Some(found) if !found.file_type().is_symlink() => {}
+        // A link: what it finally names.
+        Some(_) => match std::fs::metadata(&path) {
+            Ok(found) if found.is_dir() => {}
+            Ok(found) => return file(root, path, found, through_link),
             Err(_) => return Target::NotFound,
         },
-    };
-    if metadata.is_dir() {
-        if !decoded.ends_with('/') {
-            return Target::Folder;
-        }
-        path.push("index.html");
-        metadata = match std::fs::symlink_metadata(&path) {
-            Ok(found) if found.file_type().is_symlink() => {
-                through_link = true;
-                match std::fs::metadata(&path) {
-                    Ok(found) => found,
-                    Err(_) => return Target::NotFound,
-                }
-            }
-            Ok(found) => found,
-            Err(_) => return Target::NotFound,
-        };
     }
+    // A folder.
+    if !decoded.ends_with('/') {
+        return Target::Folder;
+    }
+    path.push("index.html");
+    let metadata = match std::fs::symlink_metadata(&path) {
+        Ok(found) if found.file_type().is_symlink() => {
+            through_link = true;
+            match std::fs::metadata(&path) {
+                Ok(found) => found,
+                Err(_) => return Target::NotFound,
+            }
+        }
+        Ok(found) => found,
+        Err(_) => return Target::NotFound,
+    };
+    file(root, path, metadata, through_link)
+}
+
+/// `path` with its `metadata`, if it is a regular file that stays inside `root`.
+fn file(root: &Path, path: PathBuf, metadata: Metadata, through_link: bool) -> Target {
     if !metadata.is_file() {
         return Target::NotFound;
     }
