@@ -95,3 +95,75 @@ async fn garbage_instead_of_a_client_hello_closes_that_connection_only() {
         assert_eq!(response.status, 200, "the server keeps serving");
     }
 }
+
+/// A handshake record holding `message` (a handshake message's type, 3-byte length and body).
+fn handshake_record(message: &[u8]) -> Vec<u8> {
+    let len = u16::try_from(message.len()).unwrap().to_be_bytes();
+    [&[0x16, 0x03, 0x01, len[0], len[1]][..], message].concat()
+}
+
+/// What a plain rustls server connection sends back for `record`.
+fn plain_rustls_answer(record: &[u8], certs: std::sync::Arc<tlsplex::CertStore>) -> Vec<u8> {
+    use tlsplex::rustls;
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_cert_resolver(certs);
+    let mut conn = rustls::ServerConnection::new(std::sync::Arc::new(config)).unwrap();
+    conn.read_tls(&mut &record[..]).unwrap();
+    assert!(conn.process_new_packets().is_err(), "rustls refuses it too");
+    let mut out = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut out).unwrap();
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_first_record_gets_the_alert_rustls_would_send() {
+    let pki = TestPki::new();
+    let ctx = Context::builder().build();
+    let cert = pki.issue("web", &["web.test"]);
+    let addr = start(&ctx, ServerOptions::new("web", any_port(), cert.store()));
+    let cases: [(&str, Vec<u8>); 5] = [
+        (
+            "a ServerHello from a client",
+            handshake_record(&[0x02, 0, 0, 4, 3, 3, 0, 0]),
+        ),
+        ("a Finished first", handshake_record(&[0x14, 0, 0, 2, 0, 0])),
+        (
+            "a Certificate first",
+            handshake_record(&[0x0b, 0, 0, 4, 0, 0, 0, 0]),
+        ),
+        // A ClientHello claiming 16 MiB inside a 12-byte record.
+        (
+            "a message longer than allowed",
+            handshake_record(&[0x01, 0xff, 0xff, 0xff, 3, 3, 0, 0]),
+        ),
+        (
+            "a ClientHello that does not parse",
+            handshake_record(&[0x01, 0, 0, 3, 3, 3, 0]),
+        ),
+    ];
+    for (case, record) in cases {
+        let mut expected = plain_rustls_answer(&record, cert.store());
+        eprintln!("{case}: plain rustls answers {expected:?}");
+        if expected.is_empty() {
+            // rustls drops these without a word; RFC 8446 §6.2 asks for decode_error.
+            expected = vec![0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 50];
+        }
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(&record).await.unwrap();
+        let (received, waited) = read_until_closed(&mut tcp).await;
+        assert_eq!(
+            received, expected,
+            "{case}: rustls' fatal alert, then the close"
+        );
+        assert!(
+            waited < Duration::from_secs(2),
+            "{case}: at once, not at the timeout"
+        );
+    }
+}

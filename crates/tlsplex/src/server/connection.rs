@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use rustls::server::Acceptor;
+use rustls::AlertDescription;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::StartHandshake;
@@ -34,8 +35,26 @@ pub(super) struct ConnectionShared {
     pub(super) reuse_port: bool,
 }
 
-/// A fatal `unrecognized_name` alert record (TLS 1.2 framing, as before any key is agreed).
-const UNRECOGNIZED_NAME_ALERT: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70];
+/// A fatal alert record, in the clear (TLS 1.2 framing, as before any key is agreed).
+fn fatal_alert(description: AlertDescription) -> [u8; 7] {
+    [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, u8::from(description)]
+}
+
+/// The alert rustls sends for `error` when it drives a whole connection itself; its `Acceptor`
+/// leaves some of them unsent (a record or handshake message that does not parse, a first
+/// message that is not a ClientHello).
+fn alert_for(error: &rustls::Error) -> AlertDescription {
+    match error {
+        rustls::Error::InappropriateMessage { .. }
+        | rustls::Error::InappropriateHandshakeMessage { .. } => {
+            AlertDescription::UnexpectedMessage
+        }
+        rustls::Error::InvalidMessage(invalid) => AlertDescription::from(*invalid),
+        rustls::Error::PeerIncompatible(_) => AlertDescription::HandshakeFailure,
+        rustls::Error::PeerMisbehaved(_) => AlertDescription::IllegalParameter,
+        _ => AlertDescription::InternalError,
+    }
+}
 
 /// Handshakes and serves one accepted TCP connection; never fails outward: what goes wrong is
 /// logged and costs this connection only.
@@ -245,6 +264,9 @@ async fn handshake(settings: &Settings, mut tcp: MeteredTcp) -> io::Result<TlsSt
             Err((error, mut alert)) => {
                 let mut out = Vec::new();
                 let _ = alert.write_all(&mut out);
+                if out.is_empty() {
+                    out.extend_from_slice(&fatal_alert(alert_for(&error)));
+                }
                 let _ = tcp.write_all(&out).await;
                 return Err(io::Error::new(io::ErrorKind::InvalidData, error));
             }
@@ -256,7 +278,9 @@ async fn handshake(settings: &Settings, mut tcp: MeteredTcp) -> io::Result<TlsSt
             .as_deref()
             .is_some_and(|name| settings.certs.covers(name))
         {
-            let _ = tcp.write_all(&UNRECOGNIZED_NAME_ALERT).await;
+            let _ = tcp
+                .write_all(&fatal_alert(AlertDescription::UnrecognisedName))
+                .await;
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 UnknownServerName(sni.unwrap_or_default()),
