@@ -199,7 +199,10 @@ fn every_problem_is_reported_at_once() {
         &pki,
         "[global]\nshutdown_grace = \"soon\"\n[[server]]\nname = \"a\"\nlisten = \"nowhere\"\ncertificates = [{ cert = \"x.pem\", key = \"x.key\" }]\n",
     );
-    assert_eq!(text.lines().count(), 3, "{text}");
+    // The duration, the address, and both missing files (certificate and key).
+    assert_eq!(text.lines().count(), 4, "{text}");
+    assert_has(&text, "certificates[0].cert: cannot read");
+    assert_has(&text, "certificates[0].key: cannot read");
 }
 
 #[test]
