@@ -6,10 +6,11 @@ use std::time::SystemTime;
 
 use tlsplex::{Config, ReloadReport, ServerSpec, Supervisor};
 
-/// The config file and the modification times of every file it names, as last loaded.
+/// The config file and what every file it names looked like (modification time, and a digest
+/// of the contents), as last loaded.
 pub struct Watched {
     config: PathBuf,
-    files: Vec<(PathBuf, Option<SystemTime>)>,
+    files: Vec<(PathBuf, Seen)>,
     /// The servers of the config as last loaded, for `start` through the admin API.
     servers: Vec<ServerSpec>,
 }
@@ -28,7 +29,10 @@ impl Watched {
             config: config_path.to_owned(),
             files: paths
                 .into_iter()
-                .map(|p| (p.clone(), modified(&p)))
+                .map(|p| {
+                    let seen = Seen::of(&p);
+                    (p, seen)
+                })
                 .collect(),
             servers: config.servers.clone(),
         }
@@ -47,11 +51,25 @@ impl Watched {
         }
     }
 
-    /// Whether any watched file changed (or appeared, or vanished) since the last load.
-    pub fn changed(&self) -> bool {
-        self.files
-            .iter()
-            .any(|(path, seen)| modified(path) != *seen)
+    /// Whether any watched file changed (or appeared, or vanished) since the last load. A file
+    /// rewritten with the same contents (a Kubernetes secret swapped for an identical one: a
+    /// new folder, new times) is not a change; its new time is remembered.
+    pub fn changed(&mut self) -> bool {
+        let mut changed = false;
+        for (path, seen) in &mut self.files {
+            let modified = modified(path);
+            if modified == seen.modified {
+                continue;
+            }
+            let digest = digest(path);
+            if digest.is_some() && digest == seen.digest {
+                tracing::debug!(file = %path.display(), "touched, contents unchanged: no reload");
+                seen.modified = modified;
+            } else {
+                changed = true;
+            }
+        }
+        changed
     }
 
     /// Loads the config again and applies it; on any error the running servers keep what they
@@ -84,7 +102,7 @@ impl Watched {
                 let files = self
                     .files
                     .iter()
-                    .map(|(p, _)| (p.clone(), modified(p)))
+                    .map(|(p, _)| (p.clone(), Seen::of(p)))
                     .collect();
                 return (Self { files, ..self }, Err(error.to_string()));
             }
@@ -106,6 +124,46 @@ impl Watched {
         metrics.reload(report.errors.is_empty());
         (Self::new(&self.config, &config), Ok(report))
     }
+}
+
+/// One watched file as last seen.
+struct Seen {
+    modified: Option<SystemTime>,
+    digest: Option<u64>,
+}
+
+impl Seen {
+    fn of(path: &Path) -> Self {
+        Self {
+            modified: modified(path),
+            digest: digest(path),
+        }
+    }
+}
+
+/// A digest of a regular file's contents (not for security: to tell a rewrite from a change);
+/// `None` for anything else, or a file too large to be a config's (16 MiB), which are never read
+/// here (a FIFO would block the control loop).
+fn digest(path: &Path) -> Option<u64> {
+    use std::hash::{Hash as _, Hasher as _};
+    let metadata = std::fs::metadata(path).ok()?;
+    if !metadata.is_file() || metadata.len() > 16 * 1024 * 1024 {
+        return None;
+    }
+    // Non-blocking, should the file have become a FIFO since the look above.
+    let mut file = {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(path)
+            .ok()?
+    };
+    let mut contents = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut contents).ok()?;
+    let mut hasher = std::hash::DefaultHasher::new();
+    contents.hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 fn modified(path: &Path) -> Option<SystemTime> {

@@ -104,7 +104,7 @@ pub fn serve(
             let request = tokio::select! {
                 request = signals.recv() => request,
                 () = tick(&mut poll) => {
-                    if let Some(w) = watched.take() {
+                    if let Some(mut w) = watched.take() {
                         watched = Some(if w.changed() {
                             w.reload(&mut supervisor, "a watched file changed").await.0
                         } else {
