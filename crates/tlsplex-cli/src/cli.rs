@@ -139,6 +139,11 @@ pub struct ProbeArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// Exit 1, naming it, when a certificate seen expires in fewer than this many days (for cron
+    /// or a monitoring check).
+    #[arg(long, value_name = "DAYS")]
+    pub min_days: Option<i64>,
+
     /// Time allowed for connecting and for the handshake, each.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,

@@ -10,8 +10,7 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use base64::Engine as _;
-use common::{available, chromium, tlsplex, Daemon};
+use common::{available, chromium, spki_pin, tlsplex, Daemon};
 
 const PORTS: [u16; 2] = [1440, 1441];
 
@@ -134,14 +133,6 @@ fn openssl_completes_a_handshake() {
             "openssl s_client on {port}:\n{text}"
         );
     }
-}
-
-/// Base64 of the SHA-256 of the certificate's SubjectPublicKeyInfo: what Chromium's
-/// `--ignore-certificate-errors-spki-list` takes.
-fn spki_pin(cert_der: &[u8]) -> String {
-    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).unwrap();
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, cert.public_key().raw);
-    base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
 }
 
 fn chromium_shows_the_page(cert_der: &[u8]) {

@@ -79,6 +79,7 @@ pub fn proxy_header(data: &[u8]) {
         alpn: alpn.clone(),
         tls_version: input.text().unwrap_or_default(),
         cipher_suite: input.text().unwrap_or_default(),
+        key_exchange_group: Some("X25519"),
         resumed: false,
         client_cert: None,
         handshake_duration: Duration::ZERO,

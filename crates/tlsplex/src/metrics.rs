@@ -23,6 +23,8 @@ pub const CONNECTIONS_ACTIVE: &str = "tlsplex_connections_active";
 pub const CONNECTIONS_LIMITED: &str = "tlsplex_connections_limited";
 /// Completed handshakes, per server.
 pub const HANDSHAKES: &str = "tlsplex_handshakes";
+/// Completed handshakes by key-exchange `group` (`X25519MLKEM768`, `X25519`, …), per server.
+pub const HANDSHAKES_BY_GROUP: &str = "tlsplex_handshakes_by_group";
 /// Of which resumed.
 pub const HANDSHAKES_RESUMED: &str = "tlsplex_handshakes_resumed";
 /// Failed handshakes by `reason`: `timeout`, `alert`, `protocol`, `client_cert`, `sni`, `io`.
@@ -52,6 +54,12 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupLabels {
+    server: String,
+    group: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
     result: &'static str,
 }
@@ -66,6 +74,7 @@ pub struct Metrics {
     active: Family<ServerLabel, Gauge>,
     limited: Family<ReasonLabels, Counter>,
     handshakes: Family<ServerLabel, Counter>,
+    groups: Family<GroupLabels, Counter>,
     resumed: Family<ServerLabel, Counter>,
     failures: Family<ReasonLabels, Counter>,
     duration: HistogramFamily,
@@ -94,6 +103,7 @@ impl Default for Metrics {
             active: Family::default(),
             limited: Family::default(),
             handshakes: Family::default(),
+            groups: Family::default(),
             resumed: Family::default(),
             failures: Family::default(),
             duration,
@@ -127,6 +137,11 @@ impl Default for Metrics {
                 HANDSHAKES,
                 "Completed TLS handshakes",
                 metrics.handshakes.clone(),
+            );
+            r.register(
+                HANDSHAKES_BY_GROUP,
+                "Completed TLS handshakes by key-exchange group",
+                metrics.groups.clone(),
             );
             r.register(
                 HANDSHAKES_RESUMED,
@@ -208,6 +223,11 @@ impl Metrics {
             server_limited: counter(&self.limited, &reason("server_limit")),
             process_limited: counter(&self.limited, &reason("process_limit")),
             handshakes: counter(&self.handshakes, &label),
+            groups: GroupCounters {
+                family: self.groups.clone(),
+                server: name.to_owned(),
+                seen: Arc::default(),
+            },
             resumed: counter(&self.resumed, &label),
             failures: HandshakeFailures {
                 timeout: failure("timeout"),
@@ -236,12 +256,40 @@ pub(crate) struct ServerMetrics {
     pub(crate) server_limited: Counter,
     pub(crate) process_limited: Counter,
     pub(crate) handshakes: Counter,
+    pub(crate) groups: GroupCounters,
     pub(crate) resumed: Counter,
     pub(crate) failures: HandshakeFailures,
     pub(crate) duration: Histogram,
     pub(crate) traffic: Traffic,
     pub(crate) backend_errors: Counter,
     pub(crate) expiry: Gauge,
+}
+
+/// One server's handshakes by key-exchange group. A series exists once a group is used (a
+/// process of many servers pays nothing for groups nobody negotiates); each server remembers
+/// its counters, so a handshake takes one short lock, not the family's.
+#[derive(Clone, Debug)]
+pub(crate) struct GroupCounters {
+    family: Family<GroupLabels, Counter>,
+    server: String,
+    seen: Arc<Mutex<Vec<(&'static str, Counter)>>>,
+}
+
+impl GroupCounters {
+    pub(crate) fn count(&self, group: &'static str) {
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, counter)) = seen.iter().find(|(name, _)| *name == group) {
+            counter.inc();
+            return;
+        }
+        let labels = GroupLabels {
+            server: self.server.clone(),
+            group,
+        };
+        let counter = self.family.get_or_create(&labels).clone();
+        counter.inc();
+        seen.push((group, counter));
+    }
 }
 
 /// Handshake failures by reason.

@@ -8,13 +8,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
+use rustls::client::danger::ServerCertVerifier;
+use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::sign::CertifiedKey;
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{ClientConfig, RootCertStore};
 use serde::Serialize;
 use tlsplex::{tls_version_name, CertSummary, Config};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -22,6 +22,11 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::cli::ProbeArgs;
+
+mod report;
+mod verify;
+
+use verify::{AnyCertificate, ClientCertOnRequest, Observing};
 
 /// One address to probe.
 struct Target {
@@ -44,6 +49,8 @@ struct Outcome {
     error: Option<String>,
     tls_version: Option<String>,
     cipher_suite: Option<String>,
+    /// The key-exchange group, e.g. `X25519MLKEM768`.
+    key_exchange_group: Option<String>,
     alpn: Option<String>,
     subject: Option<String>,
     names: Vec<String>,
@@ -95,9 +102,21 @@ pub fn run(args: ProbeArgs) -> ExitCode {
             serde_json::to_string_pretty(&outcomes).unwrap_or_default()
         );
     } else {
-        print_table(&outcomes);
+        report::print_table(&outcomes);
     }
-    if outcomes.iter().all(|o| o.ok) {
+    let mut expiring = false;
+    if let Some(min_days) = args.min_days {
+        for outcome in outcomes.iter().filter(|o| o.ok) {
+            if let Some(days) = outcome.days_until_expiry.filter(|days| *days < min_days) {
+                eprintln!(
+                    "tlsplex probe: {}: the certificate expires in {days} day(s), under --min-days {min_days}",
+                    outcome.address
+                );
+                expiring = true;
+            }
+        }
+    }
+    if outcomes.iter().all(|o| o.ok) && !expiring {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -201,8 +220,14 @@ impl Trust {
             }
             _ => None,
         };
+        // Offer the post-quantum hybrid first, as browsers, Go and OpenSSL 3.5+ do, so the probe
+        // sees what they get.
+        let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+        provider
+            .kx_groups
+            .sort_by_key(|group| group.name() != rustls::NamedGroup::X25519MLKEM768);
         Ok(Self {
-            provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+            provider: Arc::new(provider),
             roots,
             client_cert,
         })
@@ -249,8 +274,8 @@ impl Trust {
 /// What the probe noticed during one handshake.
 #[derive(Debug, Default)]
 struct Observed {
-    client_cert_requested: AtomicBool,
-    ocsp_stapled: AtomicBool,
+    pub(super) client_cert_requested: AtomicBool,
+    pub(super) ocsp_stapled: AtomicBool,
 }
 
 async fn probe(target: &Target, trust: &Trust, timeout: Duration) -> Outcome {
@@ -342,6 +367,10 @@ async fn handshake(
         .negotiated_cipher_suite()
         .and_then(|s| s.suite().as_str())
         .map(str::to_owned);
+    outcome.key_exchange_group = connection
+        .negotiated_key_exchange_group()
+        .and_then(|group| group.name().as_str())
+        .map(str::to_owned);
     outcome.alpn = connection
         .alpn_protocol()
         .map(|p| String::from_utf8_lossy(p).into_owned());
@@ -359,206 +388,6 @@ async fn handshake(
     // Say goodbye properly (close_notify), so the server logs a clean close.
     let _ = tokio::time::timeout(timeout, tls.shutdown()).await;
     Ok(())
-}
-
-fn print_table(outcomes: &[Outcome]) {
-    let header = [
-        "ADDRESS",
-        "RESULT",
-        "PROTOCOL",
-        "SUITE",
-        "ALPN",
-        "SUBJECT",
-        "NAMES",
-        "EXPIRES",
-        "CLIENT-CERT",
-        "OCSP",
-        "HANDSHAKE",
-    ];
-    let rows: Vec<[String; 11]> = outcomes
-        .iter()
-        .map(|o| {
-            let dash = || "-".to_owned();
-            [
-                match &o.server {
-                    Some(server) => format!("{} ({server})", o.address),
-                    None => o.address.clone(),
-                },
-                if o.ok {
-                    "ok".to_owned()
-                } else {
-                    "FAILED".to_owned()
-                },
-                o.tls_version.clone().unwrap_or_else(dash),
-                o.cipher_suite.clone().unwrap_or_else(dash),
-                o.alpn.clone().unwrap_or_else(dash),
-                o.subject.clone().unwrap_or_else(dash),
-                if o.names.is_empty() {
-                    dash()
-                } else {
-                    o.names.join(",")
-                },
-                o.days_until_expiry
-                    .map(|d| format!("{d} days"))
-                    .unwrap_or_else(dash),
-                if o.client_cert_requested {
-                    "requested"
-                } else {
-                    "-"
-                }
-                .to_owned(),
-                if o.ocsp_stapled { "stapled" } else { "-" }.to_owned(),
-                o.handshake_ms
-                    .map(|ms| format!("{ms:.1} ms"))
-                    .unwrap_or_else(dash),
-            ]
-        })
-        .collect();
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.len());
-        }
-    }
-    let line = |cells: &[&str]| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
-            .collect();
-        println!("{}", padded.join("  ").trim_end());
-    };
-    line(&header);
-    for (row, outcome) in rows.iter().zip(outcomes) {
-        line(&row.each_ref().map(String::as_str));
-        if let Some(error) = &outcome.error {
-            println!("  └ {error}");
-        }
-    }
-}
-
-/// Wraps the real verifier to notice a stapled OCSP response.
-#[derive(Debug)]
-struct Observing {
-    inner: Arc<dyn ServerCertVerifier>,
-    seen: Arc<Observed>,
-}
-
-impl ServerCertVerifier for Observing {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        self.seen
-            .ocsp_stapled
-            .store(!ocsp_response.is_empty(), Ordering::Relaxed);
-        self.inner
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-
-    fn requires_raw_public_keys(&self) -> bool {
-        self.inner.requires_raw_public_keys()
-    }
-}
-
-/// Notes that the server asked for a client certificate, and presents `--cert` if given.
-#[derive(Debug)]
-struct ClientCertOnRequest {
-    cert: Option<Arc<CertifiedKey>>,
-    seen: Arc<Observed>,
-}
-
-impl ResolvesClientCert for ClientCertOnRequest {
-    fn resolve(
-        &self,
-        _root_hint_subjects: &[&[u8]],
-        _sigschemes: &[SignatureScheme],
-    ) -> Option<Arc<CertifiedKey>> {
-        self.seen
-            .client_cert_requested
-            .store(true, Ordering::Relaxed);
-        self.cert.clone()
-    }
-
-    fn has_certs(&self) -> bool {
-        self.cert.is_some()
-    }
-}
-
-/// `--insecure`: any certificate is accepted, but the handshake signature is still checked, so
-/// the server must hold the key of the certificate it shows.
-#[derive(Debug)]
-struct AnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 #[cfg(test)]

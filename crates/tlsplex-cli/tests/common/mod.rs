@@ -254,3 +254,12 @@ pub fn s_client(port: u16, server_name: &str, version: &str, extra: &[&str]) -> 
     let out = child.wait_with_output().unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Base64 of the SHA-256 of the certificate's SubjectPublicKeyInfo: what Chromium's
+/// `--ignore-certificate-errors-spki-list` takes.
+pub fn spki_pin(cert_der: &[u8]) -> String {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).unwrap();
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, cert.public_key().raw);
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
+}

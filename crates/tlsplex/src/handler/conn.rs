@@ -45,6 +45,9 @@ pub struct ConnInfo {
     pub tls_version: String,
     /// The IANA-style name of the cipher suite, e.g. `TLS13_AES_256_GCM_SHA384`.
     pub cipher_suite: String,
+    /// The key-exchange group, e.g. `X25519MLKEM768` (post-quantum hybrid) or `X25519`; `None`
+    /// for a resumed TLS 1.2 session, which exchanges no key.
+    pub key_exchange_group: Option<&'static str>,
     /// Whether the session was resumed rather than negotiated afresh.
     pub resumed: bool,
     /// The client's certificate, when it presented one (and it verified).
@@ -79,6 +82,9 @@ impl ConnInfo {
                 .and_then(|s| s.suite().as_str())
                 .unwrap_or_default()
                 .to_owned(),
+            key_exchange_group: tls
+                .negotiated_key_exchange_group()
+                .and_then(|group| group.name().as_str()),
             resumed: tls.handshake_kind() == Some(HandshakeKind::Resumed),
             client_cert: tls
                 .peer_certificates()

@@ -115,6 +115,10 @@ impl StatusPage<'_> {
             ("Listening on", c.local_addr.to_string()),
             ("TLS version", c.tls_version.clone()),
             ("Cipher suite", c.cipher_suite.clone()),
+            (
+                "Key exchange",
+                c.key_exchange_group.map_or_else(none, str::to_owned),
+            ),
             ("ALPN", c.alpn.clone().unwrap_or_else(none)),
             ("SNI", c.sni.clone().unwrap_or_else(none)),
             ("HTTP version", self.http_version.clone()),

@@ -173,6 +173,9 @@ async fn establish(
     );
     let metrics = &shared.metrics;
     metrics.handshakes.inc();
+    if let Some(group) = info.key_exchange_group {
+        metrics.groups.count(group);
+    }
     if info.resumed {
         metrics.resumed.inc();
     }
@@ -182,6 +185,7 @@ async fn establish(
     tracing::debug!(
         tls.version = %info.tls_version,
         tls.suite = %info.cipher_suite,
+        tls.group = info.key_exchange_group.unwrap_or(""),
         tls.sni = info.sni.as_deref().unwrap_or(""),
         tls.alpn = info.alpn.as_deref().unwrap_or(""),
         tls.resumed = info.resumed,
@@ -237,6 +241,7 @@ fn access_log(
         tls.alpn = text(|i| i.alpn.as_deref()),
         tls.version = text(|i| Some(i.tls_version.as_str())),
         tls.suite = text(|i| Some(i.cipher_suite.as_str())),
+        tls.group = text(|i| i.key_exchange_group),
         tls.resumed = info.is_some_and(|i| i.resumed),
         bytes.received = bytes.received.load(Ordering::Relaxed),
         bytes.sent = bytes.sent.load(Ordering::Relaxed),
