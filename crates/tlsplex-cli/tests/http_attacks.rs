@@ -76,18 +76,23 @@ fn config(dir: &std::path::Path, files: u16, status: u16) -> std::path::PathBuf 
     path
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn zero_window_streams_cost_little_and_are_closed_by_the_send_timeout() {
+/// The daemon with `config`'s two servers: (pki, daemon, files address, status address).
+fn start() -> (TestPki, Daemon, SocketAddr, SocketAddr) {
     let pki = TestPki::new();
-    let dir = pki.dir().to_owned();
     pki.issue("files", &["files.test"]);
     pki.issue("status", &["status.test"]);
     let (files, status) = (free_port(), free_port());
-    let config = config(&dir, files, status);
+    let config = config(pki.dir(), files, status);
     let mut daemon = Daemon::start(&["run", "-c", config.to_str().unwrap()]);
     let files = SocketAddr::from(([127, 0, 0, 1], files));
     let status = SocketAddr::from(([127, 0, 0, 1], status));
     daemon.wait_listening(&[files, status]);
+    (pki, daemon, files, status)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_window_streams_cost_little_and_are_closed_by_the_send_timeout() {
+    let (pki, daemon, files, status) = start();
 
     // Warm up (runtime threads, allocator arenas) with one attack connection, then measure.
     let attack = zero_window_attack("/big.bin");
@@ -151,16 +156,7 @@ async fn zero_window_streams_cost_little_and_are_closed_by_the_send_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_flood_of_one_server_leaves_the_other_serving() {
-    let pki = TestPki::new();
-    let dir = pki.dir().to_owned();
-    pki.issue("files", &["files.test"]);
-    pki.issue("status", &["status.test"]);
-    let (files, status) = (free_port(), free_port());
-    let config = config(&dir, files, status);
-    let mut daemon = Daemon::start(&["run", "-c", config.to_str().unwrap()]);
-    let files = SocketAddr::from(([127, 0, 0, 1], files));
-    let status = SocketAddr::from(([127, 0, 0, 1], status));
-    daemon.wait_listening(&[files, status]);
+    let (pki, _daemon, files, status) = start(); // kept alive for the test
 
     // 150 handshakes that never send a request, against a process limit of 200: the flooded
     // server holds at most its share (half); the rest wait in its backlog.
@@ -199,16 +195,7 @@ async fn an_idle_flood_of_one_server_leaves_the_other_serving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_control_frame_flood_is_closed() {
-    let pki = TestPki::new();
-    let dir = pki.dir().to_owned();
-    pki.issue("files", &["files.test"]);
-    pki.issue("status", &["status.test"]);
-    let (files, status) = (free_port(), free_port());
-    let config = config(&dir, files, status);
-    let mut daemon = Daemon::start(&["run", "-c", config.to_str().unwrap()]);
-    let files = SocketAddr::from(([127, 0, 0, 1], files));
-    let status = SocketAddr::from(([127, 0, 0, 1], status));
-    daemon.wait_listening(&[files, status]);
+    let (pki, daemon, files, status) = start();
 
     // PING, SETTINGS, WINDOW_UPDATE and an unknown frame type, over and over.
     let mut burst = Vec::new();

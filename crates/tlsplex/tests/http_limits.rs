@@ -51,6 +51,21 @@ async fn closed_within<S: tokio::io::AsyncRead + Unpin>(
     drained.ok().map(|()| started.elapsed())
 }
 
+/// A connection to a fresh server that has had one request answered.
+async fn after_one_request(
+    pki: &TestPki,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let addr = server(pki);
+    let client = pki.client(&["http/1.1"]);
+    let mut stream = connect(addr, "limits.test", client).await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: limits.test\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_response(&mut stream).await.unwrap().status, 200);
+    stream
+}
+
 #[tokio::test]
 async fn a_client_that_never_sends_a_request_is_closed() {
     let pki = TestPki::new();
@@ -86,17 +101,8 @@ async fn a_client_that_never_sends_a_request_is_closed() {
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed() {
     let pki = TestPki::new();
-    let addr = server(&pki);
-    let mut stream = connect(addr, "limits.test", pki.client(&["http/1.1"]))
-        .await
-        .unwrap();
-    // Waiting longer than the first-request timeout before a request is fine once it comes
-    // in time; after the response, the idle timeout counts.
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: limits.test\r\n\r\n")
-        .await
-        .unwrap();
-    assert_eq!(read_response(&mut stream).await.unwrap().status, 200);
+    // After the response, the idle timeout counts.
+    let mut stream = after_one_request(&pki).await;
     let took = closed_within(&mut stream, Duration::from_secs(5))
         .await
         .unwrap();
@@ -113,15 +119,7 @@ async fn an_idle_keep_alive_connection_is_closed() {
 #[tokio::test]
 async fn a_request_head_that_stalls_is_closed() {
     let pki = TestPki::new();
-    let addr = server(&pki);
-    let mut stream = connect(addr, "limits.test", pki.client(&["http/1.1"]))
-        .await
-        .unwrap();
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: limits.test\r\n\r\n")
-        .await
-        .unwrap();
-    assert_eq!(read_response(&mut stream).await.unwrap().status, 200);
+    let mut stream = after_one_request(&pki).await;
     // Half a head, then silence: the header timeout, shorter than the idle one, applies.
     stream.write_all(b"GET / HTTP/1.1\r\nHo").await.unwrap();
     let took = closed_within(&mut stream, Duration::from_secs(5))
