@@ -58,6 +58,35 @@ pub enum Command {
     TicketKey(TicketKeyCommand),
     /// Talk to a running tlsplex through its admin endpoint.
     Ctl(CtlArgs),
+    /// Certificates for trying things out.
+    #[command(subcommand)]
+    Cert(CertCommand),
+}
+
+/// `tlsplex cert …`.
+#[derive(Debug, clap::Subcommand)]
+pub enum CertCommand {
+    /// Write a self-signed ECDSA P-256 certificate and its key (mode 0600): OUT/NAME.pem and
+    /// OUT/NAME.key.
+    SelfSigned(SelfSignedArgs),
+}
+
+/// `tlsplex cert self-signed`.
+#[derive(Debug, clap::Args)]
+pub struct SelfSignedArgs {
+    /// The names it is for, comma-separated: DNS names or IP addresses (the first is also its
+    /// common name), e.g. `localhost,127.0.0.1`.
+    #[arg(long, value_name = "NAMES")]
+    pub names: String,
+    /// The folder to write to (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// The file stem.
+    #[arg(long, value_name = "NAME", default_value = "cert")]
+    pub name: String,
+    /// Days of validity.
+    #[arg(long, value_name = "DAYS", default_value_t = 365)]
+    pub days: i64,
 }
 
 /// `tlsplex ctl`.

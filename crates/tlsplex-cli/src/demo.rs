@@ -3,16 +3,13 @@
 //! The self-signed certificate is generated on first run and kept in the state folder, so a
 //! browser exception made once survives restarts.
 
-use std::fs::{self, OpenOptions};
-use std::io::Write as _;
+use std::fs;
 use std::net::SocketAddr;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
 use tlsplex::admin::AdminOptions;
 use tlsplex::{CertStore, GlobalSettings, Identity, ServerOptions};
 
@@ -95,7 +92,7 @@ fn load_or_create(dir: &Path) -> Result<Identity, String> {
     let (cert_pem, key_pem) =
         generate().map_err(|e| format!("cannot generate a certificate: {e}"))?;
     fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    write_private(&key_path, key_pem.as_bytes())?;
+    crate::cert::write_private(&key_path, key_pem.as_bytes())?;
     fs::write(&cert_path, cert_pem.as_bytes())
         .map_err(|e| format!("cannot write {}: {e}", cert_path.display()))?;
     tracing::info!(path = %cert_path.display(), "generated a self-signed demo certificate");
@@ -108,30 +105,6 @@ fn expires_soon(identity: &Identity) -> bool {
 
 /// A self-signed ECDSA P-256 certificate for localhost, valid for a year.
 fn generate() -> Result<(String, String), rcgen::Error> {
-    let key = KeyPair::generate()?;
-    let mut params = CertificateParams::new(vec![
-        "localhost".to_owned(),
-        "127.0.0.1".to_owned(),
-        "::1".to_owned(),
-    ])?;
-    let mut subject = DistinguishedName::new();
-    subject.push(DnType::CommonName, "tlsplex demo (localhost)");
-    params.distinguished_name = subject;
-    let now = time::OffsetDateTime::now_utc();
-    params.not_before = now - time::Duration::days(1);
-    params.not_after = now + time::Duration::days(365);
-    let cert = params.self_signed(&key)?;
-    Ok((cert.pem(), key.serialize_pem()))
-}
-
-/// Writes a private key readable by its owner only.
-fn write_private(path: &Path, contents: &[u8]) -> Result<(), String> {
-    OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .and_then(|mut file| file.write_all(contents))
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    let names = ["localhost", "127.0.0.1", "::1"].map(str::to_owned);
+    crate::cert::self_signed(&names, "tlsplex demo (localhost)", 365)
 }

@@ -3,6 +3,7 @@
 //! Thin on purpose: parse arguments, load config, call the library.
 #![forbid(unsafe_code)]
 
+mod cert;
 mod check;
 mod cli;
 mod ctl;
@@ -49,6 +50,7 @@ fn main() -> ExitCode {
         Command::Check { config } => check::run(&config),
         Command::Probe(args) => probe::run(args),
         Command::Ctl(args) => ctl::run(args),
+        Command::Cert(cli::CertCommand::SelfSigned(args)) => cert::run_self_signed(&args),
         Command::TicketKey(cli::TicketKeyCommand::New) => match tlsplex::new_ticket_key_file() {
             Ok(text) => {
                 print!("{text}");
