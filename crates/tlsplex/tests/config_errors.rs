@@ -213,3 +213,33 @@ fn an_unreadable_config_file_says_so() {
         "/nonexistent/tlsplex.toml: cannot read the config file",
     );
 }
+
+#[test]
+fn the_http_limits_tls_session_age_and_admin_keys_are_checked_in_one_pass() {
+    let pki = pki();
+    let text = errors(
+        &pki,
+        &format!(
+            "[admin]\nlisten = \"127.0.0.1:0\"\nallowed_hosts = \"admin.internal\"\n{WEB}\
+             [server.http]\nsend_timeout = \"soon\"\nidle_timeout = \"0s\"\n\
+             max_request_header_bytes = 100\nmax_concurrent_streams = 0\n\
+             max_buffered_response_bytes = 10\n\
+             [server.tls]\nmax_session_age = \"forever\"\n\
+             [[server]]\nname = \"files\"\nlisten = \"127.0.0.1:0\"\n\
+             certificates = [{{ cert = \"web.pem\", key = \"web.key\" }}]\n\
+             handler = {{ type = \"static\", root = \".\", serve_dotfiles = \"yes\" }}\n"
+        ),
+    );
+    for expected in [
+        "admin.allowed_hosts",
+        "server \"web\": http.send_timeout: invalid duration \"soon\"",
+        "server \"web\": http.idle_timeout: must be longer than zero",
+        "server \"web\": http.max_request_header_bytes: must be at least 8192",
+        "server \"web\": http.max_concurrent_streams: must be at least 1",
+        "server \"web\": http.max_buffered_response_bytes: must be at least 1024",
+        "server \"web\": tls.max_session_age: invalid duration \"forever\"",
+        "server \"files\": handler",
+    ] {
+        assert_has(&text, expected);
+    }
+}
