@@ -142,25 +142,11 @@ impl Seen {
 }
 
 /// A digest of a regular file's contents (not for security: to tell a rewrite from a change);
-/// `None` for anything else, or a file too large to be a config's (16 MiB), which are never read
-/// here (a FIFO would block the control loop).
+/// `None` for anything [`tlsplex::files::read_limited`] refuses (a FIFO, a device, a file too
+/// large to be a config's), so the control loop never waits on one.
 fn digest(path: &Path) -> Option<u64> {
     use std::hash::{Hash as _, Hasher as _};
-    let metadata = std::fs::metadata(path).ok()?;
-    if !metadata.is_file() || metadata.len() > 16 * 1024 * 1024 {
-        return None;
-    }
-    // Non-blocking, should the file have become a FIFO since the look above.
-    let mut file = {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::libc::O_NONBLOCK)
-            .open(path)
-            .ok()?
-    };
-    let mut contents = Vec::new();
-    std::io::Read::read_to_end(&mut file, &mut contents).ok()?;
+    let contents = tlsplex::files::read_limited(path, tlsplex::files::MAX_MATERIAL_FILE).ok()?;
     let mut hasher = std::hash::DefaultHasher::new();
     contents.hash(&mut hasher);
     Some(hasher.finish())

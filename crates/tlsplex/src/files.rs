@@ -12,7 +12,7 @@ use std::path::Path;
 
 /// The most a certificate, key, CA bundle, CRL, OCSP response or config file may hold. A large
 /// CA bundle is about 250 KiB and a large CRL a few MiB.
-pub(crate) const MAX_MATERIAL_FILE: u64 = 16 * 1024 * 1024;
+pub const MAX_MATERIAL_FILE: u64 = 16 * 1024 * 1024;
 
 /// The most a secret file (ticket key, admin token) may hold.
 pub(crate) const MAX_SECRET_FILE: u64 = 64 * 1024;
@@ -35,7 +35,7 @@ pub(crate) fn open_regular(path: &Path) -> io::Result<(File, std::fs::Metadata)>
 }
 
 /// The whole of `path`, a regular file of at most `max` bytes.
-pub(crate) fn read_limited(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+pub fn read_limited(path: &Path, max: u64) -> io::Result<Vec<u8>> {
     let (file, metadata) = open_regular(path)?;
     let too_large = |size: u64| {
         io::Error::new(

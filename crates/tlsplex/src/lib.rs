@@ -10,6 +10,9 @@
 //! - [`context`](Context): the global TLS context (`SSL_init` + `SSL_settings`): crypto provider,
 //!   defaults, the process-wide connection limit, the server registry, the shutdown token.
 //! - `config`: the TOML file, validated into a [`Config`]; pure data, no sockets.
+//! - [`files`]: reading configured files without waiting on a FIFO or reading a device forever.
+//! - `metered`: [`MeteredTcp`], the client's TCP stream counting its bytes (used by `server`
+//!   and `handler`).
 //! - `tls`: certificates ([`CertStore`], [`Identity`], [`CertSummary`]) and the rustls policy.
 //! - `server`: [`Server`] binds, accepts, and runs each connection's handshake and handler.
 //! - `handler`: the [`Handler`] trait, [`TlsConn`]/[`ConnInfo`], the built-in [`StatusHandler`].
@@ -44,11 +47,12 @@
 pub mod admin;
 mod config;
 mod context;
-mod files;
+pub mod files;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 mod handler;
+mod metered;
 pub mod metrics;
 mod registry;
 mod server;
@@ -61,9 +65,10 @@ pub use handler::{
     tls_version_name, Backend, ConnInfo, ForwardHandler, ForwardOptions, Handler, HandlerError,
     HttpHandler, HttpLimits, ProxyProtocol, StaticHandler, StatusHandler, TlsConn, TlsStream,
 };
+pub use metered::MeteredTcp;
 pub use metrics::Metrics;
 pub use registry::{DuplicateName, ServerListing, ServerRegistry, ServerState};
-pub use server::{MeteredTcp, Server, ServerError, ServerHandle, ServerOptions, ServerStats};
+pub use server::{Server, ServerError, ServerHandle, ServerOptions, ServerStats};
 pub use supervisor::{ReloadReport, Supervisor, UnknownServer};
 pub use tls::certs::{CertLoadError, CertStore, Identity};
 pub use tls::client_auth::{ClientAuth, ClientAuthError, ClientAuthMode};

@@ -5,7 +5,7 @@
 //! else through [`AdminRequest`]s answered by whoever owns the [`crate::Supervisor`] (the
 //! `tlsplex` binary's serving loop), so the layers stay one-way.
 //!
-//! Browsers are kept out as [`browser_guard`] describes; connections are capped
+//! Browsers are kept out as `browser_guard.rs` describes; connections are capped
 //! ([`MAX_ADMIN_CONNECTIONS`], taken before accept) and timed ([`ADMIN_HEADER_TIMEOUT`],
 //! [`ADMIN_BODY_TIMEOUT`]), apart from the TLS servers' limits.
 //!
@@ -36,6 +36,7 @@ use std::time::Duration;
 use hyper_util::rt::TokioTimer;
 use tokio::sync::Semaphore;
 
+pub use crate::config::AdminOptions;
 use crate::context::Context;
 use crate::registry::ServerState;
 use crate::server::ServerStats;
@@ -59,36 +60,6 @@ pub enum AdminRequest {
     Start(String, oneshot::Sender<Result<ServerStats, String>>),
 }
 
-/// Where the admin endpoint listens and who may use it.
-#[derive(Clone)]
-#[non_exhaustive]
-pub struct AdminOptions {
-    /// The address; loopback unless a token is set.
-    pub listen: SocketAddr,
-    /// Required as `Authorization: Bearer <token>` on every request when set.
-    pub token: Option<String>,
-    /// Names besides IP addresses and `localhost` that requests may carry in `Host` (any
-    /// other is refused, against DNS rebinding).
-    pub allowed_hosts: Vec<String>,
-}
-
-impl AdminOptions {
-    /// The endpoint on `listen`, with an optional bearer token.
-    pub fn new(listen: SocketAddr, token: Option<String>) -> Self {
-        Self {
-            listen,
-            token,
-            allowed_hosts: Vec::new(),
-        }
-    }
-
-    /// Names (besides IP addresses and `localhost`) the endpoint may be addressed by.
-    pub fn allowed_hosts(mut self, hosts: Vec<String>) -> Self {
-        self.allowed_hosts = hosts;
-        self
-    }
-}
-
 /// Admin connections open at once; more wait in the kernel's backlog. The admin endpoint is for
 /// an operator and a few scrapers, and must not take descriptors the TLS servers need.
 pub const MAX_ADMIN_CONNECTIONS: usize = 64;
@@ -101,17 +72,6 @@ pub const ADMIN_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The largest admin request head.
 const ADMIN_HEADER_BYTES: usize = 16 * 1024;
-
-impl std::fmt::Debug for AdminOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The token is a secret: say whether there is one, never what it is.
-        f.debug_struct("AdminOptions")
-            .field("listen", &self.listen)
-            .field("token", &self.token.as_ref().map(|_| "<set>"))
-            .field("allowed_hosts", &self.allowed_hosts)
-            .finish()
-    }
-}
 
 /// The admin endpoint, bound.
 pub struct AdminServer {

@@ -4,6 +4,7 @@
 //! Two types, as sozu does it: what the file says (`file.rs`, `deny_unknown_fields`) and what
 //! was validated ([`Config`]). Pure data and files: no sockets, no runtime.
 
+mod admin;
 mod error;
 mod file;
 mod handler;
@@ -18,13 +19,14 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use admin::validate_admin;
+pub use admin::AdminOptions;
 use error::Problems;
 pub use error::{ConfigError, Problem};
-use file::{AdminFile, GlobalFile, ServerFile};
+use file::{GlobalFile, ServerFile};
 use handler::validate_handler;
 use tls::{load_certificates, validate_tls};
 
-use crate::admin::AdminOptions;
 use crate::context::{Context, ContextBuilder};
 use crate::handler::{ForwardOptions, HttpLimits, StaticHandler};
 use crate::server::ServerOptions;
@@ -393,75 +395,6 @@ fn validate_global(
         server_max_connections,
         worker_threads,
     }
-}
-
-fn validate_admin(
-    value: toml::Value,
-    base: &Path,
-    strict_permissions: bool,
-    problems: &mut Problems,
-) -> Option<AdminOptions> {
-    let toml::Value::Table(table) = value else {
-        problems.global("admin", "must be a table: write [admin]");
-        return None;
-    };
-    let key = |k: &str| {
-        if k.is_empty() {
-            "admin".to_owned()
-        } else {
-            format!("admin.{k}")
-        }
-    };
-    let raw: AdminFile = deserialize(table, &mut |k, m| problems.global(&key(k), m))?;
-    let Ok(listen) = raw.listen.parse::<SocketAddr>() else {
-        problems.global(
-            "admin.listen",
-            format!("{:?} is not an IP:PORT address", raw.listen),
-        );
-        return None;
-    };
-    let token = match raw.token_file.map(|file| base.join(file)) {
-        None => None,
-        // A secret like a private key: readable by its owner only (a warning, or an error under
-        // strict_key_permissions).
-        Some(path) if strict_permissions && crate::files::loose_permissions(&path).is_some() => {
-            problems.global(
-                "admin.token_file",
-                format!(
-                    "{} is readable by group or others: chmod 600 it",
-                    path.display()
-                ),
-            );
-            return None;
-        }
-        Some(path) => match crate::files::read_text(&path, crate::files::MAX_SECRET_FILE) {
-            Ok(text) if !text.trim().is_empty() => {
-                if let Some(mode) = crate::files::loose_permissions(&path) {
-                    tracing::warn!(file = %path.display(), mode = format!("{mode:o}"), "the admin token file is readable by group or others: chmod 600 it");
-                }
-                Some(text.trim().to_owned())
-            }
-            Ok(_) => {
-                problems.global("admin.token_file", format!("{} is empty", path.display()));
-                return None;
-            }
-            Err(e) => {
-                problems.global(
-                    "admin.token_file",
-                    format!("cannot read {}: {e}", path.display()),
-                );
-                return None;
-            }
-        },
-    };
-    if !listen.ip().is_loopback() && token.is_none() {
-        problems.global(
-            "admin.listen",
-            format!("{listen} is not a loopback address: set token_file so requests need a bearer token"),
-        );
-        return None;
-    }
-    Some(AdminOptions::new(listen, token).allowed_hosts(raw.allowed_hosts))
 }
 
 /// Parses a human duration ("10s", "500ms", "1m 30s"); `None` when absent or invalid.

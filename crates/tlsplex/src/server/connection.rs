@@ -16,9 +16,9 @@ use tokio_util::sync::CancellationToken;
 use super::settings::{ClientCheck, LiveSettings, Settings};
 use std::sync::atomic::Ordering;
 
-use super::metered::ConnectionBytes;
-use super::MeteredTcp;
 use crate::handler::{ConnInfo, TlsConn, TlsStream};
+use crate::metered::ConnectionBytes;
+use crate::metered::MeteredTcp;
 use crate::metrics::{HandshakeFailures, ServerMetrics};
 use crate::tls::client_auth::ClientAuthMode;
 use crate::tls::resumption::guarded_config;

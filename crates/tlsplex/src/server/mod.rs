@@ -9,7 +9,6 @@ mod connection;
 mod handle;
 mod limit;
 pub(crate) mod listener;
-mod metered;
 mod options;
 mod settings;
 
@@ -26,7 +25,6 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 pub use handle::{ServerHandle, ServerStats};
-pub use metered::MeteredTcp;
 pub use options::ServerOptions;
 
 use crate::context::Context;
