@@ -64,6 +64,7 @@ pub use context::{Context, ContextBuilder};
 pub use handler::{
     tls_version_name, Backend, ConnInfo, ForwardHandler, ForwardOptions, Handler, HandlerError,
     HttpHandler, HttpLimits, ProxyProtocol, StaticHandler, StatusHandler, TlsConn, TlsStream,
+    DEFAULT_FORWARD_IDLE_TIMEOUT,
 };
 pub use metered::MeteredTcp;
 pub use metrics::Metrics;

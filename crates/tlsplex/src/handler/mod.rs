@@ -16,7 +16,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 pub use conn::{tls_version_name, ConnInfo, TlsConn};
-pub use forward::{Backend, ForwardHandler, ForwardOptions};
+pub use forward::{Backend, ForwardHandler, ForwardOptions, DEFAULT_FORWARD_IDLE_TIMEOUT};
 pub(crate) use http::MIN_HEADER_BYTES;
 pub use http::{HttpHandler, HttpLimits};
 pub use proxy_protocol::ProxyProtocol;
