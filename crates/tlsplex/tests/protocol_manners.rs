@@ -152,3 +152,69 @@ fn a_tls12_renegotiation_gets_a_no_renegotiation_warning_promptly() {
     let _ = client.kill();
     let _ = client.wait();
 }
+
+/// The lengths of the TLS records in `raw`, in order (a trailing partial record is left out).
+fn record_lengths(raw: &[u8]) -> Vec<usize> {
+    let mut lengths = Vec::new();
+    let mut rest = raw;
+    while rest.len() >= 5 {
+        let length = usize::from(u16::from_be_bytes([rest[3], rest[4]]));
+        if rest.len() < 5 + length {
+            break;
+        }
+        lengths.push(length);
+        rest = &rest[5 + length..];
+    }
+    lengths
+}
+
+/// Sends `updates` KeyUpdate requests and a request in one flight; returns the lengths of the
+/// records the server answers with, up to and including the response.
+async fn records_after_key_updates(updates: usize) -> Vec<usize> {
+    let mut tls = idle_connection().await;
+    for _ in 0..updates {
+        tls.get_mut().1.refresh_traffic_keys().unwrap();
+    }
+    // Written into rustls' buffer only: the flush below sends the updates and the request in
+    // one write.
+    tls.get_mut()
+        .1
+        .writer()
+        .write_all(b"GET / HTTP/1.1\r\nHost: web.test\r\n\r\n")
+        .unwrap();
+    tls.flush().await.unwrap();
+
+    let mut raw = Vec::new();
+    loop {
+        let more = raw_bytes_within(tls.get_mut().0).await;
+        assert!(!more.is_empty(), "the response within {PROMPTLY:?}");
+        let client = tls.get_mut().1;
+        client.read_tls(&mut more.as_slice()).unwrap();
+        raw.extend_from_slice(&more);
+        if client.process_new_packets().unwrap().plaintext_bytes_to_read() > 0 {
+            break;
+        }
+    }
+    record_lengths(&raw)
+}
+
+/// An encrypted KeyUpdate: a 4-byte handshake header, its one byte, the inner content type and
+/// the 16-byte AEAD tag.
+const KEY_UPDATE_RECORD: usize = 4 + 1 + 1 + 16;
+
+#[tokio::test]
+async fn several_key_update_requests_in_one_flight_get_a_single_key_update() {
+    for updates in [1, 2, 5] {
+        let records = records_after_key_updates(updates).await;
+        let key_updates = records.iter().filter(|&&n| n == KEY_UPDATE_RECORD).count();
+        assert_eq!(
+            key_updates, 1,
+            "{updates} KeyUpdate requests: records {records:?}"
+        );
+        assert_eq!(
+            records.first(),
+            Some(&KEY_UPDATE_RECORD),
+            "the KeyUpdate before the response: records {records:?}"
+        );
+    }
+}
