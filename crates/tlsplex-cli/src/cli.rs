@@ -111,6 +111,8 @@ pub struct CtlArgs {
 pub enum CtlAction {
     /// List the servers with their figures.
     Servers,
+    /// List every certificate of every server, the soonest to expire first.
+    Certificates,
     /// Reload the configuration file.
     Reload,
     /// Add a server from a file holding one `[[server]]` table's keys.

@@ -207,6 +207,9 @@ fn ctl_drives_the_admin_api() {
     );
     let servers: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(servers.as_array().unwrap().len(), 2);
+    let out = tlsplex(&["ctl", "-c", config, "certificates"]);
+    let certificates: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(certificates.as_array().unwrap().len(), 2, "{certificates}");
     assert!(tlsplex(&["ctl", "-c", config, "reload"]).status.success());
     assert!(tlsplex(&["ctl", "-c", config, "remove", "b"])
         .status
@@ -223,4 +226,78 @@ fn ctl_drives_the_admin_api() {
             .success()
     );
     assert!(TcpStream::connect(("127.0.0.1", c)).is_ok());
+}
+
+#[test]
+fn every_certificate_is_listed_and_the_dashboard_shows_the_soonest_expiry() {
+    let pki = TestPki::new();
+    let (_daemon, admin, _) = start(&pki, "");
+    // Server a gains an SNI certificate; b's certificate is replaced by one with 12 days left.
+    pki.issue("a-extra", &["extra.a.test"]);
+    pki.issue_for_days("b", &["b.test"], 12);
+    let config = pki.dir().join("tlsplex.toml");
+    let text = std::fs::read_to_string(&config).unwrap().replacen(
+        "{ cert = \"a.pem\", key = \"a.key\" }",
+        "{ cert = \"a.pem\", key = \"a.key\" }, { cert = \"a-extra.pem\", key = \"a-extra.key\" }",
+        1,
+    );
+    std::fs::write(&config, text).unwrap();
+    assert_eq!(http(admin, "POST", "/api/reload", None).0, 200);
+
+    let (status, body) = http(admin, "GET", "/api/certificates", None);
+    assert_eq!(status, 200);
+    let listed: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let rows: Vec<(String, String, bool, i64)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["server"].as_str().unwrap().to_owned(),
+                c["dns_names"][0].as_str().unwrap().to_owned(),
+                c["default"].as_bool().unwrap(),
+                c["days_left"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(rows.len(), 3, "{body}");
+    assert_eq!(
+        rows[0],
+        ("b".to_owned(), "b.test".to_owned(), true, 11),
+        "the soonest first, with its days left: {body}"
+    );
+    assert!(rows.contains(&("a".to_owned(), "extra.a.test".to_owned(), false, rows[2].3)));
+    assert!(
+        listed[0]["issuer"].as_str().unwrap().contains("CN="),
+        "{body}"
+    );
+    assert!(
+        listed[0]["not_after"].as_str().unwrap().contains('T'),
+        "{body}"
+    );
+
+    let (_, metrics) = http(admin, "GET", "/metrics", None);
+    assert!(
+        metrics.contains(
+            "tlsplex_certificate_expiry_timestamp_seconds{server=\"a\",name=\"extra.a.test\"}"
+        ),
+        "{metrics}"
+    );
+
+    if !available("chromium") {
+        return;
+    }
+    let url = format!("http://127.0.0.1:{admin}/");
+    let dom = chromium(
+        &url,
+        &[
+            "--virtual-time-budget=5000".to_owned(),
+            "--dump-dom".to_owned(),
+        ],
+    );
+    assert!(
+        dom.contains("Soonest certificate expiry: <strong>b.test</strong> on server b")
+            && dom.contains("<span class=\"warn\">11</span> days"),
+        "the soonest expiry, highlighted:\n{dom}"
+    );
 }

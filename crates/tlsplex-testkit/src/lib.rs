@@ -166,12 +166,16 @@ impl TestPki {
             Ok(key) => key,
             Err(_) => KeyPair::generate_rsa_for(algorithm, rcgen::RsaKeySize::_2048).unwrap(),
         };
-        let mut params =
-            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, names.first().copied().unwrap_or("leaf"));
+        let params = server_params(names);
+        self.sign(file_stem, params, key)
+    }
+
+    /// As [`TestPki::issue`], valid for `days` from now (a certificate about to expire).
+    pub fn issue_for_days(&self, file_stem: &str, names: &[&str], days: i64) -> TestCert {
+        let key = KeyPair::generate().unwrap();
+        let mut params = server_params(names);
+        params.not_before = time::OffsetDateTime::now_utc() - time::Duration::minutes(5);
+        params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(days);
         self.sign(file_stem, params, key)
     }
 
@@ -442,4 +446,14 @@ pub async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> boo
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     check()
+}
+
+/// A server certificate's parameters: `names` as subjectAltNames, the first as CN.
+fn server_params(names: &[&str]) -> CertificateParams {
+    let mut params =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, names.first().copied().unwrap_or("leaf"));
+    params
 }

@@ -69,7 +69,7 @@ pub use handler::{
 pub use metered::MeteredTcp;
 pub use metrics::Metrics;
 pub use registry::{DuplicateName, ServerListing, ServerRegistry, ServerState};
-pub use server::{Server, ServerError, ServerHandle, ServerOptions, ServerStats};
+pub use server::{CertificateStats, Server, ServerError, ServerHandle, ServerOptions, ServerStats};
 pub use supervisor::{ReloadReport, Supervisor, UnknownServer};
 pub use tls::certs::{CertLoadError, CertStore, Identity};
 pub use tls::client_auth::{ClientAuth, ClientAuthError, ClientAuthMode};

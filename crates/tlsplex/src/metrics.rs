@@ -37,7 +37,8 @@ pub const BYTES_RECEIVED: &str = "tlsplex_received_bytes";
 pub const BYTES_SENT: &str = "tlsplex_sent_bytes";
 /// `forward` connections whose backend could not be reached.
 pub const FORWARD_BACKEND_ERRORS: &str = "tlsplex_forward_backend_errors";
-/// Expiry of each server's default certificate, as a Unix timestamp.
+/// Expiry of every certificate of every server (the default and each SNI certificate), as a
+/// Unix timestamp, labelled by `server` and `name` (the certificate's first DNS name).
 pub const CERTIFICATE_EXPIRY: &str = "tlsplex_certificate_expiry_timestamp_seconds";
 /// Reloads by `result`: `ok`, `failed`.
 pub const RELOADS: &str = "tlsplex_reloads";
@@ -57,6 +58,12 @@ struct ReasonLabels {
 struct GroupLabels {
     server: String,
     group: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CertificateLabels {
+    server: String,
+    name: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -81,7 +88,7 @@ pub struct Metrics {
     received: Family<ServerLabel, Counter>,
     sent: Family<ServerLabel, Counter>,
     backend_errors: Family<ServerLabel, Counter>,
-    expiry: Family<ServerLabel, Gauge>,
+    expiry: Family<CertificateLabels, Gauge>,
     reloads: Family<ResultLabel, Counter>,
 }
 
@@ -171,7 +178,7 @@ impl Default for Metrics {
             );
             r.register(
                 CERTIFICATE_EXPIRY,
-                "Default certificate expiry (Unix time)",
+                "Certificate expiry (Unix time)",
                 metrics.expiry.clone(),
             );
             r.register(RELOADS, "Configuration reloads", metrics.reloads.clone());
@@ -216,7 +223,6 @@ impl Metrics {
         let failure = |r| counter(&self.failures, &reason(r));
         let active = self.active.get_or_create(&label).clone();
         let duration = self.duration.get_or_create(&label).clone();
-        let expiry = self.expiry.get_or_create(&label).clone();
         ServerMetrics {
             accepted: counter(&self.accepted, &label),
             active,
@@ -243,7 +249,11 @@ impl Metrics {
                 sent: counter(&self.sent, &label),
             },
             backend_errors: counter(&self.backend_errors, &label),
-            expiry,
+            expiry: CertificateExpiry {
+                family: self.expiry.clone(),
+                server: name.to_owned(),
+                shown: Arc::default(),
+            },
         }
     }
 }
@@ -262,7 +272,7 @@ pub(crate) struct ServerMetrics {
     pub(crate) duration: Histogram,
     pub(crate) traffic: Traffic,
     pub(crate) backend_errors: Counter,
-    pub(crate) expiry: Gauge,
+    pub(crate) expiry: CertificateExpiry,
 }
 
 /// One server's handshakes by key-exchange group. A series exists once a group is used (a
@@ -308,4 +318,43 @@ pub(crate) struct HandshakeFailures {
 pub(crate) struct Traffic {
     pub(crate) received: Counter,
     pub(crate) sent: Counter,
+}
+
+/// One server's certificate expiry gauges: one series per certificate name, replaced whole when
+/// the server's certificates change.
+#[derive(Clone, Debug)]
+pub(crate) struct CertificateExpiry {
+    family: Family<CertificateLabels, Gauge>,
+    server: String,
+    /// The names shown now, so that a certificate removed by a reload loses its series.
+    shown: Arc<Mutex<Vec<String>>>,
+}
+
+impl CertificateExpiry {
+    /// Shows `(name, not_after as Unix seconds)` for each certificate; where two certificates
+    /// share a name, the sooner expiry.
+    pub(crate) fn show(&self, certificates: impl IntoIterator<Item = (String, i64)>) {
+        let mut soonest = std::collections::BTreeMap::<String, i64>::new();
+        for (name, not_after) in certificates {
+            let entry = soonest.entry(name).or_insert(not_after);
+            *entry = (*entry).min(not_after);
+        }
+        let mut shown = self.shown.lock().unwrap_or_else(PoisonError::into_inner);
+        for name in shown.iter().filter(|name| !soonest.contains_key(*name)) {
+            self.family.remove(&self.labels(name));
+        }
+        for (name, not_after) in &soonest {
+            self.family
+                .get_or_create(&self.labels(name))
+                .set(*not_after);
+        }
+        *shown = soonest.into_keys().collect();
+    }
+
+    fn labels(&self, name: &str) -> CertificateLabels {
+        CertificateLabels {
+            server: self.server.clone(),
+            name: name.to_owned(),
+        }
+    }
 }

@@ -191,7 +191,12 @@ async fn records_after_key_updates(updates: usize) -> Vec<usize> {
         let client = tls.get_mut().1;
         client.read_tls(&mut more.as_slice()).unwrap();
         raw.extend_from_slice(&more);
-        if client.process_new_packets().unwrap().plaintext_bytes_to_read() > 0 {
+        if client
+            .process_new_packets()
+            .unwrap()
+            .plaintext_bytes_to_read()
+            > 0
+        {
             break;
         }
     }

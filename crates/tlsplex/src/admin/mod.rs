@@ -9,7 +9,7 @@
 //! ([`MAX_ADMIN_CONNECTIONS`], taken before accept) and timed ([`ADMIN_HEADER_TIMEOUT`],
 //! [`ADMIN_BODY_TIMEOUT`]), apart from the TLS servers' limits.
 //!
-//! Routes: `GET /` (dashboard), `GET /api/servers`, `POST /api/servers` (a `[[server]]` table as
+//! Routes: `GET /` (dashboard), `GET /api/servers`, `GET /api/certificates`, `POST /api/servers` (a `[[server]]` table as
 //! TOML or JSON), `POST /api/servers/{name}/stop|start`, `POST /api/reload`,
 //! `DELETE /api/servers/{name}`, `GET /metrics`,
 //! `GET /healthz`, `GET /readyz`.
@@ -39,7 +39,7 @@ use tokio::sync::Semaphore;
 pub use crate::config::AdminOptions;
 use crate::context::Context;
 use crate::registry::ServerState;
-use crate::server::ServerStats;
+use crate::server::{CertificateStats, ServerStats};
 use crate::supervisor::ReloadReport;
 
 const DASHBOARD: &str = include_str!("dashboard.html");
@@ -202,6 +202,12 @@ impl Api {
                 Some(servers) => json(StatusCode::OK, &servers),
                 None => unavailable(),
             },
+            (&Method::GET, ["api", "certificates"]) => {
+                match self.ask(AdminRequest::Servers).await {
+                    Some(servers) => json(StatusCode::OK, &certificates(&servers)),
+                    None => unavailable(),
+                }
+            }
             (&Method::POST, ["api", "reload"]) => match self.ask(AdminRequest::Reload).await {
                 Some(Ok(report)) => json(StatusCode::OK, &report),
                 Some(Err(errors)) => json(
@@ -300,6 +306,32 @@ impl Api {
 }
 
 /// The body of `POST /api/servers` as TOML text: TOML as sent, or JSON converted.
+/// One certificate of one server, for `GET /api/certificates`.
+#[derive(serde::Serialize)]
+struct ServerCertificate<'a> {
+    server: &'a str,
+    #[serde(flatten)]
+    certificate: &'a CertificateStats,
+}
+
+/// Every certificate of every server, the soonest to expire first.
+fn certificates(servers: &[ServerStats]) -> Vec<ServerCertificate<'_>> {
+    let mut all: Vec<_> = servers
+        .iter()
+        .flat_map(|server| {
+            server
+                .certificates
+                .iter()
+                .map(|certificate| ServerCertificate {
+                    server: &server.name,
+                    certificate,
+                })
+        })
+        .collect();
+    all.sort_by_key(|entry| entry.certificate.summary.not_after);
+    all
+}
+
 async fn server_table(request: Request<Incoming>) -> Result<String, String> {
     use http_body_util::BodyExt as _;
     const LIMIT: usize = 64 * 1024;

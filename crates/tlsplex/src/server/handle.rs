@@ -11,6 +11,7 @@ use super::settings::LiveSettings;
 use super::{ServerError, ServerOptions};
 use crate::metrics::ServerMetrics;
 use crate::registry::{RegistryEntry, ServerState};
+use crate::tls::summary::CertSummary;
 
 /// A cheap handle to a server: stop it, update it, count its connections.
 #[derive(Clone)]
@@ -52,6 +53,22 @@ pub struct ServerStats {
     pub certificate_subject: String,
     /// Whole days until it expires.
     pub certificate_days_left: i64,
+    /// Every certificate the server presents (the default first, then the SNI ones).
+    pub certificates: Vec<CertificateStats>,
+}
+
+/// One certificate of a server, as the admin API reports it: what [`CertSummary`] says, whether
+/// it is the default, and the days left.
+#[derive(Debug, Clone, serde::Serialize)]
+#[non_exhaustive]
+pub struct CertificateStats {
+    /// Subject, issuer, names, validity and fingerprint.
+    #[serde(flatten)]
+    pub summary: CertSummary,
+    /// Whether it answers clients whose SNI no other certificate names.
+    pub default: bool,
+    /// Whole days until it expires; negative once it has.
+    pub days_left: i64,
 }
 
 impl std::fmt::Debug for ServerHandle {
@@ -123,6 +140,18 @@ impl ServerHandle {
         let f = &m.failures;
         let settings = self.settings.current();
         let cert = settings.certs.default_identity().summary();
+        let now = std::time::SystemTime::now();
+        let certificates = settings
+            .certs
+            .identities()
+            .iter()
+            .enumerate()
+            .map(|(index, identity)| CertificateStats {
+                summary: identity.summary().clone(),
+                default: index == 0,
+                days_left: identity.summary().days_until_expiry(now),
+            })
+            .collect();
         ServerStats {
             name: self.name.to_string(),
             listen: self.local_addr,
@@ -146,7 +175,8 @@ impl ServerHandle {
             .into_iter()
             .collect(),
             certificate_subject: cert.subject.clone(),
-            certificate_days_left: cert.days_until_expiry(std::time::SystemTime::now()),
+            certificate_days_left: cert.days_until_expiry(now),
+            certificates,
         }
     }
 

@@ -6,13 +6,13 @@
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, UNIX_EPOCH};
 
-use prometheus_client::metrics::gauge::Gauge;
 use rustls::server::danger::ClientCertVerifier;
 use rustls::ServerConfig;
 
 use super::ServerOptions;
 use crate::context::Context;
 use crate::handler::{ConnectionHandler, StatusHandler};
+use crate::metrics::CertificateExpiry;
 use crate::tls::certs::CertStore;
 use crate::tls::client_auth::ClientAuthMode;
 use crate::tls::policy;
@@ -45,15 +45,15 @@ pub(crate) struct LiveSettings {
     /// Replaced when the client-auth policy changes: sessions never outlive their policy.
     resumption: Mutex<ResumptionState>,
     current: RwLock<Arc<Settings>>,
-    /// The default certificate's expiry, kept current for the metrics.
-    expiry: Gauge,
+    /// Every certificate's expiry, kept current for the metrics.
+    expiry: CertificateExpiry,
 }
 
 impl LiveSettings {
     pub(crate) fn new(
         ctx: &Context,
         options: &ServerOptions,
-        expiry: Gauge,
+        expiry: CertificateExpiry,
     ) -> Result<Self, rustls::Error> {
         let resumption = ResumptionState::new(&options.tls, &options.name, ctx.ticket_keys());
         let settings = build(ctx, &resumption, options)?;
@@ -99,12 +99,18 @@ impl LiveSettings {
     }
 }
 
-fn set_expiry(gauge: &Gauge, certs: &CertStore) {
-    let not_after = certs.default_identity().summary().not_after;
-    let seconds = not_after
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    gauge.set(i64::try_from(seconds).unwrap_or(i64::MAX));
+fn set_expiry(gauges: &CertificateExpiry, certs: &CertStore) {
+    gauges.show(certs.identities().iter().map(|identity| {
+        let summary = identity.summary();
+        let seconds = summary
+            .not_after
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        (
+            summary.label_name(),
+            i64::try_from(seconds).unwrap_or(i64::MAX),
+        )
+    }));
 }
 
 fn build(

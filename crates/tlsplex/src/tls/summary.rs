@@ -76,6 +76,17 @@ impl CertSummary {
         self.dns_names.iter().cloned().chain(ips).collect()
     }
 
+    /// The name a metric labels this certificate with: its first DNS name, else its first IP
+    /// address, else its common name, else its subject.
+    pub fn label_name(&self) -> String {
+        self.dns_names
+            .first()
+            .cloned()
+            .or_else(|| self.ip_addresses.first().map(ToString::to_string))
+            .or_else(|| self.common_name.clone())
+            .unwrap_or_else(|| self.subject.clone())
+    }
+
     /// Whole days from `now` until the certificate expires; negative once it has expired.
     pub fn days_until_expiry(&self, now: SystemTime) -> i64 {
         let seconds = match self.not_after.duration_since(now) {
