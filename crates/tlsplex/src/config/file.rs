@@ -73,6 +73,7 @@ pub(super) struct TlsFile {
     pub groups: Option<Vec<String>>,
     pub alpn: Option<Vec<String>>,
     pub strict_sni: Option<bool>,
+    pub cert_compression: Option<bool>,
     pub client_auth: Option<ClientAuthFile>,
     pub session_cache_size: Option<usize>,
     pub tickets: Option<bool>,

@@ -78,6 +78,7 @@ pub(super) fn validate_tls(
         policy.alpn = alpn.clone();
     }
     policy.strict_sni = raw.strict_sni.unwrap_or(policy.strict_sni);
+    policy.cert_compression = raw.cert_compression.unwrap_or(policy.cert_compression);
     policy.session_cache_size = raw.session_cache_size.unwrap_or(policy.session_cache_size);
     policy.tickets = raw.tickets.unwrap_or(policy.tickets);
     if let Some(text) = &raw.max_session_age {

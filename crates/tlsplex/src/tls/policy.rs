@@ -39,7 +39,7 @@ pub const DEFAULT_CIPHER_SUITES: &[SupportedCipherSuite] = &[
 /// # Defaults
 /// TLS 1.3 and 1.2; rustls's suites for aws-lc-rs in [`DEFAULT_CIPHER_SUITES`]' order (the
 /// server's order wins) and its default key-exchange groups; ALPN `h2`, `http/1.1`; unknown SNI gets the default certificate; no client
-/// certificates; a 4096-entry session cache and stateless tickets.
+/// certificates; a 4096-entry session cache and stateless tickets; no certificate compression.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct TlsPolicy {
@@ -53,6 +53,10 @@ pub struct TlsPolicy {
     pub alpn: Vec<String>,
     /// Refuse (alert `unrecognized_name`) a client whose SNI matches no certificate.
     pub strict_sni: bool,
+    /// Compress the certificate message (RFC 8879, brotli or zlib as the client offers) for
+    /// clients that ask. Off by default, as nginx and Envoy chose: it saves bytes in the first
+    /// flight, at some CPU the first time each chain is compressed.
+    pub cert_compression: bool,
     /// Client certificates: `None` asks for none.
     pub client_auth: Option<ClientAuth>,
     /// Stateful session-cache entries; 0 turns the cache off.
@@ -76,6 +80,7 @@ impl Default for TlsPolicy {
             kx_groups: aws_lc_rs::DEFAULT_KX_GROUPS.to_vec(),
             alpn: DEFAULT_ALPN.iter().map(|p| (*p).to_owned()).collect(),
             strict_sni: false,
+            cert_compression: false,
             client_auth: None,
             session_cache_size: DEFAULT_SESSION_CACHE_SIZE,
             tickets: true,
@@ -181,7 +186,18 @@ pub(crate) fn server_config(
         Some(verifier) => builder.with_client_cert_verifier(verifier),
         None => builder.with_no_client_auth(),
     };
+    let chains = certs.identities().len();
     let mut config = builder.with_cert_resolver(certs);
+    if policy.cert_compression {
+        // Each chain is compressed once per algorithm, then served from the cache.
+        let compressors = rustls::compress::default_cert_compressors();
+        config.cert_compressors = compressors.to_vec();
+        config.cert_compression_cache = Arc::new(rustls::compress::CompressionCache::new(
+            chains * compressors.len(),
+        ));
+    } else {
+        config.cert_compressors = Vec::new();
+    }
     config.alpn_protocols = policy.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
     // The server's preference wins: operators order suites on purpose.
     config.ignore_client_order = true;
