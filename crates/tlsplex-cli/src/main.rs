@@ -12,7 +12,6 @@ mod limits;
 mod logging;
 mod privileges;
 mod probe;
-mod reload;
 mod serve;
 mod signals;
 mod systemd;

@@ -47,6 +47,7 @@
 pub mod admin;
 mod config;
 mod context;
+pub mod control;
 pub mod files;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]

@@ -197,8 +197,8 @@ impl Metrics {
         text
     }
 
-    /// Counts a reload.
-    pub fn reload(&self, ok: bool) {
+    /// Counts a reload (the controller does).
+    pub(crate) fn reload(&self, ok: bool) {
         let result = if ok { "ok" } else { "failed" };
         self.reloads.get_or_create(&ResultLabel { result }).inc();
     }

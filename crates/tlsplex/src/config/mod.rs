@@ -103,8 +103,8 @@ pub struct ServerSpec {
     /// Share the address with other sockets (`SO_REUSEPORT`), for zero-downtime upgrades.
     pub reuse_port: bool,
     /// The other files this server's TLS material came from (OCSP responses, client CA, CRLs),
-    /// for reload watching.
-    pub material_files: Vec<PathBuf>,
+    /// for reload watching ([`Config::watched_files`]).
+    pub(crate) material_files: Vec<PathBuf>,
 }
 
 /// The handler a config file can name.
@@ -186,6 +186,21 @@ impl ServerSpec {
 }
 
 impl Config {
+    /// Every file this config was read from, whose change a reload would pick up: the config
+    /// file, the ticket key file, each server's certificates and keys, OCSP responses, client
+    /// CAs and CRLs.
+    pub fn watched_files(&self) -> Vec<PathBuf> {
+        let mut paths = vec![self.file.clone()];
+        paths.extend(self.global.ticket_key_file.clone());
+        for server in &self.servers {
+            for (cert, key) in &server.certificate_files {
+                paths.extend([cert.clone(), key.clone()]);
+            }
+            paths.extend(server.material_files.iter().cloned());
+        }
+        paths
+    }
+
     /// Reads, validates and loads `path`; relative paths inside resolve against its folder.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
         let path = path.as_ref();

@@ -1,0 +1,232 @@
+//! The control plane: a [`Controller`] owns the [`Supervisor`] and the config file its servers
+//! came from, and does everything that changes what runs (reload from a signal, a changed file
+//! or the admin API; add, start and remove one server), one request at a time. It counts reloads
+//! in the metrics. The admin endpoint is a service over it; `tlsplex run` adds only signals,
+//! systemd and privilege drop around it.
+//!
+//! ```no_run
+//! use tlsplex::control::{ConfigSource, Controller, ReloadCause};
+//! use tlsplex::{Config, Supervisor};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let path = std::path::Path::new("/etc/tlsplex.toml");
+//! let config = Config::load(path)?;
+//! let ctx = config.global.context()?;
+//! let supervisor = Supervisor::start(&ctx, config.servers.iter().map(|s| s.options()))?;
+//! let controller = Controller::new(supervisor, Some(ConfigSource::new(path, &config)));
+//! let report = controller.reload(ReloadCause::Signal).await?;
+//! println!("updated: {:?}", report.updated);
+//! controller.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+mod error;
+mod source;
+
+use std::fmt;
+use std::sync::Arc;
+
+use tokio::sync::Mutex;
+
+pub use error::ControlError;
+pub use source::ConfigSource;
+
+use crate::config::Config;
+use crate::context::Context;
+use crate::server::ServerStats;
+use crate::supervisor::{ReloadReport, Supervisor};
+
+/// What asked for a reload, for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReloadCause {
+    /// SIGHUP, or an embedder's own trigger.
+    Signal,
+    /// A file the config names changed (`reload_check_interval`).
+    WatchedFile,
+    /// `POST /api/reload`.
+    AdminApi,
+}
+
+impl fmt::Display for ReloadCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Signal => "signal",
+            Self::WatchedFile => "a watched file changed",
+            Self::AdminApi => "admin API",
+        })
+    }
+}
+
+/// A cheap handle to the control plane; clones share it. Requests are served one at a time.
+#[derive(Clone)]
+pub struct Controller {
+    ctx: Context,
+    state: Arc<Mutex<State>>,
+}
+
+struct State {
+    /// `None` once shut down.
+    supervisor: Option<Supervisor>,
+    source: Option<ConfigSource>,
+}
+
+impl fmt::Debug for Controller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Controller").finish_non_exhaustive()
+    }
+}
+
+impl Controller {
+    /// Takes charge of `supervisor`; `source` is the config file its servers came from (reload
+    /// and `start` need it; without one, a reload only re-reads the ticket key file).
+    pub fn new(supervisor: Supervisor, source: Option<ConfigSource>) -> Self {
+        Self {
+            ctx: supervisor.context().clone(),
+            state: Arc::new(Mutex::new(State {
+                supervisor: Some(supervisor),
+                source,
+            })),
+        }
+    }
+
+    /// The context the servers share.
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    /// Every running server's figures, by name; empty once shut down.
+    pub async fn stats(&self) -> Vec<ServerStats> {
+        let state = self.state.lock().await;
+        state
+            .supervisor
+            .as_ref()
+            .map(Supervisor::stats)
+            .unwrap_or_default()
+    }
+
+    /// Loads the config file again and applies it as a diff ([`Supervisor::reload`]). A file
+    /// that does not validate changes nothing, and is not retried until it changes again.
+    /// Without a config file, re-reads the ticket key file and answers
+    /// [`ControlError::NoConfigFile`].
+    pub async fn reload(&self, cause: ReloadCause) -> Result<ReloadReport, ControlError> {
+        let mut state = self.state.lock().await;
+        let State { supervisor, source } = &mut *state;
+        let supervisor = supervisor.as_mut().ok_or(ControlError::ShuttingDown)?;
+        let Some(source) = source else {
+            if let Some(Err(error)) = self.ctx.ticket_keys().map(|keys| keys.reload()) {
+                tracing::error!(%error, "reload: the previous ticket key stays");
+            }
+            return Err(ControlError::NoConfigFile);
+        };
+        tracing::info!(config = %source.path().display(), reason = %cause, "reloading");
+        let config = match source.load().await {
+            Ok(config) => config,
+            Err(error) => {
+                for problem in error.to_string().lines() {
+                    tracing::error!(%problem, "reload refused; the previous configuration keeps serving");
+                }
+                self.ctx.metrics().reload(false);
+                source.remember_refused();
+                return Err(error.into());
+            }
+        };
+        let report = supervisor.reload(&config).await;
+        log_report(&report);
+        self.ctx.metrics().reload(report.errors.is_empty());
+        *source = ConfigSource::new(source.path(), &config);
+        Ok(report)
+    }
+
+    /// Reloads if a file the config names changed since the last load (for a polling timer);
+    /// `None` when nothing changed or there is no config file.
+    pub async fn reload_if_changed(&self) -> Option<Result<ReloadReport, ControlError>> {
+        let changed = {
+            let mut state = self.state.lock().await;
+            state.source.as_mut().is_some_and(ConfigSource::changed)
+        };
+        // Another request may reload in between: then this one finds the new files.
+        if changed {
+            Some(self.reload(ReloadCause::WatchedFile).await)
+        } else {
+            None
+        }
+    }
+
+    /// Binds and starts a server from one `[[server]]` table's keys in TOML (relative paths
+    /// against the config file's folder). It runs until a reload of a file that does not name it.
+    pub async fn add(&self, table: &str) -> Result<ServerStats, ControlError> {
+        let mut state = self.state.lock().await;
+        let State { supervisor, source } = &mut *state;
+        let supervisor = supervisor.as_mut().ok_or(ControlError::ShuttingDown)?;
+        let base = source
+            .as_ref()
+            .map_or_else(|| std::path::PathBuf::from("."), ConfigSource::base);
+        let spec = Config::parse_server(table, &base)?;
+        let stats = supervisor.add(spec.options())?.stats();
+        tracing::info!(server = %stats.name, addr = %stats.listen, "server added");
+        Ok(stats)
+    }
+
+    /// Starts a server of the config file that is not running (stopped through
+    /// [`Controller::remove`]).
+    pub async fn start(&self, name: &str) -> Result<ServerStats, ControlError> {
+        let mut state = self.state.lock().await;
+        let State { supervisor, source } = &mut *state;
+        let supervisor = supervisor.as_mut().ok_or(ControlError::ShuttingDown)?;
+        let spec = source
+            .as_ref()
+            .and_then(|source| source.server(name))
+            .ok_or_else(|| ControlError::NotConfigured(name.to_owned()))?;
+        if supervisor.server(name).is_some() {
+            return Err(ControlError::AlreadyRunning(name.to_owned()));
+        }
+        let stats = supervisor.add(spec.options())?.stats();
+        tracing::info!(server = %stats.name, addr = %stats.listen, "server started");
+        Ok(stats)
+    }
+
+    /// Stops the server called `name`; returns once its port is closed (its connections drain
+    /// in the background). It stays configured: `start` or a reload brings it back.
+    pub async fn remove(&self, name: &str) -> Result<(), ControlError> {
+        let mut state = self.state.lock().await;
+        let supervisor = state
+            .supervisor
+            .as_mut()
+            .ok_or(ControlError::ShuttingDown)?;
+        supervisor
+            .remove(name)
+            .await
+            .map_err(|unknown| ControlError::NotRunning(unknown.0))
+    }
+
+    /// Runs `f` on the supervisor (to read handles, addresses); `None` once shut down.
+    pub async fn inspect<R>(&self, f: impl FnOnce(&Supervisor) -> R) -> Option<R> {
+        self.state.lock().await.supervisor.as_ref().map(f)
+    }
+
+    /// Stops every server and waits until their connections are closed (within the context's
+    /// `shutdown_grace`). Later requests get [`ControlError::ShuttingDown`].
+    pub async fn shutdown(&self) {
+        let supervisor = self.state.lock().await.supervisor.take();
+        if let Some(supervisor) = supervisor {
+            supervisor.shutdown().await;
+        }
+    }
+}
+
+fn log_report(report: &ReloadReport) {
+    for error in &report.errors {
+        tracing::error!(%error, "reload: not applied; the previous material keeps serving");
+    }
+    for change in &report.needs_restart {
+        tracing::warn!(%change, "reload: needs a restart");
+    }
+    tracing::info!(
+        added = %report.added.join(","),
+        removed = %report.removed.join(","),
+        rebound = %report.rebound.join(","),
+        updated = %report.updated.join(","),
+        "reloaded"
+    );
+}
