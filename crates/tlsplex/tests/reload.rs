@@ -151,7 +151,9 @@ async fn reload_adds_removes_rebinds_and_updates_by_name() {
             ("extra", extra, "one", STATUS),
         ],
     );
-    let report = supervisor.reload(&second).await;
+    let report = supervisor
+        .reload(second.servers.iter().map(|s| s.options()).collect())
+        .await;
     assert!(report.errors.is_empty(), "{report:?}");
     assert_eq!(report.added, ["extra"]);
     assert_eq!(report.removed, ["old"]);
@@ -219,7 +221,9 @@ async fn a_reload_that_cannot_bind_changes_nothing() {
             ("extra", extra, "one", STATUS),
         ],
     );
-    let report = supervisor.reload(&second).await;
+    let report = supervisor
+        .reload(second.servers.iter().map(|s| s.options()).collect())
+        .await;
     assert_eq!(report.errors.len(), 1, "{report:?}");
     assert!(report.errors[0].contains(&format!(
         "server \"web\": cannot listen on 127.0.0.1:{busy}"

@@ -162,6 +162,63 @@ impl GlobalSettings {
     }
 }
 
+impl GlobalSettings {
+    /// The `[global]` keys whose values differ from `running`'s and that apply only at
+    /// restart. Every field is named here, so a new setting must be sorted into one kind or
+    /// the other.
+    pub fn restart_only_changes(&self, running: &GlobalSettings) -> Vec<&'static str> {
+        let Self {
+            handshake_timeout,
+            max_connections,
+            server_max_connections,
+            shutdown_grace,
+            worker_threads,
+            ticket_key_file,
+            ticket_rotation,
+            reload_check_interval,
+            user,
+            group,
+            // Applies at every load: the next reload reads keys under the new rule.
+            strict_key_permissions: _,
+        } = self;
+        let changed = [
+            (
+                "handshake_timeout",
+                *handshake_timeout != running.handshake_timeout,
+            ),
+            (
+                "max_connections",
+                *max_connections != running.max_connections,
+            ),
+            (
+                "server_max_connections",
+                *server_max_connections != running.server_max_connections,
+            ),
+            ("shutdown_grace", *shutdown_grace != running.shutdown_grace),
+            ("worker_threads", *worker_threads != running.worker_threads),
+            (
+                "ticket_key_file",
+                *ticket_key_file != running.ticket_key_file,
+            ),
+            (
+                "ticket_rotation",
+                *ticket_rotation != running.ticket_rotation,
+            ),
+            (
+                "reload_check_interval",
+                *reload_check_interval != running.reload_check_interval,
+            ),
+            ("user", *user != running.user),
+            ("group", *group != running.group),
+        ];
+        changed
+            .into_iter()
+            .filter(|(_, changed)| *changed)
+            .map(|(key, _)| key)
+            .collect()
+    }
+}
+
 impl ServerSpec {
     /// The options to bind this server with.
     pub fn options(&self) -> ServerOptions {

@@ -31,7 +31,7 @@ use tokio::sync::Mutex;
 pub use error::ControlError;
 pub use source::ConfigSource;
 
-use crate::config::Config;
+use crate::config::{Config, ServerSpec};
 use crate::context::Context;
 use crate::server::ServerStats;
 use crate::supervisor::{ReloadReport, Supervisor};
@@ -131,10 +131,24 @@ impl Controller {
                 return Err(error.into());
             }
         };
-        let report = supervisor.reload(&config).await;
+        let desired = config.servers.iter().map(ServerSpec::options).collect();
+        let mut report = supervisor.reload(desired).await;
+        let restart_only = config.global.restart_only_changes(source.started_with());
+        for key in &restart_only {
+            report
+                .needs_restart
+                .push(format!("[global] {key} changed: restart to apply"));
+        }
+        if !restart_only.contains(&"ticket_key_file") {
+            if let Some(Err(error)) = self.ctx.ticket_keys().map(|keys| keys.reload()) {
+                report
+                    .errors
+                    .push(format!("{error}; the previous ticket key stays"));
+            }
+        }
         log_report(&report);
         self.ctx.metrics().reload(report.errors.is_empty());
-        *source = ConfigSource::new(source.path(), &config);
+        source.loaded(&config);
         Ok(report)
     }
 

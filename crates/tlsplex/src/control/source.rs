@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::config::{Config, ConfigError, ServerSpec};
+use crate::config::{Config, ConfigError, GlobalSettings, ServerSpec};
 
 /// A config file, as last loaded.
 #[derive(Debug)]
@@ -14,6 +14,8 @@ pub struct ConfigSource {
     files: Vec<(PathBuf, Seen)>,
     /// The servers as last loaded, for `start` of a stopped one.
     servers: Vec<ServerSpec>,
+    /// `[global]` as the process started with it: what a reload compares against.
+    started_with: GlobalSettings,
 }
 
 impl ConfigSource {
@@ -21,16 +23,21 @@ impl ConfigSource {
     pub fn new(path: &Path, config: &Config) -> Self {
         Self {
             path: path.to_owned(),
-            files: config
-                .watched_files()
-                .into_iter()
-                .map(|p| {
-                    let seen = Seen::of(&p);
-                    (p, seen)
-                })
-                .collect(),
+            files: seen_now(config),
             servers: config.servers.clone(),
+            started_with: config.global.clone(),
         }
+    }
+
+    /// `[global]` as the process started with it.
+    pub fn started_with(&self) -> &GlobalSettings {
+        &self.started_with
+    }
+
+    /// After a reload of `config`: its files and servers are the ones watched now.
+    pub(crate) fn loaded(&mut self, config: &Config) {
+        self.files = seen_now(config);
+        self.servers = config.servers.clone();
     }
 
     /// The config file.
@@ -92,6 +99,17 @@ impl ConfigSource {
             *seen = Seen::of(path);
         }
     }
+}
+
+fn seen_now(config: &Config) -> Vec<(PathBuf, Seen)> {
+    config
+        .watched_files()
+        .into_iter()
+        .map(|p| {
+            let seen = Seen::of(&p);
+            (p, seen)
+        })
+        .collect()
 }
 
 /// One watched file as last seen.

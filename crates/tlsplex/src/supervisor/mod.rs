@@ -2,11 +2,13 @@
 //! a diff, stops one, or shuts all down.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 
 use tokio::task::JoinHandle;
 
-use crate::config::Config;
+mod plan;
+
+pub use plan::ReloadPlan;
+
 use crate::context::Context;
 use crate::server::{listener, Server, ServerError, ServerHandle, ServerOptions};
 
@@ -40,7 +42,8 @@ pub struct ReloadReport {
     /// What could not be applied, one sentence each, naming the server or file. When binding a
     /// new address fails, nothing at all is applied.
     pub errors: Vec<String>,
-    /// Changes that take effect only on restart (`[global]` settings).
+    /// Changes that take effect only on restart (`[global]` settings; the supervisor leaves
+    /// this to whoever compares settings, the [`crate::control::Controller`]).
     pub needs_restart: Vec<String>,
 }
 
@@ -115,73 +118,62 @@ impl Supervisor {
         self.servers.get(name).map(|running| &running.handle)
     }
 
-    /// Applies a new, validated config as a diff, by server name:
+    /// Applies the desired servers as a diff, by name ([`ReloadPlan`]):
     /// - a new name is bound and started;
     /// - a missing name stops accepting and drains in the background;
     /// - a changed `listen` gets its new socket bound and serving before the old one closes;
     /// - every other server is updated in place ([`ServerHandle::update`]): new connections get
     ///   the new certificates, policy, handler, timeout and limit; open ones keep theirs.
     ///
-    /// New addresses are bound first: if any fails, nothing changes. The ticket key file is read
-    /// again. No connection of an unchanged server notices. Returns once the ports of removed
-    /// and moved servers are closed (their connections may still be draining).
-    pub async fn reload(&mut self, config: &Config) -> ReloadReport {
+    /// New addresses are bound first: if any fails, nothing changes. No connection of an
+    /// unchanged server notices. Returns once the ports of removed and moved servers are closed
+    /// (their connections may still be draining).
+    pub async fn reload(&mut self, desired: Vec<ServerOptions>) -> ReloadReport {
         let mut report = ReloadReport::default();
         self.draining.retain(|retired| !retired.task.is_finished());
+        let running = self
+            .servers
+            .values()
+            .map(|r| (r.handle.name(), r.handle.local_addr()));
+        let plan = ReloadPlan::new(running, desired.iter().map(|o| (o.name(), o.listen)));
 
-        let mut fresh: HashMap<&str, std::net::TcpListener> = HashMap::new();
-        for spec in &config.servers {
-            let moved = match self.servers.get(&spec.name) {
-                Some(running) => !same_address(spec.listen, running.handle.local_addr()),
-                None => true,
-            };
-            if moved {
-                let options = spec.options();
-                match listener::bind(spec.listen, options.backlog, options.reuse_port) {
-                    Ok(socket) => drop(fresh.insert(&spec.name, socket)),
-                    Err(source) => report.errors.push(
-                        ServerError::Bind {
-                            server: spec.name.clone(),
-                            addr: spec.listen,
-                            source,
-                        }
-                        .to_string(),
-                    ),
-                }
+        let mut fresh: HashMap<String, std::net::TcpListener> = HashMap::new();
+        for options in desired
+            .iter()
+            .filter(|o| plan.to_bind().any(|n| n == o.name()))
+        {
+            match listener::bind(options.listen, options.backlog, options.reuse_port) {
+                Ok(socket) => drop(fresh.insert(options.name().to_owned(), socket)),
+                Err(source) => report.errors.push(
+                    ServerError::Bind {
+                        server: options.name().to_owned(),
+                        addr: options.listen,
+                        source,
+                    }
+                    .to_string(),
+                ),
             }
         }
         if !report.errors.is_empty() {
             return report; // the sockets bound so far close here; nothing was changed
         }
 
-        for spec in &config.servers {
-            let options = spec.options();
-            match fresh.remove(spec.name.as_str()) {
-                Some(socket) => self.start_or_replace(options, socket, &mut report),
-                None => match self.servers.get(&spec.name) {
-                    Some(running) => match running.handle.update(&options) {
-                        Ok(()) => report.updated.push(spec.name.clone()),
-                        Err(error) => report.errors.push(error.to_string()),
-                    },
-                    None => report
-                        .errors
-                        .push(format!("server {:?}: not bound", spec.name)),
+        for options in desired {
+            let name = options.name().to_owned();
+            match (fresh.remove(&name), self.servers.get(&name)) {
+                (Some(socket), _) => self.start_or_replace(options, socket, &mut report),
+                (None, Some(running)) => match running.handle.update(&options) {
+                    Ok(()) => report.updated.push(name),
+                    Err(error) => report.errors.push(error.to_string()),
                 },
+                (None, None) => report.errors.push(format!("server {name:?}: not bound")),
             }
         }
         let retired_before = self.draining.len();
-        let gone: Vec<String> = self
-            .servers
-            .keys()
-            .filter(|name| !config.servers.iter().any(|spec| &spec.name == *name))
-            .cloned()
-            .collect();
-        for name in gone {
+        for name in plan.remove {
             self.retire(&name);
             report.removed.push(name);
         }
-        self.reload_ticket_keys(config, &mut report);
-        self.note_global_changes(config, &mut report);
         for retired in &self.draining[retired_before..] {
             retired.handle.port_closed().await;
         }
@@ -230,49 +222,6 @@ impl Supervisor {
         }
     }
 
-    fn reload_ticket_keys(&self, config: &Config, report: &mut ReloadReport) {
-        let Some(keys) = self.ctx.ticket_keys() else {
-            return;
-        };
-        if keys.file() != config.global.ticket_key_file.as_deref() {
-            report
-                .needs_restart
-                .push("ticket_key_file changed: restart to use the new file".to_owned());
-        } else if let Err(error) = keys.reload() {
-            report
-                .errors
-                .push(format!("{error}; the previous ticket key stays"));
-        }
-    }
-
-    fn note_global_changes(&self, config: &Config, report: &mut ReloadReport) {
-        let global = &config.global;
-        let ctx = &self.ctx;
-        let changed = [
-            (
-                "handshake_timeout",
-                global.handshake_timeout != ctx.handshake_timeout(),
-            ),
-            (
-                "max_connections",
-                global.max_connections != ctx.max_connections(),
-            ),
-            (
-                "server_max_connections",
-                global.server_max_connections != ctx.server_max_connections(),
-            ),
-            (
-                "shutdown_grace",
-                global.shutdown_grace != ctx.shutdown_grace(),
-            ),
-        ];
-        for (key, _) in changed.iter().filter(|(_, changed)| *changed) {
-            report
-                .needs_restart
-                .push(format!("[global] {key} changed: restart to apply"));
-        }
-    }
-
     /// Every server's figures, by name.
     pub fn stats(&self) -> Vec<crate::ServerStats> {
         self.servers().map(ServerHandle::stats).collect()
@@ -312,11 +261,6 @@ impl Supervisor {
             join(handle.name(), task).await;
         }
     }
-}
-
-/// Whether a configured address is the one a server is bound to (port 0 matches any port).
-fn same_address(configured: SocketAddr, bound: SocketAddr) -> bool {
-    configured == bound || (configured.port() == 0 && configured.ip() == bound.ip())
 }
 
 async fn join(name: &str, task: JoinHandle<Result<(), ServerError>>) {
