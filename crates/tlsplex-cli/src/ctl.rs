@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use tlsplex::Config;
+use tlsplex::ConfigOutline;
 
 use crate::cli::{CtlAction, CtlArgs};
 
@@ -30,7 +30,8 @@ pub fn run(args: CtlArgs) -> ExitCode {
 
 fn call(args: &CtlArgs) -> Result<(u16, String), String> {
     let config = match &args.config {
-        Some(path) => Some(Config::load(path).map_err(|e| e.to_string())?),
+        // The outline reads no key or token: an operator who may not read them can still ctl.
+        Some(path) => Some(ConfigOutline::load(path).map_err(|e| e.to_string())?),
         None => None,
     };
     let configured = config.as_ref().and_then(|c| c.admin.as_ref());
@@ -39,14 +40,20 @@ fn call(args: &CtlArgs) -> Result<(u16, String), String> {
         (None, Some(admin)) => admin.listen.to_string(),
         (None, None) => "127.0.0.1:9440".to_owned(),
     };
-    let token = match &args.token_file {
+    let token_file = args
+        .token_file
+        .as_ref()
+        .or_else(|| configured.and_then(|admin| admin.token_file.as_ref()));
+    let token = match token_file {
         Some(path) => Some(
-            std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?
-                .trim()
-                .to_owned(),
+            String::from_utf8_lossy(
+                &tlsplex::files::read_limited(path, 64 * 1024)
+                    .map_err(|e| format!("cannot read the admin token {}: {e}", path.display()))?,
+            )
+            .trim()
+            .to_owned(),
         ),
-        None => configured.and_then(|admin| admin.token.clone()),
+        None => None,
     };
     let (method, path, body) = match &args.action {
         CtlAction::Servers => ("GET", "/api/servers".to_owned(), String::new()),

@@ -85,3 +85,82 @@ fn an_unknown_user_refuses_to_serve() {
         "{errors}"
     );
 }
+
+/// `tlsplex ARGS` as `nobody`, from a copy of the binary anyone may run (the build folder may be
+/// private to root).
+fn as_nobody(folder: &std::path::Path, args: &[&str]) -> std::process::Output {
+    use std::os::unix::fs::PermissionsExt as _;
+    let bin = folder.join("tlsplex");
+    if !bin.exists() {
+        std::fs::copy(common::BIN, &bin).unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&bin)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn ctl_and_probe_read_a_config_whose_keys_only_root_may_read() {
+    use std::os::unix::fs::PermissionsExt as _;
+    if !is_root() || !common::available("setpriv") {
+        return;
+    }
+    let pki = TestPki::new();
+    let (port, admin) = (free_port(), free_port());
+    pki.issue("web", &["web.test"]);
+    let ca = pki.ca_file();
+    let path = pki.dir().join("tlsplex.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[admin]\nlisten = \"127.0.0.1:{admin}\"\n[[server]]\nname = \"web\"\nlisten = \"127.0.0.1:{port}\"\ncertificates = [{{ cert = \"web.pem\", key = \"web.key\" }}]\n"
+        ),
+    )
+    .unwrap();
+    let mode = |file: &std::path::Path, mode| {
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    mode(pki.dir(), 0o755);
+    for file in [path.as_path(), &ca, &pki.dir().join("web.pem")] {
+        mode(file, 0o644);
+    }
+    mode(&pki.dir().join("web.key"), 0o600); // root's alone
+    let config = path.to_str().unwrap();
+    let mut daemon = Daemon::start(&["run", "-c", config]);
+    daemon.wait_listening(&[
+        ([127, 0, 0, 1], port).into(),
+        ([127, 0, 0, 1], admin).into(),
+    ]);
+    let tools = tempfile::tempdir().unwrap();
+    mode(tools.path(), 0o755);
+
+    let check = as_nobody(tools.path(), &["check", "-c", config]);
+    assert!(
+        !check.status.success() && String::from_utf8_lossy(&check.stderr).contains("web.key"),
+        "nobody really cannot read the key: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let servers = as_nobody(tools.path(), &["ctl", "-c", config, "servers"]);
+    assert!(
+        servers.status.success(),
+        "ctl -c as nobody: {}",
+        String::from_utf8_lossy(&servers.stderr)
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&servers.stdout).unwrap();
+    assert_eq!(listed[0]["name"], "web");
+    let probe = as_nobody(
+        tools.path(),
+        &["probe", "-c", config, "--ca", ca.to_str().unwrap()],
+    );
+    let report = String::from_utf8_lossy(&probe.stdout);
+    assert!(
+        probe.status.success() && report.contains("web.test"),
+        "probe -c as nobody, with the SNI from the certificate:\n{report}{}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    drop(daemon);
+}

@@ -60,7 +60,10 @@ mod server;
 mod supervisor;
 mod tls;
 
-pub use config::{Config, ConfigError, GlobalSettings, HandlerSpec, Problem, ServerSpec};
+pub use config::{
+    AdminOutline, Config, ConfigError, ConfigOutline, GlobalSettings, HandlerSpec, Problem,
+    ServerOutline, ServerSpec,
+};
 pub use context::{Context, ContextBuilder};
 pub use handler::{
     tls_version_name, Backend, ConnInfo, ForwardHandler, ForwardOptions, Handler, HandlerError,

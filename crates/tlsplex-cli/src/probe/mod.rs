@@ -16,7 +16,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore};
 use serde::Serialize;
-use tlsplex::{tls_version_name, CertSummary, Config};
+use tlsplex::{tls_version_name, CertSummary, ConfigOutline};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -141,19 +141,19 @@ fn targets(args: &ProbeArgs) -> Result<Vec<Target>, String> {
         });
     }
     if let Some(path) = &args.config {
-        let config = Config::load(path).map_err(|e| e.to_string())?;
+        // The outline reads no private key: probe -c works for whoever may read the config.
+        let config = ConfigOutline::load(path).map_err(|e| e.to_string())?;
         for server in &config.servers {
             let ip = match server.listen.ip() {
                 IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
                 IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
                 ip => ip,
             };
-            let cert = server.certs.default_identity().summary();
             let servername = args.servername.clone().or_else(|| {
-                cert.dns_names
-                    .iter()
-                    .find(|name| !name.starts_with("*."))
-                    .cloned()
+                server
+                    .certificate_files
+                    .first()
+                    .and_then(|file| first_dns_name(file))
             });
             targets.push(Target {
                 address: server.listen.to_string(),
@@ -165,6 +165,17 @@ fn targets(args: &ProbeArgs) -> Result<Vec<Target>, String> {
         }
     }
     Ok(targets)
+}
+
+/// The first exact DNS name of the first certificate in a PEM file, if it can be read.
+fn first_dns_name(file: &std::path::Path) -> Option<String> {
+    let pem = tlsplex::files::read_limited(file, tlsplex::files::MAX_MATERIAL_FILE).ok()?;
+    let leaf = CertificateDer::pem_slice_iter(&pem).next()?.ok()?;
+    let summary = tlsplex::CertSummary::from_der(&leaf)?;
+    summary
+        .dns_names
+        .into_iter()
+        .find(|name| !name.starts_with("*."))
 }
 
 /// `host:port`, `[v6]:port` or `v6-literal` forms; the host keeps no brackets.

@@ -52,10 +52,7 @@ impl ConfigSource {
 
     /// The folder relative paths resolve against: the config file's.
     pub fn base(&self) -> PathBuf {
-        match self.path.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
-            _ => PathBuf::from("."),
-        }
+        crate::config::base_of(&self.path).to_owned()
     }
 
     /// Whether any watched file changed (or appeared, or vanished) since the last load. A file

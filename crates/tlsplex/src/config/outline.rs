@@ -1,0 +1,118 @@
+//! [`ConfigOutline`]: what a config file says about where things listen, read without loading
+//! anything it names, so an operator who may not read the private keys can still point
+//! `tlsplex ctl` and `tlsplex probe` at the file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use super::error::Problems;
+use super::file::{AdminFile, ServerFile};
+use super::{deserialize, server_tables, ConfigError};
+
+/// A config file's addresses and file names, nothing loaded.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ConfigOutline {
+    /// The file it came from.
+    pub file: PathBuf,
+    /// `[admin]`, when the file has one.
+    pub admin: Option<AdminOutline>,
+    /// Every `[[server]]`, in file order.
+    pub servers: Vec<ServerOutline>,
+}
+
+/// `[admin]` in outline.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct AdminOutline {
+    /// The address.
+    pub listen: SocketAddr,
+    /// The bearer token's file, resolved against the config file's folder (not read).
+    pub token_file: Option<PathBuf>,
+}
+
+/// One `[[server]]` in outline.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerOutline {
+    /// Its name.
+    pub name: String,
+    /// Its address.
+    pub listen: SocketAddr,
+    /// Its certificate files (public), resolved against the config file's folder; the keys are
+    /// not named here.
+    pub certificate_files: Vec<PathBuf>,
+}
+
+impl ConfigOutline {
+    /// Reads `path` and the addresses in it; reads no file the config names. Every problem of
+    /// the parts it reads is reported, as [`super::Config::load`] would.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = crate::files::read_text(path, crate::files::MAX_MATERIAL_FILE).map_err(|e| {
+            ConfigError::whole_file(path, format!("cannot read the config file: {e}"))
+        })?;
+        let base = super::base_of(path);
+        let document: toml::Table = toml::from_str(&text).map_err(|e| {
+            ConfigError::whole_file(
+                path,
+                format!("not valid TOML: {}", super::one_line(e.message())),
+            )
+        })?;
+        let mut problems = Problems::default();
+        let mut outline = Self {
+            file: path.to_owned(),
+            admin: None,
+            servers: Vec::new(),
+        };
+        if let Some(toml::Value::Table(table)) = document.get("admin").cloned() {
+            let raw: Option<AdminFile> = deserialize(table, &mut |key, message| {
+                problems.global(&format!("admin.{key}"), message)
+            });
+            if let Some(raw) = raw {
+                match raw.listen.parse() {
+                    Ok(listen) => {
+                        outline.admin = Some(AdminOutline {
+                            listen,
+                            token_file: raw.token_file.map(|file| base.join(file)),
+                        });
+                    }
+                    Err(_) => problems.global(
+                        "admin.listen",
+                        format!("{:?} is not an IP:PORT address", raw.listen),
+                    ),
+                }
+            }
+        }
+        let tables = match document.get("server").cloned() {
+            Some(value) => server_tables(value, &mut problems),
+            None => Vec::new(),
+        };
+        for (index, table) in tables.into_iter().enumerate() {
+            let label = table
+                .get("name")
+                .and_then(toml::Value::as_str)
+                .map_or_else(|| format!("#{}", index + 1), str::to_owned);
+            let raw: Option<ServerFile> = deserialize(table, &mut |key, message| {
+                problems.server(&label, key, message)
+            });
+            let Some(raw) = raw else { continue };
+            match raw.listen.parse() {
+                Ok(listen) => outline.servers.push(ServerOutline {
+                    name: raw.name,
+                    listen,
+                    certificate_files: raw
+                        .certificates
+                        .iter()
+                        .map(|c| base.join(&c.cert))
+                        .collect(),
+                }),
+                Err(_) => problems.server(
+                    &label,
+                    "listen",
+                    format!("{:?} is not an IP:PORT address", raw.listen),
+                ),
+            }
+        }
+        problems.into_result(path.to_owned(), outline)
+    }
+}
