@@ -71,7 +71,7 @@ pub use handler::{
     DEFAULT_FORWARD_IDLE_TIMEOUT,
 };
 pub use metered::MeteredTcp;
-pub use metrics::Metrics;
+pub use metrics::{FailureReason, Metrics};
 pub use registry::{DuplicateName, ServerListing, ServerRegistry, ServerState};
 pub use server::{CertificateStats, Server, ServerError, ServerHandle, ServerOptions, ServerStats};
 pub use supervisor::{ReloadReport, Supervisor, UnknownServer};

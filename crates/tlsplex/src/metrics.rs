@@ -27,7 +27,7 @@ pub const HANDSHAKES: &str = "tlsplex_handshakes";
 pub const HANDSHAKES_BY_GROUP: &str = "tlsplex_handshakes_by_group";
 /// Of which resumed.
 pub const HANDSHAKES_RESUMED: &str = "tlsplex_handshakes_resumed";
-/// Failed handshakes by `reason`: `timeout`, `alert`, `protocol`, `client_cert`, `sni`, `io`.
+/// Failed handshakes by `reason` ([`FailureReason`]).
 pub const HANDSHAKE_FAILURES: &str = "tlsplex_handshake_failures";
 /// Time from accept to the end of a successful handshake.
 pub const HANDSHAKE_DURATION: &str = "tlsplex_handshake_duration_seconds";
@@ -235,14 +235,7 @@ impl Metrics {
                 seen: Arc::default(),
             },
             resumed: counter(&self.resumed, &label),
-            failures: HandshakeFailures {
-                timeout: failure("timeout"),
-                alert: failure("alert"),
-                protocol: failure("protocol"),
-                client_cert: failure("client_cert"),
-                sni: failure("sni"),
-                io: failure("io"),
-            },
+            failures: HandshakeFailures(FailureReason::ALL.map(|r| failure(r.as_str()))),
             duration,
             traffic: Traffic {
                 received: counter(&self.received, &label),
@@ -302,15 +295,62 @@ impl GroupCounters {
     }
 }
 
-/// Handshake failures by reason.
+/// Why a handshake failed: the `reason` label of [`HANDSHAKE_FAILURES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FailureReason {
+    /// The handshake did not finish within the handshake timeout.
+    Timeout,
+    /// The client sent an alert.
+    Alert,
+    /// The client broke the protocol (not TLS, a bad message, nothing in common).
+    Protocol,
+    /// No client certificate, or one that does not verify (or no longer does, on resumption).
+    ClientCert,
+    /// Strict SNI: no certificate for the name asked for.
+    Sni,
+    /// The connection failed beneath TLS (reset, closed early).
+    Io,
+}
+
+impl FailureReason {
+    /// Every reason, in label order.
+    pub const ALL: [Self; 6] = [
+        Self::Timeout,
+        Self::Alert,
+        Self::Protocol,
+        Self::ClientCert,
+        Self::Sni,
+        Self::Io,
+    ];
+
+    /// The label value: `timeout`, `alert`, `protocol`, `client_cert`, `sni`, `io`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::Alert => "alert",
+            Self::Protocol => "protocol",
+            Self::ClientCert => "client_cert",
+            Self::Sni => "sni",
+            Self::Io => "io",
+        }
+    }
+}
+
+/// Handshake failures, one counter per [`FailureReason`] in [`FailureReason::ALL`]'s order.
 #[derive(Clone, Debug)]
-pub(crate) struct HandshakeFailures {
-    pub(crate) timeout: Counter,
-    pub(crate) alert: Counter,
-    pub(crate) protocol: Counter,
-    pub(crate) client_cert: Counter,
-    pub(crate) sni: Counter,
-    pub(crate) io: Counter,
+pub(crate) struct HandshakeFailures([Counter; FailureReason::ALL.len()]);
+
+impl HandshakeFailures {
+    pub(crate) fn count(&self, reason: FailureReason) {
+        self.0[reason as usize].inc();
+    }
+
+    /// `(reason, count)` for every reason.
+    pub(crate) fn counts(&self) -> impl Iterator<Item = (FailureReason, u64)> + '_ {
+        FailureReason::ALL
+            .into_iter()
+            .map(|r| (r, self.0[r as usize].get()))
+    }
 }
 
 /// Byte counters a connection's stream adds to.

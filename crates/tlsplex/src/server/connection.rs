@@ -16,10 +16,11 @@ use tokio_util::sync::CancellationToken;
 use super::settings::{ClientCheck, LiveSettings, Settings};
 use std::sync::atomic::Ordering;
 
+use super::outcome::{CloseReason, HandshakeError};
 use crate::handler::{ConnInfo, TlsConn, TlsStream};
 use crate::metered::ConnectionBytes;
 use crate::metered::MeteredTcp;
-use crate::metrics::{HandshakeFailures, ServerMetrics};
+use crate::metrics::{FailureReason, ServerMetrics};
 use crate::tls::client_auth::ClientAuthMode;
 use crate::tls::resumption::guarded_config;
 
@@ -83,11 +84,11 @@ pub(super) async fn serve(
                 metrics: shared.metrics.clone(),
             };
             let outcome = match CatchPanic(settings.handler.serve(conn)).await {
-                Ok(Ok(())) => "closed".to_owned(),
-                Ok(Err(error)) => format!("handler error: {error}"),
+                Ok(Ok(())) => CloseReason::Closed,
+                Ok(Err(error)) => CloseReason::HandlerError(error),
                 Err(message) => {
                     tracing::error!(server = %shared.server, panic = %message, "handler panicked; only this connection is lost");
-                    format!("handler panicked: {message}")
+                    CloseReason::HandlerPanicked(message)
                 }
             };
             tracing::debug!(close = %outcome, "connection closed");
@@ -140,28 +141,30 @@ async fn establish(
     tcp: MeteredTcp,
     peer_addr: SocketAddr,
     accepted_at: Instant,
-) -> Result<(TlsStream, ConnInfo), String> {
+) -> Result<(TlsStream, ConnInfo), CloseReason> {
     let timeout = settings.handshake_timeout;
+    let failures = &shared.metrics.failures;
     let stream = match tokio::time::timeout(timeout, handshake(settings, tcp)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(error)) => {
-            handshake_failed(&error, &shared.metrics.failures);
-            return Err(format!("handshake failed: {error}"));
+            failures.count(error.reason());
+            error.log();
+            return Err(CloseReason::HandshakeFailed(error));
         }
         Err(_) => {
-            shared.metrics.failures.timeout.inc();
+            failures.count(FailureReason::Timeout);
             tracing::debug!(
                 timeout_ms = timeout.as_millis() as u64,
                 "handshake timed out"
             );
-            return Err("handshake timed out".to_owned());
+            return Err(CloseReason::HandshakeTimedOut);
         }
     };
     if let Some(check) = &settings.client_check {
         if let Err(reason) = still_authorized(check, stream.get_ref().1) {
-            shared.metrics.failures.client_cert.inc();
+            failures.count(FailureReason::ClientCert);
             tracing::info!(%reason, "resumed session refused: the client certificate no longer passes");
-            return Err(format!("resumed session refused: {reason}"));
+            return Err(CloseReason::ResumedSessionRefused(reason));
         }
     }
     let info = ConnInfo::new(
@@ -230,7 +233,7 @@ fn access_log(
     info: Option<&ConnInfo>,
     bytes: &ConnectionBytes,
     accepted_at: Instant,
-    close: &str,
+    close: &CloseReason,
 ) {
     let text = |f: fn(&ConnInfo) -> Option<&str>| info.and_then(f).unwrap_or("");
     tracing::info!(
@@ -246,14 +249,14 @@ fn access_log(
         bytes.received = bytes.received.load(Ordering::Relaxed),
         bytes.sent = bytes.sent.load(Ordering::Relaxed),
         duration_ms = accepted_at.elapsed().as_secs_f64() * 1000.0,
-        close,
+        close = %close,
         "connection"
     );
 }
 
 /// Reads the ClientHello, answers `unrecognized_name` under strict SNI when no certificate covers
 /// the name asked for, and completes the handshake.
-async fn handshake(settings: &Settings, mut tcp: MeteredTcp) -> io::Result<TlsStream> {
+async fn handshake(settings: &Settings, mut tcp: MeteredTcp) -> Result<TlsStream, HandshakeError> {
     let mut acceptor = Acceptor::default();
     let accepted = loop {
         let record = read_record(&mut tcp).await?;
@@ -273,7 +276,7 @@ async fn handshake(settings: &Settings, mut tcp: MeteredTcp) -> io::Result<TlsSt
                     out.extend_from_slice(&fatal_alert(alert_for(&error)));
                 }
                 let _ = tcp.write_all(&out).await;
-                return Err(io::Error::new(io::ErrorKind::InvalidData, error));
+                return Err(error.into());
             }
         }
     };
@@ -286,10 +289,7 @@ async fn handshake(settings: &Settings, mut tcp: MeteredTcp) -> io::Result<TlsSt
             let _ = tcp
                 .write_all(&fatal_alert(AlertDescription::UnrecognisedName))
                 .await;
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                UnknownServerName(sni.unwrap_or_default()),
-            ));
+            return Err(HandshakeError::UnknownServerName(sni));
         }
     }
     let config = match &settings.client_check {
@@ -325,42 +325,4 @@ async fn read_record(tcp: &mut MeteredTcp) -> io::Result<Vec<u8>> {
     record[..header.len()].copy_from_slice(&header);
     tcp.read_exact(&mut record[header.len()..]).await?;
     Ok(record)
-}
-
-/// Strict SNI refused the name the client asked for.
-#[derive(Debug, thiserror::Error)]
-#[error("strict_sni: no certificate for {0:?}")]
-struct UnknownServerName(String);
-
-/// Counts the failure by reason and logs it: client-certificate refusals at info (an operator
-/// wants to know), the rest at debug (the internet's background noise).
-fn handshake_failed(error: &io::Error, failures: &HandshakeFailures) {
-    let inner = error.get_ref();
-    if inner.is_some_and(|e| e.is::<UnknownServerName>()) {
-        failures.sni.inc();
-        tracing::debug!(%error, "handshake refused");
-        return;
-    }
-    match inner.and_then(|e| e.downcast_ref::<rustls::Error>()) {
-        Some(rustls::Error::NoCertificatesPresented) => {
-            failures.client_cert.inc();
-            tracing::info!("handshake refused: the client presented no certificate");
-        }
-        Some(e @ rustls::Error::InvalidCertificate(_)) => {
-            failures.client_cert.inc();
-            tracing::info!(reason = %e, "handshake refused: client certificate not accepted");
-        }
-        Some(rustls::Error::AlertReceived(_)) => {
-            failures.alert.inc();
-            tracing::debug!(%error, "handshake failed: the client sent an alert");
-        }
-        Some(_) => {
-            failures.protocol.inc();
-            tracing::debug!(%error, "handshake failed");
-        }
-        None => {
-            failures.io.inc();
-            tracing::debug!(%error, "handshake failed");
-        }
-    }
 }

@@ -37,8 +37,8 @@ pub struct ServerStats {
     pub name: String,
     /// Its address.
     pub listen: SocketAddr,
-    /// `serving` or `draining`.
-    pub state: &'static str,
+    /// [`ServerState::Serving`] or [`ServerState::Draining`] (`serving`, `draining` in JSON).
+    pub state: ServerState,
     /// Connections open now.
     pub connections_active: usize,
     /// Connections accepted since start.
@@ -47,7 +47,7 @@ pub struct ServerStats {
     pub handshakes: u64,
     /// Of which resumed.
     pub handshakes_resumed: u64,
-    /// Failed handshakes by reason.
+    /// Failed handshakes by reason (as its label: `timeout`, `alert`, …).
     pub handshake_failures: std::collections::BTreeMap<&'static str, u64>,
     /// The default certificate's subject.
     pub certificate_subject: String,
@@ -137,7 +137,6 @@ impl ServerHandle {
     /// The server's figures now.
     pub fn stats(&self) -> ServerStats {
         let m = &self.metrics;
-        let f = &m.failures;
         let settings = self.settings.current();
         let cert = settings.certs.default_identity().summary();
         let now = std::time::SystemTime::now();
@@ -156,24 +155,19 @@ impl ServerHandle {
             name: self.name.to_string(),
             listen: self.local_addr,
             state: if self.is_stopping() {
-                "draining"
+                ServerState::Draining
             } else {
-                "serving"
+                ServerState::Serving
             },
             connections_active: self.open_connections(),
             connections_total: m.accepted.get(),
             handshakes: m.handshakes.get(),
             handshakes_resumed: m.resumed.get(),
-            handshake_failures: [
-                ("timeout", f.timeout.get()),
-                ("alert", f.alert.get()),
-                ("protocol", f.protocol.get()),
-                ("client_cert", f.client_cert.get()),
-                ("sni", f.sni.get()),
-                ("io", f.io.get()),
-            ]
-            .into_iter()
-            .collect(),
+            handshake_failures: m
+                .failures
+                .counts()
+                .map(|(reason, count)| (reason.as_str(), count))
+                .collect(),
             certificate_subject: cert.subject.clone(),
             certificate_days_left: cert.days_until_expiry(now),
             certificates,

@@ -10,6 +10,7 @@ mod handle;
 mod limit;
 pub(crate) mod listener;
 mod options;
+mod outcome;
 mod settings;
 
 use std::io;

@@ -1,0 +1,114 @@
+//! How a connection ended: [`HandshakeError`] when its handshake failed, [`CloseReason`] for the
+//! access log. Typed, so the connection path allocates no text for a reason nobody logs.
+
+use std::fmt;
+use std::io;
+
+use crate::handler::HandlerError;
+use crate::metrics::FailureReason;
+
+/// Why a handshake failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HandshakeError {
+    /// rustls refused (or the client sent an alert).
+    #[error("{0}")]
+    Tls(rustls::Error),
+    /// Strict SNI: no certificate covers the name asked for (`None`: no SNI at all).
+    #[error("strict_sni: no certificate for {}", shown_name(.0.as_deref()))]
+    UnknownServerName(Option<String>),
+    /// The connection failed beneath TLS.
+    #[error("{0}")]
+    Io(io::Error),
+}
+
+fn shown_name(sni: Option<&str>) -> String {
+    sni.map_or_else(
+        || "a client without SNI".to_owned(),
+        |name| format!("{name:?}"),
+    )
+}
+
+impl From<io::Error> for HandshakeError {
+    /// tokio-rustls reports rustls' errors inside an `io::Error`: they are taken out here.
+    fn from(error: io::Error) -> Self {
+        if !error.get_ref().is_some_and(|e| e.is::<rustls::Error>()) {
+            return Self::Io(error);
+        }
+        match error
+            .into_inner()
+            .map(|inner| inner.downcast::<rustls::Error>())
+        {
+            Some(Ok(tls)) => Self::Tls(*tls),
+            _ => Self::Io(io::Error::other("a TLS error")),
+        }
+    }
+}
+
+impl From<rustls::Error> for HandshakeError {
+    fn from(error: rustls::Error) -> Self {
+        Self::Tls(error)
+    }
+}
+
+impl HandshakeError {
+    /// The metric label it counts under.
+    pub(crate) fn reason(&self) -> FailureReason {
+        match self {
+            Self::UnknownServerName(_) => FailureReason::Sni,
+            Self::Tls(
+                rustls::Error::NoCertificatesPresented | rustls::Error::InvalidCertificate(_),
+            ) => FailureReason::ClientCert,
+            Self::Tls(rustls::Error::AlertReceived(_)) => FailureReason::Alert,
+            Self::Tls(_) => FailureReason::Protocol,
+            Self::Io(_) => FailureReason::Io,
+        }
+    }
+
+    /// Logs it: client-certificate refusals at info (an operator wants to know), the rest at
+    /// debug (the internet's background noise).
+    pub(crate) fn log(&self) {
+        match self {
+            Self::Tls(rustls::Error::NoCertificatesPresented) => {
+                tracing::info!("handshake refused: the client presented no certificate");
+            }
+            Self::Tls(e @ rustls::Error::InvalidCertificate(_)) => {
+                tracing::info!(reason = %e, "handshake refused: client certificate not accepted");
+            }
+            Self::UnknownServerName(_) => tracing::debug!(error = %self, "handshake refused"),
+            Self::Tls(rustls::Error::AlertReceived(_)) => {
+                tracing::debug!(error = %self, "handshake failed: the client sent an alert");
+            }
+            _ => tracing::debug!(error = %self, "handshake failed"),
+        }
+    }
+}
+
+/// How a connection ended, as the access log's `close` field shows it.
+#[derive(Debug)]
+pub(crate) enum CloseReason {
+    /// The handler returned.
+    Closed,
+    /// The handler returned an error.
+    HandlerError(HandlerError),
+    /// The handler panicked (only this connection was lost).
+    HandlerPanicked(String),
+    /// The handshake failed.
+    HandshakeFailed(HandshakeError),
+    /// The handshake did not finish in time.
+    HandshakeTimedOut,
+    /// A resumed session's client certificate no longer passes.
+    ResumedSessionRefused(String),
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Closed => f.write_str("closed"),
+            Self::HandlerError(error) => write!(f, "handler error: {error}"),
+            Self::HandlerPanicked(message) => write!(f, "handler panicked: {message}"),
+            Self::HandshakeFailed(error) => write!(f, "handshake failed: {error}"),
+            Self::HandshakeTimedOut => f.write_str("handshake timed out"),
+            Self::ResumedSessionRefused(why) => write!(f, "resumed session refused: {why}"),
+        }
+    }
+}
