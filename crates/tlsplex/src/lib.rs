@@ -46,6 +46,7 @@
 
 pub mod admin;
 mod config;
+mod conn;
 mod context;
 pub mod control;
 pub mod files;
@@ -53,7 +54,6 @@ pub mod files;
 #[doc(hidden)]
 pub mod fuzzing;
 mod handler;
-mod metered;
 pub mod metrics;
 mod registry;
 mod server;
@@ -64,13 +64,12 @@ pub use config::{
     AdminOutline, Config, ConfigError, ConfigOutline, GlobalSettings, HandlerSpec, Problem,
     ServerOutline, ServerSpec,
 };
+pub use conn::{tls_version_name, MeteredTcp, Negotiated, TlsStream};
 pub use context::{Context, ContextBuilder};
 pub use handler::{
-    tls_version_name, Backend, ConnInfo, ForwardHandler, ForwardOptions, Handler, HandlerError,
-    HttpHandler, HttpLimits, ProxyProtocol, StaticHandler, StatusHandler, TlsConn, TlsStream,
-    DEFAULT_FORWARD_IDLE_TIMEOUT,
+    Backend, ConnInfo, ForwardHandler, ForwardOptions, Handler, HandlerError, HttpHandler,
+    HttpLimits, ProxyProtocol, StaticHandler, StatusHandler, TlsConn, DEFAULT_FORWARD_IDLE_TIMEOUT,
 };
-pub use metered::MeteredTcp;
 pub use metrics::{FailureReason, Metrics};
 pub use registry::{DuplicateName, ServerListing, ServerRegistry, ServerState};
 pub use server::{CertificateStats, Server, ServerError, ServerHandle, ServerOptions, ServerStats};

@@ -3,26 +3,23 @@
 //! A server hands each established TLS connection to its handler as a [`TlsConn`]. The built-in
 //! [`StatusHandler`] serves a page about the connection; embedders implement [`Handler`].
 
-mod conn;
 mod forward;
 mod http;
 mod proxy_protocol;
 mod static_files;
 mod status;
-mod stream;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-pub use conn::{tls_version_name, ConnInfo, TlsConn};
+pub use crate::conn::{ConnInfo, TlsConn};
 pub use forward::{Backend, ForwardHandler, ForwardOptions, DEFAULT_FORWARD_IDLE_TIMEOUT};
 pub(crate) use http::MIN_HEADER_BYTES;
 pub use http::{HttpHandler, HttpLimits};
 pub use proxy_protocol::ProxyProtocol;
 pub use static_files::StaticHandler;
 pub use status::StatusHandler;
-pub use stream::TlsStream;
 
 /// What a handler may fail with; the server logs it (at debug) with the connection's span.
 pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;

@@ -17,9 +17,8 @@ use super::settings::{ClientCheck, LiveSettings, Settings};
 use std::sync::atomic::Ordering;
 
 use super::outcome::{CloseReason, HandshakeError};
-use crate::handler::{ConnInfo, TlsConn, TlsStream};
-use crate::metered::ConnectionBytes;
-use crate::metered::MeteredTcp;
+use crate::conn::{ConnInfo, TlsConn, TlsStream};
+use crate::conn::{ConnectionBytes, MeteredTcp};
 use crate::metrics::{FailureReason, ServerMetrics};
 use crate::tls::client_auth::ClientAuthMode;
 use crate::tls::resumption::guarded_config;

@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 use rustls::ServerConnection;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::metered::MeteredTcp;
+use super::MeteredTcp;
 
 /// One established TLS connection as a byte stream.
 ///

@@ -4,11 +4,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::{HandshakeKind, ProtocolVersion, ServerConnection};
+use rustls::ServerConnection;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::TlsStream;
+use super::{Negotiated, TlsStream};
 use crate::metrics::ServerMetrics;
 use crate::tls::summary::CertSummary;
 
@@ -65,42 +65,23 @@ impl ConnInfo {
         tls: &ServerConnection,
         handshake_duration: Duration,
     ) -> Self {
+        let negotiated = Negotiated::of(tls);
         Self {
             server,
             local_addr,
             peer_addr,
             sni: tls.server_name().map(str::to_owned),
-            alpn: tls
-                .alpn_protocol()
-                .map(|p| String::from_utf8_lossy(p).into_owned()),
-            tls_version: tls
-                .protocol_version()
-                .map(tls_version_name)
-                .unwrap_or_default(),
-            cipher_suite: tls
-                .negotiated_cipher_suite()
-                .and_then(|s| s.suite().as_str())
-                .unwrap_or_default()
-                .to_owned(),
-            key_exchange_group: tls
-                .negotiated_key_exchange_group()
-                .and_then(|group| group.name().as_str()),
-            resumed: tls.handshake_kind() == Some(HandshakeKind::Resumed),
+            alpn: negotiated.alpn,
+            tls_version: negotiated.tls_version,
+            cipher_suite: negotiated.cipher_suite,
+            key_exchange_group: negotiated.key_exchange_group,
+            resumed: negotiated.resumed,
             client_cert: tls
                 .peer_certificates()
                 .and_then(|chain| chain.first())
                 .and_then(|leaf| CertSummary::from_der(leaf)),
             handshake_duration,
         }
-    }
-}
-
-/// The usual name of a TLS version: `TLSv1.3`, `TLSv1.2`.
-pub fn tls_version_name(version: ProtocolVersion) -> String {
-    match version {
-        ProtocolVersion::TLSv1_3 => "TLSv1.3".to_owned(),
-        ProtocolVersion::TLSv1_2 => "TLSv1.2".to_owned(),
-        other => format!("{other:?}"),
     }
 }
 
