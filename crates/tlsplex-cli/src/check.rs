@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::SystemTime;
 
-use tlsplex::Config;
+use tlsplex::config::Config;
 
 pub fn run(path: &Path) -> ExitCode {
     match Config::load(path) {

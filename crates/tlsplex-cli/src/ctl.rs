@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use tlsplex::ConfigOutline;
+use tlsplex::config::ConfigOutline;
 
 use crate::cli::{CtlAction, CtlArgs};
 

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tlsplex::admin::AdminOptions;
-use tlsplex::{CertStore, GlobalSettings, Identity, ServerOptions};
+use tlsplex::config::GlobalSettings;
+use tlsplex::{CertStore, Identity, ServerOptions};
 
 use crate::serve::serve;
 

@@ -26,7 +26,7 @@ fn main() -> ExitCode {
     logging::init(cli.log_format);
     match cli.command.unwrap_or(Command::Demo) {
         Command::Demo => demo::run(cli.state_dir),
-        Command::Run { config: path } => match tlsplex::Config::load(&path) {
+        Command::Run { config: path } => match tlsplex::config::Config::load(&path) {
             Ok(config) => {
                 let servers = config.servers.iter().map(|s| s.options()).collect();
                 let reload = serve::ReloadSource {
@@ -50,7 +50,8 @@ fn main() -> ExitCode {
         Command::Probe(args) => probe::run(args),
         Command::Ctl(args) => ctl::run(args),
         Command::Cert(cli::CertCommand::SelfSigned(args)) => cert::run_self_signed(&args),
-        Command::TicketKey(cli::TicketKeyCommand::New) => match tlsplex::new_ticket_key_file() {
+        Command::TicketKey(cli::TicketKeyCommand::New) => match tlsplex::tls::new_ticket_key_file()
+        {
             Ok(text) => {
                 print!("{text}");
                 ExitCode::SUCCESS

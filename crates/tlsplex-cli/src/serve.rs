@@ -5,8 +5,9 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use tlsplex::admin::{AdminOptions, AdminServer};
+use tlsplex::config::{Config, GlobalSettings};
 use tlsplex::control::{ConfigSource, ControlError, Controller, ReloadCause};
-use tlsplex::{Config, GlobalSettings, ServerOptions, Supervisor};
+use tlsplex::{ServerOptions, Supervisor};
 
 use crate::signals::{Request, Signals};
 

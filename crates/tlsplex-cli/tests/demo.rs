@@ -60,7 +60,7 @@ fn the_demo_serves_both_ports_to_every_kind_of_client() {
     assert!(banner.contains("https://localhost:1440/"), "{banner}");
     assert!(banner.contains("https://localhost:1441/"), "{banner}");
     assert!(
-        banner.contains(&tlsplex::sha256_fingerprint(&cert_der)),
+        banner.contains(&tlsplex::tls::sha256_fingerprint(&cert_der)),
         "{banner}"
     );
 

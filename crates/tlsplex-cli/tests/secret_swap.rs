@@ -68,7 +68,7 @@ fn a_swapped_secret_is_served_and_an_identical_one_reloads_nothing() {
     let mut daemon = Daemon::start(&["run", "-c", config.to_str().unwrap()]);
     daemon.wait_listening(&[SocketAddr::from(([127, 0, 0, 1], port))]);
     let fingerprint =
-        |cert: &tlsplex_testkit::TestCert| tlsplex::sha256_fingerprint(&cert.cert_der);
+        |cert: &tlsplex_testkit::TestCert| tlsplex::tls::sha256_fingerprint(&cert.cert_der);
     assert_eq!(served_fingerprint(port), fingerprint(&first));
 
     // The same secret again, a second later (new folder, new modification times).

@@ -38,7 +38,7 @@ fn fingerprint(pki: &TestPki, stem: &str) -> String {
     let pem = std::fs::read(pki.dir().join(format!("{stem}.pem"))).unwrap();
     let der: rustls::pki_types::CertificateDer<'static> =
         rustls::pki_types::pem::PemObject::from_pem_slice(&pem).unwrap();
-    tlsplex::sha256_fingerprint(&der)
+    tlsplex::tls::sha256_fingerprint(&der)
 }
 
 #[test]
@@ -412,7 +412,7 @@ fn sni_and_versions_with_curl_and_openssl() {
         } else {
             "b.test"
         };
-        let fingerprint = tlsplex::sha256_fingerprint(&cert.cert_der);
+        let fingerprint = tlsplex::tls::sha256_fingerprint(&cert.cert_der);
         assert_eq!(
             probe(port, name, &["--ca", ca])["sha256_fingerprint"],
             fingerprint.as_str()

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use axum::extract::Extension;
 use axum::routing::get;
 use axum::{Json, Router};
-use tlsplex::{CertStore, ConnInfo, Context, HttpHandler, Identity, ServerOptions, Supervisor};
+use tlsplex::handler::HttpHandler;
+use tlsplex::{CertStore, ConnInfo, Context, Identity, ServerOptions, Supervisor};
 
 fn app() -> Router {
     Router::new()

@@ -11,8 +11,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use tlsplex::admin::AdminServer;
+use tlsplex::config::Config;
 use tlsplex::control::{ConfigSource, Controller, ReloadCause};
-use tlsplex::{Config, Supervisor};
+use tlsplex::Supervisor;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 

@@ -12,7 +12,10 @@ use std::time::{Duration, SystemTime};
 
 use rustls::server::ProducesTickets;
 
-use crate::{Config, ConnInfo, Identity, OcspSummary, ProxyProtocol, TicketKeys};
+use crate::config::Config;
+use crate::handler::ProxyProtocol;
+use crate::tls::{OcspSummary, TicketKeys};
+use crate::{ConnInfo, Identity};
 
 /// The config parser and validator: any text gets a `Config` or errors that name the file.
 /// Certificate paths resolve under a folder that does not exist, so no file is read.

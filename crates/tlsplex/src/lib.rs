@@ -7,19 +7,25 @@
 //! then serves.
 //!
 //! # Layout
-//! - [`context`](Context): the global TLS context (`SSL_init` + `SSL_settings`): crypto provider,
-//!   defaults, the process-wide connection limit, the server registry, the shutdown token.
-//! - `config`: the TOML file, validated into a [`Config`]; pure data, no sockets.
-//! - [`files`]: reading configured files without waiting on a FIFO or reading a device forever.
-//! - `metered`: [`MeteredTcp`], the client's TCP stream counting its bytes (used by `server`
-//!   and `handler`).
-//! - `tls`: certificates ([`CertStore`], [`Identity`], [`CertSummary`]) and the rustls policy.
+//! The root holds the embedding path ([`Context`], [`Server`], [`Supervisor`], [`Handler`],
+//! [`TlsConn`], [`ConnInfo`], [`CertStore`], [`Identity`], [`TlsPolicy`]); the rest is in
+//! modules, lowest layer first (each uses only those above it in this list):
+//! - [`files`], [`metrics`], [`registry`]: bounded file reads; every metric name and its labels;
+//!   the read-only list of servers handlers may show.
+//! - [`tls`]: certificates, client authentication, OCSP, tickets and the rustls policy; knows
+//!   rustls, not sockets.
+//! - [`conn`]: one client connection ([`conn::MeteredTcp`], [`TlsStream`], [`TlsConn`],
+//!   [`ConnInfo`], [`conn::Negotiated`]).
+//! - [`Context`]: the global TLS context (`SSL_init` + `SSL_settings`): crypto provider,
+//!   defaults, the process-wide connection limit, the registry, the shutdown token.
+//! - [`handler`]: the [`Handler`] trait and the built-in status, static and forward handlers.
 //! - `server`: [`Server`] binds, accepts, and runs each connection's handshake and handler.
-//! - `handler`: the [`Handler`] trait, [`TlsConn`]/[`ConnInfo`], the built-in [`StatusHandler`].
-//! - `registry`: [`ServerRegistry`], the read-only list of servers handlers may show.
-//! - `supervisor`: [`Supervisor`] owns servers by name: start all, reload as a diff, shut down.
-//! - [`admin`]: the admin API and dashboard, answering through requests to the supervisor's owner.
-//! - [`metrics`]: every metric name, and the registry the admin endpoint encodes.
+//! - `supervisor`: [`Supervisor`] owns servers by name and applies a [`ReloadPlan`].
+//! - [`config`]: the TOML file, validated into a [`config::Config`] (or read as a
+//!   [`config::ConfigOutline`], without keys); data and files, no sockets.
+//! - [`control`]: the [`control::Controller`], which owns a supervisor and its config file and
+//!   does reload, add, start, stop.
+//! - [`admin`]: the admin API and dashboard, a service over the controller.
 //!
 //! # Example
 //! The seed's program: one context, two servers, each connection in its own task.
@@ -45,43 +51,29 @@
 #![warn(missing_docs)]
 
 pub mod admin;
-mod config;
-mod conn;
+pub mod config;
+pub mod conn;
 mod context;
 pub mod control;
 pub mod files;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
-mod handler;
+pub mod handler;
 pub mod metrics;
-mod registry;
+pub mod registry;
 mod server;
 mod supervisor;
-mod tls;
+pub mod tls;
 
-pub use config::{
-    AdminOutline, Config, ConfigError, ConfigOutline, GlobalSettings, HandlerSpec, Problem,
-    ServerOutline, ServerSpec,
-};
-pub use conn::{tls_version_name, MeteredTcp, Negotiated, TlsStream};
+// The embedding path: a context, servers, a supervisor, a handler and what it is given, and
+// certificates. Everything else lives in its module.
+pub use conn::{ConnInfo, TlsConn, TlsStream};
 pub use context::{Context, ContextBuilder};
-pub use handler::{
-    Backend, ConnInfo, ForwardHandler, ForwardOptions, Handler, HandlerError, HttpHandler,
-    HttpLimits, ProxyProtocol, StaticHandler, StatusHandler, TlsConn, DEFAULT_FORWARD_IDLE_TIMEOUT,
-};
-pub use metrics::{FailureReason, Metrics};
-pub use registry::{DuplicateName, ServerListing, ServerRegistry, ServerState};
+pub use handler::{Handler, HandlerError};
 pub use server::{CertificateStats, Server, ServerError, ServerHandle, ServerOptions, ServerStats};
-pub use supervisor::{ReloadReport, Supervisor, UnknownServer};
-pub use tls::certs::{CertLoadError, CertStore, Identity};
-pub use tls::client_auth::{ClientAuth, ClientAuthError, ClientAuthMode};
-pub use tls::ocsp::{OcspCertStatus, OcspSummary};
-pub use tls::policy::{
-    TlsPolicy, UnknownName, DEFAULT_ALPN, DEFAULT_CIPHER_SUITES, DEFAULT_SESSION_CACHE_SIZE,
-};
-pub use tls::summary::{sha256_fingerprint, CertSummary};
-pub use tls::tickets::{new_ticket_key_file, TicketKeyError, TicketKeys};
+pub use supervisor::{ReloadPlan, ReloadReport, Supervisor, UnknownServer};
+pub use tls::{CertStore, Identity, TlsPolicy};
 
 /// Re-exported so embedders and tests use the same rustls as tlsplex.
 pub use rustls;

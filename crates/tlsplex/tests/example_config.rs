@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use tlsplex::Config;
+use tlsplex::config::Config;
 use tlsplex_testkit::TestPki;
 
 #[test]

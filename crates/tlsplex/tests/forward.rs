@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tlsplex::{Backend, Context, ForwardOptions, ProxyProtocol, ServerOptions};
+use tlsplex::handler::{Backend, ForwardOptions, ProxyProtocol};
+use tlsplex::{Context, ServerOptions};
 use tlsplex_testkit::{any_port, connect, echo_backend, start, TestPki};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -54,7 +55,7 @@ fn payload(len: usize, seed: u64) -> Vec<u8> {
 }
 
 fn sha256(data: &[u8]) -> String {
-    tlsplex::sha256_fingerprint(data)
+    tlsplex::tls::sha256_fingerprint(data)
 }
 
 /// Writes `data` and half-closes while reading everything back; returns what came back.
@@ -348,8 +349,12 @@ async fn proxy_protocol_v2_carries_addresses_and_tls_facts() {
     options.proxy_protocol = Some(ProxyProtocol::V2);
     let mut policy = tlsplex::TlsPolicy::default();
     policy.client_auth = Some(
-        tlsplex::ClientAuth::from_files(&clients.ca_file(), &[], tlsplex::ClientAuthMode::Optional)
-            .unwrap(),
+        tlsplex::tls::ClientAuth::from_files(
+            &clients.ca_file(),
+            &[],
+            tlsplex::tls::ClientAuthMode::Optional,
+        )
+        .unwrap(),
     );
     let cert = server_pki.issue("pp2", &["fwd.test"]);
     let addr = start(

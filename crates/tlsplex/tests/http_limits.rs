@@ -6,7 +6,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use tlsplex::{Context, HttpLimits, ServerOptions};
+use tlsplex::handler::HttpLimits;
+use tlsplex::{Context, ServerOptions};
 use tlsplex_testkit::{any_port, connect, read_response, start, TestPki};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -6,7 +6,8 @@
 use std::sync::Arc;
 
 use rustls::version::{TLS12, TLS13};
-use tlsplex::{ClientAuth, ClientAuthMode, Context, ServerOptions, TlsPolicy};
+use tlsplex::tls::{ClientAuth, ClientAuthMode};
+use tlsplex::{Context, ServerOptions, TlsPolicy};
 use tlsplex_testkit::{any_port, get, start, TestCert, TestPki};
 
 /// A server on a fresh port that verifies clients against `clients`' CA, revoking serial 666.
@@ -74,7 +75,7 @@ async fn required_client_certificates() {
         assert_eq!(page["client_cert"]["dns_names"][0], "alice");
         assert_eq!(
             page["client_cert"]["sha256_fingerprint"],
-            tlsplex::sha256_fingerprint(&valid.cert_der)
+            tlsplex::tls::sha256_fingerprint(&valid.cert_der)
         );
     }
 }

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use rustls::version::{TLS12, TLS13};
 use rustls::{ClientConfig, SupportedProtocolVersion};
-use tlsplex::{ClientAuth, ClientAuthMode, Context, ServerHandle, ServerOptions, TlsPolicy};
+use tlsplex::tls::{ClientAuth, ClientAuthMode};
+use tlsplex::{Context, ServerHandle, ServerOptions, TlsPolicy};
 use tlsplex_testkit::{any_port, get, TestCert, TestPki};
 
 struct Setup {

@@ -6,7 +6,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use tlsplex::{Config, Context, ServerOptions, Supervisor};
+use tlsplex::config::Config;
+use tlsplex::{Context, ServerOptions, Supervisor};
 use tlsplex_testkit::{any_port, connect, echo_backend, get, request, TestPki};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -195,7 +196,7 @@ async fn reload_adds_removes_rebinds_and_updates_by_name() {
         .map(|l| (l.name, l.state))
         .collect();
     assert!(
-        names.contains(&("old".to_owned(), tlsplex::ServerState::Draining)),
+        names.contains(&("old".to_owned(), tlsplex::registry::ServerState::Draining)),
         "{names:?}"
     );
     drop(live);

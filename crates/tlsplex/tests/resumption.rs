@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use rustls::version::{TLS12, TLS13};
 use rustls::{ClientConfig, HandshakeKind};
-use tlsplex::{Context, ServerOptions, TicketKeys, TlsPolicy};
+use tlsplex::tls::TicketKeys;
+use tlsplex::{Context, ServerOptions, TlsPolicy};
 use tlsplex_testkit::{any_port, connect, request, start, TestCert, TestPki};
 
 /// GETs the status page; returns whether the client saw a resumed handshake and what the server
@@ -95,7 +96,7 @@ async fn processes_sharing_a_key_file_resume_each_others_tickets() {
     let pki = TestPki::new();
     let cert = pki.issue("web", &["web.test"]);
     let key_file = pki.dir().join("ticket.key");
-    std::fs::write(&key_file, tlsplex::new_ticket_key_file().unwrap()).unwrap();
+    std::fs::write(&key_file, tlsplex::tls::new_ticket_key_file().unwrap()).unwrap();
     let rotation = Duration::from_secs(3600);
     // Two contexts stand for two processes; each derives keys for its server called "web".
     let first = Context::builder()

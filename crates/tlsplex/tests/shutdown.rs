@@ -51,7 +51,7 @@ async fn an_in_flight_request_completes_and_new_connections_are_refused() {
     let shutdown = tokio::spawn(supervisor.shutdown());
     assert!(
         eventually(Duration::from_secs(2), || ctx.registry().list()[0].state
-            == tlsplex::ServerState::Draining)
+            == tlsplex::registry::ServerState::Draining)
         .await
     );
     assert!(

@@ -5,7 +5,8 @@
 
 use std::net::SocketAddr;
 
-use tlsplex::{Context, ServerOptions, StaticHandler};
+use tlsplex::handler::StaticHandler;
+use tlsplex::{Context, ServerOptions};
 use tlsplex_testkit::{any_port, exchange, start, Response, TestPki};
 
 struct Site {

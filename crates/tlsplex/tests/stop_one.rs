@@ -61,7 +61,7 @@ async fn a_handle_stops_its_server_and_run_returns() {
     let run = tokio::spawn(server.run());
     assert!(
         eventually(Duration::from_secs(5), || ctx.registry().list()[0].state
-            == tlsplex::ServerState::Serving)
+            == tlsplex::registry::ServerState::Serving)
         .await
     );
     handle.stop();

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
-use tlsplex::ConfigOutline;
+use tlsplex::config::ConfigOutline;
 
 use crate::cli::ProbeArgs;
 
@@ -69,7 +69,7 @@ pub(super) fn targets(args: &ProbeArgs) -> Result<Vec<Target>, String> {
 fn first_dns_name(file: &std::path::Path) -> Option<String> {
     let pem = tlsplex::files::read_limited(file, tlsplex::files::MAX_MATERIAL_FILE).ok()?;
     let leaf = CertificateDer::pem_slice_iter(&pem).next()?.ok()?;
-    let summary = tlsplex::CertSummary::from_der(&leaf)?;
+    let summary = tlsplex::tls::CertSummary::from_der(&leaf)?;
     summary
         .dns_names
         .into_iter()

@@ -6,7 +6,8 @@
 //!
 //! ```no_run
 //! use tlsplex::control::{ConfigSource, Controller, ReloadCause};
-//! use tlsplex::{Config, Supervisor};
+//! use tlsplex::Supervisor;
+//! use tlsplex::config::Config;
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let path = std::path::Path::new("/etc/tlsplex.toml");

@@ -13,7 +13,7 @@ use crate::tls::policy::TlsPolicy;
 /// Everything needed to bind one server: its name, address, certificates, limits and handler.
 ///
 /// # Defaults
-/// - handler: the built-in status page ([`crate::StatusHandler`]);
+/// - handler: the built-in status page ([`crate::handler::StatusHandler`]);
 /// - `handshake_timeout` and `max_connections`: the context's;
 /// - `tls`: [`TlsPolicy::default`] (TLS 1.2 and 1.3, ALPN `h2`, `http/1.1`, tickets on);
 /// - `backlog`: 1024 connections waiting in the kernel to be accepted.

@@ -7,3 +7,13 @@ pub(crate) mod policy;
 pub(crate) mod resumption;
 pub(crate) mod summary;
 pub(crate) mod tickets;
+
+pub use certs::{CertLoadError, CertStore, Identity};
+pub use client_auth::{ClientAuth, ClientAuthError, ClientAuthMode};
+pub use ocsp::{OcspCertStatus, OcspSummary};
+pub use policy::{
+    TlsPolicy, UnknownName, DEFAULT_ALPN, DEFAULT_CIPHER_SUITES, DEFAULT_MAX_SESSION_AGE,
+    DEFAULT_SESSION_CACHE_SIZE,
+};
+pub use summary::{sha256_fingerprint, CertSummary};
+pub use tickets::{new_ticket_key_file, TicketKeyError, TicketKeys};

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 /// Timeouts and sizes one server's HTTP connections are held to. Every built-in HTTP handler
-/// (`status`, `static`) and [`crate::HttpHandler`] applies them.
+/// (`status`, `static`) and [`crate::handler::HttpHandler`] applies them.
 ///
 /// # Defaults
 /// | limit | default | what happens past it |

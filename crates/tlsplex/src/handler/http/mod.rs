@@ -136,7 +136,8 @@ const FIRST_REQUEST_GRACE: std::time::Duration = std::time::Duration::from_secs(
 /// ```no_run
 /// use std::sync::Arc;
 /// use axum::{extract::Extension, routing::get, Router};
-/// use tlsplex::{ConnInfo, HttpHandler, ServerOptions};
+/// use tlsplex::{ConnInfo, ServerOptions};
+/// use tlsplex::handler::HttpHandler;
 ///
 /// let app = Router::new().route(
 ///     "/",
