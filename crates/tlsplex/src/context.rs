@@ -11,6 +11,7 @@ use rustls::crypto::CryptoProvider;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::defaults;
 use crate::metrics::Metrics;
 use crate::registry::ServerRegistry;
 use crate::tls::tickets::TicketKeys;
@@ -124,12 +125,6 @@ impl Context {
     }
 }
 
-/// A server's connection limit when none is set: half the process-wide limit, so that one
-/// flooded server cannot take every connection of the process from the others.
-pub(crate) fn default_server_share(max_connections: usize) -> usize {
-    (max_connections / 2).max(1)
-}
-
 /// Builds a [`Context`]; see there for the defaults.
 #[derive(Debug, Clone)]
 pub struct ContextBuilder {
@@ -144,10 +139,10 @@ pub struct ContextBuilder {
 impl Default for ContextBuilder {
     fn default() -> Self {
         Self {
-            handshake_timeout: Duration::from_secs(10),
+            handshake_timeout: defaults::DEFAULT_HANDSHAKE_TIMEOUT,
             server_max_connections: None,
-            max_connections: 10_000,
-            shutdown_grace: Duration::from_secs(30),
+            max_connections: defaults::DEFAULT_MAX_CONNECTIONS,
+            shutdown_grace: defaults::DEFAULT_SHUTDOWN_GRACE,
             worker_threads: None,
             ticket_keys: None,
         }
@@ -195,7 +190,7 @@ impl ContextBuilder {
     /// Initialises the context: the seed's `SSL_init()`, done once, before any server.
     pub fn build(self) -> Context {
         let ticket_keys = self.ticket_keys.or_else(|| {
-            match TicketKeys::generate(Duration::from_secs(12 * 3600)) {
+            match TicketKeys::generate(defaults::DEFAULT_TICKET_ROTATION) {
                 Ok(keys) => Some(Arc::new(keys)),
                 Err(error) => {
                     tracing::error!(%error, "session tickets disabled");
@@ -207,9 +202,9 @@ impl ContextBuilder {
             inner: Arc::new(Inner {
                 provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
                 handshake_timeout: self.handshake_timeout,
-                server_max_connections: self
-                    .server_max_connections
-                    .unwrap_or_else(|| default_server_share(self.max_connections)),
+                server_max_connections: self.server_max_connections.unwrap_or_else(|| {
+                    defaults::default_server_max_connections(self.max_connections)
+                }),
                 max_connections: self.max_connections,
                 connection_permits: Arc::new(Semaphore::new(self.max_connections)),
                 shutdown_grace: self.shutdown_grace,

@@ -10,7 +10,7 @@
 //! The root holds the embedding path ([`Context`], [`Server`], [`Supervisor`], [`Handler`],
 //! [`TlsConn`], [`ConnInfo`], [`CertStore`], [`Identity`], [`TlsPolicy`]); the rest is in
 //! modules, lowest layer first (each uses only those above it in this list):
-//! - [`files`], [`metrics`], [`registry`]: bounded file reads; every metric name and its labels;
+//! - [`defaults`], [`files`], [`metrics`], [`registry`]: the process-wide defaults; bounded file reads; every metric name and its labels;
 //!   the read-only list of servers handlers may show.
 //! - [`tls`]: certificates, client authentication, OCSP, tickets and the rustls policy; knows
 //!   rustls, not sockets.
@@ -55,6 +55,7 @@ pub mod config;
 pub mod conn;
 mod context;
 pub mod control;
+pub mod defaults;
 pub mod files;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]

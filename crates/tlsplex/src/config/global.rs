@@ -8,6 +8,7 @@ use super::error::Problems;
 use super::file::GlobalFile;
 use super::{deserialize, duration};
 use crate::context::{Context, ContextBuilder};
+use crate::defaults;
 use crate::tls::tickets::{TicketKeyError, TicketKeys};
 
 /// `[global]`, validated; see `docs/configuration.md` for the defaults.
@@ -41,13 +42,15 @@ pub struct GlobalSettings {
 impl Default for GlobalSettings {
     fn default() -> Self {
         Self {
-            handshake_timeout: Duration::from_secs(10),
-            max_connections: 10_000,
-            server_max_connections: crate::context::default_server_share(10_000),
-            shutdown_grace: Duration::from_secs(30),
+            handshake_timeout: defaults::DEFAULT_HANDSHAKE_TIMEOUT,
+            max_connections: defaults::DEFAULT_MAX_CONNECTIONS,
+            server_max_connections: defaults::default_server_max_connections(
+                defaults::DEFAULT_MAX_CONNECTIONS,
+            ),
+            shutdown_grace: defaults::DEFAULT_SHUTDOWN_GRACE,
             worker_threads: None,
             ticket_key_file: None,
-            ticket_rotation: Duration::from_secs(12 * 3600),
+            ticket_rotation: defaults::DEFAULT_TICKET_ROTATION,
             reload_check_interval: None,
             user: None,
             group: None,
@@ -174,7 +177,7 @@ pub(super) fn validate_global(
     let server_max_connections = positive(
         "global.server_max_connections",
         raw.server_max_connections,
-        crate::context::default_server_share(max_connections),
+        defaults::default_server_max_connections(max_connections),
     );
     let worker_threads = raw
         .worker_threads
