@@ -4,9 +4,9 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use super::deserialize;
 use super::error::Problems;
 use super::file::AdminFile;
+use super::value::deserialize;
 
 /// Where the admin endpoint listens and who may use it.
 #[derive(Clone)]

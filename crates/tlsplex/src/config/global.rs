@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::error::Problems;
 use super::file::GlobalFile;
-use super::{deserialize, duration};
+use super::value::{deserialize, duration};
 use crate::context::{Context, ContextBuilder};
 use crate::defaults;
 use crate::tls::tickets::{TicketKeyError, TicketKeys};

@@ -4,7 +4,8 @@ use std::path::Path;
 
 use super::error::Problems;
 use super::file::{HandlerFile, ProxyProtocolFile};
-use super::{duration, HandlerSpec};
+use super::value::duration;
+use super::HandlerSpec;
 use crate::handler::{Backend, ForwardOptions, ProxyProtocol, StaticHandler};
 
 pub(super) fn validate_handler(

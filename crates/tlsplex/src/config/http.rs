@@ -1,8 +1,8 @@
 //! `[server.http]`: the timeouts and sizes of a server's HTTP connections.
 
-use super::duration;
 use super::error::Problems;
 use super::file::HttpFile;
+use super::value::duration;
 use crate::handler::HttpLimits;
 
 /// `[server.http]` into limits, defaults where a key is absent; `None` if any key is wrong.

@@ -11,26 +11,24 @@ mod global;
 mod handler;
 mod http;
 mod outline;
+mod server;
 mod tls;
+mod value;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
-
 use admin::validate_admin;
 pub use admin::AdminOptions;
 use error::Problems;
 pub use error::{ConfigError, Problem};
-use file::ServerFile;
 use global::validate_global;
 pub use global::GlobalSettings;
-use handler::validate_handler;
 pub use outline::{AdminOutline, ConfigOutline, ServerOutline};
-use tls::{load_certificates, validate_tls};
+use server::validate_servers;
+use value::{one_line, server_tables};
 
 use crate::handler::{ForwardOptions, HttpLimits, StaticHandler};
 use crate::server::ServerOptions;
@@ -214,232 +212,5 @@ pub(crate) fn base_of(path: &Path) -> &Path {
     match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
-    }
-}
-
-/// Folds a multi-line message into one line, so each problem stays one line of output.
-fn one_line(message: &str) -> String {
-    message
-        .lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty())
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-fn server_tables(value: toml::Value, problems: &mut Problems) -> Vec<toml::Table> {
-    match value {
-        toml::Value::Array(entries) => entries
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, entry)| match entry {
-                toml::Value::Table(table) => Some(table),
-                _ => {
-                    problems.server(&format!("#{}", i + 1), "", "must be a table");
-                    None
-                }
-            })
-            .collect(),
-        _ => {
-            problems.global("server", "must be an array of tables: write [[server]]");
-            Vec::new()
-        }
-    }
-}
-
-/// Deserialises one table, turning serde's message into a problem with the key it names.
-fn deserialize<T: for<'de> Deserialize<'de>>(
-    table: toml::Table,
-    report: &mut dyn FnMut(&str, String),
-) -> Option<T> {
-    match toml::Value::Table(table).try_into() {
-        Ok(value) => Some(value),
-        Err(e) => {
-            let shown = e.to_string();
-            // toml puts the path last, as "…\nin `a.b`".
-            let (message, key) = match shown.trim_end().rsplit_once("\nin `") {
-                Some((message, key)) => (message, key.trim_end_matches('`')),
-                None => (shown.as_str(), ""),
-            };
-            report(key, one_line(message));
-            None
-        }
-    }
-}
-
-/// Parses a human duration ("10s", "500ms", "1m 30s"); `None` when absent or invalid.
-pub(super) fn duration(
-    text: Option<&str>,
-    must_be_positive: bool,
-    report: &mut dyn FnMut(String),
-) -> Option<Duration> {
-    let text = text?;
-    match humantime::parse_duration(text) {
-        Ok(d) if must_be_positive && d.is_zero() => {
-            report("must be longer than zero".to_owned());
-            None
-        }
-        Ok(d) => Some(d),
-        Err(e) => {
-            report(format!(
-                "invalid duration {text:?}: {e} (write e.g. \"10s\", \"500ms\", \"1m 30s\")"
-            ));
-            None
-        }
-    }
-}
-
-fn validate_servers(
-    tables: Vec<toml::Table>,
-    base: &Path,
-    strict_keys: bool,
-    problems: &mut Problems,
-) -> Vec<ServerSpec> {
-    if tables.is_empty() {
-        problems.global("server", "no [[server]] is defined: nothing to run");
-    }
-    let mut names: HashMap<String, usize> = HashMap::new();
-    let mut listens: Vec<(SocketAddr, String)> = Vec::new();
-    let mut specs = Vec::new();
-    for (i, table) in tables.into_iter().enumerate() {
-        let label = match table.get("name").and_then(toml::Value::as_str) {
-            Some(name) if valid_name(name) => name.to_owned(),
-            _ => format!("#{}", i + 1),
-        };
-        let Some(raw) = deserialize::<ServerFile>(table, &mut |k, m| problems.server(&label, k, m))
-        else {
-            continue;
-        };
-        if !valid_name(&raw.name) {
-            problems.server(
-                &label,
-                "name",
-                format!(
-                    "{:?} is not a valid name: use 1 to 64 letters, digits, '.', '_' or '-'",
-                    raw.name
-                ),
-            );
-        }
-        if let Some(first) = names.insert(raw.name.clone(), i) {
-            problems.server(
-                &label,
-                "name",
-                format!(
-                    "duplicate name: server #{} is also called {:?}",
-                    first + 1,
-                    raw.name
-                ),
-            );
-        }
-        if let Some(spec) = validate_server(raw, &label, base, strict_keys, &listens, problems) {
-            listens.push((spec.listen, spec.name.clone()));
-            specs.push(spec);
-        }
-    }
-    specs
-}
-
-fn valid_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-}
-
-fn validate_server(
-    raw: ServerFile,
-    label: &str,
-    base: &Path,
-    strict_keys: bool,
-    listens: &[(SocketAddr, String)],
-    problems: &mut Problems,
-) -> Option<ServerSpec> {
-    let mut ok = true;
-    let listen = match raw.listen.parse::<SocketAddr>() {
-        Ok(addr) => {
-            if let Some((_, other)) = listens.iter().find(|(a, _)| overlaps(*a, addr)) {
-                problems.server(
-                    label,
-                    "listen",
-                    format!("{addr} is already used by server {other:?}"),
-                );
-                ok = false;
-            }
-            Some(addr)
-        }
-        Err(_) => {
-            problems.server(
-                label,
-                "listen",
-                format!(
-                    "{:?} is not an IP:PORT address (write e.g. \"127.0.0.1:1440\" or \"[::]:443\")",
-                    raw.listen
-                ),
-            );
-            None
-        }
-    };
-    let handshake_timeout = duration(raw.handshake_timeout.as_deref(), true, &mut |m| {
-        problems.server(label, "handshake_timeout", m)
-    });
-    ok &= raw.handshake_timeout.is_none() || handshake_timeout.is_some();
-    if raw.max_connections == Some(0) {
-        problems.server(label, "max_connections", "must be at least 1");
-        ok = false;
-    }
-    let tls = validate_tls(raw.tls.as_ref(), label, base, problems);
-    let certs = load_certificates(&raw, label, base, strict_keys, problems);
-    let http = http::validate_http(raw.http.as_ref(), label, problems);
-    // Every part is checked, so one pass reports every problem.
-    let handler = validate_handler(raw.handler, label, base, problems);
-    let (
-        Some(listen),
-        Some((certificate_files, mut material_files, certs)),
-        Some((tls, client_auth_files)),
-        Some(http),
-        Some(handler),
-        true,
-    ) = (listen, certs, tls, http, handler, ok)
-    else {
-        return None;
-    };
-    material_files.extend(client_auth_files);
-    Some(ServerSpec {
-        name: raw.name,
-        listen,
-        certificate_files,
-        certs,
-        handler,
-        max_connections: raw.max_connections,
-        handshake_timeout,
-        tls,
-        http,
-        material_files,
-        access_log: raw.access_log,
-        reuse_port: raw.reuse_port,
-    })
-}
-
-/// Whether two listen addresses would clash: the same address, or a wildcard and any address of
-/// the same family on the same port. Port 0 never clashes (the kernel picks distinct ports).
-fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
-    if a.port() == 0 || b.port() != a.port() || a.is_ipv4() != b.is_ipv4() {
-        return false;
-    }
-    a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::overlaps;
-
-    #[test]
-    fn wildcard_overlaps_same_port_same_family_only() {
-        let addr = |s: &str| s.parse().unwrap_or_else(|_| panic!("{s}"));
-        assert!(overlaps(addr("0.0.0.0:443"), addr("127.0.0.1:443")));
-        assert!(overlaps(addr("127.0.0.1:443"), addr("127.0.0.1:443")));
-        assert!(!overlaps(addr("127.0.0.1:443"), addr("127.0.0.2:443")));
-        assert!(!overlaps(addr("[::]:443"), addr("0.0.0.0:443")));
-        assert!(!overlaps(addr("127.0.0.1:0"), addr("127.0.0.1:0")));
     }
 }

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use super::error::Problems;
 use super::file::{AdminFile, ServerFile};
-use super::{deserialize, server_tables, ConfigError};
+use super::value::{deserialize, one_line, server_tables};
+use super::ConfigError;
 
 /// A config file's addresses and file names, nothing loaded.
 #[derive(Debug, Clone)]
@@ -53,10 +54,7 @@ impl ConfigOutline {
         })?;
         let base = super::base_of(path);
         let document: toml::Table = toml::from_str(&text).map_err(|e| {
-            ConfigError::whole_file(
-                path,
-                format!("not valid TOML: {}", super::one_line(e.message())),
-            )
+            ConfigError::whole_file(path, format!("not valid TOML: {}", one_line(e.message())))
         })?;
         let mut problems = Problems::default();
         let mut outline = Self {

@@ -83,7 +83,7 @@ pub(super) fn validate_tls(
     policy.tickets = raw.tickets.unwrap_or(policy.tickets);
     if let Some(text) = &raw.max_session_age {
         let mut problem = None;
-        match super::duration(Some(text), true, &mut |m| problem = Some(m)) {
+        match super::value::duration(Some(text), true, &mut |m| problem = Some(m)) {
             Some(age) => policy.max_session_age = age,
             None => check("tls.max_session_age", Err(problem.unwrap_or_default())),
         }

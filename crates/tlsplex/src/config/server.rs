@@ -1,0 +1,167 @@
+//! `[[server]]`: each table validated into a [`ServerSpec`], every problem named with its server.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use super::error::Problems;
+use super::file::ServerFile;
+use super::handler::validate_handler;
+use super::tls::{load_certificates, validate_tls};
+use super::value::{deserialize, duration};
+use super::ServerSpec;
+
+pub(super) fn validate_servers(
+    tables: Vec<toml::Table>,
+    base: &Path,
+    strict_keys: bool,
+    problems: &mut Problems,
+) -> Vec<ServerSpec> {
+    if tables.is_empty() {
+        problems.global("server", "no [[server]] is defined: nothing to run");
+    }
+    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut listens: Vec<(SocketAddr, String)> = Vec::new();
+    let mut specs = Vec::new();
+    for (i, table) in tables.into_iter().enumerate() {
+        let label = match table.get("name").and_then(toml::Value::as_str) {
+            Some(name) if valid_name(name) => name.to_owned(),
+            _ => format!("#{}", i + 1),
+        };
+        let Some(raw) = deserialize::<ServerFile>(table, &mut |k, m| problems.server(&label, k, m))
+        else {
+            continue;
+        };
+        if !valid_name(&raw.name) {
+            problems.server(
+                &label,
+                "name",
+                format!(
+                    "{:?} is not a valid name: use 1 to 64 letters, digits, '.', '_' or '-'",
+                    raw.name
+                ),
+            );
+        }
+        if let Some(first) = names.insert(raw.name.clone(), i) {
+            problems.server(
+                &label,
+                "name",
+                format!(
+                    "duplicate name: server #{} is also called {:?}",
+                    first + 1,
+                    raw.name
+                ),
+            );
+        }
+        if let Some(spec) = validate_server(raw, &label, base, strict_keys, &listens, problems) {
+            listens.push((spec.listen, spec.name.clone()));
+            specs.push(spec);
+        }
+    }
+    specs
+}
+
+fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+fn validate_server(
+    raw: ServerFile,
+    label: &str,
+    base: &Path,
+    strict_keys: bool,
+    listens: &[(SocketAddr, String)],
+    problems: &mut Problems,
+) -> Option<ServerSpec> {
+    let mut ok = true;
+    let listen = match raw.listen.parse::<SocketAddr>() {
+        Ok(addr) => {
+            if let Some((_, other)) = listens.iter().find(|(a, _)| overlaps(*a, addr)) {
+                problems.server(
+                    label,
+                    "listen",
+                    format!("{addr} is already used by server {other:?}"),
+                );
+                ok = false;
+            }
+            Some(addr)
+        }
+        Err(_) => {
+            problems.server(
+                label,
+                "listen",
+                format!(
+                    "{:?} is not an IP:PORT address (write e.g. \"127.0.0.1:1440\" or \"[::]:443\")",
+                    raw.listen
+                ),
+            );
+            None
+        }
+    };
+    let handshake_timeout = duration(raw.handshake_timeout.as_deref(), true, &mut |m| {
+        problems.server(label, "handshake_timeout", m)
+    });
+    ok &= raw.handshake_timeout.is_none() || handshake_timeout.is_some();
+    if raw.max_connections == Some(0) {
+        problems.server(label, "max_connections", "must be at least 1");
+        ok = false;
+    }
+    let tls = validate_tls(raw.tls.as_ref(), label, base, problems);
+    let certs = load_certificates(&raw, label, base, strict_keys, problems);
+    let http = super::http::validate_http(raw.http.as_ref(), label, problems);
+    // Every part is checked, so one pass reports every problem.
+    let handler = validate_handler(raw.handler, label, base, problems);
+    let (
+        Some(listen),
+        Some((certificate_files, mut material_files, certs)),
+        Some((tls, client_auth_files)),
+        Some(http),
+        Some(handler),
+        true,
+    ) = (listen, certs, tls, http, handler, ok)
+    else {
+        return None;
+    };
+    material_files.extend(client_auth_files);
+    Some(ServerSpec {
+        name: raw.name,
+        listen,
+        certificate_files,
+        certs,
+        handler,
+        max_connections: raw.max_connections,
+        handshake_timeout,
+        tls,
+        http,
+        material_files,
+        access_log: raw.access_log,
+        reuse_port: raw.reuse_port,
+    })
+}
+
+/// Whether two listen addresses would clash: the same address, or a wildcard and any address of
+/// the same family on the same port. Port 0 never clashes (the kernel picks distinct ports).
+fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
+    if a.port() == 0 || b.port() != a.port() || a.is_ipv4() != b.is_ipv4() {
+        return false;
+    }
+    a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::overlaps;
+
+    #[test]
+    fn wildcard_overlaps_same_port_same_family_only() {
+        let addr = |s: &str| s.parse().unwrap_or_else(|_| panic!("{s}"));
+        assert!(overlaps(addr("0.0.0.0:443"), addr("127.0.0.1:443")));
+        assert!(overlaps(addr("127.0.0.1:443"), addr("127.0.0.1:443")));
+        assert!(!overlaps(addr("127.0.0.1:443"), addr("127.0.0.2:443")));
+        assert!(!overlaps(addr("[::]:443"), addr("0.0.0.0:443")));
+        assert!(!overlaps(addr("127.0.0.1:0"), addr("127.0.0.1:0")));
+    }
+}

@@ -1,0 +1,80 @@
+//! TOML plumbing and value parsers shared by the sections: one-line messages, `[[server]]`
+//! tables, per-table deserialising with the key a problem names, durations.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::error::Problems;
+
+/// Folds a multi-line message into one line, so each problem stays one line of output.
+pub(super) fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+pub(super) fn server_tables(value: toml::Value, problems: &mut Problems) -> Vec<toml::Table> {
+    match value {
+        toml::Value::Array(entries) => entries
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, entry)| match entry {
+                toml::Value::Table(table) => Some(table),
+                _ => {
+                    problems.server(&format!("#{}", i + 1), "", "must be a table");
+                    None
+                }
+            })
+            .collect(),
+        _ => {
+            problems.global("server", "must be an array of tables: write [[server]]");
+            Vec::new()
+        }
+    }
+}
+
+/// Deserialises one table, turning serde's message into a problem with the key it names.
+pub(super) fn deserialize<T: for<'de> Deserialize<'de>>(
+    table: toml::Table,
+    report: &mut dyn FnMut(&str, String),
+) -> Option<T> {
+    match toml::Value::Table(table).try_into() {
+        Ok(value) => Some(value),
+        Err(e) => {
+            let shown = e.to_string();
+            // toml puts the path last, as "…\nin `a.b`".
+            let (message, key) = match shown.trim_end().rsplit_once("\nin `") {
+                Some((message, key)) => (message, key.trim_end_matches('`')),
+                None => (shown.as_str(), ""),
+            };
+            report(key, one_line(message));
+            None
+        }
+    }
+}
+
+/// Parses a human duration ("10s", "500ms", "1m 30s"); `None` when absent or invalid.
+pub(super) fn duration(
+    text: Option<&str>,
+    must_be_positive: bool,
+    report: &mut dyn FnMut(String),
+) -> Option<Duration> {
+    let text = text?;
+    match humantime::parse_duration(text) {
+        Ok(d) if must_be_positive && d.is_zero() => {
+            report("must be longer than zero".to_owned());
+            None
+        }
+        Ok(d) => Some(d),
+        Err(e) => {
+            report(format!(
+                "invalid duration {text:?}: {e} (write e.g. \"10s\", \"500ms\", \"1m 30s\")"
+            ));
+            None
+        }
+    }
+}
