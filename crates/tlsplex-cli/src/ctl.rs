@@ -46,12 +46,10 @@ fn call(args: &CtlArgs) -> Result<(u16, String), String> {
         .or_else(|| configured.and_then(|admin| admin.token_file.as_ref()));
     let token = match token_file {
         Some(path) => Some(
-            String::from_utf8_lossy(
-                &tlsplex::files::read_limited(path, 64 * 1024)
-                    .map_err(|e| format!("cannot read the admin token {}: {e}", path.display()))?,
-            )
-            .trim()
-            .to_owned(),
+            tlsplex::files::read_text(path, tlsplex::files::MAX_SECRET_FILE)
+                .map_err(|e| format!("cannot read the admin token {}: {e}", path.display()))?
+                .trim()
+                .to_owned(),
         ),
         None => None,
     };

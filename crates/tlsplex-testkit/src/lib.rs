@@ -31,6 +31,15 @@ pub fn start(ctx: &Context, options: ServerOptions) -> SocketAddr {
     addr
 }
 
+/// A port that was free on 127.0.0.1 a moment ago, for configs that must name one.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A plaintext backend on loopback that echoes every connection's bytes back and half-closes
 /// when the client does.
 pub async fn echo_backend() -> SocketAddr {

@@ -15,7 +15,7 @@ use std::path::Path;
 pub const MAX_MATERIAL_FILE: u64 = 16 * 1024 * 1024;
 
 /// The most a secret file (ticket key, admin token) may hold.
-pub(crate) const MAX_SECRET_FILE: u64 = 64 * 1024;
+pub const MAX_SECRET_FILE: u64 = 64 * 1024;
 
 /// Opens `path` for reading without blocking, if it is a regular file; the error says what it is
 /// otherwise.
@@ -56,7 +56,7 @@ pub fn read_limited(path: &Path, max: u64) -> io::Result<Vec<u8>> {
 }
 
 /// [`read_limited`] as UTF-8 text.
-pub(crate) fn read_text(path: &Path, max: u64) -> io::Result<String> {
+pub fn read_text(path: &Path, max: u64) -> io::Result<String> {
     String::from_utf8(read_limited(path, max)?)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "the file is not UTF-8 text"))
 }

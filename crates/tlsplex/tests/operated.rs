@@ -9,7 +9,7 @@ mod operated;
 
 use std::net::SocketAddr;
 
-use tlsplex_testkit::TestPki;
+use tlsplex_testkit::{free_port, TestPki};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
@@ -26,14 +26,6 @@ async fn admin(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, 
     let status = response.split(' ').nth(1).unwrap().parse().unwrap();
     let body = response.split_once("\r\n\r\n").unwrap().1.to_owned();
     (status, body)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn config(servers: &[(&str, u16)], global: &str) -> String {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tlsplex::config::Config;
 use tlsplex::{Context, ServerOptions, Supervisor};
-use tlsplex_testkit::{any_port, connect, echo_backend, get, request, TestPki};
+use tlsplex_testkit::{any_port, connect, echo_backend, free_port, get, request, TestPki};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_handshakes_get_the_new_certificate_and_open_connections_keep_going() {
@@ -88,14 +88,6 @@ async fn reloading_twenty_times_under_load_loses_no_request() {
         "the load ran throughout"
     );
     supervisor.shutdown().await;
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A config with one `[[server]]` per (name, port, certificate stem, handler).

@@ -158,23 +158,7 @@ impl Config {
 
     /// Validates `text` as if read from `file`; relative paths resolve against `base`.
     pub fn parse(text: &str, file: &Path, base: &Path) -> Result<Self, ConfigError> {
-        let document: toml::Table = match toml::from_str(text) {
-            Ok(document) => document,
-            Err(e) => {
-                let line = e
-                    .span()
-                    .map(|span| format!("line {}: ", text[..span.start].matches('\n').count() + 1))
-                    .unwrap_or_default();
-                return Err(ConfigError {
-                    file: file.to_owned(),
-                    problems: vec![Problem {
-                        server: None,
-                        key: String::new(),
-                        message: format!("{line}not valid TOML: {}", one_line(e.message())),
-                    }],
-                });
-            }
-        };
+        let document = value::document(text, file)?;
         let mut problems = Problems::default();
         let mut global = None;
         let mut admin = None;

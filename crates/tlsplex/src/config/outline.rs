@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::Problems;
 use super::file::{AdminFile, ServerFile};
-use super::value::{deserialize, one_line, server_tables};
+use super::value::{deserialize, document, server_label, server_tables};
 use super::ConfigError;
 
 /// A config file's addresses and file names, nothing loaded.
@@ -53,9 +53,7 @@ impl ConfigOutline {
             ConfigError::whole_file(path, format!("cannot read the config file: {e}"))
         })?;
         let base = super::base_of(path);
-        let document: toml::Table = toml::from_str(&text).map_err(|e| {
-            ConfigError::whole_file(path, format!("not valid TOML: {}", one_line(e.message())))
-        })?;
+        let document = document(&text, path)?;
         let mut problems = Problems::default();
         let mut outline = Self {
             file: path.to_owned(),
@@ -86,10 +84,7 @@ impl ConfigOutline {
             None => Vec::new(),
         };
         for (index, table) in tables.into_iter().enumerate() {
-            let label = table
-                .get("name")
-                .and_then(toml::Value::as_str)
-                .map_or_else(|| format!("#{}", index + 1), str::to_owned);
+            let label = server_label(&table, index);
             let raw: Option<ServerFile> = deserialize(table, &mut |key, message| {
                 problems.server(&label, key, message)
             });

@@ -8,7 +8,7 @@ use super::error::Problems;
 use super::file::ServerFile;
 use super::handler::validate_handler;
 use super::tls::{load_certificates, validate_tls};
-use super::value::{deserialize, duration};
+use super::value::{deserialize, duration, server_label};
 use super::ServerSpec;
 
 pub(super) fn validate_servers(
@@ -24,10 +24,7 @@ pub(super) fn validate_servers(
     let mut listens: Vec<(SocketAddr, String)> = Vec::new();
     let mut specs = Vec::new();
     for (i, table) in tables.into_iter().enumerate() {
-        let label = match table.get("name").and_then(toml::Value::as_str) {
-            Some(name) if valid_name(name) => name.to_owned(),
-            _ => format!("#{}", i + 1),
-        };
+        let label = server_label(&table, i);
         let Some(raw) = deserialize::<ServerFile>(table, &mut |k, m| problems.server(&label, k, m))
         else {
             continue;
@@ -61,7 +58,7 @@ pub(super) fn validate_servers(
     specs
 }
 
-fn valid_name(name: &str) -> bool {
+pub(super) fn valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name
             .chars()

@@ -1,11 +1,36 @@
-//! TOML plumbing and value parsers shared by the sections: one-line messages, `[[server]]`
-//! tables, per-table deserialising with the key a problem names, durations.
+//! TOML plumbing and value parsers shared by the sections: the document, one-line messages,
+//! `[[server]]` tables and their labels, per-table deserialising with the key a problem names,
+//! durations.
 
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::error::Problems;
+use super::error::{ConfigError, Problems};
+
+/// Parses a whole config file as TOML; a syntax error is one problem naming its line.
+pub(super) fn document(text: &str, file: &Path) -> Result<toml::Table, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|span| format!("line {}: ", text[..span.start].matches('\n').count() + 1))
+            .unwrap_or_default();
+        ConfigError::whole_file(
+            file,
+            format!("{line}not valid TOML: {}", one_line(e.message())),
+        )
+    })
+}
+
+/// The name problems of the `index`th `[[server]]` table are reported under: its `name` when
+/// valid, else its position (`#1`, `#2`, …).
+pub(super) fn server_label(table: &toml::Table, index: usize) -> String {
+    match table.get("name").and_then(toml::Value::as_str) {
+        Some(name) if super::server::valid_name(name) => name.to_owned(),
+        _ => format!("#{}", index + 1),
+    }
+}
 
 /// Folds a multi-line message into one line, so each problem stays one line of output.
 pub(super) fn one_line(message: &str) -> String {
