@@ -243,3 +243,71 @@ fn the_http_limits_tls_session_age_and_admin_keys_are_checked_in_one_pass() {
         assert_has(&text, expected);
     }
 }
+
+#[test]
+fn cert_compression_must_be_a_boolean() {
+    let pki = pki();
+    let text = errors(
+        &pki,
+        &format!("{WEB}[server.tls]\ncert_compression = \"yes\"\n"),
+    );
+    assert_has(&text, "server \"web\": tls.cert_compression: invalid type");
+}
+
+#[test]
+fn the_outline_names_every_problem_it_reads_and_reads_nothing_else() {
+    use tlsplex::config::ConfigOutline;
+    let pki = pki();
+    let path = pki.dir().join("tlsplex.toml");
+    // Key files that do not exist are no problem for the outline; bad addresses are.
+    std::fs::write(
+        &path,
+        "[admin]\nlisten = \"nowhere\"\n\
+         [[server]]\nname = \"web\"\nlisten = \"127.0.0.1:99999\"\n\
+         certificates = [{ cert = \"web.pem\", key = \"missing.key\" }]\n\
+         [[server]]\nname = \"api\"\nlisten = \"127.0.0.1:8443\"\nlisen = 1\n\
+         certificates = [{ cert = \"gone.pem\", key = \"gone.key\" }]\n",
+    )
+    .unwrap();
+    let text = ConfigOutline::load(&path).unwrap_err().to_string();
+    for expected in [
+        "admin.listen: \"nowhere\" is not an IP:PORT address",
+        "server \"web\": listen: \"127.0.0.1:99999\" is not an IP:PORT address",
+        "server \"api\": unknown field `lisen`",
+    ] {
+        assert_has(&text, expected);
+    }
+    assert!(text.lines().all(|l| l.contains("tlsplex.toml")), "{text}");
+
+    std::fs::write(&path, "[[server]\nname = 1\n").unwrap();
+    let text = ConfigOutline::load(&path).unwrap_err().to_string();
+    assert_has(&text, "line 1: not valid TOML");
+
+    // A FIFO in place of the file is refused at once, not waited on.
+    let fifo = pki.dir().join("fifo.toml");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let started = std::time::Instant::now();
+    let text = ConfigOutline::load(&fifo).unwrap_err().to_string();
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    assert_has(&text, "cannot read the config file");
+
+    // A good outline names the servers, addresses and certificate files, keys unread.
+    std::fs::write(
+        &path,
+        "[[server]]\nname = \"web\"\nlisten = \"127.0.0.1:8443\"\n\
+         certificates = [{ cert = \"web.pem\", key = \"missing.key\" }]\n",
+    )
+    .unwrap();
+    let outline = ConfigOutline::load(&path).unwrap();
+    assert_eq!(outline.servers[0].name, "web");
+    assert_eq!(outline.servers[0].listen.port(), 8443);
+    assert_eq!(
+        outline.servers[0].certificate_files,
+        [pki.dir().join("web.pem")]
+    );
+    assert!(outline.admin.is_none());
+}
