@@ -20,6 +20,21 @@ pub fn run(path: &Path) -> ExitCode {
                     cert.subject,
                     cert.days_until_expiry(now)
                 );
+                for route in &server.routes {
+                    let kind = if route.is_passthrough() {
+                        "passthrough"
+                    } else {
+                        "route"
+                    };
+                    println!(
+                        "    {kind} {:<14} {}",
+                        route.name(),
+                        route.names().join(", ")
+                    );
+                }
+            }
+            for warning in &config.warnings {
+                eprintln!("{}: warning: {warning}", path.display());
             }
             ExitCode::SUCCESS
         }

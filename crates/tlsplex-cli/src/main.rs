@@ -28,6 +28,9 @@ fn main() -> ExitCode {
         Command::Demo => demo::run(cli.state_dir),
         Command::Run { config: path } => match tlsplex::config::Config::load(&path) {
             Ok(config) => {
+                for warning in &config.warnings {
+                    tracing::warn!(file = %path.display(), "{warning}");
+                }
                 let servers = config.servers.iter().map(|s| s.options()).collect();
                 let reload = serve::ReloadSource {
                     path: &path,

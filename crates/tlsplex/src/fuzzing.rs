@@ -76,6 +76,7 @@ pub fn proxy_header(data: &[u8]) {
     let alpn = input.text();
     let info = ConnInfo {
         server: Arc::from("fuzz"),
+        route: None,
         local_addr: server,
         peer_addr: client,
         sni: sni.clone(),

@@ -19,6 +19,8 @@
 //! - [`Context`]: the global TLS context (`SSL_init` + `SSL_settings`): crypto provider,
 //!   defaults, the process-wide connection limit, the registry, the shutdown token.
 //! - [`handler`]: the [`Handler`] trait and the built-in status, static and forward handlers.
+//! - [`route`]: [`route::Route`], many names on one port: a handler and TLS differences per
+//!   SNI name, or passthrough.
 //! - `server`: [`Server`] binds, accepts, and runs each connection's handshake and handler.
 //! - `supervisor`: [`Supervisor`] owns servers by name and applies a [`ReloadPlan`].
 //! - [`config`]: the TOML file, validated into a [`config::Config`] (or read as a
@@ -63,6 +65,7 @@ pub mod fuzzing;
 pub mod handler;
 pub mod metrics;
 pub mod registry;
+pub mod route;
 mod server;
 mod supervisor;
 pub mod tls;

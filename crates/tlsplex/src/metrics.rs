@@ -40,6 +40,17 @@ pub const FORWARD_BACKEND_ERRORS: &str = "tlsplex_forward_backend_errors";
 /// Expiry of every certificate of every server (the default and each SNI certificate), as a
 /// Unix timestamp, labelled by `server` and `name` (the certificate's first DNS name).
 pub const CERTIFICATE_EXPIRY: &str = "tlsplex_certificate_expiry_timestamp_seconds";
+/// Connections by the `route` their SNI took (servers with routes), per server.
+pub const ROUTE_CONNECTIONS: &str = "tlsplex_route_connections";
+/// Whether a backend's last connect or health check succeeded (1) or failed (0), labelled by
+/// `server`, `pool` (the route, or the server) and `backend`.
+pub const BACKEND_UP: &str = "tlsplex_backend_up";
+/// Connections open to a backend now.
+pub const BACKEND_CONNECTIONS_ACTIVE: &str = "tlsplex_backend_connections_active";
+/// Connections made to a backend.
+pub const BACKEND_CONNECTIONS: &str = "tlsplex_backend_connections";
+/// Failed connects and health checks of a backend.
+pub const BACKEND_FAILURES: &str = "tlsplex_backend_failures";
 /// Reloads by `result`: `ok`, `failed`.
 pub const RELOADS: &str = "tlsplex_reloads";
 
@@ -55,7 +66,7 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct GroupLabels {
+pub(crate) struct GroupLabels {
     server: String,
     group: &'static str,
 }
@@ -64,6 +75,19 @@ struct GroupLabels {
 struct CertificateLabels {
     server: String,
     name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct RouteLabels {
+    server: String,
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendLabels {
+    server: String,
+    pool: String,
+    backend: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -89,7 +113,17 @@ pub struct Metrics {
     sent: Family<ServerLabel, Counter>,
     backend_errors: Family<ServerLabel, Counter>,
     expiry: Family<CertificateLabels, Gauge>,
+    routes: Family<RouteLabels, Counter>,
+    backends: BackendFamilies,
     reloads: Family<ResultLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct BackendFamilies {
+    up: Family<BackendLabels, Gauge>,
+    active: Family<BackendLabels, Gauge>,
+    connections: Family<BackendLabels, Counter>,
+    failures: Family<BackendLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -118,6 +152,8 @@ impl Default for Metrics {
             sent: Family::default(),
             backend_errors: Family::default(),
             expiry: Family::default(),
+            routes: Family::default(),
+            backends: BackendFamilies::default(),
             reloads: Family::default(),
         };
         {
@@ -181,6 +217,28 @@ impl Default for Metrics {
                 "Certificate expiry (Unix time)",
                 metrics.expiry.clone(),
             );
+            r.register(
+                ROUTE_CONNECTIONS,
+                "Connections by route",
+                metrics.routes.clone(),
+            );
+            let backends = &metrics.backends;
+            r.register(BACKEND_UP, "Backend answered lately", backends.up.clone());
+            r.register(
+                BACKEND_CONNECTIONS_ACTIVE,
+                "Connections open to a backend",
+                backends.active.clone(),
+            );
+            r.register(
+                BACKEND_CONNECTIONS,
+                "Connections made to a backend",
+                backends.connections.clone(),
+            );
+            r.register(
+                BACKEND_FAILURES,
+                "Failed connects and health checks of a backend",
+                backends.failures.clone(),
+            );
             r.register(RELOADS, "Configuration reloads", metrics.reloads.clone());
         }
         metrics
@@ -229,11 +287,10 @@ impl Metrics {
             server_limited: counter(&self.limited, &reason("server_limit")),
             process_limited: counter(&self.limited, &reason("process_limit")),
             handshakes: counter(&self.handshakes, &label),
-            groups: GroupCounters {
-                family: self.groups.clone(),
-                server: name.to_owned(),
-                seen: Arc::default(),
-            },
+            groups: SeenCounters::new(&self.groups, name, |server, group| GroupLabels {
+                server,
+                group,
+            }),
             resumed: counter(&self.resumed, &label),
             failures: HandshakeFailures(FailureReason::ALL.map(|r| failure(r.as_str()))),
             duration,
@@ -244,6 +301,15 @@ impl Metrics {
             backend_errors: counter(&self.backend_errors, &label),
             expiry: CertificateExpiry {
                 family: self.expiry.clone(),
+                server: name.to_owned(),
+                shown: Arc::default(),
+            },
+            routes: SeenCounters::new(&self.routes, name, |server, route| RouteLabels {
+                server,
+                route: route.to_string(),
+            }),
+            backends: BackendMetrics {
+                families: self.backends.clone(),
                 server: name.to_owned(),
                 shown: Arc::default(),
             },
@@ -266,32 +332,110 @@ pub(crate) struct ServerMetrics {
     pub(crate) traffic: Traffic,
     pub(crate) backend_errors: Counter,
     pub(crate) expiry: CertificateExpiry,
+    pub(crate) routes: RouteCounters,
+    pub(crate) backends: BackendMetrics,
 }
 
-/// One server's handshakes by key-exchange group. A series exists once a group is used (a
-/// process of many servers pays nothing for groups nobody negotiates); each server remembers
-/// its counters, so a handshake takes one short lock, not the family's.
+/// The series of one backend: what its pool counts with.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct BackendSeries {
+    pub(crate) up: Gauge,
+    pub(crate) active: Gauge,
+    pub(crate) connections: Counter,
+    pub(crate) failures: Counter,
+}
+
+/// One server's backend series, by pool and backend; those a reload drops lose their series.
 #[derive(Clone, Debug)]
-pub(crate) struct GroupCounters {
-    family: Family<GroupLabels, Counter>,
+pub(crate) struct BackendMetrics {
+    families: BackendFamilies,
     server: String,
-    seen: Arc<Mutex<Vec<(&'static str, Counter)>>>,
+    shown: Arc<Mutex<Vec<BackendLabels>>>,
 }
 
-impl GroupCounters {
-    pub(crate) fn count(&self, group: &'static str) {
+impl BackendMetrics {
+    /// The series of `backend` in `pool`.
+    pub(crate) fn series(&self, pool: &str, backend: &str) -> BackendSeries {
+        let labels = self.labels(pool, backend);
+        let f = &self.families;
+        let up = f.up.get_or_create(&labels).clone();
+        let active = f.active.get_or_create(&labels).clone();
+        let connections = f.connections.get_or_create(&labels).clone();
+        let failures = f.failures.get_or_create(&labels).clone();
+        BackendSeries {
+            up,
+            active,
+            connections,
+            failures,
+        }
+    }
+
+    /// Keeps the series of these `(pool, backend)` pairs and drops the others of this server.
+    pub(crate) fn keep(&self, backends: impl IntoIterator<Item = (String, String)>) {
+        let keep: Vec<BackendLabels> = backends
+            .into_iter()
+            .map(|(pool, backend)| self.labels(&pool, &backend))
+            .collect();
+        let mut shown = self.shown.lock().unwrap_or_else(PoisonError::into_inner);
+        for gone in shown.iter().filter(|labels| !keep.contains(labels)) {
+            let f = &self.families;
+            f.up.remove(gone);
+            f.active.remove(gone);
+            f.connections.remove(gone);
+            f.failures.remove(gone);
+        }
+        *shown = keep;
+    }
+
+    fn labels(&self, pool: &str, backend: &str) -> BackendLabels {
+        BackendLabels {
+            server: self.server.clone(),
+            pool: pool.to_owned(),
+            backend: backend.to_owned(),
+        }
+    }
+}
+
+/// One server's counters by a label value that exists once used (a key-exchange group, a
+/// route): a process of many servers pays nothing for values nobody uses, and each server
+/// remembers its counters, so a count takes one short lock, not the family's.
+#[derive(Clone, Debug)]
+pub(crate) struct SeenCounters<K, L> {
+    family: Family<L, Counter>,
+    server: String,
+    labels: fn(String, &K) -> L,
+    seen: Arc<Mutex<Vec<(K, Counter)>>>,
+}
+
+/// Handshakes by key-exchange group.
+pub(crate) type GroupCounters = SeenCounters<&'static str, GroupLabels>;
+/// Connections by route.
+pub(crate) type RouteCounters = SeenCounters<Arc<str>, RouteLabels>;
+
+impl<K, L> SeenCounters<K, L>
+where
+    K: PartialEq + Clone,
+    L: Clone + std::hash::Hash + Eq + EncodeLabelSet + std::fmt::Debug,
+{
+    fn new(family: &Family<L, Counter>, server: &str, labels: fn(String, &K) -> L) -> Self {
+        Self {
+            family: family.clone(),
+            server: server.to_owned(),
+            labels,
+            seen: Arc::default(),
+        }
+    }
+
+    pub(crate) fn count(&self, key: &K) {
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, counter)) = seen.iter().find(|(name, _)| *name == group) {
+        if let Some((_, counter)) = seen.iter().find(|(seen_key, _)| seen_key == key) {
             counter.inc();
             return;
         }
-        let labels = GroupLabels {
-            server: self.server.clone(),
-            group,
-        };
+        let labels = (self.labels)(self.server.clone(), key);
         let counter = self.family.get_or_create(&labels).clone();
         counter.inc();
-        seen.push((group, counter));
+        seen.push((key.clone(), counter));
     }
 }
 
@@ -306,24 +450,28 @@ pub enum FailureReason {
     Protocol,
     /// No client certificate, or one that does not verify (or no longer does, on resumption).
     ClientCert,
-    /// Strict SNI: no certificate for the name asked for.
+    /// Strict SNI: no certificate (or, with routes, no route) for the name asked for.
     Sni,
+    /// A client certificate that verified but is not on the allow-list.
+    ClientNotAllowed,
     /// The connection failed beneath TLS (reset, closed early).
     Io,
 }
 
 impl FailureReason {
     /// Every reason, in label order.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Timeout,
         Self::Alert,
         Self::Protocol,
         Self::ClientCert,
         Self::Sni,
+        Self::ClientNotAllowed,
         Self::Io,
     ];
 
-    /// The label value: `timeout`, `alert`, `protocol`, `client_cert`, `sni`, `io`.
+    /// The label value: `timeout`, `alert`, `protocol`, `client_cert`, `sni`,
+    /// `client_not_allowed`, `io`.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Timeout => "timeout",
@@ -331,6 +479,7 @@ impl FailureReason {
             Self::Protocol => "protocol",
             Self::ClientCert => "client_cert",
             Self::Sni => "sni",
+            Self::ClientNotAllowed => "client_not_allowed",
             Self::Io => "io",
         }
     }

@@ -10,6 +10,7 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use super::{browser_guard, ADMIN_BODY_TIMEOUT};
 use crate::control::{ControlError, Controller, ReloadCause};
+use crate::handler::BackendStats;
 use crate::registry::ServerState;
 use crate::server::{CertificateStats, ServerStats};
 
@@ -58,6 +59,9 @@ impl Api {
                 StatusCode::OK,
                 &certificates(&self.controller.stats().await),
             ),
+            (&Method::GET, ["api", "backends"]) => {
+                json(StatusCode::OK, &backends(&self.controller.stats().await))
+            }
             (&Method::POST, ["api", "reload"]) => {
                 match self.controller.reload(ReloadCause::AdminApi).await {
                     Ok(report) => json(StatusCode::OK, &report),
@@ -158,6 +162,27 @@ fn certificates(servers: &[ServerStats]) -> Vec<ServerCertificate<'_>> {
         .collect();
     all.sort_by_key(|entry| entry.certificate.summary.not_after);
     all
+}
+
+/// One backend of one server's pool, for `GET /api/backends`.
+#[derive(serde::Serialize)]
+struct ServerBackend<'a> {
+    server: &'a str,
+    #[serde(flatten)]
+    backend: &'a BackendStats,
+}
+
+/// Every backend of every server, in server and pool order.
+fn backends(servers: &[ServerStats]) -> Vec<ServerBackend<'_>> {
+    servers
+        .iter()
+        .flat_map(|server| {
+            server.backends.iter().map(|backend| ServerBackend {
+                server: &server.name,
+                backend,
+            })
+        })
+        .collect()
 }
 
 /// The body of `POST /api/servers` as TOML text: TOML as sent, or JSON converted.

@@ -65,11 +65,24 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// Collects problems while a file is validated.
+/// Collects problems (and warnings: what would run, but likely not as meant) while a file is
+/// validated.
 #[derive(Debug, Default)]
-pub(super) struct Problems(Vec<Problem>);
+pub(super) struct Problems(Vec<Problem>, Vec<Problem>);
 
 impl Problems {
+    pub(super) fn warn_server(&mut self, server: &str, key: &str, message: impl Into<String>) {
+        self.1.push(Problem {
+            server: Some(server.to_owned()),
+            key: key.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    pub(super) fn take_warnings(&mut self) -> Vec<Problem> {
+        std::mem::take(&mut self.1)
+    }
+
     pub(super) fn global(&mut self, key: &str, message: impl Into<String>) {
         self.push(None, key, message);
     }

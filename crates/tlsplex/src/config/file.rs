@@ -48,6 +48,21 @@ pub(super) struct ServerFile {
     pub access_log: bool,
     #[serde(default)]
     pub reuse_port: bool,
+    /// Each deserialized on its own (config/route.rs), so a problem names its route.
+    #[serde(default)]
+    pub route: Vec<toml::Table>,
+}
+
+/// One `[[server.route]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RouteFile {
+    pub name: Option<String>,
+    pub names: Option<Vec<String>>,
+    #[serde(default)]
+    pub handler: HandlerFile,
+    pub alpn: Option<Vec<String>>,
+    pub client_auth: Option<ClientAuthFile>,
 }
 
 /// `[server.http]`.
@@ -89,6 +104,19 @@ pub(super) struct ClientAuthFile {
     pub mode: ClientAuthModeFile,
     #[serde(default)]
     pub crl: Vec<PathBuf>,
+    pub allow: Option<AllowFile>,
+}
+
+/// `allow = { cn = [...], dns = [...], uri = [...] }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AllowFile {
+    #[serde(default)]
+    pub cn: Vec<String>,
+    #[serde(default)]
+    pub dns: Vec<String>,
+    #[serde(default)]
+    pub uri: Vec<String>,
 }
 
 #[derive(Debug, Default, Clone, Copy, Deserialize)]
@@ -116,12 +144,8 @@ pub(super) enum HandlerFile {
         #[serde(default)]
         show_servers: bool,
     },
-    Forward {
-        backend: String,
-        connect_timeout: Option<String>,
-        idle_timeout: Option<String>,
-        proxy_protocol: Option<ProxyProtocolFile>,
-    },
+    Forward(PoolFile),
+    Passthrough(PoolFile),
     Static {
         root: PathBuf,
         #[serde(default)]
@@ -135,6 +159,39 @@ impl Default for HandlerFile {
             show_servers: false,
         }
     }
+}
+
+/// `forward` and `passthrough`: the backends and how they are reached (`backend_tls`: forward
+/// only).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PoolFile {
+    pub backend: Option<String>,
+    pub backends: Option<Vec<String>>,
+    pub balance: Option<String>,
+    pub health_check: Option<HealthCheckFile>,
+    pub connect_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub proxy_protocol: Option<ProxyProtocolFile>,
+    pub backend_tls: Option<BackendTlsFile>,
+}
+
+/// `health_check = { interval = "5s", timeout = "1s" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct HealthCheckFile {
+    pub interval: String,
+    pub timeout: Option<String>,
+}
+
+/// `backend_tls = { ca = "...", server_name = "...", cert = "...", key = "..." }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct BackendTlsFile {
+    pub ca: PathBuf,
+    pub server_name: String,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

@@ -3,14 +3,29 @@
 use std::path::Path;
 
 use super::error::Problems;
-use super::file::{HandlerFile, ProxyProtocolFile};
+use super::file::{BackendTlsFile, HandlerFile, PoolFile, ProxyProtocolFile};
 use super::value::duration;
 use super::HandlerSpec;
-use crate::handler::{Backend, ForwardOptions, ProxyProtocol, StaticHandler};
+use crate::handler::{
+    Backend, BackendTls, Balance, ForwardOptions, HealthCheck, ProxyProtocol, StaticHandler,
+};
+
+/// Where a handler table sits: its server's label and the key path to it (`handler`, or
+/// `route[1].handler`).
+pub(super) struct HandlerAt<'a> {
+    pub(super) label: &'a str,
+    pub(super) key: &'a str,
+}
+
+impl HandlerAt<'_> {
+    fn report(&self, problems: &mut Problems, field: &str, message: impl Into<String>) {
+        problems.server(self.label, &format!("{}.{field}", self.key), message);
+    }
+}
 
 pub(super) fn validate_handler(
     raw: HandlerFile,
-    label: &str,
+    at: &HandlerAt<'_>,
     base: &Path,
     problems: &mut Problems,
 ) -> Option<HandlerSpec> {
@@ -25,39 +40,174 @@ pub(super) fn validate_handler(
                 Ok(files) => Some(HandlerSpec::Static(files.serve_dotfiles(serve_dotfiles))),
                 Err(e) => {
                     let message = format!("cannot serve {}: {e}", root.display());
-                    problems.server(label, "handler.root", message);
+                    at.report(problems, "root", message);
                     None
                 }
             }
         }
-        HandlerFile::Forward {
-            backend,
-            connect_timeout,
-            idle_timeout,
-            proxy_protocol,
-        } => {
-            let mut ok = true;
-            let backend = backend
-                .parse::<Backend>()
-                .map_err(|e| problems.server(label, "handler.backend", e))
-                .ok();
-            let mut timeout = |key: &str, text: Option<String>| {
-                let parsed = duration(text.as_deref(), true, &mut |m| {
-                    problems.server(label, key, m)
-                });
-                ok &= text.is_none() || parsed.is_some();
-                parsed
-            };
-            let connect_timeout = timeout("handler.connect_timeout", connect_timeout);
-            let idle_timeout = timeout("handler.idle_timeout", idle_timeout);
-            let mut options = ForwardOptions::new(backend.filter(|_| ok)?);
-            options.connect_timeout = connect_timeout.unwrap_or(options.connect_timeout);
-            options.idle_timeout = idle_timeout.or(options.idle_timeout);
-            options.proxy_protocol = proxy_protocol.map(|version| match version {
-                ProxyProtocolFile::V1 => ProxyProtocol::V1,
-                ProxyProtocolFile::V2 => ProxyProtocol::V2,
-            });
+        HandlerFile::Forward(mut pool) => {
+            let tls = pool.backend_tls.take();
+            let tls = tls.map(|tls| validate_backend_tls(tls, at, base, problems));
+            let mut options = validate_pool(pool, at, problems)?;
+            if let Some(tls) = tls {
+                options.backend_tls = Some(tls?);
+            }
             Some(HandlerSpec::Forward(options))
+        }
+        HandlerFile::Passthrough(pool) => {
+            if pool.backend_tls.is_some() {
+                at.report(
+                    problems,
+                    "backend_tls",
+                    "passthrough keeps the client's own TLS to the backend: backend_tls is for forward",
+                );
+                return None;
+            }
+            validate_pool(pool, at, problems).map(HandlerSpec::Passthrough)
+        }
+    }
+}
+
+/// `backend` or `backends`, `balance`, `health_check`, the timeouts and the PROXY header.
+fn validate_pool(
+    raw: PoolFile,
+    at: &HandlerAt<'_>,
+    problems: &mut Problems,
+) -> Option<ForwardOptions> {
+    let mut ok = true;
+    let mut parse = |field: &str, text: &str| {
+        let parsed = text
+            .parse::<Backend>()
+            .map_err(|e| at.report(problems, field, e))
+            .ok();
+        ok &= parsed.is_some();
+        parsed
+    };
+    let backends: Vec<Backend> = match (raw.backend, raw.backends) {
+        (Some(one), None) => parse("backend", &one).into_iter().collect(),
+        (None, Some(list)) => list
+            .iter()
+            .enumerate()
+            .filter_map(|(i, text)| parse(&format!("backends[{i}]"), text))
+            .collect(),
+        (Some(_), Some(_)) => {
+            at.report(problems, "backends", "set backend or backends, not both");
+            return None;
+        }
+        (None, None) => {
+            at.report(
+                problems,
+                "backend",
+                "missing field `backend`: name backend = \"HOST:PORT\", or backends = [\"HOST:PORT\", ...] for a pool",
+            );
+            return None;
+        }
+    };
+    if backends.is_empty() && ok {
+        at.report(
+            problems,
+            "backends",
+            "the list is empty: name at least one backend",
+        );
+        return None;
+    }
+    let balance = match raw.balance.as_deref() {
+        None => Balance::default(),
+        Some(text) => match parse_balance(text) {
+            Some(balance) => balance,
+            None => {
+                at.report(
+                    problems,
+                    "balance",
+                    format!("{text:?} is not a policy: use \"round_robin\", \"least_connections\" or \"first\""),
+                );
+                ok = false;
+                Balance::default()
+            }
+        },
+    };
+    let mut timeout = |field: &str, text: Option<&str>| {
+        let key = format!("{}.{field}", at.key);
+        let parsed = duration(text, true, &mut |m| problems.server(at.label, &key, m));
+        ok &= text.is_none() || parsed.is_some();
+        parsed
+    };
+    let connect_timeout = timeout("connect_timeout", raw.connect_timeout.as_deref());
+    let idle_timeout = timeout("idle_timeout", raw.idle_timeout.as_deref());
+    let health_check = raw.health_check.as_ref().map(|check| {
+        let interval = timeout("health_check.interval", Some(&check.interval));
+        let limit = timeout("health_check.timeout", check.timeout.as_deref());
+        interval.map(|interval| {
+            HealthCheck::new(
+                interval,
+                limit.unwrap_or(interval.min(DEFAULT_CHECK_TIMEOUT)),
+            )
+        })
+    });
+    if !ok {
+        return None;
+    }
+    let mut options = ForwardOptions::pool(backends);
+    options.balance = balance;
+    options.health_check = health_check.flatten();
+    options.connect_timeout = connect_timeout.unwrap_or(options.connect_timeout);
+    options.idle_timeout = idle_timeout.or(options.idle_timeout);
+    options.proxy_protocol = raw.proxy_protocol.map(|version| match version {
+        ProxyProtocolFile::V1 => ProxyProtocol::V1,
+        ProxyProtocolFile::V2 => ProxyProtocol::V2,
+    });
+    Some(options)
+}
+
+/// A health check's time limit when the file gives none (or the interval, if shorter).
+const DEFAULT_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn parse_balance(text: &str) -> Option<Balance> {
+    [
+        Balance::RoundRobin,
+        Balance::LeastConnections,
+        Balance::First,
+    ]
+    .into_iter()
+    .find(|balance| balance.as_str() == text)
+}
+
+fn validate_backend_tls(
+    raw: BackendTlsFile,
+    at: &HandlerAt<'_>,
+    base: &Path,
+    problems: &mut Problems,
+) -> Option<BackendTls> {
+    let client = match (&raw.cert, &raw.key) {
+        (Some(cert), Some(key)) => Some((base.join(cert), base.join(key))),
+        (None, None) => None,
+        _ => {
+            at.report(
+                problems,
+                "backend_tls.cert",
+                "a client certificate needs both cert and key",
+            );
+            return None;
+        }
+    };
+    let ca = base.join(&raw.ca);
+    let client_paths = client.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
+    match BackendTls::from_files(&ca, &raw.server_name, client_paths) {
+        Ok(tls) => Some(tls),
+        Err(error) => {
+            let field = match &error {
+                crate::handler::BackendTlsError::File { path, .. } if *path == ca => "ca",
+                crate::handler::BackendTlsError::File { path, .. }
+                    if client.as_ref().is_some_and(|(_, key)| key == path) =>
+                {
+                    "key"
+                }
+                crate::handler::BackendTlsError::File { .. }
+                | crate::handler::BackendTlsError::Rustls(_) => "cert",
+                _ => "server_name",
+            };
+            at.report(problems, &format!("backend_tls.{field}"), error.to_string());
+            None
         }
     }
 }

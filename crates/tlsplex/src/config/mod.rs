@@ -11,6 +11,7 @@ mod global;
 mod handler;
 mod http;
 mod outline;
+mod route;
 mod server;
 mod tls;
 mod value;
@@ -31,6 +32,7 @@ use server::validate_servers;
 use value::{one_line, server_tables};
 
 use crate::handler::{ForwardOptions, HttpLimits, StaticHandler};
+use crate::route::Route;
 use crate::server::ServerOptions;
 use crate::tls::certs::CertStore;
 use crate::tls::policy::TlsPolicy;
@@ -47,6 +49,9 @@ pub struct Config {
     pub admin: Option<AdminOptions>,
     /// Every `[[server]]`, in file order.
     pub servers: Vec<ServerSpec>,
+    /// What would run, but likely not as meant (a route name no certificate covers); `check`
+    /// prints them and `run` logs them.
+    pub warnings: Vec<Problem>,
 }
 
 /// One `[[server]]`, validated, certificates loaded.
@@ -75,6 +80,8 @@ pub struct ServerSpec {
     pub access_log: bool,
     /// Share the address with other sockets (`SO_REUSEPORT`), for zero-downtime upgrades.
     pub reuse_port: bool,
+    /// `[[server.route]]`, in file order.
+    pub routes: Vec<Route>,
     /// The other files this server's TLS material came from (OCSP responses, client CA, CRLs),
     /// for reload watching ([`Config::watched_files`]).
     pub(crate) material_files: Vec<PathBuf>,
@@ -93,6 +100,8 @@ pub enum HandlerSpec {
     Forward(ForwardOptions),
     /// Files from a folder.
     Static(StaticHandler),
+    /// TLS passed through, unterminated, to TLS backends (routes only).
+    Passthrough(ForwardOptions),
 }
 
 impl ServerSpec {
@@ -110,10 +119,15 @@ impl ServerSpec {
             .http_limits(self.http)
             .access_log(self.access_log)
             .reuse_port(self.reuse_port);
+        for route in &self.routes {
+            options = options.route(route.clone());
+        }
         match &self.handler {
             HandlerSpec::Status { show_servers } => options.status_lists_servers(*show_servers),
             HandlerSpec::Forward(forward) => options.forward(forward.clone()),
             HandlerSpec::Static(files) => options.static_files(files.clone()),
+            // Refused by validation: the server's own connections are terminated.
+            HandlerSpec::Passthrough(_) => options,
         }
     }
 }
@@ -179,6 +193,7 @@ impl Config {
             validate_admin(value, base, global.strict_key_permissions, &mut problems)
         });
         let servers = validate_servers(servers, base, global.strict_key_permissions, &mut problems);
+        let warnings = problems.take_warnings();
         problems.into_result(
             file.to_owned(),
             Self {
@@ -186,6 +201,7 @@ impl Config {
                 global,
                 admin,
                 servers,
+                warnings,
             },
         )
     }

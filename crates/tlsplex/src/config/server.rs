@@ -6,10 +6,11 @@ use std::path::Path;
 
 use super::error::Problems;
 use super::file::ServerFile;
-use super::handler::validate_handler;
+use super::handler::{validate_handler, HandlerAt};
+use super::route::{uncovered_names, validate_routes};
 use super::tls::{load_certificates, validate_tls};
 use super::value::{deserialize, duration, server_label};
-use super::ServerSpec;
+use super::{HandlerSpec, ServerSpec};
 
 pub(super) fn validate_servers(
     tables: Vec<toml::Table>,
@@ -110,19 +111,37 @@ fn validate_server(
     let certs = load_certificates(&raw, label, base, strict_keys, problems);
     let http = super::http::validate_http(raw.http.as_ref(), label, problems);
     // Every part is checked, so one pass reports every problem.
-    let handler = validate_handler(raw.handler, label, base, problems);
+    let at = HandlerAt {
+        label,
+        key: "handler",
+    };
+    let handler = validate_handler(raw.handler, &at, base, problems);
+    if let Some(HandlerSpec::Passthrough(_)) = handler {
+        problems.server(
+            label,
+            "handler.type",
+            "passthrough is for routes ([[server.route]] with names): the server's own connections are terminated",
+        );
+        ok = false;
+    }
+    let routes = validate_routes(raw.route, label, base, problems);
+    if let (Some((routes, _)), Some((_, _, certs))) = (&routes, &certs) {
+        uncovered_names(routes, certs, label, problems);
+    }
     let (
         Some(listen),
         Some((certificate_files, mut material_files, certs)),
         Some((tls, client_auth_files)),
         Some(http),
         Some(handler),
+        Some((routes, route_files)),
         true,
-    ) = (listen, certs, tls, http, handler, ok)
+    ) = (listen, certs, tls, http, handler, routes, ok)
     else {
         return None;
     };
     material_files.extend(client_auth_files);
+    material_files.extend(route_files);
     Some(ServerSpec {
         name: raw.name,
         listen,
@@ -136,6 +155,7 @@ fn validate_server(
         material_files,
         access_log: raw.access_log,
         reuse_port: raw.reuse_port,
+        routes,
     })
 }
 

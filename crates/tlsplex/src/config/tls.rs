@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::error::Problems;
-use super::file::{ClientAuthModeFile, ServerFile, TlsFile};
+use super::file::{ClientAuthFile, ClientAuthModeFile, ServerFile, TlsFile};
+use crate::tls::allow::AllowList;
 use crate::tls::certs::{CertStore, Identity};
 use crate::tls::client_auth::{ClientAuth, ClientAuthMode};
 use crate::tls::policy::TlsPolicy;
@@ -90,26 +91,63 @@ pub(super) fn validate_tls(
     }
     let mut files = Vec::new();
     if let Some(auth) = &raw.client_auth {
-        let ca = base.join(&auth.ca);
-        let crls: Vec<PathBuf> = auth.crl.iter().map(|c| base.join(c)).collect();
-        let mode = match auth.mode {
-            ClientAuthModeFile::Required => ClientAuthMode::Required,
-            ClientAuthModeFile::Optional => ClientAuthMode::Optional,
-        };
-        match ClientAuth::from_files(&ca, &crls, mode) {
-            Ok(loaded) => policy.client_auth = Some(loaded),
-            Err(e) => {
-                let key = match crls.iter().position(|c| c == e.path()) {
-                    Some(i) => format!("tls.client_auth.crl[{i}]"),
-                    None => "tls.client_auth.ca".to_owned(),
-                };
-                check(&key, Err(e.to_string()));
+        match validate_client_auth(auth, label, "tls.client_auth", base, problems) {
+            Some((loaded, auth_files)) => {
+                policy.client_auth = Some(loaded);
+                files = auth_files;
             }
+            None => ok = false,
         }
-        files.push(ca);
-        files.extend(crls);
     }
     ok.then_some((policy, files))
+}
+
+/// `client_auth = { ... }` at `key` (`tls.client_auth`, or a route's): the policy loaded, and
+/// its files to watch.
+pub(super) fn validate_client_auth(
+    auth: &ClientAuthFile,
+    label: &str,
+    key: &str,
+    base: &Path,
+    problems: &mut Problems,
+) -> Option<(ClientAuth, Vec<PathBuf>)> {
+    let ca = base.join(&auth.ca);
+    let crls: Vec<PathBuf> = auth.crl.iter().map(|c| base.join(c)).collect();
+    let mode = match auth.mode {
+        ClientAuthModeFile::Required => ClientAuthMode::Required,
+        ClientAuthModeFile::Optional => ClientAuthMode::Optional,
+    };
+    let allow = auth.allow.as_ref().map(|allow| AllowList {
+        cn: allow.cn.clone(),
+        dns: allow.dns.clone(),
+        uri: allow.uri.clone(),
+    });
+    if allow.as_ref().is_some_and(AllowList::is_empty) {
+        problems.server(
+            label,
+            &format!("{key}.allow"),
+            "the allow-list names nothing, so it would refuse every client: list cn, dns or uri names, or remove it",
+        );
+        return None;
+    }
+    let loaded = match ClientAuth::from_files(&ca, &crls, mode) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            let field = match crls.iter().position(|c| c == e.path()) {
+                Some(i) => format!("{key}.crl[{i}]"),
+                None => format!("{key}.ca"),
+            };
+            problems.server(label, &field, e.to_string());
+            return None;
+        }
+    };
+    let loaded = match allow {
+        Some(allow) => loaded.with_allow_list(allow),
+        None => loaded,
+    };
+    let mut files = vec![ca];
+    files.extend(crls);
+    Some((loaded, files))
 }
 
 /// Certificate and key files, other files read (OCSP), and the store.

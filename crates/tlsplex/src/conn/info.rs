@@ -33,6 +33,8 @@ pub struct TlsConn {
 pub struct ConnInfo {
     /// Name of the server that accepted the connection.
     pub server: Arc<str>,
+    /// The route its SNI took (`None`: the server's own handler).
+    pub route: Option<Arc<str>>,
     /// The server's listening address.
     pub local_addr: SocketAddr,
     /// The client's address.
@@ -60,14 +62,15 @@ pub struct ConnInfo {
 impl ConnInfo {
     pub(crate) fn new(
         server: Arc<str>,
-        local_addr: SocketAddr,
-        peer_addr: SocketAddr,
+        route: Option<Arc<str>>,
+        (local_addr, peer_addr): (SocketAddr, SocketAddr),
         tls: &ServerConnection,
         handshake_duration: Duration,
     ) -> Self {
         let negotiated = Negotiated::of(tls);
         Self {
             server,
+            route,
             local_addr,
             peer_addr,
             sni: tls.server_name().map(str::to_owned),

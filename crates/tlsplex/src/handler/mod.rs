@@ -3,9 +3,13 @@
 //! A server hands each established TLS connection to its handler as a [`TlsConn`]. The built-in
 //! [`StatusHandler`] serves a page about the connection; embedders implement [`Handler`].
 
+mod backend;
 mod forward;
 mod http;
+mod passthrough;
+mod pool;
 mod proxy_protocol;
+mod relay;
 mod static_files;
 mod status;
 
@@ -14,9 +18,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 pub use crate::conn::{ConnInfo, TlsConn};
-pub use forward::{Backend, ForwardHandler, ForwardOptions, DEFAULT_FORWARD_IDLE_TIMEOUT};
+pub use backend::{Backend, BackendTls, BackendTlsError};
+pub use forward::{ForwardHandler, ForwardOptions, DEFAULT_FORWARD_IDLE_TIMEOUT};
 pub(crate) use http::MIN_HEADER_BYTES;
 pub use http::{HttpHandler, HttpLimits};
+pub use passthrough::PassthroughHandler;
+pub(crate) use passthrough::PassthroughPeers;
+pub use pool::{BackendHealth, BackendStats, Balance, HealthCheck, PASSIVE_DOWN_TIME};
+pub(crate) use pool::{BackendPool, PoolOrigin};
 pub use proxy_protocol::ProxyProtocol;
 pub use static_files::StaticHandler;
 pub use status::StatusHandler;

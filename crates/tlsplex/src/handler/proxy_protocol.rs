@@ -26,7 +26,32 @@ const PP2_CLIENT_CERT_SESS: u8 = 0x04;
 impl ProxyProtocol {
     /// The header for the connection `info` describes.
     pub fn header(self, info: &ConnInfo) -> io::Result<Vec<u8>> {
-        let (client, server) = (info.peer_addr, info.local_addr);
+        self.build(
+            info.peer_addr,
+            info.local_addr,
+            info.sni.as_deref(),
+            Some(info),
+        )
+    }
+
+    /// The header for a connection tlsplex does not terminate (`passthrough`): addresses, and
+    /// in v2 the SNI as the authority; the TLS facts are the backend's own.
+    pub(crate) fn passthrough_header(
+        self,
+        client: std::net::SocketAddr,
+        server: std::net::SocketAddr,
+        sni: Option<&str>,
+    ) -> io::Result<Vec<u8>> {
+        self.build(client, server, sni, None)
+    }
+
+    fn build(
+        self,
+        client: std::net::SocketAddr,
+        server: std::net::SocketAddr,
+        sni: Option<&str>,
+        tls: Option<&ConnInfo>,
+    ) -> io::Result<Vec<u8>> {
         match self {
             Self::V1 => {
                 let addresses = match (client, server) {
@@ -46,13 +71,15 @@ impl ProxyProtocol {
                     Protocol::Stream,
                     (client, server),
                 );
-                if let Some(alpn) = &info.alpn {
+                if let Some(alpn) = tls.and_then(|info| info.alpn.as_deref()) {
                     builder = builder.write_tlv(Type::ALPN, alpn.as_bytes())?;
                 }
-                if let Some(sni) = &info.sni {
+                if let Some(sni) = sni {
                     builder = builder.write_tlv(Type::Authority, sni.as_bytes())?;
                 }
-                builder = builder.write_tlv(Type::SSL, &ssl_tlv(info))?;
+                if let Some(info) = tls {
+                    builder = builder.write_tlv(Type::SSL, &ssl_tlv(info))?;
+                }
                 builder.build()
             }
         }

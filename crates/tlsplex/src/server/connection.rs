@@ -1,27 +1,25 @@
 //! One connection's task: the TLS handshake under a timeout, then the handler.
 //! (The seed's `startHttpsThread` with `SSL_acceptConnection`.)
 
-use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use rustls::server::Acceptor;
-use rustls::AlertDescription;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio_rustls::StartHandshake;
-use tokio_util::sync::CancellationToken;
-
-use super::settings::{ClientCheck, LiveSettings, Settings};
 use std::sync::atomic::Ordering;
 
-use super::outcome::{CloseReason, HandshakeError};
+use rustls::AlertDescription;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use super::handshake::{self, fatal_alert, handshake, Hello};
+use super::outcome::CloseReason;
+use super::settings::{ClientCheck, LiveSettings, Settings};
 use crate::conn::{ConnInfo, TlsConn, TlsStream};
 use crate::conn::{ConnectionBytes, MeteredTcp};
+use crate::handler::{ConnectionHandler, PassthroughHandler, PassthroughPeers};
 use crate::metrics::{FailureReason, ServerMetrics};
 use crate::tls::client_auth::ClientAuthMode;
-use crate::tls::resumption::guarded_config;
 
 /// What every connection of one server shares; built once at bind.
 pub(super) struct ConnectionShared {
@@ -33,27 +31,6 @@ pub(super) struct ConnectionShared {
     pub(super) metrics: Arc<ServerMetrics>,
     /// Whether the listener shares its address (`SO_REUSEPORT`).
     pub(super) reuse_port: bool,
-}
-
-/// A fatal alert record, in the clear (TLS 1.2 framing, as before any key is agreed).
-fn fatal_alert(description: AlertDescription) -> [u8; 7] {
-    [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, u8::from(description)]
-}
-
-/// The alert rustls sends for `error` when it drives a whole connection itself; its `Acceptor`
-/// leaves some of them unsent (a record or handshake message that does not parse, a first
-/// message that is not a ClientHello).
-fn alert_for(error: &rustls::Error) -> AlertDescription {
-    match error {
-        rustls::Error::InappropriateMessage { .. }
-        | rustls::Error::InappropriateHandshakeMessage { .. } => {
-            AlertDescription::UnexpectedMessage
-        }
-        rustls::Error::InvalidMessage(invalid) => AlertDescription::from(*invalid),
-        rustls::Error::PeerIncompatible(_) => AlertDescription::HandshakeFailure,
-        rustls::Error::PeerMisbehaved(_) => AlertDescription::IllegalParameter,
-        _ => AlertDescription::InternalError,
-    }
 }
 
 /// Handshakes and serves one accepted TCP connection; never fails outward: what goes wrong is
@@ -69,12 +46,21 @@ pub(super) async fn serve(
     let settings = shared.settings.current();
     let bytes = Arc::new(ConnectionBytes::default());
     let tcp = MeteredTcp::new(tcp, shared.metrics.traffic.clone(), bytes.clone());
+    let mut hello = Hello::default();
     // On the heap, and freed once the handshake is done: inline, the handshake's state (rustls'
     // Acceptor, then the connection mid-handshake) would size every connection's task for its
     // whole life (10.5 KiB each before, under 1 KiB now).
-    let established = Box::pin(establish(&shared, &settings, tcp, peer_addr, accepted_at)).await;
+    let established = Box::pin(establish(
+        &shared,
+        &settings,
+        tcp,
+        peer_addr,
+        accepted_at,
+        &mut hello,
+    ))
+    .await;
     let (info, outcome) = match established {
-        Ok((stream, info)) => {
+        Ok(Established::Tls(stream, handler, info)) => {
             let info = Arc::new(info);
             let conn = TlsConn {
                 stream,
@@ -82,7 +68,7 @@ pub(super) async fn serve(
                 shutdown: shared.stop.clone(),
                 metrics: shared.metrics.clone(),
             };
-            let outcome = match CatchPanic(settings.handler.serve(conn)).await {
+            let outcome = match CatchPanic(handler.serve(conn)).await {
                 Ok(Ok(())) => CloseReason::Closed,
                 Ok(Err(error)) => CloseReason::HandlerError(error),
                 Err(message) => {
@@ -93,17 +79,53 @@ pub(super) async fn serve(
             tracing::debug!(close = %outcome, "connection closed");
             (Some(info), outcome)
         }
+        Ok(Established::Passthrough(tcp, kept, passthrough)) => {
+            let outcome = pass_through(&shared, tcp, kept, passthrough, peer_addr, &hello).await;
+            tracing::debug!(close = %outcome, "connection closed");
+            (None, outcome)
+        }
         Err(reason) => (None, reason),
     };
     if settings.access_log {
+        let route = settings.routes.get(hello.route).name.as_deref();
         access_log(
             &shared.server,
             peer_addr,
+            (hello.sni.as_deref(), route),
             info.as_deref(),
             &bytes,
             accepted_at,
             &outcome,
         );
+    }
+}
+
+/// Relays a passthrough route's connection; a client no backend takes gets an
+/// `internal_error` alert (it has no TLS session with tlsplex to close).
+async fn pass_through(
+    shared: &ConnectionShared,
+    mut tcp: MeteredTcp,
+    kept: Vec<u8>,
+    passthrough: &PassthroughHandler,
+    peer_addr: SocketAddr,
+    hello: &Hello,
+) -> CloseReason {
+    let peers = PassthroughPeers {
+        server: &shared.server,
+        client: peer_addr,
+        local: shared.local_addr,
+        sni: hello.sni.as_deref(),
+    };
+    match passthrough.serve(&mut tcp, kept, peers).await {
+        Ok(true) => CloseReason::Closed,
+        Ok(false) => {
+            shared.metrics.backend_errors.inc();
+            let _ = tcp
+                .write_all(&fatal_alert(AlertDescription::InternalError))
+                .await;
+            CloseReason::NoBackend
+        }
+        Err(error) => CloseReason::HandlerError(error),
     }
 }
 
@@ -133,18 +155,31 @@ impl<F: std::future::Future + ?Sized> std::future::Future for CatchPanic<F> {
     }
 }
 
+/// A connection past its handshake, as [`serve`] takes it on (once, at once: its size does not
+/// stay in the task).
+#[allow(clippy::large_enum_variant)]
+enum Established<'s> {
+    Tls(TlsStream, &'s ConnectionHandler, ConnInfo),
+    Passthrough(MeteredTcp, Vec<u8>, &'s PassthroughHandler),
+}
+
 /// The TLS handshake under the timeout, counted and logged; `Err` carries the close reason.
-async fn establish(
+async fn establish<'s>(
     shared: &ConnectionShared,
-    settings: &Settings,
+    settings: &'s Settings,
     tcp: MeteredTcp,
     peer_addr: SocketAddr,
     accepted_at: Instant,
-) -> Result<(TlsStream, ConnInfo), CloseReason> {
+    hello: &mut Hello,
+) -> Result<Established<'s>, CloseReason> {
     let timeout = settings.handshake_timeout;
     let failures = &shared.metrics.failures;
-    let stream = match tokio::time::timeout(timeout, handshake(settings, tcp)).await {
-        Ok(Ok(stream)) => stream,
+    let handshake = handshake(shared, settings, tcp, hello);
+    let (stream, handler) = match tokio::time::timeout(timeout, handshake).await {
+        Ok(Ok(handshake::Handshaken::Tls(stream, handler))) => (stream, handler),
+        Ok(Ok(handshake::Handshaken::Passthrough(tcp, kept, passthrough))) => {
+            return Ok(Established::Passthrough(tcp, kept, passthrough));
+        }
         Ok(Err(error)) => {
             failures.count(error.reason());
             error.log();
@@ -159,7 +194,8 @@ async fn establish(
             return Err(CloseReason::HandshakeTimedOut);
         }
     };
-    if let Some(check) = &settings.client_check {
+    let route = settings.routes.get(hello.route);
+    if let Some(check) = &route.client_check {
         if let Err(reason) = still_authorized(check, stream.get_ref().1) {
             failures.count(FailureReason::ClientCert);
             tracing::info!(%reason, "resumed session refused: the client certificate no longer passes");
@@ -168,15 +204,15 @@ async fn establish(
     }
     let info = ConnInfo::new(
         shared.server.clone(),
-        shared.local_addr,
-        peer_addr,
+        route.name.clone(),
+        (shared.local_addr, peer_addr),
         stream.get_ref().1,
         accepted_at.elapsed(),
     );
     let metrics = &shared.metrics;
     metrics.handshakes.inc();
     if let Some(group) = info.key_exchange_group {
-        metrics.groups.count(group);
+        metrics.groups.count(&group);
     }
     if info.resumed {
         metrics.resumed.inc();
@@ -192,9 +228,10 @@ async fn establish(
         tls.alpn = info.alpn.as_deref().unwrap_or(""),
         tls.resumed = info.resumed,
         tls.client_cert = info.client_cert.as_ref().map_or("", |c| c.subject.as_str()),
+        route = info.route.as_deref().unwrap_or(""),
         "handshake complete"
     );
-    Ok((stream, info))
+    Ok(Established::Tls(stream, handler, info))
 }
 
 /// Whether a resumed session's client would pass a full handshake today: a certificate under
@@ -229,6 +266,7 @@ fn still_authorized(
 fn access_log(
     server: &str,
     peer: SocketAddr,
+    (sni, route): (Option<&str>, Option<&str>),
     info: Option<&ConnInfo>,
     bytes: &ConnectionBytes,
     accepted_at: Instant,
@@ -239,7 +277,8 @@ fn access_log(
         target: "tlsplex::access",
         server,
         client.addr = %peer,
-        tls.sni = text(|i| i.sni.as_deref()),
+        route = route.unwrap_or(""),
+        tls.sni = sni.unwrap_or(""),
         tls.alpn = text(|i| i.alpn.as_deref()),
         tls.version = text(|i| Some(i.tls_version.as_str())),
         tls.suite = text(|i| Some(i.cipher_suite.as_str())),
@@ -251,77 +290,4 @@ fn access_log(
         close = %close,
         "connection"
     );
-}
-
-/// Reads the ClientHello, answers `unrecognized_name` under strict SNI when no certificate covers
-/// the name asked for, and completes the handshake.
-async fn handshake(settings: &Settings, mut tcp: MeteredTcp) -> Result<TlsStream, HandshakeError> {
-    let mut acceptor = Acceptor::default();
-    let accepted = loop {
-        let record = read_record(&mut tcp).await?;
-        let mut input = record.as_slice();
-        while !input.is_empty() {
-            if acceptor.read_tls(&mut input)? == 0 {
-                break;
-            }
-        }
-        match acceptor.accept() {
-            Ok(Some(accepted)) => break accepted,
-            Ok(None) => continue,
-            Err((error, mut alert)) => {
-                let mut out = Vec::new();
-                let _ = alert.write_all(&mut out);
-                if out.is_empty() {
-                    out.extend_from_slice(&fatal_alert(alert_for(&error)));
-                }
-                let _ = tcp.write_all(&out).await;
-                return Err(error.into());
-            }
-        }
-    };
-    if settings.strict_sni {
-        let sni = accepted.client_hello().server_name().map(str::to_owned);
-        if !sni
-            .as_deref()
-            .is_some_and(|name| settings.certs.covers(name))
-        {
-            let _ = tcp
-                .write_all(&fatal_alert(AlertDescription::UnrecognisedName))
-                .await;
-            return Err(HandshakeError::UnknownServerName(sni));
-        }
-    }
-    let config = match &settings.client_check {
-        // Resumption here must not outlive the chain's age (tls/resumption.rs).
-        Some(check) => guarded_config(&settings.tls, check.max_session_age),
-        None => settings.tls.clone(),
-    };
-    let stream = StartHandshake::from_parts(accepted, tcp)
-        .into_stream(config)
-        .await?;
-    Ok(TlsStream::new(stream))
-}
-
-/// The content type of a handshake record (a ClientHello comes in these).
-const HANDSHAKE_RECORD: u8 = 0x16;
-
-/// The largest record a ClientHello may come in (2^14 bytes of plaintext, RFC 8446 5.1).
-const MAX_PLAINTEXT_RECORD: usize = 16_384;
-
-/// Reads one whole TLS record, header and body. rustls gets the ClientHello in one piece, so a
-/// client that trickles or stalls costs the 5 bytes of a header until its record is complete,
-/// rather than rustls' read buffer (4 KiB, grown to 8 KiB by a second partial read). A header
-/// that is not a handshake record's, or announces more than a plaintext record may hold, is
-/// passed on alone for rustls to refuse with its alert at once.
-async fn read_record(tcp: &mut MeteredTcp) -> io::Result<Vec<u8>> {
-    let mut header = [0u8; 5];
-    tcp.read_exact(&mut header).await?;
-    let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
-    if header[0] != HANDSHAKE_RECORD || header[1] != 3 || len > MAX_PLAINTEXT_RECORD {
-        return Ok(header.to_vec());
-    }
-    let mut record = vec![0u8; header.len() + len];
-    record[..header.len()].copy_from_slice(&header);
-    tcp.read_exact(&mut record[header.len()..]).await?;
-    Ok(record)
 }

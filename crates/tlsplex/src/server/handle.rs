@@ -55,6 +55,10 @@ pub struct ServerStats {
     pub certificate_days_left: i64,
     /// Every certificate the server presents (the default first, then the SNI ones).
     pub certificates: Vec<CertificateStats>,
+    /// Its routes' names, in order (empty: one handler for every name).
+    pub routes: Vec<String>,
+    /// Every backend of its handlers' pools: state, connections, failures.
+    pub backends: Vec<crate::handler::BackendStats>,
 }
 
 /// One certificate of a server, as the admin API reports it: what [`CertSummary`] says, whether
@@ -171,6 +175,8 @@ impl ServerHandle {
             certificate_subject: cert.subject.clone(),
             certificate_days_left: cert.days_until_expiry(now),
             certificates,
+            routes: settings.routes.names().map(str::to_owned).collect(),
+            backends: settings.routes.backend_stats(),
         }
     }
 

@@ -7,10 +7,12 @@
 mod accept;
 mod connection;
 mod handle;
+mod handshake;
 mod limit;
 pub(crate) mod listener;
 mod options;
 mod outcome;
+mod routes;
 mod settings;
 
 use std::io;
@@ -113,11 +115,9 @@ impl Server {
             })?;
         let metrics = Arc::new(ctx.metrics().server(&server));
         let settings =
-            LiveSettings::new(ctx, &options, metrics.expiry.clone()).map_err(|source| {
-                ServerError::Tls {
-                    server: server.clone(),
-                    source,
-                }
+            LiveSettings::new(ctx, &options, &metrics).map_err(|source| ServerError::Tls {
+                server: server.clone(),
+                source,
             })?;
         let registration = ctx
             .registry()

@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::handler::{
     ConnectionHandler, ForwardHandler, ForwardOptions, Handler, HttpLimits, StaticHandler,
 };
+use crate::route::Route;
 use crate::tls::certs::CertStore;
 use crate::tls::policy::TlsPolicy;
 
@@ -32,6 +33,8 @@ pub struct ServerOptions {
     pub(crate) reuse_port: bool,
     pub(crate) http_limits: Option<HttpLimits>,
     pub(crate) status_lists_servers: bool,
+    /// Chosen by SNI before the handler above; the first match wins.
+    pub(crate) routes: Vec<Route>,
 }
 
 impl ServerOptions {
@@ -55,6 +58,7 @@ impl ServerOptions {
             reuse_port: false,
             http_limits: None,
             status_lists_servers: false,
+            routes: Vec::new(),
         }
     }
 
@@ -73,6 +77,13 @@ impl ServerOptions {
     /// Serves the files of a folder ([`StaticHandler`]).
     pub fn static_files(mut self, files: StaticHandler) -> Self {
         self.handler = Some(ConnectionHandler::Static(files));
+        self
+    }
+
+    /// Adds a route: connections whose SNI matches its names (and no earlier route's) get its
+    /// handler and TLS differences; the others get this server's own handler.
+    pub fn route(mut self, route: Route) -> Self {
+        self.routes.push(route);
         self
     }
 
@@ -152,6 +163,11 @@ impl ServerOptions {
     pub fn certs(&self) -> &Arc<CertStore> {
         &self.certs
     }
+
+    /// Its routes, in order.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
 }
 
 impl std::fmt::Debug for ServerOptions {
@@ -163,6 +179,7 @@ impl std::fmt::Debug for ServerOptions {
             .field("handshake_timeout", &self.handshake_timeout)
             .field("max_connections", &self.max_connections)
             .field("tls", &self.tls)
+            .field("routes", &self.routes)
             .finish_non_exhaustive()
     }
 }

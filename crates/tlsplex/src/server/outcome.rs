@@ -17,6 +17,8 @@ pub(crate) enum HandshakeError {
     #[error("strict_sni: no certificate for {}", shown_name(.0.as_deref()))]
     UnknownServerName(Option<String>),
     /// The connection failed beneath TLS.
+    #[error("strict_sni: no route for {}", shown_name(.0.as_deref()))]
+    NoRoute(Option<String>),
     #[error("{0}")]
     Io(io::Error),
 }
@@ -54,7 +56,10 @@ impl HandshakeError {
     /// The metric label it counts under.
     pub(crate) fn reason(&self) -> FailureReason {
         match self {
-            Self::UnknownServerName(_) => FailureReason::Sni,
+            Self::UnknownServerName(_) | Self::NoRoute(_) => FailureReason::Sni,
+            Self::Tls(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            )) => FailureReason::ClientNotAllowed,
             Self::Tls(
                 rustls::Error::NoCertificatesPresented | rustls::Error::InvalidCertificate(_),
             ) => FailureReason::ClientCert,
@@ -74,7 +79,9 @@ impl HandshakeError {
             Self::Tls(e @ rustls::Error::InvalidCertificate(_)) => {
                 tracing::info!(reason = %e, "handshake refused: client certificate not accepted");
             }
-            Self::UnknownServerName(_) => tracing::debug!(error = %self, "handshake refused"),
+            Self::UnknownServerName(_) | Self::NoRoute(_) => {
+                tracing::debug!(error = %self, "handshake refused");
+            }
             Self::Tls(rustls::Error::AlertReceived(_)) => {
                 tracing::debug!(error = %self, "handshake failed: the client sent an alert");
             }
@@ -98,6 +105,8 @@ pub(crate) enum CloseReason {
     HandshakeTimedOut,
     /// A resumed session's client certificate no longer passes.
     ResumedSessionRefused(String),
+    /// A passthrough route's pool had no backend that answered.
+    NoBackend,
 }
 
 impl fmt::Display for CloseReason {
@@ -109,6 +118,7 @@ impl fmt::Display for CloseReason {
             Self::HandshakeFailed(error) => write!(f, "handshake failed: {error}"),
             Self::HandshakeTimedOut => f.write_str("handshake timed out"),
             Self::ResumedSessionRefused(why) => write!(f, "resumed session refused: {why}"),
+            Self::NoBackend => f.write_str("no backend answered"),
         }
     }
 }

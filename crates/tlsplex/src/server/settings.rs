@@ -1,5 +1,5 @@
-//! A server's live settings: everything a new connection needs (TLS configuration, certificates,
-//! handler, handshake timeout) as one snapshot that updates replace whole. Each connection takes
+//! A server's live settings: everything a new connection needs (certificates, routes with their
+//! handlers and TLS configurations, handshake timeout) as one snapshot that updates replace whole. Each connection takes
 //! the snapshot current when it is accepted and keeps it, so an update touches only new
 //! connections (linkerd2-proxy's habit), and resumption state survives the swap.
 
@@ -7,12 +7,11 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, UNIX_EPOCH};
 
 use rustls::server::danger::ClientCertVerifier;
-use rustls::ServerConfig;
 
+use super::routes::{client_auth_binding, RouteBuild, RouteTable};
 use super::ServerOptions;
 use crate::context::Context;
-use crate::handler::{ConnectionHandler, StatusHandler};
-use crate::metrics::CertificateExpiry;
+use crate::metrics::{BackendMetrics, CertificateExpiry, ServerMetrics};
 use crate::tls::certs::CertStore;
 use crate::tls::client_auth::ClientAuthMode;
 use crate::tls::policy;
@@ -20,17 +19,16 @@ use crate::tls::resumption::ResumptionState;
 
 /// What one connection needs.
 pub(crate) struct Settings {
-    pub(crate) tls: Arc<ServerConfig>,
     pub(crate) certs: Arc<CertStore>,
     pub(crate) strict_sni: bool,
-    pub(crate) handler: ConnectionHandler,
     pub(crate) handshake_timeout: Duration,
     pub(crate) access_log: bool,
-    /// Set when the server verifies client certificates.
-    pub(crate) client_check: Option<ClientCheck>,
+    /// The server's own handler and TLS, and its routes.
+    pub(crate) routes: RouteTable,
 }
 
 /// How a server that verifies clients treats resumed sessions.
+#[derive(Clone)]
 pub(crate) struct ClientCheck {
     /// Today's verifier: a resumed session's certificate is checked again with it.
     pub(crate) verifier: Arc<dyn ClientCertVerifier>,
@@ -47,23 +45,27 @@ pub(crate) struct LiveSettings {
     current: RwLock<Arc<Settings>>,
     /// Every certificate's expiry, kept current for the metrics.
     expiry: CertificateExpiry,
+    backends: BackendMetrics,
 }
 
 impl LiveSettings {
     pub(crate) fn new(
         ctx: &Context,
         options: &ServerOptions,
-        expiry: CertificateExpiry,
+        metrics: &ServerMetrics,
     ) -> Result<Self, rustls::Error> {
-        let resumption = ResumptionState::new(&options.tls, &options.name, ctx.ticket_keys());
-        let settings = build(ctx, &resumption, options)?;
-        set_expiry(&expiry, &settings.certs);
+        let binding = client_auth_binding(options);
+        let resumption =
+            ResumptionState::new(binding, &options.tls, &options.name, ctx.ticket_keys());
+        let settings = build(ctx, &resumption, options, &metrics.backends, None)?;
+        set_expiry(&metrics.expiry, &settings.certs);
         Ok(Self {
             ctx: ctx.clone(),
             name: options.name.clone(),
             resumption: Mutex::new(resumption),
             current: RwLock::new(Arc::new(settings)),
-            expiry,
+            expiry: metrics.expiry.clone(),
+            backends: metrics.backends.clone(),
         })
     }
 
@@ -81,14 +83,18 @@ impl LiveSettings {
             .resumption
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let renewed = (!resumption.fits(&options.tls)).then(|| {
+        let binding = client_auth_binding(options);
+        let renewed = (!resumption.fits(binding)).then(|| {
             tracing::info!(server = %self.name, "client-auth policy changed: earlier sessions will not resume");
-            ResumptionState::new(&options.tls, &self.name, self.ctx.ticket_keys())
+            ResumptionState::new(binding, &options.tls, &self.name, self.ctx.ticket_keys())
         });
+        let previous = self.current();
         let settings = Arc::new(build(
             &self.ctx,
             renewed.as_ref().unwrap_or(&resumption),
             options,
+            &self.backends,
+            Some(&previous.routes),
         )?);
         if let Some(renewed) = renewed {
             *resumption = renewed;
@@ -117,47 +123,26 @@ fn build(
     ctx: &Context,
     resumption: &ResumptionState,
     options: &ServerOptions,
+    backends: &BackendMetrics,
+    previous: Option<&RouteTable>,
 ) -> Result<Settings, rustls::Error> {
-    let provider = policy::provider(ctx.crypto_provider(), &options.tls);
-    let client_check = match &options.tls.client_auth {
-        Some(auth) => Some(ClientCheck {
-            verifier: auth.verifier(provider.clone())?,
-            mode: auth.mode(),
-            max_session_age: options.tls.max_session_age,
-        }),
-        None => None,
-    };
-    let tls = policy::server_config(
-        provider,
-        options.certs.clone(),
-        &options.tls,
-        client_check.as_ref().map(|check| check.verifier.clone()),
-        resumption,
+    let routes = RouteTable::build(
+        options,
+        &RouteBuild {
+            ctx,
+            provider: policy::provider(ctx.crypto_provider(), &options.tls),
+            resumption,
+            metrics: backends,
+            previous,
+        },
     )?;
-    let handler = match options.handler.clone() {
-        Some(handler) => handler,
-        None => ConnectionHandler::Status(
-            StatusHandler::new(ctx.registry().clone()).list_servers(options.status_lists_servers),
-        ),
-    };
-    let handler = match (handler, options.http_limits) {
-        (ConnectionHandler::Status(status), Some(limits)) => {
-            ConnectionHandler::Status(status.limits(limits))
-        }
-        (ConnectionHandler::Static(files), Some(limits)) => {
-            ConnectionHandler::Static(files.limits(limits))
-        }
-        (handler, _) => handler,
-    };
     Ok(Settings {
-        tls: Arc::new(tls),
         certs: options.certs.clone(),
         strict_sni: options.tls.strict_sni,
-        handler,
         handshake_timeout: options
             .handshake_timeout
             .unwrap_or_else(|| ctx.handshake_timeout()),
         access_log: options.access_log,
-        client_check,
+        routes,
     })
 }

@@ -12,6 +12,7 @@ use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 
+use super::allow::{AllowList, AllowListVerifier};
 use super::summary::CertSummary;
 
 /// Whether a client must present a certificate.
@@ -30,9 +31,11 @@ pub struct ClientAuth {
     roots: Arc<RootCertStore>,
     crls: Vec<CertificateRevocationListDer<'static>>,
     mode: ClientAuthMode,
-    /// SHA-256 over the mode, every CA certificate and every CRL: what resumption state is
-    /// bound to, so a session made under one policy never resumes under another.
+    /// SHA-256 over the mode, every CA certificate and every CRL (and the allow-list): what
+    /// resumption state is bound to, so a session made under one policy never resumes under
+    /// another.
     fingerprint: [u8; 32],
+    allow: Option<AllowList>,
 }
 
 /// Why client-authentication material could not be loaded; every variant names the file.
@@ -151,6 +154,7 @@ impl ClientAuth {
             crls: Vec::new(),
             mode,
             fingerprint,
+            allow: None,
         };
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         for (path, crl) in loaded {
@@ -164,6 +168,21 @@ impl ClientAuth {
                 })?;
         }
         Ok(client_auth)
+    }
+
+    /// Serves only certificates `allow` names (refusing the others with `access_denied`).
+    pub fn with_allow_list(mut self, allow: AllowList) -> Self {
+        let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        digest.update(&self.fingerprint);
+        digest.update(&allow.digest_input());
+        self.fingerprint.copy_from_slice(digest.finish().as_ref());
+        self.allow = Some(allow);
+        self
+    }
+
+    /// The allow-list, if the policy has one.
+    pub fn allow_list(&self) -> Option<&AllowList> {
+        self.allow.as_ref()
     }
 
     /// Required or optional.
@@ -187,9 +206,16 @@ impl ClientAuth {
         if self.mode == ClientAuthMode::Optional {
             builder = builder.allow_unauthenticated();
         }
-        builder
+        let verifier = builder
             .build()
-            .map_err(|e| rustls::Error::General(e.to_string()))
+            .map_err(|e| rustls::Error::General(e.to_string()))?;
+        Ok(match &self.allow {
+            Some(allow) => Arc::new(AllowListVerifier {
+                inner: verifier,
+                allow: allow.clone(),
+            }),
+            None => verifier,
+        })
     }
 }
 

@@ -1,5 +1,6 @@
 //! TLS material and policy: what rustls needs, and nothing about sockets.
 
+pub(crate) mod allow;
 pub(crate) mod certs;
 pub(crate) mod client_auth;
 pub(crate) mod ocsp;
@@ -8,6 +9,7 @@ pub(crate) mod resumption;
 pub(crate) mod summary;
 pub(crate) mod tickets;
 
+pub use allow::AllowList;
 pub use certs::{CertLoadError, CertStore, Identity};
 pub use client_auth::{ClientAuth, ClientAuthError, ClientAuthMode};
 pub use ocsp::{OcspCertStatus, OcspSummary};

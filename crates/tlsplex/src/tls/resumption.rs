@@ -34,8 +34,14 @@ pub(crate) struct ResumptionState {
 }
 
 impl ResumptionState {
-    pub(crate) fn new(policy: &TlsPolicy, server: &str, keys: Option<&Arc<TicketKeys>>) -> Self {
-        let binding = policy.client_auth.as_ref().map(|auth| auth.fingerprint());
+    /// State bound to `binding`, the fingerprint of every client-auth policy the server's
+    /// connections may be under (`None`: none verifies clients).
+    pub(crate) fn new(
+        binding: Option<[u8; 32]>,
+        policy: &TlsPolicy,
+        server: &str,
+        keys: Option<&Arc<TicketKeys>>,
+    ) -> Self {
         let session_cache: Arc<dyn StoresServerSessions> = match policy.session_cache_size {
             0 => Arc::new(NoServerSessionStorage {}),
             size => ServerSessionMemoryCache::new(size),
@@ -47,9 +53,9 @@ impl ResumptionState {
         }
     }
 
-    /// Whether sessions of this state may resume under `policy`.
-    pub(crate) fn fits(&self, policy: &TlsPolicy) -> bool {
-        self.binding == policy.client_auth.as_ref().map(|auth| auth.fingerprint())
+    /// Whether sessions of this state may resume under the policies `binding` stands for.
+    pub(crate) fn fits(&self, binding: Option<[u8; 32]>) -> bool {
+        self.binding == binding
     }
 }
 

@@ -1,0 +1,172 @@
+//! `[[server.route]]`: names, handler and TLS differences of each route, validated; a route name
+//! no certificate covers is a warning, as the client would get the default certificate.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::error::Problems;
+use super::file::RouteFile;
+use super::handler::{validate_handler, HandlerAt};
+use super::tls::validate_client_auth;
+use super::value::deserialize;
+use super::HandlerSpec;
+use crate::route::{name_covers, Route};
+use crate::tls::certs::CertStore;
+
+/// The routes, and the files their client auth came from; `None` if any is wrong.
+pub(super) fn validate_routes(
+    raw: Vec<toml::Table>,
+    label: &str,
+    base: &Path,
+    problems: &mut Problems,
+) -> Option<(Vec<Route>, Vec<PathBuf>)> {
+    let mut ok = true;
+    let mut claimed: HashMap<String, usize> = HashMap::new();
+    let mut route_names: HashMap<String, usize> = HashMap::new();
+    let mut routes = Vec::new();
+    let mut files = Vec::new();
+    for (i, table) in raw.into_iter().enumerate() {
+        let key = |field: &str| format!("route[{i}].{field}");
+        let report = &mut |k: &str, m: String| {
+            let k = if k.is_empty() {
+                format!("route[{i}]")
+            } else {
+                key(k)
+            };
+            problems.server(label, &k, m);
+        };
+        let Some(route) = deserialize::<RouteFile>(table, report) else {
+            ok = false;
+            continue;
+        };
+        let names = route.names.unwrap_or_default();
+        if names.is_empty() {
+            problems.server(
+                label,
+                &key("names"),
+                "a route needs names = [\"name\", \"*.wildcard\", ...]",
+            );
+            ok = false;
+        }
+        for name in &names {
+            let lower = name.to_ascii_lowercase();
+            if !valid_route_name(&lower) {
+                problems.server(
+                    label,
+                    &key("names"),
+                    format!("{name:?} is not a DNS name or a *. wildcard"),
+                );
+                ok = false;
+            } else if let Some(first) = claimed.insert(lower, i) {
+                problems.server(
+                    label,
+                    &key("names"),
+                    format!("{name:?} is already claimed by route[{first}]"),
+                );
+                ok = false;
+            }
+        }
+        let name = route
+            .name
+            .clone()
+            .or_else(|| names.first().cloned())
+            .unwrap_or_default();
+        if let Some(first) = route_names.insert(name.clone(), i) {
+            problems.server(
+                label,
+                &key("name"),
+                format!("route[{first}] is also called {name:?}: give each route its own name"),
+            );
+            ok = false;
+        }
+        let handler_key = key("handler");
+        let at = HandlerAt {
+            label,
+            key: &handler_key,
+        };
+        let handler = validate_handler(route.handler, &at, base, problems);
+        let mut alpn_ok = true;
+        if let Some(alpn) = &route.alpn {
+            if !alpn.iter().all(|p| !p.is_empty() && p.len() <= 255) {
+                problems.server(
+                    label,
+                    &key("alpn"),
+                    "each protocol name must be 1 to 255 bytes long",
+                );
+                alpn_ok = false;
+            }
+        }
+        let client_auth = route
+            .client_auth
+            .as_ref()
+            .map(|auth| validate_client_auth(auth, label, &key("client_auth"), base, problems));
+        let (Some(handler), true, true) = (handler, alpn_ok, ok) else {
+            ok = false;
+            continue;
+        };
+        let mut built = Route::new(name, names);
+        built = match handler {
+            HandlerSpec::Status { show_servers } => built.status(show_servers),
+            HandlerSpec::Forward(options) => built.forward(options),
+            HandlerSpec::Static(files) => built.static_files(files),
+            HandlerSpec::Passthrough(options) => built.passthrough(options),
+        };
+        if let Some(alpn) = route.alpn {
+            built = built.alpn(alpn);
+        }
+        match client_auth {
+            Some(Some((auth, auth_files))) => {
+                built = built.client_auth(auth);
+                files.extend(auth_files);
+            }
+            Some(None) => ok = false,
+            None => {}
+        }
+        routes.push(built);
+    }
+    ok.then_some((routes, files))
+}
+
+/// Warns for every route name no certificate of the server covers (its clients would get the
+/// default certificate, which does not name them); passthrough routes present the backend's.
+pub(super) fn uncovered_names(
+    routes: &[Route],
+    certs: &CertStore,
+    label: &str,
+    problems: &mut Problems,
+) {
+    for (i, route) in routes.iter().enumerate() {
+        if route.is_passthrough() {
+            continue;
+        }
+        for name in route.names() {
+            let covered = certs.identities().iter().any(|identity| {
+                identity
+                    .summary()
+                    .dns_names
+                    .iter()
+                    .any(|cert_name| name_covers(cert_name, name))
+            });
+            if !covered {
+                problems.warn_server(
+                    label,
+                    &format!("route[{i}].names"),
+                    format!("no certificate of this server covers {name:?}: its clients get the default certificate"),
+                );
+            }
+        }
+    }
+}
+
+/// A DNS name, or `*.` and a DNS name: letters, digits, `-` and `.`, labels of 1 to 63.
+fn valid_route_name(name: &str) -> bool {
+    let host = name.strip_prefix("*.").unwrap_or(name);
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+}

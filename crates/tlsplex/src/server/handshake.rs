@@ -1,0 +1,163 @@
+//! The handshake of one connection: the ClientHello read whole, the route chosen by its SNI,
+//! `strict_sni` applied, then either the TLS handshake with the route's configuration, or, for
+//! a passthrough route, the bytes read so far handed on untouched.
+
+use std::io;
+
+use rustls::server::Acceptor;
+use rustls::AlertDescription;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_rustls::StartHandshake;
+
+use super::connection::ConnectionShared;
+use super::outcome::HandshakeError;
+use super::settings::Settings;
+use crate::conn::{MeteredTcp, TlsStream};
+use crate::handler::{ConnectionHandler, PassthroughHandler};
+use crate::server::routes::LiveTarget;
+use crate::tls::resumption::guarded_config;
+
+/// What the ClientHello told: kept for the access log even when the handshake then fails.
+#[derive(Debug, Default)]
+pub(super) struct Hello {
+    pub(super) sni: Option<String>,
+    /// The route taken (`None`: the server's own).
+    pub(super) route: Option<usize>,
+}
+
+/// A connection past its ClientHello.
+pub(super) enum Handshaken<'s> {
+    /// TLS is established here; the route's handler serves it.
+    Tls(TlsStream, &'s ConnectionHandler),
+    /// The route passes it through: the bytes read so far, and the socket.
+    Passthrough(MeteredTcp, Vec<u8>, &'s PassthroughHandler),
+}
+
+/// A fatal alert record, in the clear (TLS 1.2 framing, as before any key is agreed).
+pub(super) fn fatal_alert(description: AlertDescription) -> [u8; 7] {
+    [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, u8::from(description)]
+}
+
+/// The alert rustls sends for `error` when it drives a whole connection itself; its `Acceptor`
+/// leaves some of them unsent (a record or handshake message that does not parse, a first
+/// message that is not a ClientHello).
+fn alert_for(error: &rustls::Error) -> AlertDescription {
+    match error {
+        rustls::Error::InappropriateMessage { .. }
+        | rustls::Error::InappropriateHandshakeMessage { .. } => {
+            AlertDescription::UnexpectedMessage
+        }
+        rustls::Error::InvalidMessage(invalid) => AlertDescription::from(*invalid),
+        rustls::Error::PeerIncompatible(_) => AlertDescription::HandshakeFailure,
+        rustls::Error::PeerMisbehaved(_) => AlertDescription::IllegalParameter,
+        _ => AlertDescription::InternalError,
+    }
+}
+
+/// Reads the ClientHello, picks the route, answers `unrecognized_name` under strict SNI when no
+/// route (for servers with routes) or no certificate (for a terminating route) covers the name
+/// asked for, and completes the handshake or hands the connection on for passthrough.
+pub(super) async fn handshake<'s>(
+    shared: &ConnectionShared,
+    settings: &'s Settings,
+    mut tcp: MeteredTcp,
+    hello: &mut Hello,
+) -> Result<Handshaken<'s>, HandshakeError> {
+    let table = &settings.routes;
+    // Only a server with a passthrough route keeps what the client sent.
+    let mut kept = table.passthrough.then(Vec::new);
+    let mut acceptor = Acceptor::default();
+    let accepted = loop {
+        let record = read_record(&mut tcp).await?;
+        if let Some(kept) = &mut kept {
+            kept.extend_from_slice(&record);
+        }
+        let mut input = record.as_slice();
+        while !input.is_empty() {
+            if acceptor.read_tls(&mut input)? == 0 {
+                break;
+            }
+        }
+        match acceptor.accept() {
+            Ok(Some(accepted)) => break accepted,
+            Ok(None) => continue,
+            Err((error, mut alert)) => {
+                let mut out = Vec::new();
+                let _ = alert.write_all(&mut out);
+                if out.is_empty() {
+                    out.extend_from_slice(&fatal_alert(alert_for(&error)));
+                }
+                let _ = tcp.write_all(&out).await;
+                return Err(error.into());
+            }
+        }
+    };
+    let sni = accepted.client_hello().server_name().map(str::to_owned);
+    hello.route = table.find(sni.as_deref());
+    hello.sni = sni;
+    let route = table.get(hello.route);
+    if let Some(name) = &route.name {
+        shared.metrics.routes.count(name);
+    }
+    if settings.strict_sni {
+        let sni = hello.sni.as_deref();
+        let refusal = if !table.is_empty() && hello.route.is_none() {
+            Some(HandshakeError::NoRoute(sni.map(str::to_owned)))
+        } else if matches!(route.target, LiveTarget::Terminate(_))
+            && !sni.is_some_and(|name| settings.certs.covers(name))
+        {
+            Some(HandshakeError::UnknownServerName(sni.map(str::to_owned)))
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
+            let _ = tcp
+                .write_all(&fatal_alert(AlertDescription::UnrecognisedName))
+                .await;
+            return Err(refusal);
+        }
+    }
+    let handler = match &route.target {
+        LiveTarget::Passthrough(passthrough) => {
+            return Ok(Handshaken::Passthrough(
+                tcp,
+                kept.unwrap_or_default(),
+                passthrough,
+            ));
+        }
+        LiveTarget::Terminate(handler) => handler,
+    };
+    let config = match &route.client_check {
+        // Resumption here must not outlive the chain's age (tls/resumption.rs).
+        Some(check) => guarded_config(&route.tls, check.max_session_age),
+        None => route.tls.clone(),
+    };
+    let stream = StartHandshake::from_parts(accepted, tcp)
+        .into_stream(config)
+        .await?;
+    Ok(Handshaken::Tls(TlsStream::new(stream), handler))
+}
+
+/// The content type of a handshake record (a ClientHello comes in these).
+const HANDSHAKE_RECORD: u8 = 0x16;
+
+/// The largest record a ClientHello may come in (2^14 bytes of plaintext, RFC 8446 5.1).
+const MAX_PLAINTEXT_RECORD: usize = 16_384;
+
+/// Reads one whole TLS record, header and body. rustls gets the ClientHello in one piece, so a
+/// client that trickles or stalls costs the 5 bytes of a header until its record is complete,
+/// rather than rustls' read buffer (4 KiB, grown to 8 KiB by a second partial read). A header
+/// that is not a handshake record's, or announces more than a plaintext record may hold, is
+/// passed on alone for rustls to refuse with its alert at once.
+async fn read_record(tcp: &mut MeteredTcp) -> io::Result<Vec<u8>> {
+    let mut header = [0u8; 5];
+    tcp.read_exact(&mut header).await?;
+    let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
+    if header[0] != HANDSHAKE_RECORD || header[1] != 3 || len > MAX_PLAINTEXT_RECORD {
+        return Ok(header.to_vec());
+    }
+    let mut record = vec![0u8; header.len() + len];
+    record[..header.len()].copy_from_slice(&header);
+    tcp.read_exact(&mut record[header.len()..]).await?;
+    Ok(record)
+}
