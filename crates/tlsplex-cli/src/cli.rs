@@ -113,6 +113,8 @@ pub enum CtlAction {
     Servers,
     /// List every certificate of every server, the soonest to expire first.
     Certificates,
+    /// List every backend of every server's pools: health, connections, failures.
+    Backends,
     /// Reload the configuration file.
     Reload,
     /// Add a server from a file holding one `[[server]]` table's keys.

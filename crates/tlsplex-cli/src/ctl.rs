@@ -56,6 +56,7 @@ fn call(args: &CtlArgs) -> Result<(u16, String), String> {
     let (method, path, body) = match &args.action {
         CtlAction::Servers => ("GET", "/api/servers".to_owned(), String::new()),
         CtlAction::Certificates => ("GET", "/api/certificates".to_owned(), String::new()),
+        CtlAction::Backends => ("GET", "/api/backends".to_owned(), String::new()),
         CtlAction::Reload => ("POST", "/api/reload".to_owned(), String::new()),
         CtlAction::Remove { name } => ("DELETE", format!("/api/servers/{name}"), String::new()),
         CtlAction::Add { file } => (

@@ -143,6 +143,13 @@ certificates = [{{ cert = "{}", key = "{}" }}]
     assert_eq!(row(dead.to_string())["pool"], "app");
     assert_eq!(row(live.to_string())["connections_total"], 1, "{body}");
     assert_eq!(row(format!("127.0.0.1:{inner_port}"))["pool"], "legacy");
+    let ctl = tlsplex(&["ctl", "-c", config.to_str().unwrap(), "backends"]);
+    assert!(ctl.status.success(), "{ctl:?}");
+    let listed: serde_json::Value = serde_json::from_slice(&ctl.stdout).unwrap();
+    assert_eq!(
+        listed, backends,
+        "tlsplex ctl backends prints what the API says"
+    );
     let (_, servers) = http(admin, "GET", "/api/servers", None);
     let servers: serde_json::Value = serde_json::from_str(&servers).unwrap();
     let routes = serde_json::json!(["app", "*.apps.test", "legacy"]);

@@ -85,7 +85,11 @@ fn main() {
         let mut response = Vec::new();
         // The server closes after the response; an unclean close still ends the read.
         let _ = stream.read_to_end(&mut response);
-        assert!(response.starts_with(b"HTTP/1.1 200"), "a 200 response");
+        assert!(
+            response.starts_with(b"HTTP/1.1 200"),
+            "a 200 response, not {:?}",
+            String::from_utf8_lossy(&response[..response.len().min(200)])
+        );
     }
     println!(
         "handshakes={count} groups={groups:?} server_handshake_bytes_each={}",

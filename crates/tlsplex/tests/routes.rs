@@ -237,3 +237,118 @@ async fn a_reload_adds_a_route_and_drops_a_backend_without_dropping_open_connect
     drop(open);
     supervisor.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_may_differ_from_its_server_in_alpn_and_client_auth() {
+    let pki = TestPki::new();
+    let clients = TestPki::new();
+    let ctx = Context::builder().build();
+    let auth = tlsplex::tls::ClientAuth::from_files(
+        &clients.ca_file(),
+        &[],
+        tlsplex::tls::ClientAuthMode::Required,
+    )
+    .unwrap();
+    let names = ["open.test", "old.test", "staff.test"];
+    let options = ServerOptions::new("mixed", any_port(), store(&pki, &names))
+        .route(Route::new("old", ["old.test"]).alpn(["http/1.1"]))
+        .route(Route::new("staff", ["staff.test"]).client_auth(auth));
+    let addr = start(&ctx, options);
+    let both = pki.client(&["h2", "http/1.1"]);
+    let alpn = |stream: &tokio_rustls::client::TlsStream<tokio::net::TcpStream>| {
+        stream.get_ref().1.alpn_protocol().map(<[u8]>::to_vec)
+    };
+    let open = connect(addr, "open.test", both.clone()).await.unwrap();
+    assert_eq!(alpn(&open), Some(b"h2".to_vec()), "the server's ALPN");
+    let old = connect(addr, "old.test", both.clone()).await.unwrap();
+    assert_eq!(alpn(&old), Some(b"http/1.1".to_vec()), "the route's ALPN");
+
+    // The staff route wants a client certificate; the rest of the server does not.
+    let anonymous = pki.client(&["http/1.1"]);
+    assert!(get(addr, "staff.test", "/", anonymous.clone())
+        .await
+        .is_err());
+    let (page, _) = get(addr, "open.test", "/", anonymous).await.unwrap();
+    assert_eq!(page.status, 200);
+    let member = clients.issue_client("member", "member", 7);
+    let with_cert =
+        Arc::new(pki.client_builder(rustls::DEFAULT_VERSIONS, &["http/1.1"], Some(&member)));
+    let (page, _) = get(addr, "staff.test", "/?format=json", with_cert)
+        .await
+        .unwrap();
+    assert_eq!(
+        page.json()["client_cert"]["common_name"],
+        "member",
+        "{}",
+        page.body
+    );
+}
+
+/// This process's resident memory, KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_passthrough_clients_cost_their_relay_and_are_closed_by_the_idle_timeout() {
+    let pki = TestPki::new();
+    // A backend that takes every connection and never answers.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = listener.local_addr().unwrap();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            held.push(stream);
+        }
+    });
+    let ctx = Context::builder().build();
+    let mut options = to(backend);
+    options.idle_timeout = Some(std::time::Duration::from_millis(800));
+    let front = ServerOptions::new("front", any_port(), store(&pki, &["front.test"]))
+        .route(Route::new("quiet", ["quiet.test"]).passthrough(options));
+    let addr = start(&ctx, front);
+    // A real ClientHello for the route's name.
+    let name = rustls::pki_types::ServerName::try_from("quiet.test").unwrap();
+    let mut hello_client = rustls::ClientConnection::new(pki.client(&[]), name).unwrap();
+    let mut hello = Vec::new();
+    hello_client.write_tls(&mut hello).unwrap();
+
+    let before = rss_kib();
+    let clients = 300;
+    let mut streams = Vec::new();
+    for _ in 0..clients {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.write_all(&hello).await.unwrap();
+        streams.push(stream);
+    }
+    let relayed = tlsplex_testkit::eventually(std::time::Duration::from_secs(5), || {
+        accepted.load(std::sync::atomic::Ordering::Relaxed) == clients
+    })
+    .await;
+    assert!(relayed, "every ClientHello reached the backend");
+    let per_connection = rss_kib().saturating_sub(before) as f64 / clients as f64;
+    println!(
+        "{per_connection:.1} KiB per quiet passthrough connection (both sockets, test process)"
+    );
+    assert!(
+        per_connection < 48.0,
+        "{per_connection:.1} KiB per connection"
+    );
+    // The idle timeout closes every one: the client reads EOF.
+    let started = std::time::Instant::now();
+    for stream in &mut streams {
+        let mut byte = [0u8; 1];
+        let read =
+            tokio::time::timeout(std::time::Duration::from_secs(3), stream.read(&mut byte)).await;
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "closed: {read:?}");
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+}

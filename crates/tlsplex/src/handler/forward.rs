@@ -67,7 +67,7 @@ impl ForwardOptions {
         }
     }
 
-    /// The pool these options describe, adopting what `previous` knew of its backends.
+    /// The pool these options describe, adopting what `origin.previous` knew of its backends.
     pub(crate) fn build_pool(
         &self,
         name: &str,
@@ -76,9 +76,7 @@ impl ForwardOptions {
     ) -> Arc<BackendPool> {
         let tls = self.backend_tls.clone().filter(|_| tls);
         let policy = (self.backends.as_slice(), self.balance, self.health_check);
-        let pool = BackendPool::new(name, policy, tls, origin);
-        pool.start_checks();
-        pool
+        BackendPool::new(name, policy, tls, origin)
     }
 }
 
@@ -90,7 +88,9 @@ pub struct ForwardHandler {
 }
 
 impl ForwardHandler {
-    /// A handler relaying to `options.backends`.
+    /// A handler relaying to `options.backends`. Its active health check runs once a server
+    /// runs it (a server gives each handler it runs a pool of its own, named after the route
+    /// or the server).
     pub fn new(options: ForwardOptions) -> Self {
         let pool = options.build_pool("", true, PoolOrigin::default());
         Self {
@@ -103,9 +103,11 @@ impl ForwardHandler {
     /// metrics, which carries over what the previous pool of that name knew of the backends it
     /// keeps (a reload's successor).
     pub(crate) fn renamed(&self, name: &str, origin: PoolOrigin<'_>) -> Self {
+        let pool = self.options.build_pool(name, true, origin);
+        pool.start_checks();
         Self {
             options: self.options.clone(),
-            pool: self.options.build_pool(name, true, origin),
+            pool,
         }
     }
 

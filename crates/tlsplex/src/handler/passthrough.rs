@@ -42,9 +42,11 @@ impl PassthroughHandler {
 
     /// The same handler with a pool of its own called `name` (see [`super::ForwardHandler`]).
     pub(crate) fn renamed(&self, name: &str, origin: PoolOrigin<'_>) -> Self {
+        let pool = self.options.build_pool(name, false, origin);
+        pool.start_checks();
         Self {
             options: self.options.clone(),
-            pool: self.options.build_pool(name, false, origin),
+            pool,
         }
     }
 

@@ -289,24 +289,29 @@ impl BackendPool {
             .collect()
     }
 
-    /// The backends to try, in order: those in service by the policy, then the suspect ones.
+    /// The backends to try, in order: those in service by the policy (round robin and ties of
+    /// least connections turn among these only, so a dead backend's turns spread evenly), then
+    /// the suspect ones in the order listed.
     fn candidates(&self) -> Vec<&Arc<BackendState>> {
-        let count = self.backends.len();
-        let start = match self.balance {
-            Balance::First => 0,
-            _ => self.next.fetch_add(1, Ordering::Relaxed) % count.max(1),
-        };
-        let mut order: Vec<&Arc<BackendState>> = self.backends[start..]
-            .iter()
-            .chain(&self.backends[..start])
-            .collect();
-        if self.balance == Balance::LeastConnections {
-            order.sort_by_key(|state| state.active());
+        let mut in_service = Vec::with_capacity(self.backends.len());
+        let mut suspect = Vec::new();
+        for state in &self.backends {
+            match state.health() {
+                BackendHealth::Up => in_service.push(state),
+                BackendHealth::Suspect => suspect.push(state),
+                BackendHealth::Down => {}
+            }
         }
-        order.retain(|state| state.health() != BackendHealth::Down);
-        // Stable: the policy's order holds within each group.
-        order.sort_by_key(|state| state.health() == BackendHealth::Suspect);
-        order
+        if self.balance != Balance::First && in_service.len() > 1 {
+            let turn = self.next.fetch_add(1, Ordering::Relaxed) % in_service.len();
+            in_service.rotate_left(turn);
+        }
+        if self.balance == Balance::LeastConnections {
+            // Stable: among equals, the turn's order holds.
+            in_service.sort_by_key(|state| state.active());
+        }
+        in_service.extend(suspect);
+        in_service
     }
 
     /// A connection to the first backend that answers, within `budget` in all; each try gets
