@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Server CPU per connection of a passthrough route against forward mode (with and without a
-# route in front of it), and bulk MB per server CPU second through forward mode. With
+# route in front of it) and against HAProxy's SNI routing in TCP mode (when installed), and
+# bulk MB per server CPU second through forward mode. With
 # --baseline BIN, the same forward server also runs from another tlsplex binary (an older
 # commit's), interleaved in the same rounds: the before/after of forward mode.
 # Each connection: a full TLS 1.3 handshake (rustls client, X25519) and one request.
@@ -48,6 +49,7 @@ head -c $((bulk_mib * 1024 * 1024)) /dev/urandom > "$work/www/bulk"
 
 port=$((20000 + RANDOM % 20000))
 plain=$port; inner=$((port + 1)); fwd=$((port + 2)); routed=$((port + 3)); pass=$((port + 4)); old=$((port + 5))
+hap=$((port + 6))
 
 wait_port() {
   for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
@@ -105,6 +107,29 @@ if [ -n "$baseline" ]; then
   taskset -c 0 "$baseline" run -c "$work/old.toml" 2>"$work/old.log" & before=$!; pids+=($before)
   cases+=("forward_baseline $old $before")
   wait_port "$old"
+fi
+# A peer for passthrough: HAProxy in TCP mode routing on the ClientHello's SNI, one thread.
+if command -v haproxy >/dev/null; then
+  cat > "$work/haproxy.cfg" <<EOF
+global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend pass
+  bind 127.0.0.1:$hap
+  tcp-request inspect-delay 5s
+  tcp-request content accept if { req_ssl_hello_type 1 }
+  use_backend inner if { req_ssl_sni -i bench.test }
+backend inner
+  server inner 127.0.0.1:$inner
+EOF
+  taskset -c 0 haproxy -f "$work/haproxy.cfg" -db 2>"$work/haproxy.log" & peer=$!; pids+=($peer)
+  cases+=("haproxy_passthrough $hap $peer")
+  wait_port "$hap"
 fi
 for p in $plain $inner $fwd $routed $pass; do wait_port "$p"; done
 

@@ -7,7 +7,8 @@ use super::file::{BackendTlsFile, HandlerFile, PoolFile, ProxyProtocolFile};
 use super::value::duration;
 use super::HandlerSpec;
 use crate::handler::{
-    Backend, BackendTls, Balance, ForwardOptions, HealthCheck, ProxyProtocol, StaticHandler,
+    Backend, BackendTls, BackendTlsError, Balance, ForwardOptions, HealthCheck, ProxyProtocol,
+    StaticHandler,
 };
 
 /// Where a handler table sits: its server's label and the key path to it (`handler`, or
@@ -196,15 +197,14 @@ fn validate_backend_tls(
         Ok(tls) => Some(tls),
         Err(error) => {
             let field = match &error {
-                crate::handler::BackendTlsError::File { path, .. } if *path == ca => "ca",
-                crate::handler::BackendTlsError::File { path, .. }
+                BackendTlsError::File { path, .. } if *path == ca => "ca",
+                BackendTlsError::File { path, .. }
                     if client.as_ref().is_some_and(|(_, key)| key == path) =>
                 {
                     "key"
                 }
-                crate::handler::BackendTlsError::File { .. }
-                | crate::handler::BackendTlsError::Rustls(_) => "cert",
-                _ => "server_name",
+                BackendTlsError::ServerName(_) => "server_name",
+                _ => "cert",
             };
             at.report(problems, &format!("backend_tls.{field}"), error.to_string());
             None

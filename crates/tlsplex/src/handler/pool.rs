@@ -430,3 +430,63 @@ impl UnreachableLog {
         Some(self.unlogged.swap(0, Ordering::Relaxed))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Backend, BackendPool, Balance, PoolOrigin};
+
+    fn pool(balance: Balance) -> std::sync::Arc<BackendPool> {
+        let backends: Vec<Backend> = ["a:1", "b:1", "c:1"]
+            .iter()
+            .map(|b| Backend::Tcp((*b).to_owned()))
+            .collect();
+        BackendPool::new("p", (&backends, balance, None), None, PoolOrigin::default())
+    }
+
+    fn order(pool: &BackendPool) -> Vec<String> {
+        pool.candidates()
+            .iter()
+            .map(|s| s.backend.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn each_policy_orders_the_backends_in_service_and_tries_suspect_ones_last() {
+        let first = pool(Balance::First);
+        assert_eq!(order(&first), ["a:1", "b:1", "c:1"]);
+        first.backends[0].failed();
+        assert_eq!(
+            order(&first),
+            ["b:1", "c:1", "a:1"],
+            "failover, the suspect last"
+        );
+
+        let round = pool(Balance::RoundRobin);
+        let turns: Vec<String> = (0..3).map(|_| order(&round)[0].clone()).collect();
+        assert_eq!(turns, ["a:1", "b:1", "c:1"]);
+        round.backends[1].failed();
+        let mut turns: Vec<String> = (0..4).map(|_| order(&round)[0].clone()).collect();
+        assert_ne!(turns[0], turns[1], "in turn");
+        turns.sort();
+        assert_eq!(
+            turns,
+            ["a:1", "a:1", "c:1", "c:1"],
+            "the suspect takes no turn"
+        );
+        assert_eq!(order(&round).last().map(String::as_str), Some("b:1"));
+
+        let least = pool(Balance::LeastConnections);
+        least.backends[0].series.active.set(3);
+        least.backends[1].series.active.set(1);
+        least.backends[2].series.active.set(2);
+        assert_eq!(order(&least), ["b:1", "c:1", "a:1"]);
+        least.backends[1]
+            .checked_down
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(
+            order(&least),
+            ["c:1", "a:1"],
+            "a backend the check says is down is not tried"
+        );
+    }
+}
