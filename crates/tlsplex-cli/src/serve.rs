@@ -76,6 +76,8 @@ pub fn serve(
         let source = reload.map(|r| ConfigSource::new(r.path, r.config));
         let controller = Controller::new(supervisor, source);
         let admin_stop = tokio_util::sync::CancellationToken::new();
+        // Idle unless the config has an [acme] table (a reload may add one).
+        tokio::spawn(tlsplex::acme::run(controller.clone(), admin_stop.clone()));
         if let Some(options) = admin {
             match AdminServer::bind(options).await {
                 Ok(server) => {

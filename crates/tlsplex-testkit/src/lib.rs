@@ -214,8 +214,8 @@ impl TestPki {
     }
 
     fn sign(&self, file_stem: &str, params: CertificateParams, key: KeyPair) -> TestCert {
-        let issuer = self.ca_params.clone().self_signed(&self.ca_key).unwrap();
-        let cert = params.signed_by(&key, &issuer, &self.ca_key).unwrap();
+        let issuer = rcgen::Issuer::from_params(&self.ca_params, &self.ca_key);
+        let cert = params.signed_by(&key, &issuer).unwrap();
         let cert_path = self.dir().join(format!("{file_stem}.pem"));
         let key_path = self.dir().join(format!("{file_stem}.key"));
         std::fs::write(&cert_path, cert.pem()).unwrap();
@@ -248,8 +248,8 @@ impl TestPki {
                 .collect(),
             key_identifier_method: KeyIdMethod::Sha256,
         };
-        let issuer = self.ca_params.clone().self_signed(&self.ca_key).unwrap();
-        let crl = params.signed_by(&issuer, &self.ca_key).unwrap();
+        let issuer = rcgen::Issuer::from_params(&self.ca_params, &self.ca_key);
+        let crl = params.signed_by(&issuer).unwrap();
         let path = self.dir().join(format!("{file_stem}.crl"));
         std::fs::write(&path, crl.pem().unwrap()).unwrap();
         path

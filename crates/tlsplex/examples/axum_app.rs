@@ -35,7 +35,7 @@ fn identity() -> Result<Identity, Box<dyn Error>> {
         (Some(cert), Some(key)) => Ok(Identity::from_pem_files(cert.as_ref(), key.as_ref())?),
         _ => {
             let cert = rcgen::generate_simple_self_signed(["localhost".to_owned()])?;
-            let key = cert.key_pair.serialize_pem();
+            let key = cert.signing_key.serialize_pem();
             Ok(Identity::from_pem(
                 cert.cert.pem().as_bytes(),
                 key.as_bytes(),

@@ -17,7 +17,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let cert = rcgen::generate_simple_self_signed(["localhost".to_owned()])?;
     let identity = Identity::from_pem(
         cert.cert.pem().as_bytes(),
-        cert.key_pair.serialize_pem().as_bytes(),
+        cert.signing_key.serialize_pem().as_bytes(),
     )?;
     let certs = Arc::new(CertStore::single(identity));
 

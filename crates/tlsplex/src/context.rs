@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::defaults;
 use crate::metrics::Metrics;
 use crate::registry::ServerRegistry;
+use crate::tls::challenge::ChallengeStore;
 use crate::tls::tickets::TicketKeys;
 
 /// The global settings and shared state of every server in a process.
@@ -48,6 +49,8 @@ struct Inner {
     ticket_keys: Option<Arc<TicketKeys>>,
     /// Cancelled once, to stop every server of this context; each server's token is a child.
     shutdown: CancellationToken,
+    /// Pending ACME TLS-ALPN-01 validations, answered by every server of this context.
+    challenges: Arc<ChallengeStore>,
 }
 
 impl Context {
@@ -99,6 +102,11 @@ impl Context {
     /// Connections open now across all servers of this context.
     pub fn open_connections(&self) -> usize {
         self.inner.max_connections - self.inner.connection_permits.available_permits()
+    }
+
+    /// The pending ACME TLS-ALPN-01 validations every server of this context answers.
+    pub fn acme_challenges(&self) -> &Arc<ChallengeStore> {
+        &self.inner.challenges
     }
 
     /// Stops every server of this context (each drains as [`crate::Server::run`] describes).
@@ -213,6 +221,7 @@ impl ContextBuilder {
                 metrics: Metrics::default(),
                 ticket_keys,
                 shutdown: CancellationToken::new(),
+                challenges: Arc::default(),
             }),
         }
     }

@@ -27,6 +27,8 @@
 //!   [`config::ConfigOutline`], without keys); data and files, no sockets.
 //! - [`control`]: the [`control::Controller`], which owns a supervisor and its config file and
 //!   does reload, add, start, stop.
+//! - [`acme`]: automatic certificates, a manager over the controller (TLS-ALPN-01 answered by
+//!   every server through the context's [`tls::ChallengeStore`]).
 //! - [`admin`]: the admin API and dashboard, a service over the controller.
 //!
 //! # Example
@@ -52,6 +54,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod acme;
 pub mod admin;
 pub mod config;
 pub mod conn;

@@ -454,24 +454,27 @@ pub enum FailureReason {
     Sni,
     /// A client certificate that verified but is not on the allow-list.
     ClientNotAllowed,
+    /// The name's certificate is still to come from ACME.
+    CertificatePending,
     /// The connection failed beneath TLS (reset, closed early).
     Io,
 }
 
 impl FailureReason {
     /// Every reason, in label order.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Timeout,
         Self::Alert,
         Self::Protocol,
         Self::ClientCert,
         Self::Sni,
         Self::ClientNotAllowed,
+        Self::CertificatePending,
         Self::Io,
     ];
 
     /// The label value: `timeout`, `alert`, `protocol`, `client_cert`, `sni`,
-    /// `client_not_allowed`, `io`.
+    /// `client_not_allowed`, `certificate_pending`, `io`.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Timeout => "timeout",
@@ -480,6 +483,7 @@ impl FailureReason {
             Self::ClientCert => "client_cert",
             Self::Sni => "sni",
             Self::ClientNotAllowed => "client_not_allowed",
+            Self::CertificatePending => "certificate_pending",
             Self::Io => "io",
         }
     }

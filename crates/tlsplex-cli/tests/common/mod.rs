@@ -124,6 +124,24 @@ impl Daemon {
         false
     }
 
+    /// [`Daemon::wait_log`], keeping every line read in `kept`.
+    pub fn wait_log_keeping(&self, needle: &str, limit: Duration, kept: &mut Vec<String>) -> bool {
+        let deadline = Instant::now() + limit;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line.contains(needle);
+                    kept.push(line);
+                    if found {
+                        return true;
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
     /// Resident memory, in KiB, from /proc.
     pub fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();

@@ -127,13 +127,14 @@ pub(super) enum ClientAuthModeFile {
     Optional,
 }
 
-/// One entry of `certificates = [...]`.
+/// One entry of `certificates = [...]`: files, or names for ACME.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CertificateFile {
-    pub cert: PathBuf,
-    pub key: PathBuf,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
     pub ocsp: Option<PathBuf>,
+    pub acme: Option<Vec<String>>,
 }
 
 /// `handler = { type = "..." , ... }`.

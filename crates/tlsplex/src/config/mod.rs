@@ -4,6 +4,7 @@
 //! Two types, as sozu does it: what the file says (`file.rs`, `deny_unknown_fields`) and what
 //! was validated ([`Config`]). Pure data and files: no sockets, no runtime.
 
+mod acme;
 mod admin;
 mod error;
 mod file;
@@ -21,6 +22,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use acme::validate_acme;
+pub use acme::{AcmeCertificate, AcmeOptions, LETSENCRYPT, LETSENCRYPT_STAGING};
 use admin::validate_admin;
 pub use admin::AdminOptions;
 use error::Problems;
@@ -28,7 +31,7 @@ pub use error::{ConfigError, Problem};
 use global::validate_global;
 pub use global::GlobalSettings;
 pub use outline::{AdminOutline, ConfigOutline, ServerOutline};
-use server::validate_servers;
+use server::{validate_servers, ServerKeys};
 use value::{one_line, server_tables};
 
 use crate::handler::{ForwardOptions, HttpLimits, StaticHandler};
@@ -47,6 +50,8 @@ pub struct Config {
     pub global: GlobalSettings,
     /// `[admin]`, when the file turns the admin endpoint on.
     pub admin: Option<AdminOptions>,
+    /// `[acme]`, when servers take certificates from ACME.
+    pub acme: Option<AcmeOptions>,
     /// Every `[[server]]`, in file order.
     pub servers: Vec<ServerSpec>,
     /// What would run, but likely not as meant (a route name no certificate covers); `check`
@@ -85,6 +90,8 @@ pub struct ServerSpec {
     /// The other files this server's TLS material came from (OCSP responses, client CA, CRLs),
     /// for reload watching ([`Config::watched_files`]).
     pub(crate) material_files: Vec<PathBuf>,
+    /// The certificates ACME provides (their files are among `certificate_files`).
+    pub acme_certificates: Vec<AcmeCertificate>,
 }
 
 /// The handler a config file can name.
@@ -165,7 +172,11 @@ impl Config {
         let table: toml::Table = toml::from_str(text)
             .map_err(|e| fail(format!("not valid TOML: {}", one_line(e.message()))))?;
         let mut problems = Problems::default();
-        let mut specs = validate_servers(vec![table], base, false, &mut problems);
+        let keys = ServerKeys {
+            strict_key_permissions: false,
+            acme: None,
+        };
+        let mut specs = validate_servers(vec![table], base, keys, &mut problems);
         let spec = problems.into_result(source.to_owned(), specs.pop())?;
         spec.ok_or_else(|| fail("no server in the table".to_owned()))
     }
@@ -176,15 +187,17 @@ impl Config {
         let mut problems = Problems::default();
         let mut global = None;
         let mut admin = None;
+        let mut acme = None;
         let mut servers = Vec::new();
         for (key, value) in document {
             match key.as_str() {
                 "global" => global = Some(value),
                 "admin" => admin = Some(value),
+                "acme" => acme = Some(value),
                 "server" => servers = server_tables(value, &mut problems),
                 other => problems.global(
                     other,
-                    "unknown top-level key (expected [global], [admin] or [[server]])",
+                    "unknown top-level key (expected [global], [admin], [acme] or [[server]])",
                 ),
             }
         }
@@ -192,7 +205,12 @@ impl Config {
         let admin = admin.and_then(|value| {
             validate_admin(value, base, global.strict_key_permissions, &mut problems)
         });
-        let servers = validate_servers(servers, base, global.strict_key_permissions, &mut problems);
+        let acme = acme.and_then(|value| validate_acme(value, base, &mut problems));
+        let keys = ServerKeys {
+            strict_key_permissions: global.strict_key_permissions,
+            acme: acme.as_ref(),
+        };
+        let servers = validate_servers(servers, base, keys, &mut problems);
         let warnings = problems.take_warnings();
         problems.into_result(
             file.to_owned(),
@@ -200,6 +218,7 @@ impl Config {
                 file: file.to_owned(),
                 global,
                 admin,
+                acme,
                 servers,
                 warnings,
             },

@@ -93,10 +93,12 @@ impl ConfigOutline {
                 Ok(listen) => outline.servers.push(ServerOutline {
                     name: raw.name,
                     listen,
+                    // ACME entries have their files in the [acme] storage, which the outline
+                    // does not read.
                     certificate_files: raw
                         .certificates
                         .iter()
-                        .map(|c| base.join(&c.cert))
+                        .filter_map(|c| c.cert.as_ref().map(|cert| base.join(cert)))
                         .collect(),
                 }),
                 Err(_) => problems.server(

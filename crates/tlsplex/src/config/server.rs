@@ -4,18 +4,26 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
+use super::acme::AcmeOptions;
 use super::error::Problems;
 use super::file::ServerFile;
 use super::handler::{validate_handler, HandlerAt};
 use super::route::{uncovered_names, validate_routes};
-use super::tls::{load_certificates, validate_tls};
+use super::tls::{load_certificates, validate_tls, LoadedCerts};
 use super::value::{deserialize, duration, server_label};
 use super::{HandlerSpec, ServerSpec};
+
+/// What validating a server needs from the rest of the file.
+#[derive(Clone, Copy)]
+pub(super) struct ServerKeys<'a> {
+    pub(super) strict_key_permissions: bool,
+    pub(super) acme: Option<&'a AcmeOptions>,
+}
 
 pub(super) fn validate_servers(
     tables: Vec<toml::Table>,
     base: &Path,
-    strict_keys: bool,
+    keys: ServerKeys<'_>,
     problems: &mut Problems,
 ) -> Vec<ServerSpec> {
     if tables.is_empty() {
@@ -51,7 +59,7 @@ pub(super) fn validate_servers(
                 ),
             );
         }
-        if let Some(spec) = validate_server(raw, &label, base, strict_keys, &listens, problems) {
+        if let Some(spec) = validate_server(raw, &label, base, keys, &listens, problems) {
             listens.push((spec.listen, spec.name.clone()));
             specs.push(spec);
         }
@@ -70,7 +78,7 @@ fn validate_server(
     raw: ServerFile,
     label: &str,
     base: &Path,
-    strict_keys: bool,
+    keys: ServerKeys<'_>,
     listens: &[(SocketAddr, String)],
     problems: &mut Problems,
 ) -> Option<ServerSpec> {
@@ -108,7 +116,13 @@ fn validate_server(
         ok = false;
     }
     let tls = validate_tls(raw.tls.as_ref(), label, base, problems);
-    let certs = load_certificates(&raw, label, base, strict_keys, problems);
+    let certs = load_certificates(
+        &raw,
+        label,
+        base,
+        (keys.strict_key_permissions, keys.acme),
+        problems,
+    );
     let http = super::http::validate_http(raw.http.as_ref(), label, problems);
     // Every part is checked, so one pass reports every problem.
     let at = HandlerAt {
@@ -125,12 +139,17 @@ fn validate_server(
         ok = false;
     }
     let routes = validate_routes(raw.route, label, base, problems);
-    if let (Some((routes, _)), Some((_, _, certs))) = (&routes, &certs) {
-        uncovered_names(routes, certs, label, problems);
+    if let (Some((routes, _)), Some(certs)) = (&routes, &certs) {
+        uncovered_names(routes, &certs.store, label, problems);
     }
     let (
         Some(listen),
-        Some((certificate_files, mut material_files, certs)),
+        Some(LoadedCerts {
+            files: certificate_files,
+            extra_files: mut material_files,
+            store: certs,
+            acme: acme_certificates,
+        }),
         Some((tls, client_auth_files)),
         Some(http),
         Some(handler),
@@ -153,6 +172,7 @@ fn validate_server(
         tls,
         http,
         material_files,
+        acme_certificates,
         access_log: raw.access_log,
         reuse_port: raw.reuse_port,
         routes,

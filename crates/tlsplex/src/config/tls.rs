@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::acme::{AcmeCertificate, AcmeOptions};
 use super::error::Problems;
 use super::file::{ClientAuthFile, ClientAuthModeFile, ServerFile, TlsFile};
 use crate::tls::allow::AllowList;
@@ -150,14 +151,20 @@ pub(super) fn validate_client_auth(
     Some((loaded, files))
 }
 
-/// Certificate and key files, other files read (OCSP), and the store.
-pub(super) type LoadedCerts = (Vec<(PathBuf, PathBuf)>, Vec<PathBuf>, Arc<CertStore>);
+/// What `certificates = [...]` loaded: the certificate and key files, the other files read
+/// (OCSP), the store, and the entries ACME provides.
+pub(super) struct LoadedCerts {
+    pub(super) files: Vec<(PathBuf, PathBuf)>,
+    pub(super) extra_files: Vec<PathBuf>,
+    pub(super) store: Arc<CertStore>,
+    pub(super) acme: Vec<AcmeCertificate>,
+}
 
 pub(super) fn load_certificates(
     raw: &ServerFile,
     label: &str,
     base: &Path,
-    strict_keys: bool,
+    (strict_keys, acme): (bool, Option<&AcmeOptions>),
     problems: &mut Problems,
 ) -> Option<LoadedCerts> {
     if raw.certificates.is_empty() {
@@ -168,13 +175,71 @@ pub(super) fn load_certificates(
         );
         return None;
     }
-    let mut files = Vec::new();
-    let mut extra_files = Vec::new();
+    let (mut files, mut extra_files, mut acme_certificates) = (Vec::new(), Vec::new(), Vec::new());
     let mut identities = Vec::new();
     for (i, entry) in raw.certificates.iter().enumerate() {
-        let cert = base.join(&entry.cert);
-        let key = base.join(&entry.key);
+        let at = |field: &str| format!("certificates[{i}].{field}");
+        let (cert, key, names) = match (&entry.cert, &entry.key, &entry.acme) {
+            (Some(cert), Some(key), None) => (base.join(cert), base.join(key), None),
+            (None, None, Some(names)) => {
+                let Some(acme) = acme else {
+                    problems.server(
+                        label,
+                        &at("acme"),
+                        "needs an [acme] table (directory, contact) in the file",
+                    );
+                    continue;
+                };
+                if names.is_empty() {
+                    problems.server(label, &at("acme"), "name at least one DNS name");
+                    continue;
+                }
+                let (cert, key) = acme.certificate_files(names);
+                (cert, key, Some(names.clone()))
+            }
+            (_, _, Some(_)) => {
+                problems.server(
+                    label,
+                    &at("acme"),
+                    "an entry is either { acme = [...] } or { cert, key }, not both",
+                );
+                continue;
+            }
+            (None, _, None) => {
+                problems.server(
+                    label,
+                    &at("cert"),
+                    "missing field `cert` (or acme = [\"name\", ...])",
+                );
+                continue;
+            }
+            (_, None, None) => {
+                problems.server(label, &at("key"), "missing field `key`");
+                continue;
+            }
+        };
         let ocsp = entry.ocsp.as_ref().map(|path| base.join(path));
+        files.push((cert.clone(), key.clone()));
+        extra_files.extend(ocsp.clone());
+        if let Some(names) = names {
+            acme_certificates.push(AcmeCertificate {
+                names: names.clone(),
+                cert: cert.clone(),
+                key: key.clone(),
+            });
+            // Not issued yet, or unusable: a stand-in until ACME writes new files.
+            let stored = Identity::from_pem_files(&cert, &key);
+            if let Err(error) = &stored {
+                if cert.exists() || key.exists() {
+                    tracing::warn!(server = label, names = %names.join(","), %error, "the stored ACME certificate is unusable: a new one will be ordered");
+                }
+            }
+            match stored.or_else(|_| Identity::pending(&names)) {
+                Ok(identity) => identities.push(identity),
+                Err(e) => problems.server(label, &at("acme"), e.to_string()),
+            }
+            continue;
+        }
         // Both files first, so one pass names every file that cannot be read.
         let unreadable: Vec<_> = [("cert", &cert), ("key", &key)]
             .into_iter()
@@ -184,22 +249,19 @@ pub(super) fn load_certificates(
                     .map(|e| (field, format!("cannot read {}: {e}", path.display())))
             })
             .collect();
-        let loaded = if unreadable.is_empty() {
-            Identity::check_key_permissions(&key, strict_keys)
-                .and_then(|()| Identity::from_pem_files(&cert, &key))
-                .and_then(|identity| match &ocsp {
-                    Some(path) => identity.with_ocsp_file(path),
-                    None => Ok(identity),
-                })
-        } else {
+        if !unreadable.is_empty() {
             for (field, message) in unreadable {
-                problems.server(label, &format!("certificates[{i}].{field}"), message);
+                problems.server(label, &at(field), message);
             }
-            files.push((cert, key));
-            extra_files.extend(ocsp);
             continue;
-        };
-        match loaded {
+        }
+        let identity = Identity::check_key_permissions(&key, strict_keys)
+            .and_then(|()| Identity::from_pem_files(&cert, &key))
+            .and_then(|identity| match &ocsp {
+                Some(path) => identity.with_ocsp_file(path),
+                None => Ok(identity),
+            });
+        match identity {
             Ok(identity) => identities.push(identity),
             Err(e) => {
                 let field = if e.path() == key {
@@ -209,20 +271,19 @@ pub(super) fn load_certificates(
                 } else {
                     "cert"
                 };
-                problems.server(label, &format!("certificates[{i}].{field}"), e.to_string());
+                problems.server(label, &at(field), e.to_string());
             }
         }
-        files.push((cert, key));
-        extra_files.extend(ocsp);
     }
     if identities.len() != raw.certificates.len() {
         return None;
     }
     let mut identities = identities.into_iter();
     let default = identities.next()?;
-    Some((
+    Some(LoadedCerts {
         files,
         extra_files,
-        Arc::new(CertStore::new(default, identities.collect())),
-    ))
+        store: Arc::new(CertStore::new(default, identities.collect())),
+        acme: acme_certificates,
+    })
 }

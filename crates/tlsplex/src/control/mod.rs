@@ -32,7 +32,7 @@ use tokio::sync::Mutex;
 pub use error::ControlError;
 pub use source::ConfigSource;
 
-use crate::config::{Config, ServerSpec};
+use crate::config::{AcmeCertificate, AcmeOptions, Config, ServerSpec};
 use crate::context::Context;
 use crate::server::ServerStats;
 use crate::supervisor::{ReloadReport, Supervisor};
@@ -47,6 +47,8 @@ pub enum ReloadCause {
     WatchedFile,
     /// `POST /api/reload`.
     AdminApi,
+    /// ACME issued or renewed a certificate.
+    Acme,
 }
 
 impl fmt::Display for ReloadCause {
@@ -55,6 +57,7 @@ impl fmt::Display for ReloadCause {
             Self::Signal => "signal",
             Self::WatchedFile => "a watched file changed",
             Self::AdminApi => "admin API",
+            Self::Acme => "ACME certificate issued",
         })
     }
 }
@@ -213,6 +216,12 @@ impl Controller {
             .remove(name)
             .await
             .map_err(|unknown| ControlError::NotRunning(unknown.0))
+    }
+
+    /// `[acme]` and the certificates the servers want from it, as last loaded; `None` without
+    /// a config file or an `[acme]` table.
+    pub async fn acme(&self) -> Option<(AcmeOptions, Vec<AcmeCertificate>)> {
+        self.state.lock().await.source.as_ref()?.acme()
     }
 
     /// Runs `f` on the supervisor (to read handles, addresses); `None` once shut down.

@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::config::{Config, ConfigError, GlobalSettings, ServerSpec};
+use crate::config::{
+    AcmeCertificate, AcmeOptions, Config, ConfigError, GlobalSettings, ServerSpec,
+};
 
 /// A config file, as last loaded.
 #[derive(Debug)]
@@ -16,6 +18,8 @@ pub struct ConfigSource {
     servers: Vec<ServerSpec>,
     /// `[global]` as the process started with it: what a reload compares against.
     started_with: GlobalSettings,
+    /// `[acme]` as last loaded.
+    acme: Option<AcmeOptions>,
 }
 
 impl ConfigSource {
@@ -26,7 +30,21 @@ impl ConfigSource {
             files: seen_now(config),
             servers: config.servers.clone(),
             started_with: config.global.clone(),
+            acme: config.acme.clone(),
         }
+    }
+
+    /// `[acme]` and every certificate the servers want from it (each set of names once), as
+    /// last loaded.
+    pub fn acme(&self) -> Option<(AcmeOptions, Vec<AcmeCertificate>)> {
+        let acme = self.acme.clone()?;
+        let mut wanted: Vec<AcmeCertificate> = Vec::new();
+        for certificate in self.servers.iter().flat_map(|s| &s.acme_certificates) {
+            if !wanted.iter().any(|w| w.names == certificate.names) {
+                wanted.push(certificate.clone());
+            }
+        }
+        Some((acme, wanted))
     }
 
     /// `[global]` as the process started with it.
@@ -38,6 +56,7 @@ impl ConfigSource {
     pub(crate) fn loaded(&mut self, config: &Config) {
         self.files = seen_now(config);
         self.servers = config.servers.clone();
+        self.acme = config.acme.clone();
     }
 
     /// The config file.

@@ -180,6 +180,11 @@ async fn establish<'s>(
         Ok(Ok(handshake::Handshaken::Passthrough(tcp, kept, passthrough))) => {
             return Ok(Established::Passthrough(tcp, kept, passthrough));
         }
+        Ok(Ok(handshake::Handshaken::Validated)) => {
+            let name = hello.sni.as_deref().unwrap_or("");
+            tracing::info!(name, "answered an ACME TLS-ALPN-01 validation");
+            return Err(CloseReason::AcmeValidated);
+        }
         Ok(Err(error)) => {
             failures.count(error.reason());
             error.log();

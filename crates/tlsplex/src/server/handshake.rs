@@ -31,6 +31,8 @@ pub(super) enum Handshaken<'s> {
     Tls(TlsStream, &'s ConnectionHandler),
     /// The route passes it through: the bytes read so far, and the socket.
     Passthrough(MeteredTcp, Vec<u8>, &'s PassthroughHandler),
+    /// An ACME TLS-ALPN-01 validation, answered with its challenge certificate and closed.
+    Validated,
 }
 
 /// A fatal alert record, in the clear (TLS 1.2 framing, as before any key is agreed).
@@ -92,6 +94,16 @@ pub(super) async fn handshake<'s>(
             }
         }
     };
+    if !settings.challenges.is_empty() {
+        if let Some(config) = settings.challenges.answer(&accepted.client_hello()) {
+            hello.sni = accepted.client_hello().server_name().map(str::to_owned);
+            let mut stream = StartHandshake::from_parts(accepted, tcp)
+                .into_stream(config)
+                .await?;
+            let _ = stream.shutdown().await;
+            return Ok(Handshaken::Validated);
+        }
+    }
     let sni = accepted.client_hello().server_name().map(str::to_owned);
     hello.route = table.find(sni.as_deref());
     hello.sni = sni;
@@ -115,6 +127,16 @@ pub(super) async fn handshake<'s>(
                 .write_all(&fatal_alert(AlertDescription::UnrecognisedName))
                 .await;
             return Err(refusal);
+        }
+    }
+    if let LiveTarget::Terminate(_) = route.target {
+        let identity = settings.certs.select(hello.sni.as_deref());
+        if identity.is_pending() {
+            let name = identity.summary().label_name();
+            let _ = tcp
+                .write_all(&fatal_alert(AlertDescription::InternalError))
+                .await;
+            return Err(HandshakeError::CertificatePending(name));
         }
     }
     let handler = match &route.target {

@@ -19,6 +19,8 @@ pub(crate) enum HandshakeError {
     /// The connection failed beneath TLS.
     #[error("strict_sni: no route for {}", shown_name(.0.as_deref()))]
     NoRoute(Option<String>),
+    #[error("no certificate for {0} yet: it waits for ACME")]
+    CertificatePending(String),
     #[error("{0}")]
     Io(io::Error),
 }
@@ -57,6 +59,7 @@ impl HandshakeError {
     pub(crate) fn reason(&self) -> FailureReason {
         match self {
             Self::UnknownServerName(_) | Self::NoRoute(_) => FailureReason::Sni,
+            Self::CertificatePending(_) => FailureReason::CertificatePending,
             Self::Tls(rustls::Error::InvalidCertificate(
                 rustls::CertificateError::ApplicationVerificationFailure,
             )) => FailureReason::ClientNotAllowed,
@@ -107,6 +110,8 @@ pub(crate) enum CloseReason {
     ResumedSessionRefused(String),
     /// A passthrough route's pool had no backend that answered.
     NoBackend,
+    /// An ACME validation, answered.
+    AcmeValidated,
 }
 
 impl fmt::Display for CloseReason {
@@ -119,6 +124,7 @@ impl fmt::Display for CloseReason {
             Self::HandshakeTimedOut => f.write_str("handshake timed out"),
             Self::ResumedSessionRefused(why) => write!(f, "resumed session refused: {why}"),
             Self::NoBackend => f.write_str("no backend answered"),
+            Self::AcmeValidated => f.write_str("ACME TLS-ALPN-01 validation answered"),
         }
     }
 }

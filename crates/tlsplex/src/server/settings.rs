@@ -13,6 +13,7 @@ use super::ServerOptions;
 use crate::context::Context;
 use crate::metrics::{BackendMetrics, CertificateExpiry, ServerMetrics};
 use crate::tls::certs::CertStore;
+use crate::tls::challenge::ChallengeStore;
 use crate::tls::client_auth::ClientAuthMode;
 use crate::tls::policy;
 use crate::tls::resumption::ResumptionState;
@@ -25,6 +26,8 @@ pub(crate) struct Settings {
     pub(crate) access_log: bool,
     /// The server's own handler and TLS, and its routes.
     pub(crate) routes: RouteTable,
+    /// The context's pending ACME validations.
+    pub(crate) challenges: Arc<ChallengeStore>,
 }
 
 /// How a server that verifies clients treats resumed sessions.
@@ -144,5 +147,6 @@ fn build(
             .unwrap_or_else(|| ctx.handshake_timeout()),
         access_log: options.access_log,
         routes,
+        challenges: ctx.acme_challenges().clone(),
     })
 }

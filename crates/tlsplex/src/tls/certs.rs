@@ -106,6 +106,9 @@ pub struct Identity {
     certified_key: Arc<CertifiedKey>,
     summary: Arc<CertSummary>,
     stapled: Option<Stapled>,
+    /// A stand-in for names whose certificate ACME has not issued yet: handshakes that would
+    /// present it are refused.
+    pending: bool,
 }
 
 /// The same chain and key with an OCSP response attached, used while the response is fresh.
@@ -211,7 +214,32 @@ impl Identity {
             certified_key: Arc::new(certified_key),
             summary: Arc::new(summary),
             stapled: None,
+            pending: false,
         })
+    }
+
+    /// A stand-in for `names` until ACME issues their certificate (a throw-away self-signed
+    /// one, never presented: handshakes that select it are refused).
+    pub fn pending(names: &[String]) -> Result<Self, CertLoadError> {
+        let fail = |reason: String| CertLoadError::UnsupportedKey {
+            path: PathBuf::from("<pending ACME certificate>"),
+            reason,
+        };
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .map_err(|e| fail(e.to_string()))?;
+        let params =
+            rcgen::CertificateParams::new(names.to_vec()).map_err(|e| fail(e.to_string()))?;
+        let cert = params.self_signed(&key).map_err(|e| fail(e.to_string()))?;
+        let der = PrivateKeyDer::Pkcs8(key.serialize_der().into());
+        let placeholder = Path::new("<pending ACME certificate>");
+        let mut identity = Self::assemble(vec![cert.der().clone()], placeholder, der, placeholder)?;
+        identity.pending = true;
+        Ok(identity)
+    }
+
+    /// Whether this stands in for a certificate ACME has not issued yet.
+    pub fn is_pending(&self) -> bool {
+        self.pending
     }
 
     /// Staples the DER-encoded OCSP response in `path` while it is fresh (before its

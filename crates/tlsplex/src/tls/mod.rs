@@ -2,6 +2,7 @@
 
 pub(crate) mod allow;
 pub(crate) mod certs;
+pub(crate) mod challenge;
 pub(crate) mod client_auth;
 pub(crate) mod ocsp;
 pub(crate) mod policy;
@@ -11,6 +12,7 @@ pub(crate) mod tickets;
 
 pub use allow::AllowList;
 pub use certs::{CertLoadError, CertStore, Identity};
+pub use challenge::{ChallengeError, ChallengeStore, ACME_TLS_ALPN};
 pub use client_auth::{ClientAuth, ClientAuthError, ClientAuthMode};
 pub use ocsp::{OcspCertStatus, OcspSummary};
 pub use policy::{

@@ -1,0 +1,200 @@
+//! `[acme]`: the ACME account every server of the process shares, and where its certificates
+//! are kept; `{ acme = ["name", ...] }` certificate entries resolve to files in that storage.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::error::Problems;
+use super::value::deserialize;
+
+/// Let's Encrypt's production directory (`directory = "letsencrypt"`).
+pub const LETSENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+/// Let's Encrypt's staging directory (`directory = "letsencrypt-staging"`): try here first.
+pub const LETSENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
+
+/// `[acme]`, validated.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AcmeOptions {
+    /// The directory URL.
+    pub directory: String,
+    /// `mailto:` addresses the CA may write to about the account.
+    pub contact: Vec<String>,
+    /// The folder holding the account, certificates and keys.
+    pub storage: PathBuf,
+    /// A PEM root the directory's own HTTPS certificate chains to (test and private CAs).
+    pub directory_ca: Option<PathBuf>,
+    /// External account binding: the key id and the decoded HMAC key.
+    pub eab: Option<(String, Vec<u8>)>,
+}
+
+impl fmt::Debug for AcmeOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the EAB HMAC key.
+        f.debug_struct("AcmeOptions")
+            .field("directory", &self.directory)
+            .field("contact", &self.contact)
+            .field("storage", &self.storage)
+            .field("directory_ca", &self.directory_ca)
+            .field("eab", &self.eab.as_ref().map(|(kid, _)| kid))
+            .finish()
+    }
+}
+
+impl AcmeOptions {
+    /// The certificate chain and key files of the certificate for `names` (named after the
+    /// first, `*` spelled `_`).
+    pub fn certificate_files(&self, names: &[String]) -> (PathBuf, PathBuf) {
+        let first = names.first().map_or("unnamed", String::as_str);
+        let folder: String = first
+            .to_ascii_lowercase()
+            .chars()
+            .map(|c| if c == '*' { '_' } else { c })
+            .collect();
+        let folder = self.storage.join("certificates").join(folder);
+        (folder.join("cert.pem"), folder.join("key.pem"))
+    }
+}
+
+/// One certificate a server wants from ACME.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AcmeCertificate {
+    /// The names, the first giving the files their folder.
+    pub names: Vec<String>,
+    /// Where the chain is kept.
+    pub cert: PathBuf,
+    /// Where the key is kept.
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AcmeFile {
+    directory: String,
+    #[serde(default)]
+    contact: Vec<String>,
+    storage: Option<PathBuf>,
+    directory_ca: Option<PathBuf>,
+    key_type: Option<String>,
+    eab: Option<EabFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EabFile {
+    kid: String,
+    hmac_key_file: PathBuf,
+}
+
+pub(super) fn validate_acme(
+    value: toml::Value,
+    base: &Path,
+    problems: &mut Problems,
+) -> Option<AcmeOptions> {
+    let toml::Value::Table(table) = value else {
+        problems.global("acme", "must be a table: [acme]");
+        return None;
+    };
+    let raw: AcmeFile = deserialize(table, &mut |key, message| {
+        let key = if key.is_empty() {
+            "acme".to_owned()
+        } else {
+            format!("acme.{key}")
+        };
+        problems.global(&key, message);
+    })?;
+    let mut ok = true;
+    let directory = match raw.directory.as_str() {
+        "letsencrypt" => LETSENCRYPT.to_owned(),
+        "letsencrypt-staging" => LETSENCRYPT_STAGING.to_owned(),
+        url if url.starts_with("https://") => url.to_owned(),
+        other => {
+            problems.global(
+                "acme.directory",
+                format!(
+                    "{other:?} is not an https:// URL, \"letsencrypt\" or \"letsencrypt-staging\""
+                ),
+            );
+            ok = false;
+            String::new()
+        }
+    };
+    for (i, contact) in raw.contact.iter().enumerate() {
+        if !contact.starts_with("mailto:") || contact.len() <= "mailto:".len() {
+            problems.global(
+                &format!("acme.contact[{i}]"),
+                format!("{contact:?} is not a mailto: address (write \"mailto:ops@example.com\")"),
+            );
+            ok = false;
+        }
+    }
+    if let Some(key_type) = raw.key_type.as_deref().filter(|k| *k != "ecdsa-p256") {
+        problems.global(
+            "acme.key_type",
+            format!(
+                "{key_type:?} is not supported: certificates get ECDSA P-256 keys (\"ecdsa-p256\")"
+            ),
+        );
+        ok = false;
+    }
+    let directory_ca = raw.directory_ca.map(|path| base.join(path));
+    if let Some(path) = &directory_ca {
+        if let Err(error) = crate::files::read_limited(path, crate::files::MAX_MATERIAL_FILE) {
+            problems.global(
+                "acme.directory_ca",
+                format!("cannot read {}: {error}", path.display()),
+            );
+            ok = false;
+        }
+    }
+    let eab = raw.eab.and_then(|eab| {
+        let path = base.join(&eab.hmac_key_file);
+        let text = crate::files::read_text(&path, crate::files::MAX_SECRET_FILE)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))
+            .and_then(|text| {
+                decode_base64url(text.trim())
+                    .ok_or_else(|| format!("{} does not hold a base64url HMAC key", path.display()))
+            });
+        match text {
+            Ok(key) => Some((eab.kid, key)),
+            Err(message) => {
+                problems.global("acme.eab.hmac_key_file", message);
+                ok = false;
+                None
+            }
+        }
+    });
+    let storage = base.join(raw.storage.unwrap_or_else(|| PathBuf::from("acme")));
+    ok.then_some(AcmeOptions {
+        directory,
+        contact: raw.contact,
+        storage,
+        directory_ca,
+        eab,
+    })
+}
+
+/// Base64url, padded or not (as CAs hand out EAB keys); `None` for anything else.
+fn decode_base64url(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text.trim_end_matches('='))
+        .ok()
+        .filter(|key| !key.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode_base64url;
+
+    #[test]
+    fn base64url_decodes_with_or_without_padding() {
+        assert_eq!(decode_base64url("aGk").as_deref(), Some(&b"hi"[..]));
+        assert_eq!(decode_base64url("aGk=").as_deref(), Some(&b"hi"[..]));
+        assert_eq!(decode_base64url("-_8").as_deref(), Some(&[0xfb, 0xff][..]));
+        assert!(decode_base64url("a b").is_none());
+    }
+}
