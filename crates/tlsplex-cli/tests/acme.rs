@@ -186,12 +186,16 @@ fn request_on(tls: &mut rustls::ClientConnection, tcp: &mut std::net::TcpStream)
         .unwrap_or(0)
 }
 
-fn config(dir: &Path, pebble: &Pebble, ca: &Path, a: u16, b: u16) -> String {
+fn config(dir: &Path, pebble: &Pebble, ca: &Path, ports: [u16; 3]) -> String {
+    let [a, b, admin] = ports;
     let path = dir.join("tlsplex.toml");
     std::fs::write(
         &path,
         format!(
-            r#"[acme]
+            r#"[admin]
+listen = "127.0.0.1:{admin}"
+
+[acme]
 directory = "{}"
 directory_ca = "{}"
 contact = ["mailto:ops@example.test"]
@@ -239,10 +243,10 @@ fn certificates_are_issued_served_reused_at_restart_and_renewed_without_dropping
     }
     let pki = TestPki::new();
     let dir = pki.dir().to_owned();
-    let (a, b) = (free_port(), free_port());
+    let (a, b, admin) = (free_port(), free_port(), free_port());
     // Short-lived certificates: a third of 30 s left comes 20 s after issuance.
     let mut pebble = Pebble::new(&dir, &pki, a, 30);
-    let config = config(&dir, &pebble, &pki.ca_file(), a, b);
+    let config = config(&dir, &pebble, &pki.ca_file(), [a, b, admin]);
     let addrs = [
         SocketAddr::from(([127, 0, 0, 1], a)),
         SocketAddr::from(([127, 0, 0, 1], b)),
@@ -304,6 +308,35 @@ fn certificates_are_issued_served_reused_at_restart_and_renewed_without_dropping
     }
     let problem = problem.unwrap_or_default();
     assert!(problem.contains("urn:ietf:params:acme:error"), "{problem}");
+
+    // The admin API and the metrics show each managed certificate and the orders.
+    let (status, body) = common::admin::http(admin, "GET", "/api/acme", None);
+    assert_eq!(status, 200);
+    let managed: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let state = |names: &str| {
+        managed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["names"].as_array().unwrap()[0] == names)
+            .cloned()
+            .unwrap_or_else(|| panic!("{names} in {body}"))
+    };
+    assert_eq!(state("a.test")["state"], "valid", "{body}");
+    assert!(state("a.test")["next_order"]
+        .as_str()
+        .unwrap()
+        .contains('T'));
+    assert_eq!(state("bad.test")["state"], "failing", "{body}");
+    assert!(state("bad.test")["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("urn:ietf:params:acme:error"));
+    let (_, metrics) = common::admin::http(admin, "GET", "/metrics", None);
+    assert!(
+        metrics.contains("tlsplex_acme_orders_total{result=\"ok\"} 2"),
+        "{metrics}"
+    );
 
     // A restart reuses what is stored: no new order; a corrupted stored certificate is
     // reported and ordered again.

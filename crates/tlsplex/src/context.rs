@@ -15,6 +15,7 @@ use crate::defaults;
 use crate::metrics::Metrics;
 use crate::registry::ServerRegistry;
 use crate::tls::challenge::ChallengeStore;
+use crate::tls::managed::ManagedCertificates;
 use crate::tls::tickets::TicketKeys;
 
 /// The global settings and shared state of every server in a process.
@@ -51,6 +52,8 @@ struct Inner {
     shutdown: CancellationToken,
     /// Pending ACME TLS-ALPN-01 validations, answered by every server of this context.
     challenges: Arc<ChallengeStore>,
+    /// What the ACME manager knows of the certificates it keeps.
+    managed: ManagedCertificates,
 }
 
 impl Context {
@@ -107,6 +110,11 @@ impl Context {
     /// The pending ACME TLS-ALPN-01 validations every server of this context answers.
     pub fn acme_challenges(&self) -> &Arc<ChallengeStore> {
         &self.inner.challenges
+    }
+
+    /// The certificates the ACME manager keeps, and where each stands.
+    pub fn acme_certificates(&self) -> &ManagedCertificates {
+        &self.inner.managed
     }
 
     /// Stops every server of this context (each drains as [`crate::Server::run`] describes).
@@ -222,6 +230,7 @@ impl ContextBuilder {
                 ticket_keys,
                 shutdown: CancellationToken::new(),
                 challenges: Arc::default(),
+                managed: ManagedCertificates::default(),
             }),
         }
     }

@@ -51,6 +51,8 @@ pub const BACKEND_CONNECTIONS_ACTIVE: &str = "tlsplex_backend_connections_active
 pub const BACKEND_CONNECTIONS: &str = "tlsplex_backend_connections";
 /// Failed connects and health checks of a backend.
 pub const BACKEND_FAILURES: &str = "tlsplex_backend_failures";
+/// ACME orders by `result`: `ok`, `failed`.
+pub const ACME_ORDERS: &str = "tlsplex_acme_orders";
 /// Reloads by `result`: `ok`, `failed`.
 pub const RELOADS: &str = "tlsplex_reloads";
 
@@ -116,6 +118,7 @@ pub struct Metrics {
     routes: Family<RouteLabels, Counter>,
     backends: BackendFamilies,
     reloads: Family<ResultLabel, Counter>,
+    acme_orders: Family<ResultLabel, Counter>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -155,6 +158,7 @@ impl Default for Metrics {
             routes: Family::default(),
             backends: BackendFamilies::default(),
             reloads: Family::default(),
+            acme_orders: Family::default(),
         };
         {
             let mut r = metrics
@@ -240,6 +244,7 @@ impl Default for Metrics {
                 backends.failures.clone(),
             );
             r.register(RELOADS, "Configuration reloads", metrics.reloads.clone());
+            r.register(ACME_ORDERS, "ACME orders", metrics.acme_orders.clone());
         }
         metrics
     }
@@ -259,6 +264,14 @@ impl Metrics {
     pub(crate) fn reload(&self, ok: bool) {
         let result = if ok { "ok" } else { "failed" };
         self.reloads.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    /// Counts an ACME order (the ACME manager does).
+    pub(crate) fn acme_order(&self, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.acme_orders
+            .get_or_create(&ResultLabel { result })
+            .inc();
     }
 
     /// The handles of one server's metrics.

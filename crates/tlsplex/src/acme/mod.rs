@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{AcmeCertificate, AcmeOptions};
 use crate::control::{Controller, ReloadCause};
+use crate::tls::managed::Event;
 use crate::tls::CertSummary;
 use storage::{write_private, Storage};
 
@@ -64,6 +65,8 @@ impl Manager {
         wanted: &[AcmeCertificate],
     ) -> Instant {
         let mut next = Instant::now() + RECHECK;
+        let managed = controller.context().acme_certificates();
+        managed.retain(&wanted.iter().map(|c| c.names.clone()).collect::<Vec<_>>());
         for certificate in wanted {
             if let Some((at, _)) = self.retries.get(&certificate.names) {
                 if *at > Instant::now() {
@@ -71,13 +74,23 @@ impl Manager {
                     continue;
                 }
             }
+            let not_after = stored_summary(certificate).map(|s| s.not_after);
             if let Some(wait) = renewal_wait(certificate) {
                 next = next.min(Instant::now() + wait);
+                let next = SystemTime::now() + wait;
+                managed.record(&certificate.names, not_after, Event::Valid { next });
                 continue;
             }
-            match self.order(controller, options, certificate).await {
+            managed.record(&certificate.names, not_after, Event::Ordering);
+            let result = self.order(controller, options, certificate).await;
+            controller.context().metrics().acme_order(result.is_ok());
+            match result {
                 Ok(()) => {
                     self.retries.remove(&certificate.names);
+                    let not_after = stored_summary(certificate).map(|s| s.not_after);
+                    let wait = renewal_wait(certificate).unwrap_or_default();
+                    let next = SystemTime::now() + wait;
+                    managed.record(&certificate.names, not_after, Event::Valid { next });
                     // Served at once, before the next order of this pass.
                     if let Err(error) = controller.reload(ReloadCause::Acme).await {
                         tracing::error!(%error, "the issued certificate could not be loaded");
@@ -89,6 +102,9 @@ impl Manager {
                         .entry(certificate.names.clone())
                         .or_insert((Instant::now(), FIRST_RETRY));
                     tracing::warn!(names = %certificate.names.join(","), %error, retry_in_s = delay.as_secs(), "ACME order failed; it will be tried again");
+                    let retry = SystemTime::now() + *delay;
+                    let event = Event::Failed { retry, error };
+                    managed.record(&certificate.names, not_after, event);
                     *at = Instant::now() + *delay;
                     next = next.min(*at);
                     *delay = (*delay * 2).min(MAX_RETRY);

@@ -59,6 +59,10 @@ impl Api {
                 StatusCode::OK,
                 &certificates(&self.controller.stats().await),
             ),
+            (&Method::GET, ["api", "acme"]) => json(
+                StatusCode::OK,
+                &self.controller.context().acme_certificates().list(),
+            ),
             (&Method::GET, ["api", "backends"]) => {
                 json(StatusCode::OK, &backends(&self.controller.stats().await))
             }

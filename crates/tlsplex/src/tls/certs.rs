@@ -227,8 +227,11 @@ impl Identity {
         };
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
             .map_err(|e| fail(e.to_string()))?;
-        let params =
+        let mut params =
             rcgen::CertificateParams::new(names.to_vec()).map_err(|e| fail(e.to_string()))?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "waiting for ACME");
         let cert = params.self_signed(&key).map_err(|e| fail(e.to_string()))?;
         let der = PrivateKeyDer::Pkcs8(key.serialize_der().into());
         let placeholder = Path::new("<pending ACME certificate>");

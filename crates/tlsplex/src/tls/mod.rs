@@ -4,6 +4,7 @@ pub(crate) mod allow;
 pub(crate) mod certs;
 pub(crate) mod challenge;
 pub(crate) mod client_auth;
+pub(crate) mod managed;
 pub(crate) mod ocsp;
 pub(crate) mod policy;
 pub(crate) mod resumption;
@@ -14,6 +15,7 @@ pub use allow::AllowList;
 pub use certs::{CertLoadError, CertStore, Identity};
 pub use challenge::{ChallengeError, ChallengeStore, ACME_TLS_ALPN};
 pub use client_auth::{ClientAuth, ClientAuthError, ClientAuthMode};
+pub use managed::{ManagedCertificate, ManagedCertificates, ManagedState};
 pub use ocsp::{OcspCertStatus, OcspSummary};
 pub use policy::{
     TlsPolicy, UnknownName, DEFAULT_ALPN, DEFAULT_CIPHER_SUITES, DEFAULT_MAX_SESSION_AGE,
