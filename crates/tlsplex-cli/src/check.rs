@@ -20,6 +20,14 @@ pub fn run(path: &Path) -> ExitCode {
                     cert.subject,
                     cert.days_until_expiry(now)
                 );
+                for acme in &server.acme_certificates {
+                    let state = if acme.cert.exists() {
+                        "stored"
+                    } else {
+                        "not issued yet"
+                    };
+                    println!("    acme {:<15} {}", acme.names.join(", "), state);
+                }
                 for route in &server.routes {
                     let kind = if route.is_passthrough() {
                         "passthrough"

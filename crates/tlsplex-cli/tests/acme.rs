@@ -252,6 +252,14 @@ fn certificates_are_issued_served_reused_at_restart_and_renewed_without_dropping
         SocketAddr::from(([127, 0, 0, 1], b)),
     ];
 
+    let check = common::tlsplex(&["check", "-c", &config]);
+    let listed = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{check:?}");
+    assert!(
+        listed.contains("acme b.test, www.b.test") && listed.contains("not issued yet"),
+        "{listed}"
+    );
+
     // The CA is down at start: the servers listen anyway, refuse the names they have no
     // certificate for, and the orders are retried.
     let mut daemon = Daemon::start(&["run", "-c", &config, "--log-format", "json"]);

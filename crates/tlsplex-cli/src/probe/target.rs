@@ -52,6 +52,7 @@ pub(super) fn targets(args: &ProbeArgs) -> Result<Vec<Target>, String> {
                     .certificate_files
                     .first()
                     .and_then(|file| first_dns_name(file))
+                    .or_else(|| server.acme_names.first().cloned())
             });
             targets.push(Target {
                 address: server.listen.to_string(),

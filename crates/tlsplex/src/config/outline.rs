@@ -43,6 +43,8 @@ pub struct ServerOutline {
     /// Its certificate files (public), resolved against the config file's folder; the keys are
     /// not named here.
     pub certificate_files: Vec<PathBuf>,
+    /// The names of its `{ acme = [...] }` certificates, in order.
+    pub acme_names: Vec<String>,
 }
 
 impl ConfigOutline {
@@ -99,6 +101,13 @@ impl ConfigOutline {
                         .certificates
                         .iter()
                         .filter_map(|c| c.cert.as_ref().map(|cert| base.join(cert)))
+                        .collect(),
+                    acme_names: raw
+                        .certificates
+                        .iter()
+                        .filter_map(|c| c.acme.as_ref())
+                        .flatten()
+                        .cloned()
                         .collect(),
                 }),
                 Err(_) => problems.server(
