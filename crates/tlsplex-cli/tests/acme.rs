@@ -340,6 +340,20 @@ fn certificates_are_issued_served_reused_at_restart_and_renewed_without_dropping
         .as_str()
         .unwrap()
         .contains("urn:ietf:params:acme:error"));
+    if available("chromium") {
+        let dom = common::chromium(
+            &format!("http://127.0.0.1:{admin}/"),
+            &[
+                "--virtual-time-budget=5000".to_owned(),
+                "--dump-dom".to_owned(),
+            ],
+        );
+        assert!(
+            dom.contains("<td>a.test</td><td class=\"valid\">valid</td>")
+                && dom.contains("<td>bad.test</td><td class=\"failing\">failing</td>"),
+            "each managed certificate on the dashboard:\n{dom}"
+        );
+    }
     let (_, metrics) = common::admin::http(admin, "GET", "/metrics", None);
     assert!(
         metrics.contains("tlsplex_acme_orders_total{result=\"ok\"} 2"),
