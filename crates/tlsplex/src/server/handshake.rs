@@ -11,10 +11,10 @@ use tokio_rustls::StartHandshake;
 
 use super::connection::ConnectionShared;
 use super::outcome::HandshakeError;
+use super::routes::LiveTarget;
 use super::settings::Settings;
 use crate::conn::{MeteredTcp, TlsStream};
 use crate::handler::{ConnectionHandler, PassthroughHandler};
-use crate::server::routes::LiveTarget;
 use crate::tls::resumption::guarded_config;
 
 /// What the ClientHello told: kept for the access log even when the handshake then fails.
