@@ -150,13 +150,38 @@ fn client(roots: rustls::RootCertStore) -> Arc<rustls::ClientConfig> {
 
 /// Handshakes with `name` on `port`, verifying against `roots`; the leaf presented.
 fn leaf(port: u16, name: &str, config: &Arc<rustls::ClientConfig>) -> Vec<u8> {
+    try_leaf(port, name, config).unwrap()
+}
+
+fn try_leaf(port: u16, name: &str, config: &Arc<rustls::ClientConfig>) -> std::io::Result<Vec<u8>> {
     let server_name = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
     let mut tls = rustls::ClientConnection::new(config.clone(), server_name).unwrap();
-    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port))?;
     while tls.is_handshaking() {
-        tls.complete_io(&mut tcp).unwrap();
+        tls.complete_io(&mut tcp)?;
     }
-    tls.peer_certificates().unwrap()[0].to_vec()
+    Ok(tls.peer_certificates().unwrap()[0].to_vec())
+}
+
+/// The leaf served for `name` once it is served and is not `old` (the reload after an
+/// issuance may take a moment under load); panics after 15 s.
+fn served_other_than(
+    port: u16,
+    name: &str,
+    config: &Arc<rustls::ClientConfig>,
+    old: Option<&[u8]>,
+) -> Vec<u8> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        match try_leaf(port, name, config) {
+            Ok(leaf) if Some(leaf.as_slice()) != old => return leaf,
+            result => assert!(
+                std::time::Instant::now() < deadline,
+                "{name} never served a new certificate: {result:?}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// One keep-alive HTTP/1.1 request on an open connection; its status.
@@ -289,9 +314,8 @@ fn certificates_are_issued_served_reused_at_restart_and_renewed_without_dropping
         daemon.cpu_time() - cpu_before
     );
     let verify = client(pebble.root(&pki.ca_file()));
-    std::thread::sleep(Duration::from_millis(300)); // the reload that follows the issuance
-    let first_a = leaf(a, "a.test", &verify);
-    let first_b = leaf(b, "www.b.test", &verify);
+    let first_a = served_other_than(a, "a.test", &verify, None);
+    let first_b = served_other_than(b, "www.b.test", &verify, None);
     assert_ne!(first_a, first_b);
     assert_eq!(pebble.issued(), 2);
     let stored = dir.join("acme/certificates/b.test/key.pem");
@@ -386,8 +410,7 @@ fn certificates_are_issued_served_reused_at_restart_and_renewed_without_dropping
         log.join("\n")
     );
     assert!(log.iter().any(|line| line.contains("b.test")));
-    std::thread::sleep(Duration::from_millis(300));
-    assert_ne!(leaf(b, "b.test", &verify), first_b);
+    served_other_than(b, "b.test", &verify, Some(&first_b));
     assert_eq!(
         pebble.issued(),
         3,
