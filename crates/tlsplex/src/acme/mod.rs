@@ -54,9 +54,22 @@ struct Manager {
     account: Option<(String, Account)>,
     /// Failing orders: when to try again, and the wait after that.
     retries: HashMap<Vec<String>, (Instant, Duration)>,
+    /// This process's share of the renewal jitter, in [0, 1): drawn once, so a certificate's
+    /// due time holds still from pass to pass, and differs between processes.
+    jitter: Option<f64>,
 }
 
 impl Manager {
+    fn jitter(&mut self) -> f64 {
+        *self.jitter.get_or_insert_with(|| {
+            let mut random = [0u8; 4];
+            match aws_lc_rs::rand::fill(&mut random) {
+                Ok(()) => f64::from(u32::from_be_bytes(random)) / (f64::from(u32::MAX) + 1.0),
+                Err(_) => 0.0,
+            }
+        })
+    }
+
     /// Orders what is due; returns when to look again.
     async fn pass(
         &mut self,
@@ -74,8 +87,9 @@ impl Manager {
                     continue;
                 }
             }
-            let not_after = stored_summary(certificate).map(|s| s.not_after);
-            if let Some(wait) = renewal_wait(certificate) {
+            let stored = stored_summary(certificate);
+            let not_after = stored.as_ref().map(|s| s.not_after);
+            if let Some(wait) = renewal_wait(certificate, stored.as_ref(), self.jitter()) {
                 next = next.min(Instant::now() + wait);
                 let next = SystemTime::now() + wait;
                 managed.record(&certificate.names, not_after, Event::Valid { next });
@@ -85,10 +99,11 @@ impl Manager {
             let result = self.order(controller, options, certificate).await;
             controller.context().metrics().acme_order(result.is_ok());
             match result {
-                Ok(()) => {
+                Ok(issued) => {
                     self.retries.remove(&certificate.names);
-                    let not_after = stored_summary(certificate).map(|s| s.not_after);
-                    let wait = renewal_wait(certificate).unwrap_or_default();
+                    let not_after = issued.as_ref().map(|s| s.not_after);
+                    let wait = renewal_wait(certificate, issued.as_ref(), self.jitter())
+                        .unwrap_or_default();
                     let next = SystemTime::now() + wait;
                     managed.record(&certificate.names, not_after, Event::Valid { next });
                     // Served at once, before the next order of this pass.
@@ -119,7 +134,7 @@ impl Manager {
         controller: &Controller,
         options: &AcmeOptions,
         certificate: &AcmeCertificate,
-    ) -> Result<(), String> {
+    ) -> Result<Option<CertSummary>, String> {
         let account = self.account(options).await?;
         let names = certificate.names.join(",");
         tracing::info!(%names, directory = %options.directory, "ordering a certificate");
@@ -142,10 +157,12 @@ impl Manager {
                     certificate.cert.display()
                 )
             })?;
-        let not_after = stored_summary(certificate)
+        let issued = stored_summary(certificate);
+        let not_after = issued
+            .as_ref()
             .map(|s| humantime::format_rfc3339_seconds(s.not_after).to_string());
         tracing::info!(%names, elapsed_ms = started.elapsed().as_millis() as u64, not_after = not_after.unwrap_or_default(), "certificate issued");
-        Ok(())
+        Ok(issued)
     }
 
     /// The account for `options.directory`: stored credentials, or a new account (stored).
@@ -211,10 +228,15 @@ fn stored_summary(certificate: &AcmeCertificate) -> Option<CertSummary> {
         .map(|identity| identity.summary().clone())
 }
 
-/// How long until the stored certificate is due for renewal; `None` when it is due now (or
-/// missing, or unusable, or for other names than wanted).
-fn renewal_wait(certificate: &AcmeCertificate) -> Option<Duration> {
-    let summary = stored_summary(certificate)?;
+/// How long until `stored` (the certificate stored for `certificate`) is due for renewal: when a
+/// third of its lifetime is left, less `jitter` (in [0, 1)) of a thirtieth of it. `None` when it
+/// is due now, or missing, or unusable, or for other names than wanted.
+fn renewal_wait(
+    certificate: &AcmeCertificate,
+    stored: Option<&CertSummary>,
+    jitter: f64,
+) -> Option<Duration> {
+    let summary = stored?;
     let covers = certificate.names.iter().all(|name| {
         summary
             .dns_names
@@ -225,14 +247,6 @@ fn renewal_wait(certificate: &AcmeCertificate) -> Option<Duration> {
         return None;
     }
     let lifetime = summary.not_after.duration_since(summary.not_before).ok()?;
-    // A third of the lifetime left, less up to a thirtieth of it at random.
-    let mut random = [0u8; 4];
-    let jitter = match aws_lc_rs::rand::fill(&mut random) {
-        Ok(()) => {
-            lifetime.mul_f64(f64::from(u32::from_be_bytes(random)) / f64::from(u32::MAX) / 30.0)
-        }
-        Err(_) => Duration::ZERO,
-    };
-    let due = summary.not_before + lifetime.mul_f64(2.0 / 3.0) - jitter;
+    let due = summary.not_before + lifetime.mul_f64(2.0 / 3.0) - lifetime.mul_f64(jitter / 30.0);
     due.duration_since(SystemTime::now()).ok()
 }

@@ -66,16 +66,49 @@ impl ForwardOptions {
             backend_tls: None,
         }
     }
+}
 
-    /// The pool these options describe, adopting what `origin.previous` knew of its backends.
-    pub(crate) fn build_pool(
-        &self,
+/// Options and the pool they built: what `forward` and `passthrough` handlers hold.
+#[derive(Debug, Clone)]
+pub(crate) struct Pooled {
+    pub(crate) options: Arc<ForwardOptions>,
+    pub(crate) pool: Arc<BackendPool>,
+    /// Whether the pool speaks `backend_tls` (forward) or leaves TLS to the client (passthrough).
+    tls: bool,
+}
+
+impl Pooled {
+    pub(crate) fn new(options: ForwardOptions, tls: bool) -> Self {
+        let options = Arc::new(options);
+        let pool = Self::build(&options, "", tls, PoolOrigin::default());
+        Self { options, pool, tls }
+    }
+
+    /// The same options with a pool of their own called `name`, counted in the server's
+    /// metrics, carrying over what the previous pool of that name knew of the backends it keeps
+    /// (a reload's successor); its active check starts now.
+    pub(crate) fn renamed(&self, name: &str, origin: PoolOrigin<'_>) -> Self {
+        let pool = Self::build(&self.options, name, self.tls, origin);
+        pool.start_checks();
+        Self {
+            options: self.options.clone(),
+            pool,
+            tls: self.tls,
+        }
+    }
+
+    fn build(
+        options: &ForwardOptions,
         name: &str,
         tls: bool,
         origin: PoolOrigin<'_>,
     ) -> Arc<BackendPool> {
-        let tls = self.backend_tls.clone().filter(|_| tls);
-        let policy = (self.backends.as_slice(), self.balance, self.health_check);
+        let tls = options.backend_tls.clone().filter(|_| tls);
+        let policy = (
+            options.backends.as_slice(),
+            options.balance,
+            options.health_check,
+        );
         BackendPool::new(name, policy, tls, origin)
     }
 }
@@ -83,8 +116,7 @@ impl ForwardOptions {
 /// Serves a connection by relaying it to a backend; see the module docs.
 #[derive(Debug, Clone)]
 pub struct ForwardHandler {
-    options: Arc<ForwardOptions>,
-    pool: Arc<BackendPool>,
+    pooled: Pooled,
 }
 
 impl ForwardHandler {
@@ -92,32 +124,25 @@ impl ForwardHandler {
     /// runs it (a server gives each handler it runs a pool of its own, named after the route
     /// or the server).
     pub fn new(options: ForwardOptions) -> Self {
-        let pool = options.build_pool("", true, PoolOrigin::default());
         Self {
-            options: Arc::new(options),
-            pool,
+            pooled: Pooled::new(options, true),
         }
     }
 
-    /// The same handler with a pool of its own called `name`, counted in the server's
-    /// metrics, which carries over what the previous pool of that name knew of the backends it
-    /// keeps (a reload's successor).
+    /// The same handler with a pool of its own called `name` ([`Pooled::renamed`]).
     pub(crate) fn renamed(&self, name: &str, origin: PoolOrigin<'_>) -> Self {
-        let pool = self.options.build_pool(name, true, origin);
-        pool.start_checks();
         Self {
-            options: self.options.clone(),
-            pool,
+            pooled: self.pooled.renamed(name, origin),
         }
     }
 
     pub(crate) fn pool(&self) -> &Arc<BackendPool> {
-        &self.pool
+        &self.pooled.pool
     }
 
     /// Each backend's figures.
     pub fn backend_stats(&self) -> Vec<BackendStats> {
-        self.pool.stats()
+        self.pooled.pool.stats()
     }
 }
 
@@ -129,8 +154,8 @@ impl Handler for ForwardHandler {
             metrics,
             ..
         } = conn;
-        let options = &self.options;
-        match self.pool.connect(options.connect_timeout).await {
+        let Pooled { options, pool, .. } = &self.pooled;
+        match pool.connect(options.connect_timeout).await {
             Ok((mut backend, _lease)) => {
                 if let Some(version) = options.proxy_protocol {
                     backend.write_all(&version.header(&info)?).await?;
@@ -139,7 +164,7 @@ impl Handler for ForwardHandler {
             }
             Err(exhausted) => {
                 metrics.backend_errors.inc();
-                self.pool.log_exhausted(&info.server, &exhausted);
+                pool.log_exhausted(&info.server, &exhausted);
                 let _ = stream.shutdown().await; // close_notify, then FIN
                 Ok(())
             }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use super::forward::ForwardOptions;
+use super::forward::{ForwardOptions, Pooled};
 use super::pool::{BackendPool, BackendStats, PoolOrigin};
 use super::relay::relay;
 use super::HandlerError;
@@ -17,8 +17,7 @@ use super::HandlerError;
 /// Takes [`ForwardOptions`] (their `backend_tls` is not used: the TLS is the client's).
 #[derive(Debug, Clone)]
 pub struct PassthroughHandler {
-    options: Arc<ForwardOptions>,
-    pool: Arc<BackendPool>,
+    pooled: Pooled,
 }
 
 /// Who is on either end of a passed-through connection.
@@ -33,30 +32,25 @@ pub(crate) struct PassthroughPeers<'a> {
 impl PassthroughHandler {
     /// A handler passing connections through to `options.backends`.
     pub fn new(options: ForwardOptions) -> Self {
-        let pool = options.build_pool("", false, PoolOrigin::default());
         Self {
-            options: Arc::new(options),
-            pool,
+            pooled: Pooled::new(options, false),
         }
     }
 
-    /// The same handler with a pool of its own called `name` (see [`super::ForwardHandler`]).
+    /// The same handler with a pool of its own called `name` ([`Pooled::renamed`]).
     pub(crate) fn renamed(&self, name: &str, origin: PoolOrigin<'_>) -> Self {
-        let pool = self.options.build_pool(name, false, origin);
-        pool.start_checks();
         Self {
-            options: self.options.clone(),
-            pool,
+            pooled: self.pooled.renamed(name, origin),
         }
     }
 
     pub(crate) fn pool(&self) -> &Arc<BackendPool> {
-        &self.pool
+        &self.pooled.pool
     }
 
     /// Each backend's figures.
     pub fn backend_stats(&self) -> Vec<BackendStats> {
-        self.pool.stats()
+        self.pooled.pool.stats()
     }
 
     /// Connects to a backend, replays `hello` (the bytes read so far) and relays. `Ok(false)`:
@@ -70,11 +64,11 @@ impl PassthroughHandler {
     where
         C: AsyncRead + AsyncWrite + Unpin,
     {
-        let options = &self.options;
-        let (mut backend, _lease) = match self.pool.connect(options.connect_timeout).await {
+        let Pooled { options, pool, .. } = &self.pooled;
+        let (mut backend, _lease) = match pool.connect(options.connect_timeout).await {
             Ok(connected) => connected,
             Err(exhausted) => {
-                self.pool.log_exhausted(peers.server, &exhausted);
+                pool.log_exhausted(peers.server, &exhausted);
                 return Ok(false);
             }
         };

@@ -129,7 +129,7 @@ pub(super) async fn handshake<'s>(
             return Err(refusal);
         }
     }
-    if let LiveTarget::Terminate(_) = route.target {
+    if settings.certs.has_pending() && matches!(route.target, LiveTarget::Terminate(_)) {
         let identity = settings.certs.select(hello.sni.as_deref());
         if identity.is_pending() {
             let name = identity.summary().label_name();

@@ -329,6 +329,8 @@ pub struct CertStore {
     exact: HashMap<String, usize>,
     /// Lower-case parent domains of `*.` names (`*.a.test` is stored as `a.test`).
     wildcard: HashMap<String, usize>,
+    /// Whether some identity stands in for an ACME certificate not issued yet.
+    any_pending: bool,
 }
 
 impl CertStore {
@@ -353,6 +355,7 @@ impl CertStore {
             }
         }
         Self {
+            any_pending: identities.iter().any(Identity::is_pending),
             identities,
             exact,
             wildcard,
@@ -373,6 +376,12 @@ impl CertStore {
     /// Every identity, the default first.
     pub fn identities(&self) -> &[Identity] {
         &self.identities
+    }
+
+    /// Whether some identity stands in for an ACME certificate not issued yet (known at
+    /// construction, so a handshake asks only then which one it would get).
+    pub fn has_pending(&self) -> bool {
+        self.any_pending
     }
 
     /// Whether some identity's certificate names `sni` (exactly or by wildcard).
