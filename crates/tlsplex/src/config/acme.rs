@@ -22,8 +22,11 @@ pub struct AcmeOptions {
     pub directory: String,
     /// `mailto:` addresses the CA may write to about the account.
     pub contact: Vec<String>,
-    /// The folder holding the account, certificates and keys.
+    /// The folder holding the account, certificates and keys (with a fleet store, this
+    /// process's copy of them).
     pub storage: PathBuf,
+    /// The fleet store (`storage = "redis://…"`) shared by every process serving these names.
+    pub redis: Option<RedisUrl>,
     /// A PEM root the directory's own HTTPS certificate chains to (test and private CAs).
     pub directory_ca: Option<PathBuf>,
     /// External account binding: the key id and the decoded HMAC key.
@@ -37,6 +40,7 @@ impl fmt::Debug for AcmeOptions {
             .field("directory", &self.directory)
             .field("contact", &self.contact)
             .field("storage", &self.storage)
+            .field("redis", &self.redis)
             .field("directory_ca", &self.directory_ca)
             .field("eab", &self.eab.as_ref().map(|(kid, _)| kid))
             .finish()
@@ -58,6 +62,37 @@ impl AcmeOptions {
     }
 }
 
+/// A Redis URL (`redis://`, `rediss://`, `redis+unix://`); shown without its password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl(String);
+
+impl RedisUrl {
+    /// The URL as written, password included: for connecting, never for logs.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // scheme://user:password@host… → scheme://user:***@host…
+        let (scheme, rest) = self.0.split_once("://").unwrap_or(("", &self.0));
+        match rest.split_once('@') {
+            Some((credentials, host)) => {
+                let user = credentials.split_once(':').map_or("", |(user, _)| user);
+                write!(f, "{scheme}://{user}:***@{host}")
+            }
+            None => f.write_str(&self.0),
+        }
+    }
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.to_string())
+    }
+}
+
 /// One certificate a server wants from ACME.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -76,7 +111,7 @@ struct AcmeFile {
     directory: String,
     #[serde(default)]
     contact: Vec<String>,
-    storage: Option<PathBuf>,
+    storage: Option<String>,
     directory_ca: Option<PathBuf>,
     key_type: Option<String>,
     eab: Option<EabFile>,
@@ -167,11 +202,28 @@ pub(super) fn validate_acme(
             }
         }
     });
-    let storage = base.join(raw.storage.unwrap_or_else(|| PathBuf::from("acme")));
+    let (storage, redis) = match raw.storage {
+        Some(url) if url.contains("://") => {
+            if let Err(error) = redis::Client::open(url.as_str()) {
+                problems.global(
+                    "acme.storage",
+                    format!(
+                        "{:?} is not a usable Redis URL: {error}",
+                        RedisUrl(url.clone()).to_string()
+                    ),
+                );
+                ok = false;
+            }
+            (base.join("acme"), Some(RedisUrl(url)))
+        }
+        Some(folder) => (base.join(folder), None),
+        None => (base.join("acme"), None),
+    };
     ok.then_some(AcmeOptions {
         directory,
         contact: raw.contact,
         storage,
+        redis,
         directory_ca,
         eab,
     })
@@ -188,7 +240,21 @@ fn decode_base64url(text: &str) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
-    use super::decode_base64url;
+    use super::{decode_base64url, RedisUrl};
+
+    #[test]
+    fn redis_urls_are_shown_without_their_password() {
+        let url = RedisUrl("rediss://fleet:s3cret@redis.internal:6380/2".to_owned());
+        assert_eq!(url.to_string(), "rediss://fleet:***@redis.internal:6380/2");
+        assert_eq!(
+            format!("{url:?}"),
+            "\"rediss://fleet:***@redis.internal:6380/2\""
+        );
+        let url = RedisUrl("redis://:s3cret@10.0.0.5".to_owned());
+        assert_eq!(url.to_string(), "redis://:***@10.0.0.5");
+        let url = RedisUrl("redis://127.0.0.1:6379/".to_owned());
+        assert_eq!(url.to_string(), "redis://127.0.0.1:6379/");
+    }
 
     #[test]
     fn base64url_decodes_with_or_without_padding() {

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use acme::validate_acme;
-pub use acme::{AcmeCertificate, AcmeOptions, LETSENCRYPT, LETSENCRYPT_STAGING};
+pub use acme::{AcmeCertificate, AcmeOptions, RedisUrl, LETSENCRYPT, LETSENCRYPT_STAGING};
 use admin::validate_admin;
 pub use admin::AdminOptions;
 use error::Problems;
