@@ -10,6 +10,20 @@ pub fn run(path: &Path) -> ExitCode {
     match Config::load(path) {
         Ok(config) => {
             println!("{}: ok, {} server(s)", path.display(), config.servers.len());
+            if let Some(acme) = &config.acme {
+                match &acme.redis {
+                    Some(redis) => println!(
+                        "  acme {} (fleet store {redis}, local copies in {})",
+                        acme.directory,
+                        acme.storage.display()
+                    ),
+                    None => println!(
+                        "  acme {} (storage {})",
+                        acme.directory,
+                        acme.storage.display()
+                    ),
+                }
+            }
             let now = SystemTime::now();
             for server in &config.servers {
                 let cert = server.certs.default_identity().summary();

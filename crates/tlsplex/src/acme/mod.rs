@@ -10,20 +10,25 @@
 //! dropped. A failed order is logged with the CA's problem document and retried with
 //! exponential backoff; nothing here stops the process.
 
+mod account;
+mod fleet;
 mod order;
 mod storage;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use instant_acme::{Account, ExternalAccountKey, NewAccount};
+use instant_acme::Account;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{AcmeCertificate, AcmeOptions};
+use crate::config::{AcmeCertificate, AcmeOptions, RedisUrl};
 use crate::control::{Controller, ReloadCause};
 use crate::tls::managed::Event;
 use crate::tls::CertSummary;
+use fleet::Fleet;
 use storage::{write_private, Storage};
 
 /// The first wait after a failed order; it doubles up to [`MAX_RETRY`].
@@ -32,20 +37,40 @@ const FIRST_RETRY: Duration = Duration::from_secs(2);
 const MAX_RETRY: Duration = Duration::from_secs(3600);
 /// How often the config's wanted certificates are looked at again (a reload may add names).
 const RECHECK: Duration = Duration::from_secs(5);
+/// How soon to look again at a certificate another process of the fleet is ordering.
+const PEER_ORDERING: Duration = Duration::from_secs(1);
 
 /// Keeps the ACME certificates of `controller`'s config issued and renewed until `stop`.
 pub async fn run(controller: Controller, stop: CancellationToken) {
     let mut manager = Manager::default();
+    let wake = Arc::new(Notify::new());
     loop {
         let next = match controller.acme().await {
-            Some((options, wanted)) => manager.pass(&controller, &options, &wanted).await,
-            None => Instant::now() + RECHECK,
+            Some((options, wanted)) => {
+                manager.follow_fleet(&controller, options.redis.as_ref(), &wake, &stop);
+                manager.pass(&controller, &options, &wanted).await
+            }
+            None => {
+                manager.follow_fleet(&controller, None, &wake, &stop);
+                Instant::now() + RECHECK
+            }
         };
         tokio::select! {
             () = tokio::time::sleep_until(next.min(Instant::now() + RECHECK)) => {}
+            () = wake.notified() => {}
             () = stop.cancelled() => return,
         }
     }
+}
+
+/// Who orders a due certificate.
+enum Turn {
+    /// This process did: what came of it.
+    Ours(Result<Option<CertSummary>, String>),
+    /// Another process holds the order lock.
+    Peers,
+    /// Another process stored a fresh certificate while this one waited for the lock.
+    PeerStored,
 }
 
 #[derive(Default)]
@@ -57,6 +82,12 @@ struct Manager {
     /// This process's share of the renewal jitter, in [0, 1): drawn once, so a certificate's
     /// due time holds still from pass to pass, and differs between processes.
     jitter: Option<f64>,
+    /// The fleet store, and what stops its events follower.
+    fleet: Option<(RedisUrl, Fleet, CancellationToken)>,
+    /// Whether the fleet store failed at the last pass (one warning per outage).
+    fleet_down: bool,
+    /// The end of validity of each stored certificate as last seen (`None`: none usable).
+    seen: HashMap<Vec<String>, Option<SystemTime>>,
 }
 
 impl Manager {
@@ -70,6 +101,65 @@ impl Manager {
         })
     }
 
+    /// Connects to the fleet store `url` (and follows its events), or leaves the one no
+    /// longer configured.
+    fn follow_fleet(
+        &mut self,
+        controller: &Controller,
+        url: Option<&RedisUrl>,
+        wake: &Arc<Notify>,
+        stop: &CancellationToken,
+    ) {
+        if self.fleet.as_ref().map(|(current, ..)| current) == url {
+            return;
+        }
+        if let Some((_, _, follower)) = self.fleet.take() {
+            follower.cancel();
+        }
+        self.account = None;
+        let Some(url) = url else { return };
+        match Fleet::new(url) {
+            Ok(fleet) => {
+                tracing::info!(redis = %url, "ACME state is shared with the fleet through Redis");
+                let follower = stop.child_token();
+                let ctx = controller.context();
+                tokio::spawn(fleet.clone().follow(
+                    ctx.acme_challenges().clone(),
+                    ctx.crypto_provider().clone(),
+                    wake.clone(),
+                    follower.clone(),
+                ));
+                self.fleet = Some((url.clone(), fleet, follower));
+            }
+            Err(error) => tracing::error!(redis = %url, %error, "cannot use the fleet store"),
+        }
+    }
+
+    /// The fleet store if one is configured, after sharing its session-ticket secret: whether
+    /// it answered.
+    async fn reach_fleet(&mut self, controller: &Controller) -> Option<Result<Fleet, String>> {
+        let (url, fleet, _) = self.fleet.as_ref()?;
+        let (url, fleet) = (url.clone(), fleet.clone());
+        match fleet.ticket_secret().await {
+            Ok(secret) => {
+                if std::mem::take(&mut self.fleet_down) {
+                    tracing::info!(redis = %url, "the fleet store answers again");
+                }
+                let keys = controller.context().ticket_keys();
+                if keys.is_some_and(|keys| keys.share(secret)) {
+                    tracing::info!("session tickets now use the fleet's shared secret");
+                }
+                Some(Ok(fleet))
+            }
+            Err(error) => {
+                if !std::mem::replace(&mut self.fleet_down, true) {
+                    tracing::warn!(redis = %url, %error, "the fleet store is unreachable; serving what is loaded, trying again");
+                }
+                Some(Err(format!("the fleet store is unreachable: {error}")))
+            }
+        }
+    }
+
     /// Orders what is due; returns when to look again.
     async fn pass(
         &mut self,
@@ -80,7 +170,16 @@ impl Manager {
         let mut next = Instant::now() + RECHECK;
         let managed = controller.context().acme_certificates();
         managed.retain(&wanted.iter().map(|c| c.names.clone()).collect::<Vec<_>>());
+        let fleet = self.reach_fleet(controller).await;
+        let mut copied = false;
         for certificate in wanted {
+            // A peer's certificate is taken whenever it arrives, even between two retries.
+            if let Some(Ok(fleet)) = &fleet {
+                if copy_from_fleet(fleet, certificate).await {
+                    copied = true;
+                    self.retries.remove(&certificate.names);
+                }
+            }
             if let Some((at, _)) = self.retries.get(&certificate.names) {
                 if *at > Instant::now() {
                     next = next.min(*at);
@@ -89,6 +188,14 @@ impl Manager {
             }
             let stored = stored_summary(certificate);
             let not_after = stored.as_ref().map(|s| s.not_after);
+            // Another process sharing the storage may have replaced it: serve the new one.
+            if self
+                .seen
+                .insert(certificate.names.clone(), not_after)
+                .is_some_and(|seen| seen != not_after)
+            {
+                copied = true;
+            }
             if let Some(wait) = renewal_wait(certificate, stored.as_ref(), self.jitter()) {
                 next = next.min(Instant::now() + wait);
                 let next = SystemTime::now() + wait;
@@ -96,17 +203,35 @@ impl Manager {
                 continue;
             }
             managed.record(&certificate.names, not_after, Event::Ordering);
-            let result = self.order(controller, options, certificate).await;
+            let result = match self
+                .order_due(controller, options, certificate, &fleet)
+                .await
+            {
+                Turn::Ours(result) => result,
+                Turn::Peers => {
+                    // Another process orders it; its certificate is taken once stored.
+                    next = next.min(Instant::now() + PEER_ORDERING);
+                    continue;
+                }
+                Turn::PeerStored => {
+                    let not_after = stored_summary(certificate).map(|s| s.not_after);
+                    self.seen.insert(certificate.names.clone(), not_after);
+                    copied = true;
+                    continue;
+                }
+            };
             controller.context().metrics().acme_order(result.is_ok());
             match result {
                 Ok(issued) => {
                     self.retries.remove(&certificate.names);
                     let not_after = issued.as_ref().map(|s| s.not_after);
+                    self.seen.insert(certificate.names.clone(), not_after);
                     let wait = renewal_wait(certificate, issued.as_ref(), self.jitter())
                         .unwrap_or_default();
                     let next = SystemTime::now() + wait;
                     managed.record(&certificate.names, not_after, Event::Valid { next });
                     // Served at once, before the next order of this pass.
+                    copied = false;
                     if let Err(error) = controller.reload(ReloadCause::Acme).await {
                         tracing::error!(%error, "the issued certificate could not be loaded");
                     }
@@ -126,7 +251,62 @@ impl Manager {
                 }
             }
         }
+        if copied {
+            if let Err(error) = controller.reload(ReloadCause::Acme).await {
+                tracing::error!(%error, "a certificate from the fleet store could not be loaded");
+            }
+        }
         next
+    }
+
+    /// Orders `certificate` (due) under the order lock of the fleet store or of the storage
+    /// folder, unless another process holds it or stored a fresh certificate meanwhile.
+    async fn order_due(
+        &mut self,
+        controller: &Controller,
+        options: &AcmeOptions,
+        certificate: &AcmeCertificate,
+        fleet: &Option<Result<Fleet, String>>,
+    ) -> Turn {
+        let fleet = match fleet {
+            Some(Ok(fleet)) => Some(fleet),
+            Some(Err(error)) => return Turn::Ours(Err(error.clone())),
+            None => None,
+        };
+        // The folder's lock is released when `_folder_lock` drops, the fleet's below.
+        let locked = match fleet {
+            Some(fleet) => match fleet.lock(&certificate.names).await {
+                Ok(lock) => lock.map(|lock| (Some(lock), None)),
+                Err(e) => return Turn::Ours(Err(format!("the fleet store is unreachable: {e}"))),
+            },
+            None => match Storage::new(&options.storage).lock(&certificate.names, fleet::LOCK_TIME)
+            {
+                Ok(lock) => lock.map(|lock| (None, Some(lock))),
+                Err(e) => {
+                    let folder = options.storage.display();
+                    return Turn::Ours(Err(format!("cannot take the order lock in {folder}: {e}")));
+                }
+            },
+        };
+        let Some((fleet_lock, _folder_lock)) = locked else {
+            return Turn::Peers;
+        };
+        // The holder before us may have just stored one.
+        if let Some(fleet) = fleet {
+            copy_from_fleet(fleet, certificate).await;
+        }
+        let stored = stored_summary(certificate);
+        let turn = if renewal_wait(certificate, stored.as_ref(), self.jitter()).is_some() {
+            Turn::PeerStored
+        } else {
+            Turn::Ours(self.order(controller, options, certificate, fleet).await)
+        };
+        if let (Some(fleet), Some(lock)) = (fleet, fleet_lock) {
+            if let Err(error) = fleet.unlock(lock).await {
+                tracing::warn!(%error, "cannot release an ACME order lock (it expires by itself)");
+            }
+        }
+        turn
     }
 
     async fn order(
@@ -134,8 +314,9 @@ impl Manager {
         controller: &Controller,
         options: &AcmeOptions,
         certificate: &AcmeCertificate,
+        fleet: Option<&Fleet>,
     ) -> Result<Option<CertSummary>, String> {
-        let account = self.account(options).await?;
+        let account = self.account(options, fleet).await?;
         let names = certificate.names.join(",");
         tracing::info!(%names, directory = %options.directory, "ordering a certificate");
         let started = std::time::Instant::now();
@@ -145,9 +326,17 @@ impl Manager {
             &certificate.names,
             ctx.acme_challenges(),
             ctx.crypto_provider(),
+            fleet,
         )
-        .await
-        .map_err(|e| e.to_string())?;
+        .await;
+        if let Some(fleet) = fleet {
+            for name in &certificate.names {
+                if let Err(error) = fleet.withdraw_challenge(name).await {
+                    tracing::debug!(%name, %error, "cannot withdraw a challenge from the fleet");
+                }
+            }
+        }
+        let issued = issued.map_err(|e| e.to_string())?;
         // The key first: a chain is only ever next to its own key once both are written.
         write_private(&certificate.key, issued.key_pem.as_bytes())
             .and_then(|()| write_private(&certificate.cert, issued.chain_pem.as_bytes()))
@@ -157,6 +346,12 @@ impl Manager {
                     certificate.cert.display()
                 )
             })?;
+        if let Some(fleet) = fleet {
+            fleet
+                .store_certificate(&certificate.names, &issued.chain_pem, &issued.key_pem)
+                .await
+                .map_err(|e| format!("cannot store the certificate in the fleet store: {e}"))?;
+        }
         let issued = stored_summary(certificate);
         let not_after = issued
             .as_ref()
@@ -165,59 +360,63 @@ impl Manager {
         Ok(issued)
     }
 
-    /// The account for `options.directory`: stored credentials, or a new account (stored).
-    async fn account(&mut self, options: &AcmeOptions) -> Result<Account, String> {
+    /// The account for `options.directory`, loaded once.
+    async fn account(
+        &mut self,
+        options: &AcmeOptions,
+        fleet: Option<&Fleet>,
+    ) -> Result<Account, String> {
         if let Some((directory, account)) = &self.account {
             if *directory == options.directory {
                 return Ok(account.clone());
             }
         }
-        let storage = Storage::new(&options.storage);
-        let builder = || match &options.directory_ca {
-            Some(ca) => Account::builder_with_root(ca),
-            None => Account::builder(),
-        };
-        let builder = builder().map_err(|e| format!("ACME client: {e}"))?;
-        let stored = storage
-            .account(&options.directory)
-            .map_err(|e| format!("cannot read the ACME account: {e}"))?;
-        let account = match stored {
-            Some(credentials) => builder
-                .from_credentials(credentials)
-                .await
-                .map_err(|e| format!("ACME account: {e}"))?,
-            None => {
-                let contact: Vec<&str> = options.contact.iter().map(String::as_str).collect();
-                let eab = options
-                    .eab
-                    .as_ref()
-                    .map(|(kid, key)| ExternalAccountKey::new(kid.clone(), key));
-                let (account, credentials) = builder
-                    .create(
-                        &NewAccount {
-                            contact: &contact,
-                            terms_of_service_agreed: true,
-                            only_return_existing: false,
-                        },
-                        options.directory.clone(),
-                        eab.as_ref(),
-                    )
-                    .await
-                    .map_err(|e| {
-                        format!(
-                            "cannot create the ACME account at {}: {e}",
-                            options.directory
-                        )
-                    })?;
-                storage
-                    .save_account(&options.directory, &credentials)
-                    .map_err(|e| format!("cannot store the ACME account: {e}"))?;
-                tracing::info!(directory = %options.directory, id = account.id(), "ACME account created");
-                account
-            }
-        };
+        let account = account::load_or_create(options, fleet).await?;
         self.account = Some((options.directory.clone(), account.clone()));
         Ok(account)
+    }
+}
+
+/// Copies the fleet's certificate for `certificate` into the storage folder when it is newer
+/// than the stored one and usable; whether it did.
+async fn copy_from_fleet(fleet: &Fleet, certificate: &AcmeCertificate) -> bool {
+    let shared = match fleet.certificate(&certificate.names).await {
+        Ok(Some(shared)) => shared,
+        Ok(None) => return false,
+        Err(error) => {
+            tracing::debug!(%error, "cannot read a certificate from the fleet store");
+            return false;
+        }
+    };
+    let (chain, key) = shared;
+    let local = crate::files::read_limited(&certificate.cert, crate::files::MAX_MATERIAL_FILE);
+    if local.as_deref().ok() == Some(chain.as_bytes()) {
+        return false;
+    }
+    let names = certificate.names.join(",");
+    let summary = match crate::tls::Identity::from_pem(chain.as_bytes(), key.as_bytes()) {
+        Ok(identity) => identity.summary().clone(),
+        Err(error) => {
+            tracing::warn!(%names, %error, "the fleet store holds an unusable certificate; ignored");
+            return false;
+        }
+    };
+    let stored = stored_summary(certificate);
+    if stored.is_some_and(|stored| stored.not_after >= summary.not_after) {
+        return false;
+    }
+    let written = write_private(&certificate.key, key.as_bytes())
+        .and_then(|()| write_private(&certificate.cert, chain.as_bytes()));
+    match written {
+        Ok(()) => {
+            let not_after = humantime::format_rfc3339_seconds(summary.not_after).to_string();
+            tracing::info!(%names, %not_after, "certificate copied from the fleet store");
+            true
+        }
+        Err(error) => {
+            tracing::error!(%names, %error, file = %certificate.cert.display(), "cannot store the fleet's certificate");
+            false
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use instant_acme::{
     Account, AuthorizationStatus, ChallengeType, Identifier, NewOrder, OrderStatus, RetryPolicy,
 };
 
+use super::fleet::Fleet;
 use crate::tls::ChallengeStore;
 
 /// What an issuance produced: the PEM chain and the PEM private key.
@@ -43,12 +44,14 @@ const VALIDATION_POLICY: RetryPolicy = RetryPolicy::new()
     .backoff(1.5)
     .timeout(Duration::from_secs(60));
 
-/// Orders a certificate for `names`; the challenges it publishes are withdrawn whatever the end.
+/// Orders a certificate for `names`; the challenges it publishes here are withdrawn whatever
+/// the end (those announced to the `fleet`, by the caller).
 pub(crate) async fn issue(
     account: &Account,
     names: &[String],
     challenges: &ChallengeStore,
     provider: &Arc<rustls::crypto::CryptoProvider>,
+    fleet: Option<&Fleet>,
 ) -> Result<Issued, OrderError> {
     let published = Published {
         challenges,
@@ -72,6 +75,18 @@ pub(crate) async fn issue(
         challenges
             .insert(&name, digest.as_ref(), provider)
             .map_err(|e| OrderError::Local(e.to_string()))?;
+        if let Some(fleet) = fleet {
+            // Every process must answer before the CA connects to any of them.
+            let (answering, listening) = fleet
+                .announce_challenge(&name, digest.as_ref())
+                .await
+                .map_err(|e| {
+                    OrderError::Local(format!("cannot share the challenge for {name}: {e}"))
+                })?;
+            if answering < listening {
+                tracing::warn!(%name, answering, listening, "not every process of the fleet confirmed the challenge in time; validation may reach one that cannot answer");
+            }
+        }
         challenge.set_ready().await?;
     }
     let status = order.poll_ready(&VALIDATION_POLICY).await?;

@@ -101,6 +101,20 @@ impl TicketKeys {
         Ok(())
     }
 
+    /// Takes a fleet's shared master secret (see [`crate::acme`]), unless the secret came from
+    /// a key file, which wins. Whether the secret changed.
+    pub(crate) fn share(&self, master: [u8; MASTER_LEN]) -> bool {
+        if self.file.is_some() {
+            return false;
+        }
+        let mut current = self.master.write().unwrap_or_else(PoisonError::into_inner);
+        if current.1 == master {
+            return false;
+        }
+        *current = (current.0 + 1, master);
+        true
+    }
+
     /// The key file, when the secret came from one.
     pub fn file(&self) -> Option<&Path> {
         self.file.as_deref()
@@ -164,7 +178,7 @@ pub fn new_ticket_key_file() -> Result<String, TicketKeyError> {
     Ok(text)
 }
 
-fn random_master() -> Result<[u8; MASTER_LEN], TicketKeyError> {
+pub(crate) fn random_master() -> Result<[u8; MASTER_LEN], TicketKeyError> {
     let mut master = [0u8; MASTER_LEN];
     aws_lc_rs::rand::fill(&mut master).map_err(|_| TicketKeyError::Random)?;
     Ok(master)
@@ -187,15 +201,19 @@ fn read_master(path: &Path) -> Result<[u8; MASTER_LEN], TicketKeyError> {
     let (Some(line), None) = (lines.next(), lines.next()) else {
         return Err(malformed());
     };
+    parse_master(line).ok_or_else(malformed)
+}
+
+/// A master secret written as 64 hexadecimal digits.
+pub(crate) fn parse_master(line: &str) -> Option<[u8; MASTER_LEN]> {
     if line.len() != MASTER_LEN * 2 {
-        return Err(malformed());
+        return None;
     }
     let mut master = [0u8; MASTER_LEN];
     for (i, byte) in master.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(line.get(2 * i..2 * i + 2).ok_or_else(malformed)?, 16)
-            .map_err(|_| malformed())?;
+        *byte = u8::from_str_radix(line.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
-    Ok(master)
+    Some(master)
 }
 
 /// One server's ticket encryption: AES-256-GCM under the key for the current period.
