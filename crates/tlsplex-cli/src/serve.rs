@@ -73,6 +73,11 @@ pub fn serve(
                 "server started"
             );
         }
+        // HTTP-01 on port 80 needs binding before the privileges go; a reload does not move it.
+        let http01 = reload
+            .as_ref()
+            .and_then(|r| r.config.acme.as_ref())
+            .and_then(|acme| acme.http01_listen);
         let source = reload.map(|r| ConfigSource::new(r.path, r.config));
         let controller = Controller::new(supervisor, source);
         let admin_stop = tokio_util::sync::CancellationToken::new();
@@ -87,6 +92,21 @@ pub fn serve(
                 }
                 Err(error) => {
                     eprintln!("tlsplex: admin endpoint on {}: {error}", options.listen);
+                    controller.shutdown().await;
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        if let Some(addr) = http01 {
+            match tlsplex::acme::Http01Listener::bind(addr).await {
+                Ok(listener) => {
+                    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+                    tracing::info!(%addr, "ACME HTTP-01 listener ready (other requests are redirected to https)");
+                    let challenges = controller.context().acme_challenges().clone();
+                    tokio::spawn(listener.run(challenges, admin_stop.clone()));
+                }
+                Err(error) => {
+                    eprintln!("tlsplex: ACME HTTP-01 listener on {addr}: {error}");
                     controller.shutdown().await;
                     return ExitCode::FAILURE;
                 }

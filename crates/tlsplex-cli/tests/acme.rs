@@ -1,6 +1,6 @@
 //! ACME against Pebble (Debian's `pebble` and `pebble-challtestsrv`): two servers' names issued
 //! by TLS-ALPN-01 and served, the stored certificate reused at restart with no new order, and a
-//! renewal before expiry that keeps a long-lived connection.
+//! renewal before expiry that keeps a long-lived connection; HTTP-01 on its own listener.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on failure
 
@@ -266,6 +266,100 @@ fn certificates_are_issued_served_reused_at_restart_and_renewed_without_dropping
         request_on(&mut long, &mut long_tcp),
         200,
         "the connection opened before the renewal is still served"
+    );
+    daemon.signal("TERM");
+    assert!(daemon.wait_exit(Duration::from_secs(10)).unwrap().success());
+}
+
+#[test]
+fn http01_validates_on_its_own_listener_which_redirects_everything_else_to_https() {
+    if !available("pebble") || !available("pebble-challtestsrv") || !available("curl") {
+        return;
+    }
+    let pki = TestPki::new();
+    let dir = pki.dir().to_owned();
+    let (a, http) = (free_port(), free_port());
+    // Pebble's TLS-ALPN-01 port has nothing on it: only HTTP-01 can succeed.
+    let mut pebble = Pebble::with_http_port(&dir, &pki, free_port(), http, 3600);
+    pebble.start();
+    let config = dir.join("tlsplex.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[acme]
+directory = "{}"
+directory_ca = "{}"
+http01_listen = "127.0.0.1:{http}"
+
+[[server]]
+name = "a"
+listen = "127.0.0.1:{a}"
+certificates = [{{ acme = ["a.test"] }}]
+"#,
+            pebble.directory,
+            pki.ca_file().display()
+        ),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let mut daemon = Daemon::start(&["run", "-c", &config, "--log-format", "json"]);
+    daemon.wait_listening(&[
+        SocketAddr::from(([127, 0, 0, 1], a)),
+        SocketAddr::from(([127, 0, 0, 1], http)),
+    ]);
+    let mut log = Vec::new();
+    let issued = daemon.wait_log_keeping(ISSUED, Duration::from_secs(30), &mut log);
+    assert!(issued, "{}", log.join("\n"));
+    assert!(
+        log.iter()
+            .any(|line| line.contains("answered an ACME HTTP-01 validation")),
+        "{}",
+        log.join("\n")
+    );
+    let verify = client(pebble.root(&pki.ca_file()));
+    served_other_than(a, "a.test", &verify, None);
+
+    // Anything but a challenge is sent to https, on the same host and path.
+    let curl = |args: &[&str]| {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} %{redirect_url}",
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let base = format!("http://127.0.0.1:{http}");
+    assert_eq!(
+        curl(&["-H", "Host: a.test", &format!("{base}/docs/x?y=1")]),
+        "308 https://a.test/docs/x?y=1"
+    );
+    assert_eq!(
+        curl(&[
+            "-H",
+            "Host: a.test",
+            &format!("{base}/.well-known/acme-challenge/none")
+        ]),
+        "404 "
+    );
+
+    // A client that never finishes its request head is cut off at the header timeout.
+    let mut slow = std::net::TcpStream::connect(("127.0.0.1", http)).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    std::io::Write::write_all(&mut slow, b"GET / HTTP/1.1\r\nHost: a.test\r\n").unwrap();
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut slow, &mut rest);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(4) && waited < Duration::from_secs(12),
+        "closed after {waited:?}"
     );
     daemon.signal("TERM");
     assert!(daemon.wait_exit(Duration::from_secs(10)).unwrap().success());

@@ -19,7 +19,8 @@ use common::{available, free_port, Daemon};
 use pebble::{client, try_leaf_at, Pebble, ISSUED};
 use tlsplex_testkit::TestPki;
 
-/// Process `i`'s config: one server on `addr` with two ACME certificates, the fleet in Redis.
+/// Process `i`'s config: one server on `addr` with two ACME certificates, the fleet in Redis;
+/// HTTP-01 on `http01` of the same address when given.
 fn config(
     dir: &Path,
     i: usize,
@@ -27,7 +28,11 @@ fn config(
     pebble: &Pebble,
     ca: &Path,
     redis: u16,
+    http01: Option<u16>,
 ) -> String {
+    let http01 = http01
+        .map(|port| format!("http01_listen = \"{}:{port}\"\n", addr.ip()))
+        .unwrap_or_default();
     let own = dir.join(format!("process{i}"));
     std::fs::create_dir_all(&own).unwrap();
     let path = own.join("tlsplex.toml");
@@ -38,7 +43,7 @@ fn config(
 directory = "{}"
 directory_ca = "{}"
 storage = "redis://127.0.0.1:{redis}/"
-
+{http01}
 [[server]]
 name = "web"
 listen = "{addr}"
@@ -52,6 +57,26 @@ session_cache_size = 0
     )
     .unwrap();
     path.display().to_string()
+}
+
+fn start_redis(port: u16) -> Daemon {
+    let port_arg = port.to_string();
+    let mut redis = Daemon::start_program(
+        "redis-server",
+        &[
+            "--port",
+            &port_arg,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        &[],
+    );
+    redis.wait_listening(&[SocketAddr::from(([127, 0, 0, 1], port))]);
+    redis
 }
 
 /// The leaf `addr` presents for `name` once it verifies; panics after 60 s.
@@ -122,7 +147,7 @@ fn two_processes_sharing_redis_order_once_answer_each_validation_and_resume_each
         .iter()
         .enumerate()
         .map(|(i, addr)| {
-            let config = config(&dir, i, *addr, &pebble, &pki.ca_file(), redis_port);
+            let config = config(&dir, i, *addr, &pebble, &pki.ca_file(), redis_port, None);
             Daemon::start(&["run", "-c", &config, "--log-format", "json"])
         })
         .collect();
@@ -137,22 +162,7 @@ fn two_processes_sharing_redis_order_once_answer_each_validation_and_resume_each
         assert!(waiting, "{}", log.join("\n"));
     }
     let started = Instant::now();
-    let redis_arg = redis_port.to_string();
-    let mut redis = Daemon::start_program(
-        "redis-server",
-        &[
-            "--port",
-            &redis_arg,
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        &[],
-    );
-    redis.wait_listening(&[SocketAddr::from(([127, 0, 0, 1], redis_port))]);
+    let mut redis = start_redis(redis_port);
 
     // Both certificates are issued once, by whichever process took each lock, and served by both.
     let verify = client(pebble.root(&pki.ca_file()));
@@ -243,5 +253,59 @@ fn two_processes_sharing_redis_order_once_answer_each_validation_and_resume_each
     for daemon in &mut daemons {
         daemon.signal("TERM");
         assert!(daemon.wait_exit(Duration::from_secs(10)).unwrap().success());
+    }
+}
+
+#[test]
+fn a_fleet_validating_by_http01_answers_on_every_process() {
+    if !available("pebble") || !available("pebble-challtestsrv") || !available("redis-server") {
+        return;
+    }
+    let pki = TestPki::new();
+    let dir = pki.dir().to_owned();
+    let (port, http, redis_port) = (free_port(), free_port(), free_port());
+    let addrs = [
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        SocketAddr::from(([127, 0, 0, 3], port)),
+    ];
+    // Nothing on Pebble's TLS-ALPN-01 port: HTTP-01, at either process, is the only way.
+    let mut pebble = Pebble::with_http_port(&dir, &pki, free_port(), http, 3600);
+    pebble.start();
+    pebble.add_a("b.test", "127.0.0.3");
+    pebble.add_a("c.test", "127.0.0.3");
+    let _redis = start_redis(redis_port);
+    let daemons: Vec<Daemon> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| {
+            let config = config(
+                &dir,
+                i,
+                *addr,
+                &pebble,
+                &pki.ca_file(),
+                redis_port,
+                Some(http),
+            );
+            let mut daemon = Daemon::start(&["run", "-c", &config, "--log-format", "json"]);
+            daemon.wait_listening(&[*addr, SocketAddr::new(addr.ip(), http)]);
+            daemon
+        })
+        .collect();
+    let verify = client(pebble.root(&pki.ca_file()));
+    for (daemon, addr) in daemons.iter().zip(addrs) {
+        served(addr, "b.test", &verify, daemon);
+        served(addr, "c.test", &verify, daemon);
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        pebble.issued(),
+        2,
+        "one order per certificate in the whole fleet"
+    );
+    let logs: Vec<String> = daemons.iter().map(Daemon::stderr_text).collect();
+    for log in &logs {
+        assert!(!log.contains("ACME order failed"), "{log}");
+        assert!(log.contains("answered an ACME HTTP-01 validation"), "{log}");
     }
 }

@@ -311,3 +311,37 @@ fn the_outline_names_every_problem_it_reads_and_reads_nothing_else() {
     );
     assert!(outline.admin.is_none());
 }
+
+#[test]
+fn acme_problems_are_named_and_redis_passwords_are_not_shown() {
+    let pki = pki();
+    let shown = errors(
+        &pki,
+        &format!(
+            "[acme]\ndirectory = \"http://ca.test/dir\"\ncontact = [\"ops@example.test\"]\nhttp01_listen = \"port 80\"\nstorage = \"redis://fleet:s3cret@[bad/\"\n{WEB}"
+        ),
+    );
+    assert_has(&shown, "acme.directory");
+    assert_has(&shown, "acme.contact[0]");
+    assert_has(
+        &shown,
+        "acme.http01_listen: \"port 80\" is not an address:port",
+    );
+    assert_has(&shown, "acme.storage");
+    assert!(!shown.contains("s3cret"), "{shown}");
+
+    let path = pki.dir().join("tlsplex.toml");
+    let text = format!(
+        "[acme]\ndirectory = \"letsencrypt-staging\"\nhttp01_listen = \"[::]:80\"\nstorage = \"rediss://fleet:s3cret@redis.test:6380/2\"\n{WEB}"
+    );
+    std::fs::write(&path, text).unwrap();
+    let acme = Config::load(&path).unwrap().acme.unwrap();
+    assert_eq!(acme.http01_listen, Some("[::]:80".parse().unwrap()));
+    let redis = acme.redis.unwrap();
+    assert_eq!(redis.to_string(), "rediss://fleet:***@redis.test:6380/2");
+    assert_eq!(
+        acme.storage,
+        pki.dir().join("acme"),
+        "local copies beside the config"
+    );
+}

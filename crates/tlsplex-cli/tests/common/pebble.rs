@@ -25,6 +25,17 @@ pub struct Pebble {
 impl Pebble {
     /// Ports and configuration; nothing runs until [`Pebble::start`].
     pub fn new(dir: &Path, pki: &TestPki, tls_port: u16, validity_secs: u64) -> Self {
+        Self::with_http_port(dir, pki, tls_port, free_port(), validity_secs)
+    }
+
+    /// [`Pebble::new`], validating HTTP-01 on `http_port`.
+    pub fn with_http_port(
+        dir: &Path,
+        pki: &TestPki,
+        tls_port: u16,
+        http_port: u16,
+        validity_secs: u64,
+    ) -> Self {
         let listen = pki.issue("pebble", &["localhost"]);
         let ports = [free_port(), free_port(), free_port(), free_port()];
         let [acme, management, _, _] = ports;
@@ -33,11 +44,10 @@ impl Pebble {
             &config,
             format!(
                 r#"{{"pebble":{{"listenAddress":"127.0.0.1:{acme}","managementListenAddress":"127.0.0.1:{management}",
-"certificate":"{}","privateKey":"{}","httpPort":{},"tlsPort":{tls_port},"ocspResponderURL":"",
+"certificate":"{}","privateKey":"{}","httpPort":{http_port},"tlsPort":{tls_port},"ocspResponderURL":"",
 "externalAccountBindingRequired":false,"certificateValidityPeriod":{validity_secs}}}}}"#,
                 listen.cert_path.display(),
                 listen.key_path.display(),
-                free_port()
             ),
         )
         .unwrap();

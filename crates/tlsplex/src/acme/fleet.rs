@@ -57,16 +57,36 @@ pub(crate) enum FleetError {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 enum Message {
-    /// Answer validations of `name` with this key authorization digest (hex); say so in `ack`.
+    /// Answer TLS-ALPN-01 validations of `name` with this key authorization digest (hex); say
+    /// so in `ack`.
     Challenge {
         name: String,
         digest: String,
+        ack: String,
+    },
+    /// Answer HTTP-01 requests for `token` (validating `name`); say so in `ack`.
+    HttpChallenge {
+        name: String,
+        token: String,
+        key_authorization: String,
         ack: String,
     },
     /// Stop answering validations of `name`.
     Withdrawn { name: String },
     /// A certificate for `names` was stored: copy it now rather than at the next pass.
     Certificate { names: Vec<String> },
+}
+
+/// A challenge to answer, as announced to the fleet.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Pending<'a> {
+    /// TLS-ALPN-01, with the SHA-256 digest of the key authorization.
+    TlsAlpn { digest: &'a [u8] },
+    /// HTTP-01.
+    Http {
+        token: &'a str,
+        key_authorization: &'a str,
+    },
 }
 
 /// A held order lock; released by [`Fleet::unlock`] or by expiry.
@@ -225,16 +245,26 @@ impl Fleet {
     pub(crate) async fn announce_challenge(
         &self,
         name: &str,
-        digest: &[u8],
+        pending: Pending<'_>,
     ) -> Result<(usize, usize), FleetError> {
         let ack = format!("tlsplex:acme:ack:{}", random_hex(12));
-        let listening = self
-            .publish(&Message::Challenge {
+        let message = match pending {
+            Pending::TlsAlpn { digest } => Message::Challenge {
                 name: name.to_owned(),
                 digest: hex(digest),
                 ack: ack.clone(),
-            })
-            .await?;
+            },
+            Pending::Http {
+                token,
+                key_authorization,
+            } => Message::HttpChallenge {
+                name: name.to_owned(),
+                token: token.to_owned(),
+                key_authorization: key_authorization.to_owned(),
+                ack: ack.clone(),
+            },
+        };
+        let listening = self.publish(&message).await?;
         let deadline = tokio::time::Instant::now() + ACK_WAIT;
         loop {
             let acknowledged: usize = self.query(redis::cmd("SCARD").arg(&ack)).await?;
@@ -338,17 +368,19 @@ impl Fleet {
                 Ok(Some(message)) => message,
                 Ok(None) => return FleetError::Corrupt("events subscription (it ended)"),
                 // Quiet for long: make sure the connection is still there.
-                Err(_) => match tokio::time::timeout(TIMEOUT, pubsub.ping::<String>()).await {
-                    Ok(Ok(_)) => continue,
-                    Ok(Err(error)) => return error.into(),
-                    Err(_) => return FleetError::Timeout,
-                },
+                Err(_) => {
+                    match tokio::time::timeout(TIMEOUT, pubsub.ping::<redis::Value>()).await {
+                        Ok(Ok(_)) => continue,
+                        Ok(Err(error)) => return error.into(),
+                        Err(_) => return FleetError::Timeout,
+                    }
+                }
             };
             let payload = message.get_payload_bytes();
             let parsed = (payload.len() <= MAX_EVENT)
                 .then(|| serde_json::from_slice::<Message>(payload).ok())
                 .flatten();
-            match parsed {
+            let ack = match parsed {
                 Some(Message::Challenge { name, digest, ack }) => {
                     let Some(digest) = unhex(&digest) else {
                         continue;
@@ -357,22 +389,39 @@ impl Fleet {
                         tracing::warn!(%error, "a peer's ACME challenge cannot be answered here");
                         continue;
                     }
-                    let millis = u64::try_from(LOCK_TIME.as_millis()).unwrap_or(u64::MAX);
-                    let mut pipe = redis::pipe();
-                    pipe.cmd("SADD").arg(&ack).arg(&self.instance).ignore();
-                    pipe.cmd("PEXPIRE").arg(&ack).arg(millis).ignore();
-                    let mut connection = self.connection.clone();
-                    match tokio::time::timeout(TIMEOUT, pipe.query_async::<()>(&mut connection))
-                        .await
-                    {
-                        Ok(Ok(())) => {}
-                        Ok(Err(error)) => return error.into(),
-                        Err(_) => return FleetError::Timeout,
-                    }
+                    ack
                 }
-                Some(Message::Withdrawn { name }) => challenges.remove(&name),
-                Some(Message::Certificate { .. }) => manager.notify_one(),
-                None => tracing::debug!("an unreadable event on the fleet's ACME channel"),
+                Some(Message::HttpChallenge {
+                    name,
+                    token,
+                    key_authorization,
+                    ack,
+                }) => {
+                    challenges.insert_http(&name, &token, &key_authorization);
+                    ack
+                }
+                Some(Message::Withdrawn { name }) => {
+                    challenges.remove(&name);
+                    continue;
+                }
+                Some(Message::Certificate { .. }) => {
+                    manager.notify_one();
+                    continue;
+                }
+                None => {
+                    tracing::debug!("an unreadable event on the fleet's ACME channel");
+                    continue;
+                }
+            };
+            let millis = u64::try_from(LOCK_TIME.as_millis()).unwrap_or(u64::MAX);
+            let mut pipe = redis::pipe();
+            pipe.cmd("SADD").arg(&ack).arg(&self.instance).ignore();
+            pipe.cmd("PEXPIRE").arg(&ack).arg(millis).ignore();
+            let mut connection = self.connection.clone();
+            match tokio::time::timeout(TIMEOUT, pipe.query_async::<()>(&mut connection)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => return error.into(),
+                Err(_) => return FleetError::Timeout,
             }
         }
     }

@@ -12,6 +12,7 @@
 
 mod account;
 mod fleet;
+mod http01;
 mod order;
 mod storage;
 
@@ -30,6 +31,10 @@ use crate::tls::managed::Event;
 use crate::tls::CertSummary;
 use fleet::Fleet;
 use storage::{write_private, Storage};
+
+pub use http01::{
+    Http01Listener, HTTP01_CONNECTION_TIME, HTTP01_HEADER_TIMEOUT, MAX_HTTP01_CONNECTIONS,
+};
 
 /// The first wait after a failed order; it doubles up to [`MAX_RETRY`].
 const FIRST_RETRY: Duration = Duration::from_secs(2);
@@ -327,6 +332,7 @@ impl Manager {
             ctx.acme_challenges(),
             ctx.crypto_provider(),
             fleet,
+            options.http01_listen.is_some(),
         )
         .await;
         if let Some(fleet) = fleet {

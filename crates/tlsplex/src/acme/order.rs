@@ -8,7 +8,7 @@ use instant_acme::{
     Account, AuthorizationStatus, ChallengeType, Identifier, NewOrder, OrderStatus, RetryPolicy,
 };
 
-use super::fleet::Fleet;
+use super::fleet::{Fleet, Pending};
 use crate::tls::ChallengeStore;
 
 /// What an issuance produced: the PEM chain and the PEM private key.
@@ -22,8 +22,8 @@ pub(crate) struct Issued {
 pub(crate) enum OrderError {
     #[error("{0}")]
     Acme(#[from] instant_acme::Error),
-    #[error("the CA offers no tls-alpn-01 challenge for {0}")]
-    NoTlsAlpnChallenge(String),
+    #[error("the CA offers no {kind} challenge for {name}")]
+    NoChallenge { kind: &'static str, name: String },
     #[error("authorization for {name} is {status:?}")]
     Authorization {
         name: String,
@@ -44,7 +44,8 @@ const VALIDATION_POLICY: RetryPolicy = RetryPolicy::new()
     .backoff(1.5)
     .timeout(Duration::from_secs(60));
 
-/// Orders a certificate for `names`; the challenges it publishes here are withdrawn whatever
+/// Orders a certificate for `names`, validated by HTTP-01 when `http01` (the listener is
+/// there), TLS-ALPN-01 otherwise; the challenges it publishes here are withdrawn whatever
 /// the end (those announced to the `fleet`, by the caller).
 pub(crate) async fn issue(
     account: &Account,
@@ -52,6 +53,7 @@ pub(crate) async fn issue(
     challenges: &ChallengeStore,
     provider: &Arc<rustls::crypto::CryptoProvider>,
     fleet: Option<&Fleet>,
+    http01: bool,
 ) -> Result<Issued, OrderError> {
     let published = Published {
         challenges,
@@ -68,21 +70,46 @@ pub(crate) async fn issue(
             AuthorizationStatus::Pending => {}
             status => return Err(OrderError::Authorization { name, status }),
         }
-        let mut challenge = authorization
-            .challenge(ChallengeType::TlsAlpn01)
-            .ok_or_else(|| OrderError::NoTlsAlpnChallenge(name.clone()))?;
-        let digest = challenge.key_authorization().digest();
-        challenges
-            .insert(&name, digest.as_ref(), provider)
-            .map_err(|e| OrderError::Local(e.to_string()))?;
+        let (kind, label) = match http01 {
+            true => (ChallengeType::Http01, "http-01"),
+            false => (ChallengeType::TlsAlpn01, "tls-alpn-01"),
+        };
+        let mut challenge =
+            authorization
+                .challenge(kind)
+                .ok_or_else(|| OrderError::NoChallenge {
+                    kind: label,
+                    name: name.clone(),
+                })?;
+        let key_authorization = challenge.key_authorization();
+        let digest = key_authorization.digest();
+        let token = challenge.token.clone();
+        let pending = match http01 {
+            true => {
+                challenges.insert_http(&name, &token, key_authorization.as_str());
+                Pending::Http {
+                    token: &token,
+                    key_authorization: key_authorization.as_str(),
+                }
+            }
+            false => {
+                challenges
+                    .insert(&name, digest.as_ref(), provider)
+                    .map_err(|e| OrderError::Local(e.to_string()))?;
+                Pending::TlsAlpn {
+                    digest: digest.as_ref(),
+                }
+            }
+        };
         if let Some(fleet) = fleet {
             // Every process must answer before the CA connects to any of them.
-            let (answering, listening) = fleet
-                .announce_challenge(&name, digest.as_ref())
-                .await
-                .map_err(|e| {
-                    OrderError::Local(format!("cannot share the challenge for {name}: {e}"))
-                })?;
+            let (answering, listening) =
+                fleet
+                    .announce_challenge(&name, pending)
+                    .await
+                    .map_err(|e| {
+                        OrderError::Local(format!("cannot share the challenge for {name}: {e}"))
+                    })?;
             if answering < listening {
                 tracing::warn!(%name, answering, listening, "not every process of the fleet confirmed the challenge in time; validation may reach one that cannot answer");
             }

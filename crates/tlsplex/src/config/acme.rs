@@ -2,6 +2,7 @@
 //! are kept; `{ acme = ["name", ...] }` certificate entries resolve to files in that storage.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -31,6 +32,9 @@ pub struct AcmeOptions {
     pub directory_ca: Option<PathBuf>,
     /// External account binding: the key id and the decoded HMAC key.
     pub eab: Option<(String, Vec<u8>)>,
+    /// Where to answer HTTP-01 validations (port 80 of the names); orders then use HTTP-01, and
+    /// every other request there is redirected to https.
+    pub http01_listen: Option<SocketAddr>,
 }
 
 impl fmt::Debug for AcmeOptions {
@@ -43,6 +47,7 @@ impl fmt::Debug for AcmeOptions {
             .field("redis", &self.redis)
             .field("directory_ca", &self.directory_ca)
             .field("eab", &self.eab.as_ref().map(|(kid, _)| kid))
+            .field("http01_listen", &self.http01_listen)
             .finish()
     }
 }
@@ -115,6 +120,7 @@ struct AcmeFile {
     directory_ca: Option<PathBuf>,
     key_type: Option<String>,
     eab: Option<EabFile>,
+    http01_listen: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -202,6 +208,17 @@ pub(super) fn validate_acme(
             }
         }
     });
+    let http01_listen = raw.http01_listen.and_then(|listen| match listen.parse() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            problems.global(
+                "acme.http01_listen",
+                format!("{listen:?} is not an address:port (write \"0.0.0.0:80\" or \"[::]:80\")"),
+            );
+            ok = false;
+            None
+        }
+    });
     let (storage, redis) = match raw.storage {
         Some(url) if url.contains("://") => {
             if let Err(error) = redis::Client::open(url.as_str()) {
@@ -224,6 +241,7 @@ pub(super) fn validate_acme(
         contact: raw.contact,
         storage,
         redis,
+        http01_listen,
         directory_ca,
         eab,
     })

@@ -1,7 +1,9 @@
-//! TLS-ALPN-01 (RFC 8737): the challenge certificates of pending ACME validations, shared by
-//! every server of a context. A ClientHello that offers only `acme-tls/1` for a name with a
+//! Pending ACME validations, shared by every server of a context.
+//!
+//! TLS-ALPN-01 (RFC 8737): a ClientHello that offers only `acme-tls/1` for a name with a
 //! pending challenge is answered with that name's self-signed certificate carrying the
-//! `acmeIdentifier` extension, whichever server of the process receives it.
+//! `acmeIdentifier` extension, whichever server of the process receives it. HTTP-01 (RFC 8555
+//! section 8.3): the key authorization of each pending token, for the `http01_listen` listener.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,10 +16,12 @@ use rustls::ServerConfig;
 /// The ALPN protocol of TLS-ALPN-01 validations.
 pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 
-/// Pending challenges by DNS name (lower case).
+/// Pending challenges: TLS-ALPN-01 by DNS name (lower case), HTTP-01 by token.
 #[derive(Debug, Default)]
 pub struct ChallengeStore {
     pending: Mutex<HashMap<String, Arc<ServerConfig>>>,
+    /// HTTP-01: token → (name, key authorization).
+    http: Mutex<HashMap<String, (String, String)>>,
     /// How many are pending: every handshake asks, without the lock.
     count: AtomicUsize,
 }
@@ -72,11 +76,31 @@ impl ChallengeStore {
         Ok(())
     }
 
-    /// Stops answering validations of `name`.
+    /// Answers HTTP-01 requests for `token` (a validation of `name`) with `key_authorization`
+    /// until [`ChallengeStore::remove`] of `name`.
+    pub fn insert_http(&self, name: &str, token: &str, key_authorization: &str) {
+        let mut http = self.http.lock().unwrap_or_else(PoisonError::into_inner);
+        http.insert(
+            token.to_owned(),
+            (name.to_ascii_lowercase(), key_authorization.to_owned()),
+        );
+    }
+
+    /// The key authorization to answer `GET /.well-known/acme-challenge/<token>` with.
+    pub fn http_answer(&self, token: &str) -> Option<String> {
+        let http = self.http.lock().unwrap_or_else(PoisonError::into_inner);
+        http.get(token).map(|(_, answer)| answer.clone())
+    }
+
+    /// Stops answering validations of `name`, of either kind.
     pub fn remove(&self, name: &str) {
+        let name = name.to_ascii_lowercase();
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        pending.remove(&name.to_ascii_lowercase());
+        pending.remove(&name);
         self.count.store(pending.len(), Ordering::Relaxed);
+        drop(pending);
+        let mut http = self.http.lock().unwrap_or_else(PoisonError::into_inner);
+        http.retain(|_, (pending, _)| *pending != name);
     }
 
     /// The configuration that answers this ClientHello, if it is a validation of a pending
