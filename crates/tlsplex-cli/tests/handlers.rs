@@ -1,5 +1,6 @@
 //! Handlers through the binary: forward to a backend with openssl s_client and PROXY headers,
-//! the backend-down log line, static files over curl --http2, and config errors for handler keys.
+//! the backend-down log line, static files over curl --http2, fixed responses, and config errors
+//! for handler keys.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on failure
 
@@ -96,7 +97,11 @@ fn an_unreachable_backend_is_logged_with_server_and_backend_once_per_interval() 
     // Twenty clients in a row: one warning, not twenty (any client could write the log).
     for _ in 0..20 {
         let probe = tlsplex(&["probe", &format!("127.0.0.1:{port}"), "--insecure"]);
-        assert!(probe.status.success(), "the handshake itself succeeds");
+        assert!(
+            probe.status.success(),
+            "the handshake itself succeeds: {probe:?}\n{}",
+            daemon.stderr_text()
+        );
     }
     std::thread::sleep(Duration::from_millis(300));
     daemon.signal("TERM");
@@ -154,6 +159,65 @@ fn static_files_over_curl_http2() {
 }
 
 #[test]
+fn a_fixed_response_over_http1_http2_and_head_and_a_redirect_route() {
+    if !available("curl") {
+        return;
+    }
+    let pki = TestPki::new();
+    pki.issue("old", &["old.test"]);
+    let port = free_port();
+    let config = config(
+        &pki,
+        port,
+        "{ type = \"respond\", status = 503, body = \"down for maintenance\\n\", headers = { retry-after = \"120\" } }\ncertificates = [{ cert = \"web.pem\", key = \"web.key\" }, { cert = \"old.pem\", key = \"old.key\" }]\n[[server.route]]\nnames = [\"old.test\"]\nhandler = { type = \"respond\", status = 308, headers = { location = \"https://web.test/\" } }",
+    );
+    let text = std::fs::read_to_string(&config).unwrap();
+    // The base config's own certificates line is replaced by the one with both.
+    let text = text.replacen(
+        "certificates = [{ cert = \"web.pem\", key = \"web.key\" }]\n",
+        "",
+        1,
+    );
+    std::fs::write(&config, text).unwrap();
+    let mut daemon = Daemon::start(&["run", "-c", &config]);
+    daemon.wait_listening(&[([127, 0, 0, 1], port).into()]);
+    let ca = pki.ca_file();
+    let curl = |name: &str, extra: &[&str]| {
+        let out = Command::new("curl")
+            .args(["-s", "-i", "--cacert", ca.to_str().unwrap(), "--resolve"])
+            .arg(format!("{name}:{port}:127.0.0.1"))
+            .args(extra)
+            .arg(format!("https://{name}:{port}/any/path"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).replace('\r', "")
+    };
+    for version in ["--http1.1", "--http2"] {
+        let page = curl("web.test", &[version]);
+        assert!(page.contains(" 503"), "{version}: {page}");
+        assert!(page.contains("retry-after: 120"), "{page}");
+        assert!(
+            page.contains("content-type: text/plain; charset=utf-8"),
+            "{page}"
+        );
+        assert!(page.ends_with("\n\ndown for maintenance\n"), "{page}");
+    }
+    // HEAD: the length a GET would get, no body (over HTTP/2 too, where hyper would send it).
+    for version in ["--http1.1", "--http2"] {
+        let head = curl("web.test", &[version, "--head"]);
+        assert!(
+            head.contains("content-length: 21") && head.ends_with("\n\n"),
+            "{version}: {head}"
+        );
+    }
+    let moved = curl("old.test", &[]);
+    assert!(
+        moved.contains(" 308") && moved.contains("location: https://web.test/"),
+        "{moved}"
+    );
+}
+
+#[test]
 fn handler_keys_are_checked() {
     let pki = TestPki::new();
     let port = free_port();
@@ -178,6 +242,18 @@ fn handler_keys_are_checked() {
         (
             "{ type = \"static\", root = \"www\", listing = true }",
             "unknown field `listing`",
+        ),
+        (
+            "{ type = \"respond\", status = 42 }",
+            "handler.status: 42 is not a status code from 200 to 599",
+        ),
+        (
+            "{ type = \"respond\", headers = { content-length = \"3\" } }",
+            "handler.headers: header \"content-length\" is set by the server",
+        ),
+        (
+            "{ type = \"respond\", headers = { \"bad name\" = \"x\" } }",
+            "handler.headers: header \"bad name\": not a valid HTTP header name and value",
         ),
     ] {
         let config = config(&pki, port, handler);

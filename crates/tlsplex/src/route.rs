@@ -8,7 +8,8 @@
 use std::collections::HashMap;
 
 use crate::handler::{
-    ConnectionHandler, ForwardHandler, ForwardOptions, Handler, PassthroughHandler, StaticHandler,
+    ConnectionHandler, ForwardHandler, ForwardOptions, Handler, PassthroughHandler, RespondHandler,
+    StaticHandler,
 };
 use crate::tls::client_auth::ClientAuth;
 
@@ -69,6 +70,12 @@ impl Route {
     /// Serves the files of a folder.
     pub fn static_files(mut self, files: StaticHandler) -> Self {
         self.target = RouteTarget::Terminate(ConnectionHandler::Static(files));
+        self
+    }
+
+    /// Answers every request with one fixed response.
+    pub fn respond(mut self, fixed: RespondHandler) -> Self {
+        self.target = RouteTarget::Terminate(ConnectionHandler::Respond(fixed));
         self
     }
 

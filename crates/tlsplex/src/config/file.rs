@@ -152,6 +152,18 @@ pub(super) enum HandlerFile {
         #[serde(default)]
         serve_dotfiles: bool,
     },
+    Respond {
+        #[serde(default = "default_respond_status")]
+        status: u16,
+        #[serde(default)]
+        headers: std::collections::BTreeMap<String, String>,
+        #[serde(default)]
+        body: String,
+    },
+}
+
+fn default_respond_status() -> u16 {
+    200
 }
 
 impl Default for HandlerFile {

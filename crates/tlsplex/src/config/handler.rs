@@ -8,7 +8,7 @@ use super::value::duration;
 use super::HandlerSpec;
 use crate::handler::{
     Backend, BackendTls, BackendTlsError, Balance, ForwardOptions, HealthCheck, ProxyProtocol,
-    StaticHandler,
+    RespondError, RespondHandler, StaticHandler,
 };
 
 /// Where a handler table sits: its server's label and the key path to it (`handler`, or
@@ -42,6 +42,25 @@ pub(super) fn validate_handler(
                 Err(e) => {
                     let message = format!("cannot serve {}: {e}", root.display());
                     at.report(problems, "root", message);
+                    None
+                }
+            }
+        }
+        HandlerFile::Respond {
+            status,
+            headers,
+            body,
+        } => {
+            let headers: Vec<(String, String)> = headers.into_iter().collect();
+            match RespondHandler::new(status, &headers, body) {
+                Ok(fixed) => Some(HandlerSpec::Respond(fixed)),
+                Err(error) => {
+                    let field = match error {
+                        RespondError::Status(_) => "status",
+                        RespondError::Body(_) => "body",
+                        _ => "headers",
+                    };
+                    at.report(problems, field, error.to_string());
                     None
                 }
             }

@@ -34,7 +34,7 @@ pub use outline::{AdminOutline, ConfigOutline, ServerOutline};
 use server::{validate_servers, ServerKeys};
 use value::{one_line, server_tables};
 
-use crate::handler::{ForwardOptions, HttpLimits, StaticHandler};
+use crate::handler::{ForwardOptions, HttpLimits, RespondHandler, StaticHandler};
 use crate::route::Route;
 use crate::server::ServerOptions;
 use crate::tls::certs::CertStore;
@@ -107,6 +107,8 @@ pub enum HandlerSpec {
     Forward(ForwardOptions),
     /// Files from a folder.
     Static(StaticHandler),
+    /// One fixed response from memory.
+    Respond(RespondHandler),
     /// TLS passed through, unterminated, to TLS backends (routes only).
     Passthrough(ForwardOptions),
 }
@@ -133,6 +135,7 @@ impl ServerSpec {
             HandlerSpec::Status { show_servers } => options.status_lists_servers(*show_servers),
             HandlerSpec::Forward(forward) => options.forward(forward.clone()),
             HandlerSpec::Static(files) => options.static_files(files.clone()),
+            HandlerSpec::Respond(fixed) => options.respond(fixed.clone()),
             // Refused by validation: the server's own connections are terminated.
             HandlerSpec::Passthrough(_) => options,
         }

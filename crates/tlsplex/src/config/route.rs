@@ -109,6 +109,7 @@ pub(super) fn validate_routes(
             HandlerSpec::Status { show_servers } => built.status(show_servers),
             HandlerSpec::Forward(options) => built.forward(options),
             HandlerSpec::Static(files) => built.static_files(files),
+            HandlerSpec::Respond(fixed) => built.respond(fixed),
             HandlerSpec::Passthrough(options) => built.passthrough(options),
         };
         if let Some(alpn) = route.alpn {

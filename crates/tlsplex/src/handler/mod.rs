@@ -10,6 +10,7 @@ mod passthrough;
 mod pool;
 mod proxy_protocol;
 mod relay;
+mod respond;
 mod static_files;
 mod status;
 
@@ -27,6 +28,7 @@ pub(crate) use passthrough::PassthroughPeers;
 pub use pool::{BackendHealth, BackendStats, Balance, HealthCheck, PASSIVE_DOWN_TIME};
 pub(crate) use pool::{BackendPool, PoolOrigin};
 pub use proxy_protocol::ProxyProtocol;
+pub use respond::{RespondError, RespondHandler, MAX_RESPOND_BODY};
 pub use static_files::StaticHandler;
 pub use status::StatusHandler;
 
@@ -79,6 +81,7 @@ pub(crate) enum ConnectionHandler {
     Status(StatusHandler),
     Forward(ForwardHandler),
     Static(StaticHandler),
+    Respond(RespondHandler),
     Custom(Arc<dyn DynHandler>),
 }
 
@@ -95,6 +98,7 @@ impl ConnectionHandler {
             Self::Status(status) => Box::pin(status.serve(conn)),
             Self::Forward(forward) => Box::pin(forward.serve(conn)),
             Self::Static(files) => Box::pin(files.serve(conn)),
+            Self::Respond(fixed) => Box::pin(fixed.serve(conn)),
             Self::Custom(custom) => custom.serve_boxed(conn),
         }
     }

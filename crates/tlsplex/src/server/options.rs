@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::handler::{
-    ConnectionHandler, ForwardHandler, ForwardOptions, Handler, HttpLimits, StaticHandler,
+    ConnectionHandler, ForwardHandler, ForwardOptions, Handler, HttpLimits, RespondHandler,
+    StaticHandler,
 };
 use crate::route::Route;
 use crate::tls::certs::CertStore;
@@ -77,6 +78,12 @@ impl ServerOptions {
     /// Serves the files of a folder ([`StaticHandler`]).
     pub fn static_files(mut self, files: StaticHandler) -> Self {
         self.handler = Some(ConnectionHandler::Static(files));
+        self
+    }
+
+    /// Answers every request with one fixed response ([`RespondHandler`]).
+    pub fn respond(mut self, fixed: RespondHandler) -> Self {
+        self.handler = Some(ConnectionHandler::Respond(fixed));
         self
     }
 

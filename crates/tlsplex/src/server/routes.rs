@@ -249,6 +249,9 @@ fn live_target(
         (ConnectionHandler::Static(files), Some(limits)) => {
             ConnectionHandler::Static(files.limits(limits))
         }
+        (ConnectionHandler::Respond(fixed), Some(limits)) => {
+            ConnectionHandler::Respond(fixed.limits(limits))
+        }
         (ConnectionHandler::Forward(forward), _) => {
             ConnectionHandler::Forward(forward.renamed(pool_name, origin))
         }

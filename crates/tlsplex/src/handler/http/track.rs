@@ -11,8 +11,8 @@ use std::task::{Context, Poll};
 use bytes::{Buf, Bytes};
 use http_body_util::{Either, Empty};
 use hyper::body::{Body, Frame, SizeHint};
-use hyper::header::HOST;
-use hyper::{Request, Response, StatusCode, Version};
+use hyper::header::{CONTENT_LENGTH, HOST};
+use hyper::{Method, Request, Response, StatusCode, Version};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::activity::Activity;
@@ -195,6 +195,7 @@ pub(crate) struct TrackedService<S> {
 impl<S, B> hyper::service::Service<Request<hyper::body::Incoming>> for TrackedService<S>
 where
     S: hyper::service::Service<Request<hyper::body::Incoming>, Response = Response<B>>,
+    B: Body,
 {
     type Response = Response<AnyBody<B>>;
     type Error = S::Error;
@@ -210,9 +211,11 @@ where
                 status: StatusCode::BAD_REQUEST,
             };
         }
+        let head = request.method() == Method::HEAD;
         TrackedFuture::Called {
             inner: self.inner.call(request),
             open: Some(open),
+            head,
         }
     }
 }
@@ -221,7 +224,9 @@ pin_project_lite::pin_project! {
     /// The service's future; the response it yields carries the open request along.
     #[project = TrackedFutureProj]
     pub(crate) enum TrackedFuture<F> {
-        Called { #[pin] inner: F, open: Option<OpenRequest> },
+        // `head`: the answer to a HEAD request, whose body is never sent (hyper's HTTP/2 would
+        // send it, and clients reset the stream).
+        Called { #[pin] inner: F, open: Option<OpenRequest>, head: bool },
         Refused { open: Option<OpenRequest>, status: StatusCode },
     }
 }
@@ -229,19 +234,29 @@ pin_project_lite::pin_project! {
 impl<F, B, E> Future for TrackedFuture<F>
 where
     F: Future<Output = Result<Response<B>, E>>,
+    B: Body,
 {
     type Output = Result<Response<AnyBody<B>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
-            TrackedFutureProj::Called { inner, open } => {
+            TrackedFutureProj::Called { inner, open, head } => {
                 let response = std::task::ready!(inner.poll(cx))?;
                 let Some(open) = open.take() else {
                     return Poll::Pending; // polled after completion: never again
                 };
-                Poll::Ready(Ok(
-                    response.map(|body| TrackedBody::new(Either::Left(body), open))
-                ))
+                if !*head {
+                    return Poll::Ready(Ok(
+                        response.map(|body| TrackedBody::new(Either::Left(body), open))
+                    ));
+                }
+                // The length a GET would have had, then no body.
+                let (mut parts, body) = response.into_parts();
+                if let Some(length) = body.size_hint().exact() {
+                    parts.headers.entry(CONTENT_LENGTH).or_insert(length.into());
+                }
+                let body = TrackedBody::new(Either::Right(Empty::new()), open);
+                Poll::Ready(Ok(Response::from_parts(parts, body)))
             }
             TrackedFutureProj::Refused { open, status } => {
                 let Some(open) = open.take() else {
