@@ -129,6 +129,8 @@ wait_port() { # port
 start_system() { # name index -> server_pid, port_a, port_b, port_f
   local name=$1 dir="$work/$1"
   port_a=$((base_port + $2 * 10 + 1)); port_b=$((port_a + 1)); port_f=$((port_a + 2))
+  # Port r answers every request with a fixed "ok" from memory; stunnel and hitch have none.
+  port_r=$((port_a + 3)); fixed=1
   mkdir -p "$dir"
   case "$name" in
     tlsplex)
@@ -148,6 +150,11 @@ name = "f"
 listen = "127.0.0.1:$port_f"
 certificates = [{ cert = "$work/cert.pem", key = "$work/key.pem" }]
 handler = { type = "forward", backend = "127.0.0.1:$backend_port" }
+[[server]]
+name = "r"
+listen = "127.0.0.1:$port_r"
+certificates = [{ cert = "$work/cert.pem", key = "$work/key.pem" }]
+handler = { type = "respond", body = "ok" }
 EOF
       taskset -c 0 "$tlsplex" run -c "$dir/tlsplex.toml" >"$dir/out.log" 2>&1 &
       ;;
@@ -160,7 +167,8 @@ http { access_log off; sendfile on;
   ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem;
   ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:SSL:10m;
   server { listen 127.0.0.1:$port_a ssl; root $work/www; index index.html; }
-  server { listen 127.0.0.1:$port_b ssl; root $work/www; index index.html; } }
+  server { listen 127.0.0.1:$port_b ssl; root $work/www; index index.html; }
+  server { listen 127.0.0.1:$port_r ssl; default_type text/plain; return 200 "ok"; } }
 stream { server { listen 127.0.0.1:$port_f ssl;
   ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem;
   proxy_pass 127.0.0.1:$backend_port; } }
@@ -185,6 +193,9 @@ frontend b
   bind 127.0.0.1:$port_b ssl crt $work/combined.pem alpn http/1.1
   http-request return status 200 content-type text/plain string "ok" unless { path_beg /bulk }
   default_backend files
+frontend r
+  bind 127.0.0.1:$port_r ssl crt $work/combined.pem alpn http/1.1
+  http-request return status 200 content-type text/plain string "ok"
 backend files
   server s1 127.0.0.1:$backend_port
 frontend f
@@ -198,6 +209,7 @@ EOF
       taskset -c 0 haproxy -db -f "$dir/haproxy.cfg" >"$dir/out.log" 2>&1 &
       ;;
     stunnel)
+      fixed=0
       {
         echo "foreground = yes"
         echo "pid ="
@@ -210,6 +222,7 @@ EOF
       taskset -c 0 stunnel "$dir/stunnel.conf" >"$dir/out.log" 2>&1 &
       ;;
     hitch)
+      fixed=0
       cat > "$dir/hitch.conf" <<EOF
 frontend = "[127.0.0.1]:$port_a"
 frontend = "[127.0.0.1]:$port_b"
@@ -227,7 +240,8 @@ EOF
       ;;
   esac
   server_pid=$!
-  if ! { wait_port "$port_a" && wait_port "$port_b" && wait_port "$port_f"; }; then
+  if ! { wait_port "$port_a" && wait_port "$port_b" && wait_port "$port_f" &&
+    { [ "$fixed" = 0 ] || wait_port "$port_r"; }; }; then
     log "$name did not start: $(tail -5 "$dir"/*.log 2>/dev/null)"
     return 1
   fi
@@ -274,25 +288,31 @@ measure_system() { # name
     record "$name" resumed_handshake_us "$(awk -v c=$((c1 - c0)) -v n="$requests" 'BEGIN {printf "%.1f", c * 10000 / n}')"
   fi
 
-  # 3. Keep-alive requests.
+  # 3. Keep-alive requests: the small file (HAProxy: its fixed answer), then the fixed answer.
+  keepalive "$name" keepalive "$port_a"
+  [ "$fixed" = 0 ] || keepalive "$name" keepalive_fixed "$port_r"
+
+  # 4. Bulk: one connection, the whole file, over HTTPS and through forward mode.
+  bulk "$name" bulk_https "$port_a"
+  bulk "$name" bulk_forward "$port_f"
+
+}
+
+keepalive() { # name metric-prefix port
+  local c0 c1 out requests rps p50 p99
   c0=$(cpu)
-  out=$(taskset -c 1 wrk -t1 -c64 -d"${keepalive_secs}s" --latency "https://127.0.0.1:$port_a/" 2>&1)
+  out=$(taskset -c 1 wrk -t1 -c64 -d"${keepalive_secs}s" --latency "https://127.0.0.1:$3/" 2>&1)
   c1=$(cpu)
   requests=$(echo "$out" | awk '/requests in/ {print $1}')
   rps=$(echo "$out" | awk '/^Requests\/sec/ {print $2}')
   p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
   p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
   if [ "${requests:-0}" -gt 0 ]; then
-    record "$name" keepalive_us "$(awk -v c=$((c1 - c0)) -v n="$requests" 'BEGIN {printf "%.2f", c * 10000 / n}')"
-    record "$name" keepalive_rps "$rps"
-    record "$name" keepalive_p50_ms "$(to_ms "$p50")"
-    record "$name" keepalive_p99_ms "$(to_ms "$p99")"
+    record "$1" "${2}_us" "$(awk -v c=$((c1 - c0)) -v n="$requests" 'BEGIN {printf "%.2f", c * 10000 / n}')"
+    record "$1" "${2}_rps" "$rps"
+    record "$1" "${2}_p50_ms" "$(to_ms "$p50")"
+    record "$1" "${2}_p99_ms" "$(to_ms "$p99")"
   fi
-
-  # 4. Bulk: one connection, the whole file, over HTTPS and through forward mode.
-  bulk "$name" bulk_https "$port_a"
-  bulk "$name" bulk_forward "$port_f"
-
 }
 
 to_ms() { # wrk's 1.23ms / 850.00us / 1.02s
@@ -432,7 +452,7 @@ $tools report "$raw" "$out_dir/$date.md" "$out_dir/$date.svg" "tlsplex benchmark
 [ "$quick" = 0 ] && log "results: $out_dir/$date.md and $out_dir/$date.svg"
 if [ "$quick" = 1 ]; then
   # The smoke run must have produced every tlsplex metric.
-  for metric in full_handshake_us resumed_handshake_us keepalive_us bulk_https_mbps bulk_forward_mbps \
+  for metric in full_handshake_us resumed_handshake_us keepalive_us keepalive_fixed_us bulk_https_mbps bulk_forward_mbps \
     rss_per_conn_kib scale_start_s sni_start_s sni_handshake_us; do
     grep -q "\"$metric\"" "$raw" || { log "quick run: no $metric"; exit 1; }
   done
