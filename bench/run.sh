@@ -139,12 +139,12 @@ start_system() { # name index -> server_pid, port_a, port_b, port_f
 name = "a"
 listen = "127.0.0.1:$port_a"
 certificates = [{ cert = "$work/cert.pem", key = "$work/key.pem" }]
-handler = { type = "static", root = "$work/www" }
+handler = { type = "static", root = "$work/www", cache = {} }
 [[server]]
 name = "b"
 listen = "127.0.0.1:$port_b"
 certificates = [{ cert = "$work/cert.pem", key = "$work/key.pem" }]
-handler = { type = "static", root = "$work/www" }
+handler = { type = "static", root = "$work/www", cache = {} }
 [[server]]
 name = "f"
 listen = "127.0.0.1:$port_f"
@@ -164,6 +164,7 @@ load_module /usr/lib/nginx/modules/ngx_stream_module.so;
 worker_processes 1; daemon off; pid $dir/nginx.pid; error_log $dir/error.log;
 events { worker_connections 8192; }
 http { access_log off; sendfile on;
+  open_file_cache max=1024; open_file_cache_valid 1s;
   ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem;
   ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:SSL:10m;
   server { listen 127.0.0.1:$port_a ssl; root $work/www; index index.html; }

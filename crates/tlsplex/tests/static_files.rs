@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 
-use tlsplex::handler::StaticHandler;
+use tlsplex::handler::{FileCacheOptions, StaticHandler};
 use tlsplex::{Context, ServerOptions};
 use tlsplex_testkit::{any_port, exchange, start, Response, TestPki};
 
@@ -162,6 +162,14 @@ fn a_root_that_is_not_a_folder_is_refused() {
 
 /// A site with the hazards an attacker looks for: dotfiles, an index that links out, a FIFO.
 fn hazards(dotfiles: bool) -> (tempfile::TempDir, TestPki, std::net::SocketAddr) {
+    hazards_cached(dotfiles, None)
+}
+
+/// [`hazards`], with the open-file cache when given.
+fn hazards_cached(
+    dotfiles: bool,
+    cache: Option<FileCacheOptions>,
+) -> (tempfile::TempDir, TestPki, std::net::SocketAddr) {
     let pki = TestPki::new();
     let outside = tempfile::tempdir().unwrap();
     std::fs::write(outside.path().join("passwd"), "root:x:0:0").unwrap();
@@ -188,6 +196,10 @@ fn hazards(dotfiles: bool) -> (tempfile::TempDir, TestPki, std::net::SocketAddr)
     let ctx = Context::builder().build();
     let cert = pki.issue("files", &["files.test"]);
     let files = StaticHandler::new(&root).unwrap().serve_dotfiles(dotfiles);
+    let files = match cache {
+        Some(options) => files.cache(options),
+        None => files,
+    };
     let addr = start(
         &ctx,
         ServerOptions::new("files", any_port(), cert.store()).static_files(files),
@@ -234,6 +246,58 @@ async fn an_index_that_links_out_fifos_and_dotfiles_are_not_served() {
     // The FIFO froze every server before; the server still answers at once.
     let docs = send_to(&pki, addr, &format!("GET /docs/ HTTP/1.1\r\n{host}")).await;
     assert_eq!(docs.body, "docs");
+}
+
+#[tokio::test]
+async fn the_file_cache_keeps_the_rules_and_sees_changes_once_it_revalidates() {
+    let mut options = FileCacheOptions::default();
+    options.revalidate = std::time::Duration::from_millis(300);
+    let (dir, pki, addr) = hazards_cached(false, Some(options));
+    let host = "Host: files.test\r\n";
+    let get = |path: &str| format!("GET {path} HTTP/1.1\r\n{host}");
+    // Twice each: the second answer may come from the cache, and must be the same.
+    for _ in 0..2 {
+        for path in ["/small/", "/large/", "/pipe", "/.env", "/.git/config"] {
+            let response = send_to(&pki, addr, &get(path)).await;
+            assert_eq!(response.status, 404, "{path}");
+        }
+        let docs = send_to(&pki, addr, &get("/docs/")).await;
+        assert_eq!((docs.status, docs.body.as_str()), (200, "docs"));
+    }
+    let head = send_to(&pki, addr, &format!("HEAD /docs/ HTTP/1.1\r\n{host}")).await;
+    assert_eq!(head.status, 200);
+    let length = head
+        .headers
+        .iter()
+        .find(|(name, _)| name == "content-length");
+    assert_eq!(length.map(|(_, value)| value.as_str()), Some("4"));
+    let etag = docs_etag(&pki, addr).await;
+    let not_modified = send_to(
+        &pki,
+        addr,
+        &format!("GET /docs/ HTTP/1.1\r\n{host}If-None-Match: {etag}\r\n"),
+    )
+    .await;
+    assert_eq!(not_modified.status, 304, "validators work on cached files");
+
+    // A change is seen once the entry is due for a look (the window is nginx's trade too).
+    let index = dir.path().join("www/docs/index.html");
+    std::fs::write(&index, "docs, second edition").unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let docs = send_to(&pki, addr, &get("/docs/")).await;
+    assert_eq!(docs.body, "docs, second edition");
+    // Swapped for a link that leads out: refused at the next look, as without the cache.
+    std::fs::remove_file(&index).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("passwd"), &index).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let docs = send_to(&pki, addr, &get("/docs/")).await;
+    assert_eq!(docs.status, 404);
+    assert!(!docs.body.contains("root:x"));
+}
+
+async fn docs_etag(pki: &TestPki, addr: std::net::SocketAddr) -> String {
+    let response = send_to(pki, addr, "GET /docs/ HTTP/1.1\r\nHost: files.test\r\n").await;
+    response.header("etag").expect("an etag").to_owned()
 }
 
 #[tokio::test]

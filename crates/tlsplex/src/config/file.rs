@@ -151,6 +151,7 @@ pub(super) enum HandlerFile {
         root: PathBuf,
         #[serde(default)]
         serve_dotfiles: bool,
+        cache: Option<FileCacheFile>,
     },
     Respond {
         #[serde(default = "default_respond_status")]
@@ -160,6 +161,15 @@ pub(super) enum HandlerFile {
         #[serde(default)]
         body: String,
     },
+}
+
+/// `static`'s `cache = { ... }`: the open-file cache's bounds.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileCacheFile {
+    pub max_entries: Option<usize>,
+    pub max_bytes: Option<usize>,
+    pub revalidate: Option<String>,
 }
 
 fn default_respond_status() -> u16 {

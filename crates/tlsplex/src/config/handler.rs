@@ -3,12 +3,12 @@
 use std::path::Path;
 
 use super::error::Problems;
-use super::file::{BackendTlsFile, HandlerFile, PoolFile, ProxyProtocolFile};
+use super::file::{BackendTlsFile, FileCacheFile, HandlerFile, PoolFile, ProxyProtocolFile};
 use super::value::duration;
 use super::HandlerSpec;
 use crate::handler::{
-    Backend, BackendTls, BackendTlsError, Balance, ForwardOptions, HealthCheck, ProxyProtocol,
-    RespondError, RespondHandler, StaticHandler,
+    Backend, BackendTls, BackendTlsError, Balance, FileCacheOptions, ForwardOptions, HealthCheck,
+    ProxyProtocol, RespondError, RespondHandler, StaticHandler,
 };
 
 /// Where a handler table sits: its server's label and the key path to it (`handler`, or
@@ -35,10 +35,22 @@ pub(super) fn validate_handler(
         HandlerFile::Static {
             root,
             serve_dotfiles,
+            cache,
         } => {
             let root = base.join(root);
+            let cache = match cache {
+                Some(raw) => Some(validate_file_cache(raw, at, problems)?),
+                None => None,
+            };
             match StaticHandler::new(&root) {
-                Ok(files) => Some(HandlerSpec::Static(files.serve_dotfiles(serve_dotfiles))),
+                Ok(files) => {
+                    let files = files.serve_dotfiles(serve_dotfiles);
+                    let files = match cache {
+                        Some(options) => files.cache(options),
+                        None => files,
+                    };
+                    Some(HandlerSpec::Static(files))
+                }
                 Err(e) => {
                     let message = format!("cannot serve {}: {e}", root.display());
                     at.report(problems, "root", message);
@@ -86,6 +98,28 @@ pub(super) fn validate_handler(
             validate_pool(pool, at, problems).map(HandlerSpec::Passthrough)
         }
     }
+}
+
+/// `cache = { max_entries, max_bytes, revalidate }`, each defaulted.
+fn validate_file_cache(
+    raw: FileCacheFile,
+    at: &HandlerAt<'_>,
+    problems: &mut Problems,
+) -> Option<FileCacheOptions> {
+    let defaults = FileCacheOptions::default();
+    let mut ok = true;
+    let revalidate = match raw.revalidate {
+        Some(text) => duration(Some(&text), false, &mut |message| {
+            at.report(problems, "cache.revalidate", message);
+            ok = false;
+        }),
+        None => Some(defaults.revalidate),
+    };
+    let mut options = defaults;
+    options.max_entries = raw.max_entries.unwrap_or(defaults.max_entries);
+    options.max_bytes = raw.max_bytes.unwrap_or(defaults.max_bytes);
+    options.revalidate = revalidate.unwrap_or(defaults.revalidate);
+    ok.then_some(options)
 }
 
 /// `backend` or `backends`, `balance`, `health_check`, the timeouts and the PROXY header.

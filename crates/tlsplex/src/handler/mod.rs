@@ -29,7 +29,7 @@ pub use pool::{BackendHealth, BackendStats, Balance, HealthCheck, PASSIVE_DOWN_T
 pub(crate) use pool::{BackendPool, PoolOrigin};
 pub use proxy_protocol::ProxyProtocol;
 pub use respond::{RespondError, RespondHandler, MAX_RESPOND_BODY};
-pub use static_files::StaticHandler;
+pub use static_files::{FileCacheOptions, StaticHandler};
 pub use status::StatusHandler;
 
 /// What a handler may fail with; the server logs it (at debug) with the connection's span.

@@ -9,6 +9,7 @@
 //! (measured: 56 µs of server CPU per keep-alive request through ServeDir, against 9 µs for the
 //! status page).
 
+mod cache;
 mod small_file;
 mod target;
 
@@ -31,6 +32,8 @@ use tower_service::Service as _;
 
 use super::http::{HttpLimits, HttpServer};
 use super::{Handler, HandlerError, TlsConn};
+pub use cache::FileCacheOptions;
+use cache::{Cached, FileCache, Lookup};
 use small_file::SmallFile;
 use target::Target;
 
@@ -48,6 +51,8 @@ struct Site {
     root: PathBuf,
     files: ServeDir,
     dotfiles: bool,
+    /// Small files kept in memory, when asked for.
+    cache: Option<FileCache>,
 }
 
 impl StaticHandler {
@@ -66,6 +71,7 @@ impl StaticHandler {
                 files: ServeDir::new(&root).append_index_html_on_directories(true),
                 root,
                 dotfiles: false,
+                cache: None,
             }),
             http: HttpServer::new(HttpLimits::default()),
         })
@@ -77,6 +83,20 @@ impl StaticHandler {
             root: self.site.root.clone(),
             files: self.site.files.clone(),
             dotfiles: serve,
+            cache: self.site.cache.as_ref().map(FileCache::same_options),
+        });
+        self
+    }
+
+    /// Keeps small files (up to 64 KiB) in memory, bounded by `options` (see
+    /// [`FileCacheOptions`]): answered with no system call while fresh, looked at again (by
+    /// the same rules as any request) at most every `revalidate`.
+    pub fn cache(mut self, options: FileCacheOptions) -> Self {
+        self.site = Arc::new(Site {
+            root: self.site.root.clone(),
+            files: self.site.files.clone(),
+            dotfiles: self.site.dotfiles,
+            cache: Some(FileCache::new(options)),
         });
         self
     }
@@ -124,14 +144,31 @@ impl Site {
         let decoded = percent_encoding::percent_decode_str(request.uri().path())
             .decode_utf8_lossy()
             .into_owned();
-        let (path, metadata) = match target::resolve(&self.root, &decoded, self.dotfiles) {
-            Target::File { path, metadata } => (path, metadata),
-            Target::Folder => return folder_redirect(&request),
-            Target::NotFound => return status(StatusCode::NOT_FOUND),
-        };
         let if_none_match = request.headers().get(IF_NONE_MATCH).cloned();
         let whole = matches!(*request.method(), Method::GET | Method::HEAD)
             && !request.headers().contains_key(RANGE);
+        let cache = self.cache.as_ref().filter(|_| whole);
+        if let Some(Lookup::Fresh(file)) = cache.map(|cache| cache.lookup(&decoded)) {
+            return validated(cached(&file), if_none_match.as_ref());
+        }
+        let (path, metadata) = match target::resolve(&self.root, &decoded, self.dotfiles) {
+            Target::File { path, metadata } => (path, metadata),
+            other => {
+                if let Some(cache) = cache {
+                    cache.forget(&decoded);
+                }
+                return match other {
+                    Target::Folder => folder_redirect(&request),
+                    _ => status(StatusCode::NOT_FOUND),
+                };
+            }
+        };
+        if let Some(cache) = cache.filter(|_| metadata.len() <= SMALL_FILE) {
+            let content_type = content_type(&path);
+            if let Some(file) = cache.load(&decoded, &path, &metadata, content_type) {
+                return validated(cached(&file), if_none_match.as_ref());
+            }
+        }
         let response = match small_file(&request, whole, path, &metadata) {
             Some(response) => response,
             None => {
@@ -141,25 +178,52 @@ impl Site {
                 response.map(BodyExt::boxed_unsync)
             }
         };
-        let (mut parts, body) = response.into_parts();
-        let etag = etag(&parts.headers);
-        if let Some(etag) = &etag {
-            parts.headers.insert(ETAG, etag.clone());
-        }
-        if let (Some(etag), Some(wanted)) = (&etag, &if_none_match) {
-            if parts.status == StatusCode::OK && matches(wanted, etag) {
-                let mut not_modified = status(StatusCode::NOT_MODIFIED);
-                not_modified.headers_mut().insert(ETAG, etag.clone());
-                if let Some(modified) = parts.headers.get(LAST_MODIFIED) {
-                    not_modified
-                        .headers_mut()
-                        .insert(LAST_MODIFIED, modified.clone());
-                }
-                return not_modified;
-            }
-        }
-        Response::from_parts(parts, body)
+        validated(response, if_none_match.as_ref())
     }
+}
+
+/// Adds the weak `ETag`, and answers `304` when `If-None-Match` has it.
+fn validated(response: Response<Body>, if_none_match: Option<&HeaderValue>) -> Response<Body> {
+    let (mut parts, body) = response.into_parts();
+    let etag = etag(&parts.headers);
+    if let Some(etag) = &etag {
+        parts.headers.insert(ETAG, etag.clone());
+    }
+    if let (Some(etag), Some(wanted)) = (&etag, if_none_match) {
+        if parts.status == StatusCode::OK && matches(wanted, etag) {
+            let mut not_modified = status(StatusCode::NOT_MODIFIED);
+            not_modified.headers_mut().insert(ETAG, etag.clone());
+            if let Some(modified) = parts.headers.get(LAST_MODIFIED) {
+                not_modified
+                    .headers_mut()
+                    .insert(LAST_MODIFIED, modified.clone());
+            }
+            return not_modified;
+        }
+    }
+    Response::from_parts(parts, body)
+}
+
+fn content_type(path: &Path) -> HeaderValue {
+    let guessed = mime_guess::from_path(path).first_or_octet_stream();
+    HeaderValue::from_str(guessed.as_ref())
+        .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"))
+}
+
+/// The response for a cached file (a HEAD's body is dropped by the HTTP layer).
+fn cached(file: &Cached) -> Response<Body> {
+    let body = http_body_util::Full::new(file.content.clone())
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, file.content_type.clone());
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(file.content.len()));
+    headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Some(modified) = &file.last_modified {
+        headers.insert(LAST_MODIFIED, modified.clone());
+    }
+    response
 }
 
 /// A small file asked for whole (`GET` or `HEAD` without `Range`); `None` leaves the request to
@@ -173,7 +237,7 @@ fn small_file(
     if !whole || metadata.len() > SMALL_FILE {
         return None;
     }
-    let content_type = mime_guess::from_path(&path).first_or_octet_stream();
+    let content_type = content_type(&path);
     let body = if request.method() == Method::HEAD {
         Empty::new().map_err(|never| match never {}).boxed_unsync()
     } else {
@@ -181,10 +245,7 @@ fn small_file(
     };
     let mut response = Response::new(body);
     let headers = response.headers_mut();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_str(content_type.as_ref()).ok()?,
-    );
+    headers.insert(CONTENT_TYPE, content_type);
     headers.insert(CONTENT_LENGTH, HeaderValue::from(metadata.len()));
     headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if let Ok(modified) = metadata.modified() {
