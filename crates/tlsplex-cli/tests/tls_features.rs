@@ -1,6 +1,7 @@
 //! TLS features end to end against the binary: SIGHUP and polled reloads, resumption across two
 //! processes sharing a ticket key file (openssl s_client), mTLS with curl and openssl, OCSP
-//! stapling seen by `openssl s_client -status`, and what `tlsplex probe` reports of each.
+//! stapling seen by `openssl s_client -status`, what `tlsplex probe` reports of each, and how many
+//! TLS 1.3 tickets a handshake sends.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on failure
 
@@ -418,4 +419,44 @@ fn sni_and_versions_with_curl_and_openssl() {
             fingerprint.as_str()
         );
     }
+}
+
+#[test]
+fn tls13_tickets_sets_how_many_tickets_a_full_handshake_sends() {
+    if !available("openssl") {
+        return;
+    }
+    let pki = TestPki::new();
+    pki.issue("web", &["web.test"]);
+    let ports = [free_port(), free_port()];
+    let config = write_config(
+        pki.dir(),
+        "tickets.toml",
+        &format!(
+            "[[server]]\nname = \"two\"\nlisten = \"127.0.0.1:{}\"\ncertificates = [{{ cert = \"web.pem\", key = \"web.key\" }}]\n\
+             [[server]]\nname = \"one\"\nlisten = \"127.0.0.1:{}\"\ncertificates = [{{ cert = \"web.pem\", key = \"web.key\" }}]\n[server.tls]\ntls13_tickets = 1\n",
+            ports[0], ports[1]
+        ),
+    );
+    let mut daemon = Daemon::start(&["run", "-c", &config]);
+    daemon.wait_listening(&[localhost(ports[0]), localhost(ports[1])]);
+    let tickets = |port: u16| {
+        s_client(port, "web.test", "-tls1_3", &[])
+            .matches("Post-Handshake New Session Ticket arrived")
+            .count()
+    };
+    assert_eq!(tickets(ports[0]), 2, "rustls' and OpenSSL's default");
+    assert_eq!(tickets(ports[1]), 1);
+
+    let too_many = write_config(
+        pki.dir(),
+        "too-many.toml",
+        "[[server]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\ncertificates = [{ cert = \"web.pem\", key = \"web.key\" }]\n[server.tls]\ntls13_tickets = 100\n",
+    );
+    let out = tlsplex(&["check", "-c", &too_many]);
+    let errors = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        errors.contains("tls.tls13_tickets: 100 is more than 8"),
+        "{errors}"
+    );
 }

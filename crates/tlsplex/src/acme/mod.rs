@@ -9,6 +9,12 @@
 //! the new certificate is swapped in the way a reload swaps any certificate: no connection is
 //! dropped. A failed order is logged with the CA's problem document and retried with
 //! exponential backoff; nothing here stops the process.
+//!
+//! With `http01_listen`, validation is HTTP-01 instead, answered by [`Http01Listener`]. With
+//! `storage = "redis://…"`, processes of a fleet share the account, one order lock per
+//! certificate, the challenges (every process answers them) and the session-ticket secret
+//! through Redis (`fleet.rs`); without it, processes sharing the storage folder take a lock file
+//! per order.
 
 mod account;
 mod fleet;

@@ -92,6 +92,7 @@ pub(super) struct TlsFile {
     pub client_auth: Option<ClientAuthFile>,
     pub session_cache_size: Option<usize>,
     pub tickets: Option<bool>,
+    pub tls13_tickets: Option<usize>,
     pub max_session_age: Option<String>,
 }
 

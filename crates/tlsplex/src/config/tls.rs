@@ -83,6 +83,18 @@ pub(super) fn validate_tls(
     policy.cert_compression = raw.cert_compression.unwrap_or(policy.cert_compression);
     policy.session_cache_size = raw.session_cache_size.unwrap_or(policy.session_cache_size);
     policy.tickets = raw.tickets.unwrap_or(policy.tickets);
+    if let Some(count) = raw.tls13_tickets {
+        match count {
+            0..=crate::tls::MAX_TLS13_TICKETS => policy.tls13_tickets = count,
+            _ => check(
+                "tls.tls13_tickets",
+                Err(format!(
+                    "{count} is more than {} (each ticket is written on every full handshake)",
+                    crate::tls::MAX_TLS13_TICKETS
+                )),
+            ),
+        }
+    }
     if let Some(text) = &raw.max_session_age {
         let mut problem = None;
         match super::value::duration(Some(text), true, &mut |m| problem = Some(m)) {
