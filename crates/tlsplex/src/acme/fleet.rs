@@ -286,18 +286,21 @@ impl Fleet {
 
     /// The fleet's session-ticket master secret; the first process to ask creates it.
     pub(crate) async fn ticket_secret(&self) -> Result<[u8; 32], FleetError> {
-        let candidate = crate::tls::tickets::random_master()
-            .map_err(|_| FleetError::Corrupt("random source"))?;
-        let candidate = hex(&candidate);
-        let _: Option<String> = self
-            .query(
-                redis::cmd("SET")
-                    .arg(TICKET_SECRET)
-                    .arg(&candidate)
-                    .arg("NX"),
-            )
-            .await?;
-        let stored: Option<String> = self.query(redis::cmd("GET").arg(TICKET_SECRET)).await?;
+        let mut stored: Option<String> = self.query(redis::cmd("GET").arg(TICKET_SECRET)).await?;
+        if stored.is_none() {
+            let candidate = crate::tls::tickets::random_master()
+                .map_err(|_| FleetError::Corrupt("random source"))?;
+            let _: Option<String> = self
+                .query(
+                    redis::cmd("SET")
+                        .arg(TICKET_SECRET)
+                        .arg(hex(&candidate))
+                        .arg("NX"),
+                )
+                .await?;
+            // Whoever set it first, this is the fleet's.
+            stored = self.query(redis::cmd("GET").arg(TICKET_SECRET)).await?;
+        }
         stored
             .as_deref()
             .and_then(crate::tls::tickets::parse_master)
@@ -440,8 +443,8 @@ fn certificate_key(names: &[String]) -> String {
 }
 
 fn account_key(directory: &str) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, directory.as_bytes());
-    format!("tlsplex:acme:account:{}", hex(&digest.as_ref()[..8]))
+    let short = super::storage::directory_digest(directory);
+    format!("tlsplex:acme:account:{short}")
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -80,8 +80,9 @@ enum Turn {
     Ours(Result<Option<CertSummary>, String>),
     /// Another process holds the order lock.
     Peers,
-    /// Another process stored a fresh certificate while this one waited for the lock.
-    PeerStored,
+    /// Another process stored a fresh certificate (ending then) while this one waited for the
+    /// lock.
+    PeerStored(Option<SystemTime>),
 }
 
 #[derive(Default)]
@@ -224,8 +225,7 @@ impl Manager {
                     next = next.min(Instant::now() + PEER_ORDERING);
                     continue;
                 }
-                Turn::PeerStored => {
-                    let not_after = stored_summary(certificate).map(|s| s.not_after);
+                Turn::PeerStored(not_after) => {
                     self.seen.insert(certificate.names.clone(), not_after);
                     copied = true;
                     continue;
@@ -308,7 +308,7 @@ impl Manager {
         }
         let stored = stored_summary(certificate);
         let turn = if renewal_wait(certificate, stored.as_ref(), self.jitter()).is_some() {
-            Turn::PeerStored
+            Turn::PeerStored(stored.map(|s| s.not_after))
         } else {
             Turn::Ours(self.order(controller, options, certificate, fleet).await)
         };

@@ -25,11 +25,7 @@ impl Storage {
 
     /// The account file for `directory` (one account per CA).
     fn account_file(&self, directory: &str) -> PathBuf {
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, directory.as_bytes());
-        let short: String = digest.as_ref()[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let short = directory_digest(directory);
         self.root.join(format!("account-{short}.json"))
     }
 
@@ -112,6 +108,16 @@ impl Storage {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         write_private(&self.account_file(directory), &json)
     }
+}
+
+/// A short name for the CA at `directory` (16 hex digits of its SHA-256): one account per CA,
+/// in the folder and in the fleet store alike.
+pub(super) fn directory_digest(directory: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, directory.as_bytes());
+    digest.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A held order lock in the storage folder; released when dropped.
