@@ -31,13 +31,23 @@ pub fn start(ctx: &Context, options: ServerOptions) -> SocketAddr {
     addr
 }
 
-/// A port that was free on 127.0.0.1 a moment ago, for configs that must name one.
+/// A port that was free on 127.0.0.1 a moment ago, for configs that must name one. Never the
+/// same port twice in one test process: the kernel may hand a just-closed port out again, and
+/// a test asking for five ports must get five.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// A plaintext backend on loopback that echoes every connection's bytes back and half-closes
