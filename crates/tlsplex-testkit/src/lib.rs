@@ -36,7 +36,9 @@ pub fn start(ctx: &Context, options: ServerOptions) -> SocketAddr {
 /// a test asking for five ports must get five.
 pub fn free_port() -> u16 {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut given = GIVEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     loop {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -48,6 +50,17 @@ pub fn free_port() -> u16 {
             return port;
         }
     }
+}
+
+/// This process's resident memory (VmRSS), KiB: for tests that measure what an attack or a
+/// feature costs; each such test has its own test binary, so the process is the test's.
+pub fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
 }
 
 /// A plaintext backend on loopback that echoes every connection's bytes back and half-closes

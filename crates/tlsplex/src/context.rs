@@ -4,6 +4,7 @@
 //! construction. A context is cheap to clone and holds no hidden statics: two contexts in one
 //! process are independent (the tests run many).
 
+use crate::tls::policy::Providers;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,7 +37,7 @@ pub struct Context {
 
 #[derive(Debug)]
 struct Inner {
-    provider: Arc<CryptoProvider>,
+    providers: Providers,
     handshake_timeout: Duration,
     server_max_connections: usize,
     max_connections: usize,
@@ -64,7 +65,12 @@ impl Context {
 
     /// The crypto provider every server of this context uses.
     pub fn crypto_provider(&self) -> &Arc<CryptoProvider> {
-        &self.inner.provider
+        self.inner.providers.base()
+    }
+
+    /// The narrowed providers servers of this context negotiate with.
+    pub(crate) fn providers(&self) -> &Providers {
+        &self.inner.providers
     }
 
     /// How long a client has to complete its handshake, unless its server says otherwise.
@@ -216,7 +222,7 @@ impl ContextBuilder {
         });
         Context {
             inner: Arc::new(Inner {
-                provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+                providers: Providers::new(rustls::crypto::aws_lc_rs::default_provider()),
                 handshake_timeout: self.handshake_timeout,
                 server_max_connections: self.server_max_connections.unwrap_or_else(|| {
                     defaults::default_server_max_connections(self.max_connections)

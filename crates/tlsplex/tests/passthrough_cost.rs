@@ -8,19 +8,9 @@ use std::sync::Arc;
 use tlsplex::handler::{Backend, ForwardOptions};
 use tlsplex::route::Route;
 use tlsplex::{Context, ServerOptions};
-use tlsplex_testkit::{any_port, start, TestPki};
+use tlsplex_testkit::{any_port, rss_kib, start, TestPki};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-
-/// This process's resident memory, KiB.
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quiet_passthrough_clients_cost_their_relay_and_are_closed_by_the_idle_timeout() {

@@ -32,6 +32,7 @@ use global::validate_global;
 pub use global::GlobalSettings;
 pub use outline::{AdminOutline, ConfigOutline, ServerOutline};
 use server::{validate_servers, ServerKeys};
+use tls::LoadedIdentities;
 use value::{one_line, server_tables};
 
 use crate::handler::{ForwardOptions, HttpLimits, RespondHandler, StaticHandler};
@@ -155,6 +156,9 @@ impl Config {
             }
             paths.extend(server.material_files.iter().cloned());
         }
+        // Each file once, however many servers name it: the watcher stats and digests each.
+        let mut seen = std::collections::HashSet::new();
+        paths.retain(|path| seen.insert(path.clone()));
         paths
     }
 
@@ -175,9 +179,11 @@ impl Config {
         let table: toml::Table = toml::from_str(text)
             .map_err(|e| fail(format!("not valid TOML: {}", one_line(e.message()))))?;
         let mut problems = Problems::default();
+        let identities = LoadedIdentities::default();
         let keys = ServerKeys {
             strict_key_permissions: false,
             acme: None,
+            identities: &identities,
         };
         let mut specs = validate_servers(vec![table], base, keys, &mut problems);
         let spec = problems.into_result(source.to_owned(), specs.pop())?;
@@ -209,9 +215,11 @@ impl Config {
             validate_admin(value, base, global.strict_key_permissions, &mut problems)
         });
         let acme = acme.and_then(|value| validate_acme(value, base, &mut problems));
+        let identities = LoadedIdentities::default();
         let keys = ServerKeys {
             strict_key_permissions: global.strict_key_permissions,
             acme: acme.as_ref(),
+            identities: &identities,
         };
         let servers = validate_servers(servers, base, keys, &mut problems);
         let warnings = problems.take_warnings();

@@ -9,7 +9,7 @@ use super::error::Problems;
 use super::file::ServerFile;
 use super::handler::{validate_handler, HandlerAt};
 use super::route::{uncovered_names, validate_routes};
-use super::tls::{load_certificates, validate_tls, LoadedCerts};
+use super::tls::{load_certificates, validate_tls, LoadedCerts, LoadedIdentities};
 use super::value::{deserialize, duration, server_label};
 use super::{HandlerSpec, ServerSpec};
 
@@ -18,6 +18,7 @@ use super::{HandlerSpec, ServerSpec};
 pub(super) struct ServerKeys<'a> {
     pub(super) strict_key_permissions: bool,
     pub(super) acme: Option<&'a AcmeOptions>,
+    pub(super) identities: &'a LoadedIdentities,
 }
 
 pub(super) fn validate_servers(
@@ -30,8 +31,8 @@ pub(super) fn validate_servers(
         problems.global("server", "no [[server]] is defined: nothing to run");
     }
     let mut names: HashMap<String, usize> = HashMap::new();
-    let mut listens: Vec<(SocketAddr, String)> = Vec::new();
-    let mut specs = Vec::new();
+    let mut listens = Listens::default();
+    let mut specs = Vec::with_capacity(tables.len());
     for (i, table) in tables.into_iter().enumerate() {
         let label = server_label(&table, i);
         let Some(raw) = deserialize::<ServerFile>(table, &mut |k, m| problems.server(&label, k, m))
@@ -60,7 +61,7 @@ pub(super) fn validate_servers(
             );
         }
         if let Some(spec) = validate_server(raw, &label, base, keys, &listens, problems) {
-            listens.push((spec.listen, spec.name.clone()));
+            listens.add(spec.listen, &spec.name);
             specs.push(spec);
         }
     }
@@ -79,13 +80,13 @@ fn validate_server(
     label: &str,
     base: &Path,
     keys: ServerKeys<'_>,
-    listens: &[(SocketAddr, String)],
+    listens: &Listens,
     problems: &mut Problems,
 ) -> Option<ServerSpec> {
     let mut ok = true;
     let listen = match raw.listen.parse::<SocketAddr>() {
         Ok(addr) => {
-            if let Some((_, other)) = listens.iter().find(|(a, _)| overlaps(*a, addr)) {
+            if let Some(other) = listens.clash(addr) {
                 problems.server(
                     label,
                     "listen",
@@ -120,7 +121,7 @@ fn validate_server(
         &raw,
         label,
         base,
-        (keys.strict_key_permissions, keys.acme),
+        (keys.strict_key_permissions, keys.acme, keys.identities),
         problems,
     );
     let http = super::http::validate_http(raw.http.as_ref(), label, problems);
@@ -181,6 +182,29 @@ fn validate_server(
 
 /// Whether two listen addresses would clash: the same address, or a wildcard and any address of
 /// the same family on the same port. Port 0 never clashes (the kernel picks distinct ports).
+/// The addresses of the servers validated so far, by port: a config of 10,000 servers checks
+/// each new address against those on its own port only.
+#[derive(Default)]
+struct Listens(HashMap<u16, Vec<(SocketAddr, String)>>);
+
+impl Listens {
+    fn add(&mut self, addr: SocketAddr, server: &str) {
+        self.0
+            .entry(addr.port())
+            .or_default()
+            .push((addr, server.to_owned()));
+    }
+
+    /// The server already listening where `addr` would.
+    fn clash(&self, addr: SocketAddr) -> Option<&str> {
+        let same_port = self.0.get(&addr.port())?;
+        same_port
+            .iter()
+            .find(|(a, _)| overlaps(*a, addr))
+            .map(|(_, server)| server.as_str())
+    }
+}
+
 fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
     if a.port() == 0 || b.port() != a.port() || a.is_ipv4() != b.is_ipv4() {
         return false;

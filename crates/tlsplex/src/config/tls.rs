@@ -1,6 +1,8 @@
 //! `[server.tls]` and `certificates = [...]`: the policy, client authentication, and the
 //! certificates loaded.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -172,11 +174,29 @@ pub(super) struct LoadedCerts {
     pub(super) acme: Vec<AcmeCertificate>,
 }
 
+/// The identities one config load has read, by (cert, key, OCSP) file: a file that many
+/// servers name is read, parsed and checked once (10,000 servers sharing one certificate
+/// would otherwise parse its key 10,000 times and hold 10,000 copies).
+#[derive(Default)]
+pub(super) struct LoadedIdentities(RefCell<HashMap<IdentityFiles, Identity>>);
+
+type IdentityFiles = (PathBuf, PathBuf, Option<PathBuf>);
+
+impl LoadedIdentities {
+    fn get(&self, files: &IdentityFiles) -> Option<Identity> {
+        self.0.borrow().get(files).cloned()
+    }
+
+    fn keep(&self, files: IdentityFiles, identity: &Identity) {
+        self.0.borrow_mut().insert(files, identity.clone());
+    }
+}
+
 pub(super) fn load_certificates(
     raw: &ServerFile,
     label: &str,
     base: &Path,
-    (strict_keys, acme): (bool, Option<&AcmeOptions>),
+    (strict_keys, acme, loaded): (bool, Option<&AcmeOptions>, &LoadedIdentities),
     problems: &mut Problems,
 ) -> Option<LoadedCerts> {
     if raw.certificates.is_empty() {
@@ -252,6 +272,11 @@ pub(super) fn load_certificates(
             }
             continue;
         }
+        let identity_files = (cert.clone(), key.clone(), ocsp.clone());
+        if let Some(identity) = loaded.get(&identity_files) {
+            identities.push(identity);
+            continue;
+        }
         // Both files first, so one pass names every file that cannot be read.
         let unreadable: Vec<_> = [("cert", &cert), ("key", &key)]
             .into_iter()
@@ -274,7 +299,10 @@ pub(super) fn load_certificates(
                 None => Ok(identity),
             });
         match identity {
-            Ok(identity) => identities.push(identity),
+            Ok(identity) => {
+                loaded.keep(identity_files, &identity);
+                identities.push(identity);
+            }
             Err(e) => {
                 let field = if e.path() == key {
                     "key"

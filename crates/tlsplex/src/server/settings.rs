@@ -15,7 +15,6 @@ use crate::metrics::{BackendMetrics, CertificateExpiry, ServerMetrics};
 use crate::tls::certs::CertStore;
 use crate::tls::challenge::ChallengeStore;
 use crate::tls::client_auth::ClientAuthMode;
-use crate::tls::policy;
 use crate::tls::resumption::ResumptionState;
 
 /// What one connection needs.
@@ -133,7 +132,7 @@ fn build(
         options,
         &RouteBuild {
             ctx,
-            provider: policy::provider(ctx.crypto_provider(), &options.tls),
+            provider: ctx.providers().for_policy(&options.tls),
             resumption,
             metrics: backends,
             previous,

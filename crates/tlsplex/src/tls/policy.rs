@@ -171,13 +171,56 @@ impl TlsPolicy {
     }
 }
 
-/// The provider one server negotiates with: `base` narrowed to the policy's suites and groups.
-pub(crate) fn provider(base: &CryptoProvider, policy: &TlsPolicy) -> Arc<CryptoProvider> {
-    Arc::new(CryptoProvider {
-        cipher_suites: policy.cipher_suites.clone(),
-        kx_groups: policy.kx_groups.clone(),
-        ..base.clone()
-    })
+/// A context's crypto provider, and the copies narrowed to a policy's suites and groups that
+/// servers negotiate with: each distinct narrowing is built once, so 10,000 servers with the
+/// same policy share one provider instead of holding one each.
+#[derive(Debug)]
+pub(crate) struct Providers {
+    base: Arc<CryptoProvider>,
+    narrowed: std::sync::Mutex<Vec<Arc<CryptoProvider>>>,
+}
+
+impl Providers {
+    pub(crate) fn new(base: CryptoProvider) -> Self {
+        Self {
+            base: Arc::new(base),
+            narrowed: std::sync::Mutex::default(),
+        }
+    }
+
+    /// The provider as the context was built with.
+    pub(crate) fn base(&self) -> &Arc<CryptoProvider> {
+        &self.base
+    }
+
+    /// The provider one server negotiates with: the base narrowed to the policy's suites and
+    /// groups.
+    pub(crate) fn for_policy(&self, policy: &TlsPolicy) -> Arc<CryptoProvider> {
+        let fits = |p: &CryptoProvider| {
+            p.cipher_suites
+                .iter()
+                .map(|s| s.suite())
+                .eq(policy.cipher_suites.iter().map(|s| s.suite()))
+                && p.kx_groups
+                    .iter()
+                    .map(|g| g.name())
+                    .eq(policy.kx_groups.iter().map(|g| g.name()))
+        };
+        let mut narrowed = self
+            .narrowed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(provider) = narrowed.iter().find(|p| fits(p)) {
+            return provider.clone();
+        }
+        let provider = Arc::new(CryptoProvider {
+            cipher_suites: policy.cipher_suites.clone(),
+            kx_groups: policy.kx_groups.clone(),
+            ..(*self.base).clone()
+        });
+        narrowed.push(provider.clone());
+        provider
+    }
 }
 
 /// Builds one server's rustls configuration; `verifier` checks client certificates (built from

@@ -12,7 +12,7 @@
 //!   resumption issues). The server also re-verifies the certificate of a resumed session
 //!   against today's CAs, CRLs and clock (`server/connection.rs`).
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rustls::server::{
@@ -44,7 +44,7 @@ impl ResumptionState {
     ) -> Self {
         let session_cache: Arc<dyn StoresServerSessions> = match policy.session_cache_size {
             0 => Arc::new(NoServerSessionStorage {}),
-            size => ServerSessionMemoryCache::new(size),
+            size => Arc::new(LazySessionCache::new(size)),
         };
         Self {
             session_cache,
@@ -56,6 +56,45 @@ impl ResumptionState {
     /// Whether sessions of this state may resume under the policies `binding` stands for.
     pub(crate) fn fits(&self, binding: Option<[u8; 32]>) -> bool {
         self.binding == binding
+    }
+}
+
+/// rustls' memory cache, made on the first session stored: rustls allocates a cache's whole
+/// capacity up front (4,096 entries by default, about 400 KB of address space and a page or
+/// more of RSS), which 10,000 servers that may never see TLS 1.2 or stateful resumption would
+/// all pay at bind.
+#[derive(Debug)]
+struct LazySessionCache {
+    size: usize,
+    cache: OnceLock<Arc<ServerSessionMemoryCache>>,
+}
+
+impl LazySessionCache {
+    fn new(size: usize) -> Self {
+        Self {
+            size,
+            cache: OnceLock::new(),
+        }
+    }
+}
+
+impl StoresServerSessions for LazySessionCache {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        self.cache
+            .get_or_init(|| ServerSessionMemoryCache::new(self.size))
+            .put(key, value)
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.cache.get()?.get(key)
+    }
+
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.cache.get()?.take(key)
+    }
+
+    fn can_cache(&self) -> bool {
+        true
     }
 }
 

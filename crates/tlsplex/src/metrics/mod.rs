@@ -11,8 +11,11 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+mod per_server;
+use per_server::ServerSeriesTable;
 
 /// Connections accepted (TCP), per server.
 pub const CONNECTIONS_ACCEPTED: &str = "tlsplex_connections_accepted";
@@ -57,17 +60,6 @@ pub const ACME_ORDERS: &str = "tlsplex_acme_orders";
 pub const RELOADS: &str = "tlsplex_reloads";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ServerLabel {
-    server: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReasonLabels {
-    server: String,
-    reason: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct GroupLabels {
     server: String,
     group: &'static str,
@@ -97,23 +89,12 @@ struct ResultLabel {
     result: &'static str,
 }
 
-type HistogramFamily = Family<ServerLabel, Histogram, fn() -> Histogram>;
-
 /// The metric families of one context, and the registry that encodes them.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Arc<Mutex<Registry>>,
-    accepted: Family<ServerLabel, Counter>,
-    active: Family<ServerLabel, Gauge>,
-    limited: Family<ReasonLabels, Counter>,
-    handshakes: Family<ServerLabel, Counter>,
+    servers: ServerSeriesTable,
     groups: Family<GroupLabels, Counter>,
-    resumed: Family<ServerLabel, Counter>,
-    failures: Family<ReasonLabels, Counter>,
-    duration: HistogramFamily,
-    received: Family<ServerLabel, Counter>,
-    sent: Family<ServerLabel, Counter>,
-    backend_errors: Family<ServerLabel, Counter>,
     expiry: Family<CertificateLabels, Gauge>,
     routes: Family<RouteLabels, Counter>,
     backends: BackendFamilies,
@@ -137,23 +118,10 @@ impl std::fmt::Debug for Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let duration: HistogramFamily = Family::new_with_constructor(|| {
-            // 0.1 ms to ~3.3 s.
-            Histogram::new(exponential_buckets(0.0001, 2.0, 16))
-        });
         let metrics = Self {
             registry: Arc::default(),
-            accepted: Family::default(),
-            active: Family::default(),
-            limited: Family::default(),
-            handshakes: Family::default(),
+            servers: ServerSeriesTable::default(),
             groups: Family::default(),
-            resumed: Family::default(),
-            failures: Family::default(),
-            duration,
-            received: Family::default(),
-            sent: Family::default(),
-            backend_errors: Family::default(),
             expiry: Family::default(),
             routes: Family::default(),
             backends: BackendFamilies::default(),
@@ -165,56 +133,11 @@ impl Default for Metrics {
                 .registry
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            r.register(
-                CONNECTIONS_ACCEPTED,
-                "Connections accepted",
-                metrics.accepted.clone(),
-            );
-            r.register(
-                CONNECTIONS_ACTIVE,
-                "Connections open now",
-                metrics.active.clone(),
-            );
-            r.register(
-                CONNECTIONS_LIMITED,
-                "Accepts that waited for a connection limit",
-                metrics.limited.clone(),
-            );
-            r.register(
-                HANDSHAKES,
-                "Completed TLS handshakes",
-                metrics.handshakes.clone(),
-            );
+            r.register_collector(Box::new(metrics.servers.clone()));
             r.register(
                 HANDSHAKES_BY_GROUP,
                 "Completed TLS handshakes by key-exchange group",
                 metrics.groups.clone(),
-            );
-            r.register(
-                HANDSHAKES_RESUMED,
-                "Resumed TLS handshakes",
-                metrics.resumed.clone(),
-            );
-            r.register(
-                HANDSHAKE_FAILURES,
-                "Failed TLS handshakes",
-                metrics.failures.clone(),
-            );
-            r.register(
-                HANDSHAKE_DURATION,
-                "Accept to end of handshake",
-                metrics.duration.clone(),
-            );
-            r.register(
-                BYTES_RECEIVED,
-                "Bytes read from clients",
-                metrics.received.clone(),
-            );
-            r.register(BYTES_SENT, "Bytes written to clients", metrics.sent.clone());
-            r.register(
-                FORWARD_BACKEND_ERRORS,
-                "Backends that could not be reached",
-                metrics.backend_errors.clone(),
             );
             r.register(
                 CERTIFICATE_EXPIRY,
@@ -276,42 +199,25 @@ impl Metrics {
 
     /// The handles of one server's metrics.
     pub(crate) fn server(&self, name: &str) -> ServerMetrics {
-        // `get_or_create` returns a read guard; each handle is cloned out in its own statement
-        // so no guard is still held when the next insert into the same family needs the lock.
-        fn counter<L: Clone + std::hash::Hash + Eq + EncodeLabelSet + std::fmt::Debug>(
-            family: &Family<L, Counter>,
-            labels: &L,
-        ) -> Counter {
-            family.get_or_create(labels).clone()
-        }
-        let label = ServerLabel {
-            server: name.to_owned(),
-        };
-        let reason = |reason| ReasonLabels {
-            server: name.to_owned(),
-            reason,
-        };
-        let failure = |r| counter(&self.failures, &reason(r));
-        let active = self.active.get_or_create(&label).clone();
-        let duration = self.duration.get_or_create(&label).clone();
+        let series = self.servers.get_or_create(name);
         ServerMetrics {
-            accepted: counter(&self.accepted, &label),
-            active,
-            server_limited: counter(&self.limited, &reason("server_limit")),
-            process_limited: counter(&self.limited, &reason("process_limit")),
-            handshakes: counter(&self.handshakes, &label),
+            accepted: series.accepted.clone(),
+            active: series.active.clone(),
+            server_limited: series.server_limited.clone(),
+            process_limited: series.process_limited.clone(),
+            handshakes: series.handshakes.clone(),
             groups: SeenCounters::new(&self.groups, name, |server, group| GroupLabels {
                 server,
                 group,
             }),
-            resumed: counter(&self.resumed, &label),
-            failures: HandshakeFailures(FailureReason::ALL.map(|r| failure(r.as_str()))),
-            duration,
+            resumed: series.resumed.clone(),
+            failures: HandshakeFailures(series.failures.clone()),
+            duration: series.duration.clone(),
             traffic: Traffic {
-                received: counter(&self.received, &label),
-                sent: counter(&self.sent, &label),
+                received: series.received.clone(),
+                sent: series.sent.clone(),
             },
-            backend_errors: counter(&self.backend_errors, &label),
+            backend_errors: series.backend_errors.clone(),
             expiry: CertificateExpiry {
                 family: self.expiry.clone(),
                 server: name.to_owned(),
