@@ -31,15 +31,8 @@ bin="$root/target/$profile"
 
 # A CA and a leaf it signed, both ECDSA P-256; the server sends the leaf and the CA as its chain,
 # about the size of a public CA's leaf and intermediate.
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj /CN=bench-ca \
-  -keyout "$work/ca.key" -out "$work/ca.pem" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=bench.test \
-  -keyout "$work/leaf.key" -out "$work/leaf.csr" 2>/dev/null
-printf 'subjectAltName=DNS:bench.test,DNS:www.bench.test\n' > "$work/ext"
-openssl x509 -req -in "$work/leaf.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" -CAcreateserial \
-  -days 30 -extfile "$work/ext" -out "$work/leaf.pem" 2>/dev/null
-cat "$work/leaf.pem" "$work/ca.pem" > "$work/chain.pem"
-chmod 600 "$work/leaf.key"
+. "$here/chain.sh"
+make_chain "$work" DNS:bench.test,DNS:www.bench.test
 
 port_plain=$((20000 + RANDOM % 20000)); port_zip=$((port_plain + 1))
 cat > "$work/tlsplex.toml" <<TOML

@@ -33,15 +33,8 @@ flag=(); [ "$profile" = release ] && flag=(--release)
 (cd "$root" && cargo build -q "${flag[@]}" -p tlsplex-cli && cargo build -q "${flag[@]}" -p tlsplex-testkit --example handshake_load)
 bin="$root/target/$profile"
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj /CN=bench-ca \
-  -keyout "$work/ca.key" -out "$work/ca.pem" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=bench.test \
-  -keyout "$work/leaf.key" -out "$work/leaf.csr" 2>/dev/null
-printf 'subjectAltName=DNS:bench.test\n' > "$work/ext"
-openssl x509 -req -in "$work/leaf.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" -CAcreateserial \
-  -days 30 -extfile "$work/ext" -out "$work/leaf.pem" 2>/dev/null
-cat "$work/leaf.pem" "$work/ca.pem" > "$work/chain.pem"
-chmod 600 "$work/leaf.key"
+. "$here/chain.sh"
+make_chain "$work" DNS:bench.test
 mkdir -p "$work/www"
 chmod 755 "$work" "$work/www" # nginx's worker runs as another user
 printf 'ok\n' > "$work/www/index.html"

@@ -28,11 +28,11 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 if [ "$quick" = 1 ]; then
   systems=(tlsplex)
   handshakes=100; resumed_secs=2; keepalive_secs=2; bulk_mib=10; held=100
-  scale_servers=50; sni_certs=100; profile=debug
+  scale_servers=50; scale_many=100; spread_held=200; sni_certs=100; pq_secs=1; profile=debug
 else
   systems=(tlsplex nginx haproxy stunnel hitch)
   handshakes=1000; resumed_secs=5; keepalive_secs=8; bulk_mib=100; held=1000
-  scale_servers=1000; sni_certs=10000; profile=release
+  scale_servers=1000; scale_many=10000; spread_held=10000; sni_certs=10000; pq_secs=5; profile=release
 fi
 
 log() { echo "[bench] $*" >&2; }
@@ -68,11 +68,12 @@ fi
 
 log "building tlsplex ($profile)"
 if [ "$profile" = release ]; then
-  (cd "$root" && cargo build --release --locked -p tlsplex-cli >&2)
+  (cd "$root" && cargo build --release --locked -p tlsplex-cli -p tls-load >&2)
 else
-  (cd "$root" && cargo build --locked -p tlsplex-cli >&2)
+  (cd "$root" && cargo build --locked -p tlsplex-cli -p tls-load >&2)
 fi
 tlsplex="$root/target/$profile/tlsplex"
+tls_load="$root/target/$profile/tls-load"
 
 # ---------------------------------------------------------------------------------------------
 # Material: one ECDSA P-256 certificate, a small page and a bulk file.
@@ -126,6 +127,9 @@ wait_port() { # port
 # ---------------------------------------------------------------------------------------------
 # Each system: two TLS servers (ports a, b) and a forward port (f) in one process, pinned to
 # CPU 0 with one worker. stunnel and hitch only forward, so their a and b go to the backend too.
+# One worker pinned to CPU 0 and the clients on CPU 1, unless a two-worker round says otherwise
+# (then the server and its clients share both CPUs, and metrics carry the suffix `_w2`).
+workers=1; server_cpus=0; client_cpus=1; sfx=""
 start_system() { # name index -> server_pid, port_a, port_b, port_f
   local name=$1 dir="$work/$1"
   port_a=$((base_port + $2 * 10 + 1)); port_b=$((port_a + 1)); port_f=$((port_a + 2))
@@ -135,6 +139,8 @@ start_system() { # name index -> server_pid, port_a, port_b, port_f
   case "$name" in
     tlsplex)
       cat > "$dir/tlsplex.toml" <<EOF
+[global]
+worker_threads = $workers
 [[server]]
 name = "a"
 listen = "127.0.0.1:$port_a"
@@ -156,12 +162,12 @@ listen = "127.0.0.1:$port_r"
 certificates = [{ cert = "$work/cert.pem", key = "$work/key.pem" }]
 handler = { type = "respond", body = "ok" }
 EOF
-      taskset -c 0 "$tlsplex" run -c "$dir/tlsplex.toml" >"$dir/out.log" 2>&1 &
+      taskset -c "$server_cpus" "$tlsplex" run -c "$dir/tlsplex.toml" >"$dir/out.log" 2>&1 &
       ;;
     nginx)
       cat > "$dir/nginx.conf" <<EOF
 load_module /usr/lib/nginx/modules/ngx_stream_module.so;
-worker_processes 1; daemon off; pid $dir/nginx.pid; error_log $dir/error.log;
+worker_processes $workers; daemon off; pid $dir/nginx.pid; error_log $dir/error.log;
 events { worker_connections 8192; }
 http { access_log off; sendfile on;
   open_file_cache max=1024; open_file_cache_valid 1s;
@@ -174,12 +180,12 @@ stream { server { listen 127.0.0.1:$port_f ssl;
   ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem;
   proxy_pass 127.0.0.1:$backend_port; } }
 EOF
-      taskset -c 0 nginx -c "$dir/nginx.conf" &
+      taskset -c "$server_cpus" nginx -c "$dir/nginx.conf" &
       ;;
     haproxy)
       cat > "$dir/haproxy.cfg" <<EOF
 global
-  nbthread 1
+  nbthread $workers
   maxconn 8000
 defaults
   mode http
@@ -207,7 +213,7 @@ backend plain
   mode tcp
   server s1 127.0.0.1:$backend_port
 EOF
-      taskset -c 0 haproxy -db -f "$dir/haproxy.cfg" >"$dir/out.log" 2>&1 &
+      taskset -c "$server_cpus" haproxy -db -f "$dir/haproxy.cfg" >"$dir/out.log" 2>&1 &
       ;;
     stunnel)
       fixed=0
@@ -220,7 +226,7 @@ EOF
             "$1" "$2" "$backend_port" "$work/cert.pem" "$work/key.pem"
         done
       } > "$dir/stunnel.conf"
-      taskset -c 0 stunnel "$dir/stunnel.conf" >"$dir/out.log" 2>&1 &
+      taskset -c "$server_cpus" stunnel "$dir/stunnel.conf" >"$dir/out.log" 2>&1 &
       ;;
     hitch)
       fixed=0
@@ -237,7 +243,7 @@ group = "nogroup"
 tls-protos = TLSv1.2 TLSv1.3
 alpn-protos = "http/1.1"
 EOF
-      taskset -c 0 hitch --config="$dir/hitch.conf" >"$dir/out.log" 2>&1 &
+      taskset -c "$server_cpus" hitch --config="$dir/hitch.conf" >"$dir/out.log" 2>&1 &
       ;;
   esac
   server_pid=$!
@@ -267,52 +273,56 @@ measure_system() { # name
   record "$name" rss_idle_kib "$idle"
   record "$name" rss_per_conn_kib "$(awk -v a="$idle" -v b="$with" -v n="$held" 'BEGIN {printf "%.1f", (b - a) / n}')"
 
+  measure_requests "$name"
+
+  # 4. Bulk: one connection, the whole file, over HTTPS and through forward mode.
+  bulk "$name" bulk_https "$port_a"
+  bulk "$name" bulk_forward "$port_f"
+}
+
+measure_requests() { # name
+  local name=$1 c0 c1 out ok rate requests
   # 1. Full TLS 1.3 handshakes: each client a new connection and one request, no session.
   c0=$(cpu)
-  out=$(taskset -c 1 h2load --h1 -t1 -m1 -n "$handshakes" -c "$handshakes" "https://127.0.0.1:$port_a/" 2>&1)
+  out=$(taskset -c "$client_cpus" h2load --h1 -t1 -m1 -n "$handshakes" -c "$handshakes" "https://127.0.0.1:$port_a/" 2>&1)
   c1=$(cpu)
   ok=$(echo "$out" | awk '/^requests:/ {print $8}')
   rate=$(echo "$out" | awk '/^finished in/ {print $4}')
   if [ "${ok:-0}" -gt 0 ]; then
-    record "$name" full_handshake_us "$(awk -v c=$((c1 - c0)) -v n="$ok" 'BEGIN {printf "%.1f", c * 10000 / n}')"
-    record "$name" full_handshake_rate "${rate:-0}"
+    record "$name" "full_handshake_us$sfx" "$(awk -v c=$((c1 - c0)) -v n="$ok" 'BEGIN {printf "%.1f", c * 10000 / n}')"
+    record "$name" "full_handshake_rate$sfx" "${rate:-0}"
   else
     log "$name: full handshakes failed: $out"
   fi
 
   # 2. Resumed handshakes: wrk with Connection: close resumes its TLS session on each request.
   c0=$(cpu)
-  out=$(taskset -c 1 wrk -t1 -c16 -d"${resumed_secs}s" -H 'Connection: close' "https://127.0.0.1:$port_a/" 2>&1)
+  out=$(taskset -c "$client_cpus" wrk -t1 -c16 -d"${resumed_secs}s" -H 'Connection: close' "https://127.0.0.1:$port_a/" 2>&1)
   c1=$(cpu)
   requests=$(echo "$out" | awk '/requests in/ {print $1}')
   if [ "${requests:-0}" -gt 0 ]; then
-    record "$name" resumed_handshake_us "$(awk -v c=$((c1 - c0)) -v n="$requests" 'BEGIN {printf "%.1f", c * 10000 / n}')"
+    record "$name" "resumed_handshake_us$sfx" "$(awk -v c=$((c1 - c0)) -v n="$requests" 'BEGIN {printf "%.1f", c * 10000 / n}')"
   fi
 
   # 3. Keep-alive requests: the small file (HAProxy: its fixed answer), then the fixed answer.
   keepalive "$name" keepalive "$port_a"
   [ "$fixed" = 0 ] || keepalive "$name" keepalive_fixed "$port_r"
-
-  # 4. Bulk: one connection, the whole file, over HTTPS and through forward mode.
-  bulk "$name" bulk_https "$port_a"
-  bulk "$name" bulk_forward "$port_f"
-
 }
 
 keepalive() { # name metric-prefix port
   local c0 c1 out requests rps p50 p99
   c0=$(cpu)
-  out=$(taskset -c 1 wrk -t1 -c64 -d"${keepalive_secs}s" --latency "https://127.0.0.1:$3/" 2>&1)
+  out=$(taskset -c "$client_cpus" wrk -t1 -c64 -d"${keepalive_secs}s" --latency "https://127.0.0.1:$3/" 2>&1)
   c1=$(cpu)
   requests=$(echo "$out" | awk '/requests in/ {print $1}')
   rps=$(echo "$out" | awk '/^Requests\/sec/ {print $2}')
   p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
   p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
   if [ "${requests:-0}" -gt 0 ]; then
-    record "$1" "${2}_us" "$(awk -v c=$((c1 - c0)) -v n="$requests" 'BEGIN {printf "%.2f", c * 10000 / n}')"
-    record "$1" "${2}_rps" "$rps"
-    record "$1" "${2}_p50_ms" "$(to_ms "$p50")"
-    record "$1" "${2}_p99_ms" "$(to_ms "$p99")"
+    record "$1" "${2}_us$sfx" "$(awk -v c=$((c1 - c0)) -v n="$requests" 'BEGIN {printf "%.2f", c * 10000 / n}')"
+    record "$1" "${2}_rps$sfx" "$rps"
+    record "$1" "${2}_p50_ms$sfx" "$(to_ms "$p50")"
+    record "$1" "${2}_p99_ms$sfx" "$(to_ms "$p99")"
   fi
 }
 
@@ -342,40 +352,44 @@ bulk() { # name metric port
 }
 
 # ---------------------------------------------------------------------------------------------
-# 6. Many servers in one process: tlsplex and nginx, each with one TLS server per port.
+# 6. Many servers in one process: tlsplex and nginx, each with one TLS server per port, all
+# naming the same certificate file. Metrics `<prefix>_start_s` and `<prefix>_rss_kib`.
 scale_first=20000
-scale_round() { # name
-  local name=$1 dir="$work/scale-$1" started elapsed i
+scale_round() { # name, servers, metric prefix[, idle connections to spread over the servers]
+  local name=$1 scale_servers=$2 prefix=$3 spread=${4:-0} dir="$work/scale-$1-$2" started elapsed i idle with
   mkdir -p "$dir"
+  # The files are written first: the clock runs from launch only.
+  # tlsplex's process-wide connection limit (10,000 by default) above the connections held.
+  printf '[global]\nmax_connections = %d\n' $((spread + 10000)) > "$dir/tlsplex.toml"
+  {
+    echo "worker_processes 1; daemon off; pid $dir/nginx.pid; error_log $dir/error.log;"
+    echo "events { worker_connections $((scale_servers + spread + 2048)); }"
+    echo "http { access_log off; ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem;"
+  } > "$dir/nginx.conf"
+  for i in $(seq 0 $((scale_servers - 1))); do
+    printf '[[server]]\nname = "s%d"\nlisten = "127.0.0.1:%d"\ncertificates = [{ cert = "%s", key = "%s" }]\n' \
+      "$i" $((scale_first + i)) "$work/cert.pem" "$work/key.pem"
+  done >> "$dir/tlsplex.toml"
+  for i in $(seq 0 $((scale_servers - 1))); do
+    echo "  server { listen 127.0.0.1:$((scale_first + i)) ssl; return 200 ok; }"
+  done >> "$dir/nginx.conf"
+  echo "}" >> "$dir/nginx.conf"
   started=$(date +%s.%N)
   case "$name" in
-    tlsplex)
-      : > "$dir/tlsplex.toml"
-      for i in $(seq 0 $((scale_servers - 1))); do
-        printf '[[server]]\nname = "s%d"\nlisten = "127.0.0.1:%d"\ncertificates = [{ cert = "%s", key = "%s" }]\n' \
-          "$i" $((scale_first + i)) "$work/cert.pem" "$work/key.pem" >> "$dir/tlsplex.toml"
-      done
-      taskset -c 0 "$tlsplex" run -c "$dir/tlsplex.toml" >"$dir/out.log" 2>&1 &
-      ;;
-    nginx)
-      {
-        echo "worker_processes 1; daemon off; pid $dir/nginx.pid; error_log $dir/error.log;"
-        echo "events { worker_connections 8192; }"
-        echo "http { access_log off; ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem;"
-        for i in $(seq 0 $((scale_servers - 1))); do
-          echo "  server { listen 127.0.0.1:$((scale_first + i)) ssl; return 200 ok; }"
-        done
-        echo "}"
-      } > "$dir/nginx.conf"
-      taskset -c 0 nginx -c "$dir/nginx.conf" &
-      ;;
+    tlsplex) taskset -c 0 "$tlsplex" run -c "$dir/tlsplex.toml" >"$dir/out.log" 2>&1 & ;;
+    nginx) taskset -c 0 nginx -c "$dir/nginx.conf" & ;;
   esac
   server_pid=$!
   taskset -c 1 $tools ports-up "$scale_first" "$scale_servers" 60 >/dev/null
   elapsed=$(awk -v s="$started" -v e="$(date +%s.%N)" 'BEGIN {printf "%.3f", e - s}')
   sleep 0.5
-  record "$name" scale_start_s "$elapsed"
-  record "$name" scale_rss_kib "$($tools rss "$server_pid")"
+  record "$name" "${prefix}_start_s" "$elapsed"
+  idle=$($tools rss "$server_pid")
+  record "$name" "${prefix}_rss_kib" "$idle"
+  if [ "$spread" -gt 0 ]; then
+    with=$(taskset -c 1 $tools hold "$scale_first" "$spread" "$server_pid" "$scale_servers")
+    record "$name" "${prefix}_per_conn_kib" "$(awk -v a="$idle" -v b="$with" -v n="$spread" 'BEGIN {printf "%.2f", (b - a) / n}')"
+  fi
   stop_system
 }
 
@@ -417,8 +431,43 @@ sni_round() {
 
 # ---------------------------------------------------------------------------------------------
 wait_port "$backend_port"
+# ---------------------------------------------------------------------------------------------
+# 8. What browsers negotiate: X25519MLKEM768 against X25519, full and resumed TLS 1.3 handshakes
+# (+ one request each), from bench/tls-load (rustls: OpenSSL 3.0's tools cannot offer ML-KEM), 16
+# connections at a time, against tlsplex with a CA-signed chain (rustls verifies it).
+pq_material() {
+  local dir="$work/pq"
+  . "$here/chain.sh"
+  make_chain "$dir" DNS:bench.test
+  printf '[[server]]\nname = "pq"\nlisten = "127.0.0.1:%d"\ncertificates = [{ cert = "chain.pem", key = "leaf.key" }]\n' \
+    $((base_port + 951)) > "$dir/tlsplex.toml"
+}
+pq_round() {
+  local dir="$work/pq" port=$((base_port + 951)) entry metric groups resume c0 c1 out n rate
+  taskset -c 0 "$tlsplex" run -c "$dir/tlsplex.toml" >"$dir/out.log" 2>&1 &
+  server_pid=$!
+  wait_port "$port" || { stop_system; return 0; }
+  for entry in "x25519_full X25519 -" "mlkem_full X25519MLKEM768 -" \
+    "x25519_resumed X25519 --resume" "mlkem_resumed X25519MLKEM768 --resume"; do
+    read -r metric groups resume <<<"$entry"
+    [ "$resume" = - ] && resume=""
+    c0=$(cpu)
+    out=$(taskset -c 1 "$tls_load" "127.0.0.1:$port" bench.test "$dir/ca.pem" --seconds "$pq_secs" \
+      --concurrency 16 --groups "$groups" $resume) || { log "tls-load $metric failed: $out"; continue; }
+    c1=$(cpu)
+    n=$(echo "$out" | sed -n 's/^connections=\([0-9]*\) .*/\1/p')
+    rate=$(echo "$out" | sed -n 's/.* rate=\([0-9.]*\) .*/\1/p')
+    if [ "${n:-0}" -gt 0 ]; then
+      record tlsplex "pq_${metric}_us" "$(awk -v c=$((c1 - c0)) -v n="$n" 'BEGIN {printf "%.1f", c * 10000 / n}')"
+      record tlsplex "pq_${metric}_rate" "$rate"
+    fi
+  done
+  stop_system
+}
+
 log "generating $sni_certs SNI certificates"
 $tools sni-certs "$work/sni" "$sni_certs"
+pq_material
 
 for round in $(seq 1 "$rounds"); do
   for i in "${!systems[@]}"; do
@@ -428,9 +477,25 @@ for round in $(seq 1 "$rounds"); do
     fi
     stop_system
   done
-  scale_round tlsplex
-  [ "$quick" = 0 ] && scale_round nginx
+  # Two workers on two CPUs, shared with the clients: server CPU per operation.
+  workers=2; server_cpus=0,1; client_cpus=0,1; sfx=_w2
+  for i in "${!systems[@]}"; do
+    case "${systems[$i]}" in tlsplex | nginx | haproxy) ;; *) continue ;; esac
+    log "round $round: ${systems[$i]}, 2 workers"
+    if start_system "${systems[$i]}" "$i"; then
+      measure_requests "${systems[$i]}"
+    fi
+    stop_system
+  done
+  workers=1; server_cpus=0; client_cpus=1; sfx=""
+  for system in tlsplex nginx; do
+    [ "$quick" = 1 ] && [ "$system" = nginx ] && continue
+    scale_round "$system" "$scale_servers" scale
+    scale_round "$system" "$scale_many" scale_many
+    scale_round "$system" 100 spread "$spread_held"
+  done
   sni_round
+  pq_round
 done
 
 date=$(date +%F)
@@ -446,7 +511,7 @@ fi
   echo "Versions: tlsplex $(git -C "$root" rev-parse --short HEAD) ($profile); $(nginx -v 2>&1);"
   [ "$quick" = 0 ] && echo "$(haproxy -v | head -1 | cut -d' ' -f1-3); $(stunnel -version 2>&1 | grep -m1 '^stunnel' | cut -d' ' -f1-2); $(hitch --version 2>&1 | head -1)."
   echo "Rounds: $rounds, interleaved; $handshakes full handshakes, ${keepalive_secs}s keep-alive (64 connections),"
-  echo "${bulk_mib} MiB bulk, $held idle connections, $scale_servers servers, $sni_certs SNI certificates."
+  echo "${bulk_mib} MiB bulk, $held idle connections ($spread_held over 100 servers), $scale_servers and $scale_many servers, $sni_certs SNI certificates."
 } > "$work/context.txt"
 $tools report "$raw" "$out_dir/$date.md" "$out_dir/$date.svg" "tlsplex benchmark $date"
 { echo; cat "$work/context.txt"; } >> "$out_dir/$date.md"
@@ -454,7 +519,8 @@ $tools report "$raw" "$out_dir/$date.md" "$out_dir/$date.svg" "tlsplex benchmark
 if [ "$quick" = 1 ]; then
   # The smoke run must have produced every tlsplex metric.
   for metric in full_handshake_us resumed_handshake_us keepalive_us keepalive_fixed_us bulk_https_mbps bulk_forward_mbps \
-    rss_per_conn_kib scale_start_s sni_start_s sni_handshake_us; do
+    rss_per_conn_kib scale_start_s scale_many_start_s spread_per_conn_kib pq_x25519_full_us pq_mlkem_full_us \
+    pq_mlkem_resumed_us full_handshake_us_w2 keepalive_fixed_us_w2 sni_start_s sni_handshake_us; do
     grep -q "\"$metric\"" "$raw" || { log "quick run: no $metric"; exit 1; }
   done
 fi

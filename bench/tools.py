@@ -53,16 +53,17 @@ def rss_kib(root):
     return total
 
 
-def hold(port, count, pid):
-    """Opens `count` TLS connections, completes each handshake, prints the server's RSS with
-    them held open (KiB), then closes them."""
+def hold(port, count, pid, ports=1):
+    """Opens `count` TLS connections, spread round-robin over `ports` consecutive ports from
+    `port`, completes each handshake, prints the server's RSS with them held open (KiB), then
+    closes them."""
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     ctx.set_alpn_protocols(["http/1.1"])
     conns = []
-    for _ in range(count):
-        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    for i in range(count):
+        raw = socket.create_connection(("127.0.0.1", port + i % ports), timeout=10)
         conns.append(ctx.wrap_socket(raw, server_hostname="bench.test"))
     time.sleep(1.0)
     print(rss_kib(pid))
@@ -141,10 +142,23 @@ METRICS = [
     ("bulk_https_mbps", "bulk HTTPS, one connection: MB/s achieved", "MB/s", True),
     ("bulk_forward_mbps_core", "bulk through forward mode: MB/s per server core", "MB/s", True),
     ("bulk_forward_mbps", "bulk through forward mode: MB/s achieved", "MB/s", True),
+    ("full_handshake_us_w2", "2 workers: server CPU per full TLS 1.3 handshake", "µs", False),
+    ("resumed_handshake_us_w2", "2 workers: server CPU per resumed handshake + request", "µs", False),
+    ("keepalive_us_w2", "2 workers: server CPU per keep-alive request, small file", "µs", False),
+    ("keepalive_fixed_us_w2", "2 workers: server CPU per keep-alive request, fixed answer", "µs", False),
+    ("keepalive_fixed_rps_w2", "2 workers: keep-alive requests/s achieved, fixed answer", "/s", True),
     ("rss_idle_kib", "RSS idle (all processes)", "KiB", False),
     ("rss_per_conn_kib", "RSS per idle TLS connection", "KiB", False),
     ("scale_start_s", "1,000 servers: start until all ports answer", "s", False),
     ("scale_rss_kib", "1,000 servers: RSS", "KiB", False),
+    ("scale_many_start_s", "10,000 servers: start until all ports answer", "s", False),
+    ("scale_many_rss_kib", "10,000 servers: RSS", "KiB", False),
+    ("spread_per_conn_kib", "10,000 idle TLS connections over 100 servers: RSS per connection", "KiB", False),
+    ("pq_x25519_full_us", "rustls client, X25519: server CPU per full handshake + request", "µs", False),
+    ("pq_mlkem_full_us", "rustls client, X25519MLKEM768: server CPU per full handshake + request", "µs", False),
+    ("pq_x25519_resumed_us", "rustls client, X25519: server CPU per resumed handshake + request", "µs", False),
+    ("pq_mlkem_resumed_us", "rustls client, X25519MLKEM768: server CPU per resumed handshake + request", "µs", False),
+    ("pq_mlkem_full_rate", "rustls client, X25519MLKEM768: full handshakes/s achieved (16 at a time)", "/s", True),
     ("sni_start_s", "10,000 SNI certificates: start until the port answers", "s", False),
     ("sni_handshake_us", "10,000 SNI certificates: server CPU per full handshake", "µs", False),
     ("sni_single_handshake_us", "same, single-certificate server", "µs", False),
@@ -193,6 +207,18 @@ def report(raw_path, md_path, svg_path, title):
                 ratio = f"{r:.2f}×"
                 chart.append((label, r if more_is_better else (1 / r if r > 0 else 0)))
         lines.append(f"| {label} ({unit}) | " + " | ".join(cells) + f" | {ratio} |")
+    # Two workers against one, per tlsplex operation (target: within 10 %).
+    for key in ("full_handshake_us", "resumed_handshake_us", "keepalive_us", "keepalive_fixed_us"):
+        one, two = values.get((key, "tlsplex")), values.get((key + "_w2", "tlsplex"))
+        if one and two and statistics.median(one) > 0:
+            r = statistics.median(two) / statistics.median(one)
+            lines.append(f"| tlsplex 2 workers / 1 worker: {key} | {r:.2f}× |" + " |" * len(systems))
+    # Post-quantum against classic key exchange, tlsplex alone (no peer offers ML-KEM here).
+    for kind in ("full", "resumed"):
+        pq, classic = values.get((f"pq_mlkem_{kind}_us", "tlsplex")), values.get((f"pq_x25519_{kind}_us", "tlsplex"))
+        if pq and classic and statistics.median(classic) > 0:
+            r = statistics.median(pq) / statistics.median(classic)
+            lines.append(f"| X25519MLKEM768 / X25519, {kind} handshake: tlsplex server CPU | {r:.2f}× |" + " |" * len(systems))
     with open(md_path, "w") as f:
         f.write("\n".join(lines) + "\n")
     write_svg(svg_path, chart, title)
@@ -231,7 +257,7 @@ if __name__ == "__main__":
     elif command == "rss":
         print(rss_kib(args[0]))
     elif command == "hold":
-        hold(int(args[0]), int(args[1]), args[2])
+        hold(int(args[0]), int(args[1]), args[2], int(args[3]) if len(args) > 3 else 1)
     elif command == "ports-up":
         ports_up(int(args[0]), int(args[1]), float(args[2]))
     elif command == "sni-certs":
