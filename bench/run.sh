@@ -365,10 +365,16 @@ scale_round() { # name, servers, metric prefix[, idle connections to spread over
     echo "worker_processes 1; daemon off; pid $dir/nginx.pid; error_log $dir/error.log;"
     echo "events { worker_connections $((scale_servers + spread + 2048)); }"
     echo "http { access_log off; ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem;"
+    echo "  client_header_timeout 120s;"
   } > "$dir/nginx.conf"
+  # Held connections send no request: tlsplex closes such a connection after its
+  # first_request_timeout (10 s), nginx after client_header_timeout (60 s). Opening 10,000 takes
+  # longer than 10 s, so both get 120 s.
+  local http=""
+  [ "$spread" -gt 0 ] && http='http = { first_request_timeout = "120s" }'
   for i in $(seq 0 $((scale_servers - 1))); do
-    printf '[[server]]\nname = "s%d"\nlisten = "127.0.0.1:%d"\ncertificates = [{ cert = "%s", key = "%s" }]\n' \
-      "$i" $((scale_first + i)) "$work/cert.pem" "$work/key.pem"
+    printf '[[server]]\nname = "s%d"\nlisten = "127.0.0.1:%d"\ncertificates = [{ cert = "%s", key = "%s" }]\n%s\n' \
+      "$i" $((scale_first + i)) "$work/cert.pem" "$work/key.pem" "$http"
   done >> "$dir/tlsplex.toml"
   for i in $(seq 0 $((scale_servers - 1))); do
     echo "  server { listen 127.0.0.1:$((scale_first + i)) ssl; return 200 ok; }"
