@@ -32,17 +32,12 @@ fn main() -> ExitCode {
                     tracing::warn!(file = %path.display(), "{warning}");
                 }
                 let servers = config.servers.iter().map(|s| s.options()).collect();
+                let (global, admin) = (config.global.clone(), config.admin.clone());
                 let reload = serve::ReloadSource {
                     path: &path,
-                    config: &config,
+                    config,
                 };
-                serve::serve(
-                    &config.global,
-                    servers,
-                    config.admin.as_ref(),
-                    Some(reload),
-                    |_| {},
-                )
+                serve::serve(&global, servers, admin.as_ref(), Some(reload), |_| {})
             }
             Err(error) => {
                 eprintln!("{error}");

@@ -14,7 +14,7 @@ use crate::signals::{Request, Signals};
 /// Where reloads come from: the config file `tlsplex run` was started with, if any.
 pub struct ReloadSource<'a> {
     pub path: &'a Path,
-    pub config: &'a Config,
+    pub config: Config,
 }
 
 /// Binds every server (all or none) and the admin endpoint if asked for, calls `announce`,
@@ -78,7 +78,7 @@ pub fn serve(
             .as_ref()
             .and_then(|r| r.config.acme.as_ref())
             .and_then(|acme| acme.http01_listen);
-        let source = reload.map(|r| ConfigSource::new(r.path, r.config));
+        let source = reload.map(|r| ConfigSource::from_config(r.path, r.config));
         let controller = Controller::new(supervisor, source);
         let admin_stop = tokio_util::sync::CancellationToken::new();
         // Idle unless the config has an [acme] table (a reload may add one).

@@ -4,7 +4,6 @@
 //! construction. A context is cheap to clone and holds no hidden statics: two contexts in one
 //! process are independent (the tests run many).
 
-use crate::tls::policy::Providers;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +16,7 @@ use crate::metrics::Metrics;
 use crate::registry::ServerRegistry;
 use crate::tls::challenge::ChallengeStore;
 use crate::tls::managed::ManagedCertificates;
+use crate::tls::policy::Providers;
 use crate::tls::tickets::TicketKeys;
 
 /// The global settings and shared state of every server in a process.

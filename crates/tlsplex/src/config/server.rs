@@ -180,8 +180,6 @@ fn validate_server(
     })
 }
 
-/// Whether two listen addresses would clash: the same address, or a wildcard and any address of
-/// the same family on the same port. Port 0 never clashes (the kernel picks distinct ports).
 /// The addresses of the servers validated so far, by port: a config of 10,000 servers checks
 /// each new address against those on its own port only.
 #[derive(Default)]
@@ -205,6 +203,8 @@ impl Listens {
     }
 }
 
+/// Whether two listen addresses would clash: the same address, or a wildcard and any address of
+/// the same family on the same port. Port 0 never clashes (the kernel picks distinct ports).
 fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
     if a.port() == 0 || b.port() != a.port() || a.is_ipv4() != b.is_ipv4() {
         return false;

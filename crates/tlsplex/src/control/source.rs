@@ -34,6 +34,18 @@ impl ConfigSource {
         }
     }
 
+    /// As [`ConfigSource::new`], keeping `config`'s servers instead of copying them (a config
+    /// of 10,000 servers would otherwise be held twice).
+    pub fn from_config(path: &Path, config: Config) -> Self {
+        Self {
+            path: path.to_owned(),
+            files: seen_now(&config),
+            servers: config.servers,
+            started_with: config.global,
+            acme: config.acme,
+        }
+    }
+
     /// `[acme]` and every certificate the servers want from it (each set of names once), as
     /// last loaded.
     pub fn acme(&self) -> Option<(AcmeOptions, Vec<AcmeCertificate>)> {

@@ -3,7 +3,10 @@
 //! `_total` suffix to counters when encoding, so the names below omit it.
 //!
 //! Each server resolves its label set once, at bind; the connection path then only touches
-//! atomics.
+//! atomics. The series every server has are kept per server in one table ([`per_server`]); the
+//! families here hold the series by a value only some servers see.
+
+mod per_server;
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -14,7 +17,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-mod per_server;
 use per_server::ServerSeriesTable;
 
 /// Connections accepted (TCP), per server.
