@@ -309,3 +309,59 @@ fn a_fleet_validating_by_http01_answers_on_every_process() {
         assert!(log.contains("answered an ACME HTTP-01 validation"), "{log}");
     }
 }
+
+/// One command to the Redis at `port` (RESP, as redis-cli would send it); its reply's first line.
+fn redis_command(port: u16, args: &[&[u8]]) -> String {
+    let mut command = format!("*{}\r\n", args.len()).into_bytes();
+    for arg in args {
+        command.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        command.extend_from_slice(arg);
+        command.extend_from_slice(b"\r\n");
+    }
+    let mut redis = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    redis.write_all(&command).unwrap();
+    let mut reply = [0u8; 64];
+    let n = redis.read(&mut reply).unwrap();
+    String::from_utf8_lossy(&reply[..n]).trim_end().to_owned()
+}
+
+#[test]
+fn an_oversized_certificate_in_the_fleet_store_is_refused_unread() {
+    if !available("pebble") || !available("pebble-challtestsrv") || !available("redis-server") {
+        return;
+    }
+    let pki = TestPki::new();
+    let dir = pki.dir().to_owned();
+    let (port, redis_port) = (free_port(), free_port());
+    let mut pebble = Pebble::new(&dir, &pki, port, 3600);
+    pebble.start();
+    let _redis = start_redis(redis_port);
+    // A chain past the 16 MiB a certificate file may have, where the process looks first.
+    let huge = vec![b'A'; 17 * 1024 * 1024];
+    let stored = redis_command(
+        redis_port,
+        &[
+            b"HSET",
+            b"tlsplex:acme:certificate:c.test",
+            b"chain",
+            &huge,
+            b"key",
+            b"x",
+        ],
+    );
+    assert_eq!(stored, ":2");
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let config = config(&dir, 0, addr, &pebble, &pki.ca_file(), redis_port, None);
+    let mut daemon = Daemon::start(&["run", "-c", &config, "--log-format", "json"]);
+    daemon.wait_listening(&[addr]);
+    let verify = client(pebble.root(&pki.ca_file()));
+    // Refused, not read: the process orders its own and serves it.
+    served(addr, "c.test", &verify, &daemon);
+    let log = daemon.stderr_text();
+    assert!(
+        log.contains("the fleet store holds an unusable certificate")
+            && log.contains(&format!("a chain of {} bytes", huge.len())),
+        "{log}"
+    );
+    assert_eq!(pebble.issued(), 2, "both certificates ordered from the CA");
+}

@@ -51,6 +51,11 @@ pub(crate) enum FleetError {
     Timeout,
     #[error("Redis holds an unreadable {0}")]
     Corrupt(&'static str),
+    #[error(
+        "Redis holds a {what} of {bytes} bytes, more than the {} a file may have",
+        crate::files::MAX_MATERIAL_FILE
+    )]
+    TooLarge { what: &'static str, bytes: u64 },
 }
 
 /// What goes through the events channel.
@@ -166,11 +171,20 @@ impl Fleet {
         }
     }
 
-    /// The stored chain and key (PEM) for `names`.
+    /// The stored chain and key (PEM) for `names`, each bounded as a certificate file is: the
+    /// lengths are asked first, so an oversized value is never read.
     pub(crate) async fn certificate(
         &self,
         names: &[String],
     ) -> Result<Option<(String, String)>, FleetError> {
+        for what in ["chain", "key"] {
+            let bytes: u64 = self
+                .query(redis::cmd("HSTRLEN").arg(certificate_key(names)).arg(what))
+                .await?;
+            if bytes > crate::files::MAX_MATERIAL_FILE {
+                return Err(FleetError::TooLarge { what, bytes });
+            }
+        }
         let (chain, key): (Option<String>, Option<String>) = self
             .query(
                 redis::cmd("HMGET")

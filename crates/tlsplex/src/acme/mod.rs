@@ -35,7 +35,7 @@ use crate::config::{AcmeCertificate, AcmeOptions, RedisUrl};
 use crate::control::{Controller, ReloadCause};
 use crate::tls::managed::Event;
 use crate::tls::CertSummary;
-use fleet::Fleet;
+use fleet::{Fleet, FleetError};
 use storage::{write_private, Storage};
 
 pub use http01::{
@@ -395,6 +395,11 @@ async fn copy_from_fleet(fleet: &Fleet, certificate: &AcmeCertificate) -> bool {
     let shared = match fleet.certificate(&certificate.names).await {
         Ok(Some(shared)) => shared,
         Ok(None) => return false,
+        Err(error @ FleetError::TooLarge { .. }) => {
+            let names = certificate.names.join(",");
+            tracing::warn!(%names, %error, "the fleet store holds an unusable certificate; ignored");
+            return false;
+        }
         Err(error) => {
             tracing::debug!(%error, "cannot read a certificate from the fleet store");
             return false;
