@@ -3,7 +3,7 @@
 //! `_total` suffix to counters when encoding, so the names below omit it.
 //!
 //! Each server resolves its label set once, at bind; the connection path then only touches
-//! atomics. The series every server has are kept per server in one table ([`per_server`]); the
+//! atomics. The series every server has are kept per server in one table (`per_server.rs`); the
 //! families here hold the series by a value only some servers see.
 
 mod per_server;
