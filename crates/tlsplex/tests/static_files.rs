@@ -27,6 +27,7 @@ fn site() -> Site {
     std::fs::write(root.join("data.json"), "{\"a\":1}").unwrap();
     std::fs::write(root.join("docs/index.html"), "<h1>docs</h1>").unwrap();
     std::fs::write(root.join("digits.txt"), "0123456789").unwrap();
+    std::fs::write(root.join("large.bin"), large_contents()).unwrap();
     std::os::unix::fs::symlink(outside.path().join("secret.txt"), root.join("leak.txt")).unwrap();
     std::os::unix::fs::symlink(outside.path(), root.join("up")).unwrap();
     let ctx = Context::builder().build();
@@ -121,6 +122,33 @@ async fn head_range_and_etag() {
         .send("GET", "/digits.txt", "If-None-Match: \"other\"\r\n")
         .await;
     assert_eq!(stale.status, 200);
+}
+
+/// A file past the serving thread's 64 KiB, in two of the pool's 256 KiB pieces (the second
+/// short), no two lines alike.
+fn large_contents() -> String {
+    (0..70_000).map(|i| format!("{i:06}\n")).collect()
+}
+
+#[tokio::test]
+async fn a_large_file_comes_whole_and_in_ranges() {
+    let site = site();
+    let contents = large_contents();
+    let full = site.send("GET", "/large.bin", "").await;
+    assert_eq!(full.status, 200);
+    assert_eq!(
+        full.header("content-length"),
+        Some(contents.len().to_string().as_str())
+    );
+    assert!(full.body == contents, "the body differs from the file");
+    let head = site.send("HEAD", "/large.bin", "").await;
+    assert_eq!(head.header("content-length"), full.header("content-length"));
+    assert!(head.body.is_empty());
+    let range = site
+        .send("GET", "/large.bin", "Range: bytes=299999-300005\r\n")
+        .await;
+    assert_eq!(range.status, 206);
+    assert_eq!(range.body, "042857\n");
 }
 
 #[tokio::test]

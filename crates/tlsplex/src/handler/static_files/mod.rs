@@ -3,13 +3,15 @@
 //! weak `ETag`s with `If-None-Match`, and [`target`]'s rules on what may be served at all (inside
 //! the folder, regular files only, no dotfiles unless allowed).
 //!
-//! Small files (up to 64 KiB, the usual page, script or icon) asked for whole take a shorter
-//! path ([`small_file`]): read at once when the connection is ready to send them, as nginx does,
-//! rather than through ServeDir's blocking-pool hops for the metadata, the open and each read
-//! (measured: 56 µs of server CPU per keep-alive request through ServeDir, against 9 µs for the
-//! status page).
+//! Files asked for whole take shorter paths than ServeDir's, which is left the `Range` requests.
+//! Small ones (up to 64 KiB, the usual page, script or icon; [`small_file`]) are read on the
+//! serving thread when the connection is ready to send them, as nginx does, rather than through
+//! ServeDir's blocking-pool hops for the metadata, the open and each read (measured: 56 µs of
+//! server CPU per keep-alive request through ServeDir, against 9 µs for the status page).
+//! Larger ones ([`large_file`]) are read on the pool, a piece at a time, into the buffers sent.
 
 mod cache;
+mod large_file;
 mod small_file;
 mod target;
 
@@ -34,6 +36,7 @@ use super::http::{HttpLimits, HttpServer};
 use super::{Handler, HandlerError, TlsConn};
 pub use cache::FileCacheOptions;
 use cache::{Cached, FileCache, Lookup};
+use large_file::LargeFile;
 use small_file::SmallFile;
 use target::Target;
 
@@ -169,7 +172,7 @@ impl Site {
                 return validated(cached(&file), if_none_match.as_ref());
             }
         }
-        let response = match small_file(&request, whole, path, &metadata) {
+        let response = match whole_file(&request, whole, path, &metadata) {
             Some(response) => response,
             None => {
                 // Boxed: ServeDir's future is large, and inline it would size every request's
@@ -226,22 +229,24 @@ fn cached(file: &Cached) -> Response<Body> {
     response
 }
 
-/// A small file asked for whole (`GET` or `HEAD` without `Range`); `None` leaves the request to
+/// A file asked for whole (`GET` or `HEAD` without `Range`); `None` leaves the request to
 /// ServeDir.
-fn small_file(
+fn whole_file(
     request: &Request<Incoming>,
     whole: bool,
     path: PathBuf,
     metadata: &std::fs::Metadata,
 ) -> Option<Response<Body>> {
-    if !whole || metadata.len() > SMALL_FILE {
+    if !whole {
         return None;
     }
     let content_type = content_type(&path);
     let body = if request.method() == Method::HEAD {
         Empty::new().map_err(|never| match never {}).boxed_unsync()
-    } else {
+    } else if metadata.len() <= SMALL_FILE {
         SmallFile::new(path, metadata.len()).boxed_unsync()
+    } else {
+        LargeFile::new(path, metadata.len()).boxed_unsync()
     };
     let mut response = Response::new(body);
     let headers = response.headers_mut();
