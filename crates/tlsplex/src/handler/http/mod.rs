@@ -5,6 +5,7 @@
 
 mod activity;
 mod flood;
+mod lazy;
 mod limits;
 mod track;
 
@@ -23,6 +24,7 @@ pub(crate) use limits::MIN_HEADER_BYTES;
 
 use super::{ConnInfo, Handler, HandlerError, TlsConn};
 use activity::{Activity, Expiry, CLOSE_GRACE};
+use lazy::LazyConnection;
 use track::{TrackedIo, TrackedService};
 
 /// HTTP/1.1 and HTTP/2 serving under a set of [`HttpLimits`]; built once per handler.
@@ -75,8 +77,7 @@ impl HttpServer {
             activity: activity.clone(),
         };
         let io = TokioIo::new(TrackedIo::new(stream, activity.clone()));
-        let connection = self.builder.serve_connection(io, service);
-        tokio::pin!(connection);
+        let mut connection = LazyConnection::new(&self.builder, io, service);
         // The watchdog looks at least every `shortest` (see activity.rs: no deadline can appear
         // sooner than that after the event that makes it), and at the soonest deadline.
         let shortest = self.limits.shortest_timeout();
@@ -84,7 +85,7 @@ impl HttpServer {
         tokio::pin!(watchdog);
         let expired = loop {
             tokio::select! {
-                served = connection.as_mut() => return served,
+                served = connection.finish() => return served,
                 () = shutdown.cancelled() => break None,
                 () = watchdog.as_mut() => {
                     let now = tokio::time::Instant::now();
@@ -101,19 +102,19 @@ impl HttpServer {
             // its first one; then it closes gracefully once its requests are done.
             if !activity.has_requested() {
                 tokio::select! {
-                    served = connection.as_mut() => return served,
+                    served = connection.finish() => return served,
                     () = tokio::time::sleep(FIRST_REQUEST_GRACE) => {}
                 }
             }
-            connection.as_mut().graceful_shutdown();
-            return connection.await;
+            connection.graceful_shutdown();
+            return connection.finish().await;
         };
         tracing::debug!(timeout = expiry.setting(), "closing the connection");
         if !expiry.graceful() {
             return Err(timed_out(expiry));
         }
-        connection.as_mut().graceful_shutdown();
-        match tokio::time::timeout(CLOSE_GRACE, connection).await {
+        connection.graceful_shutdown();
+        match tokio::time::timeout(CLOSE_GRACE, connection.finish()).await {
             Ok(served) => served.map_err(|_| timed_out(expiry)),
             Err(_) => Err(timed_out(expiry)),
         }

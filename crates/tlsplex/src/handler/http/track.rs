@@ -79,6 +79,11 @@ impl<T> TrackedIo<T> {
             protocol: Protocol::Detecting(0, FrameCounter::new()),
         }
     }
+
+    /// The stream, to look at without reading (nothing is reported).
+    pub(super) fn stream_mut(&mut self) -> &mut T {
+        &mut self.inner
+    }
 }
 
 impl<T: AsyncRead> AsyncRead for TrackedIo<T> {
