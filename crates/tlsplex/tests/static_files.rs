@@ -124,7 +124,7 @@ async fn head_range_and_etag() {
     assert_eq!(stale.status, 200);
 }
 
-/// A file past the serving thread's 64 KiB, in two of the pool's 256 KiB pieces (the second
+/// A file past the small-file path's 64 KiB, sent in eight 64 KiB pieces (the last one
 /// short), no two lines alike.
 fn large_contents() -> String {
     (0..70_000).map(|i| format!("{i:06}\n")).collect()

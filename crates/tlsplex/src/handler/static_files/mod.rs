@@ -8,7 +8,8 @@
 //! serving thread when the connection is ready to send them, as nginx does, rather than through
 //! ServeDir's blocking-pool hops for the metadata, the open and each read (measured: 56 µs of
 //! server CPU per keep-alive request through ServeDir, against 9 µs for the status page).
-//! Larger ones ([`large_file`]) are read on the pool, a piece at a time, into the buffers sent.
+//! Larger ones ([`large_file`]) are read a piece at a time into the buffers sent: on the serving
+//! thread when the page cache has the piece, on the blocking pool when it would wait for the disk.
 
 mod cache;
 mod large_file;
