@@ -1,8 +1,7 @@
 //! hyper's connection, made when the client has sent its first bytes. Until then a connection
-//! holds the stream and the service, not hyper's state: that state is the largest part of an HTTP
-//! connection's future (~1.7 KiB of the ~2 KiB measured), and a connection that has done its
-//! handshake and sent nothing yet (a browser's preconnect, a client holding a pool) is the most
-//! common idle one.
+//! holds the stream and the service, not hyper's state, the largest part of an HTTP connection's
+//! future: an idle connection (its handshake done, nothing sent yet: a browser's preconnect, a
+//! client's pool) costs 1.2 KiB less RSS (12.8 -> 11.6 KiB, release, 1,000 held).
 
 use std::error::Error as StdError;
 use std::future::Future as _;

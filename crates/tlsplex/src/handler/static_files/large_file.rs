@@ -65,6 +65,22 @@ impl LargeFile {
         };
         Self { state }
     }
+
+    /// The frame for a piece read on the serving thread.
+    fn sent_inline(&mut self, piece: Vec<u8>) -> Result<Frame<Bytes>, io::Error> {
+        let State::Idle { left, .. } = &mut self.state else {
+            return Err(io::Error::other("a piece read out of turn"));
+        };
+        if piece.is_empty() {
+            self.state = State::Done;
+            return Err(shrank());
+        }
+        *left -= (piece.len() as u64).min(*left);
+        if *left == 0 {
+            self.state = State::Done;
+        }
+        Ok(Frame::data(Bytes::from(piece)))
+    }
 }
 
 /// Reads the next `want` bytes of `source` into a buffer of their own.
@@ -95,24 +111,6 @@ fn read_cached(file: &File, want: u64, nowait: &mut bool) -> io::Result<Option<V
             Ok(None)
         }
         Err(error) => Err(error.into()),
-    }
-}
-
-impl LargeFile {
-    /// The frame for a piece read on the serving thread.
-    fn sent_inline(&mut self, piece: Vec<u8>) -> Result<Frame<Bytes>, io::Error> {
-        let State::Idle { left, .. } = &mut self.state else {
-            return Err(io::Error::other("a piece read out of turn"));
-        };
-        if piece.is_empty() {
-            self.state = State::Done;
-            return Err(shrank());
-        }
-        *left -= (piece.len() as u64).min(*left);
-        if *left == 0 {
-            self.state = State::Done;
-        }
-        Ok(Frame::data(Bytes::from(piece)))
     }
 }
 
