@@ -29,7 +29,7 @@ pub(super) struct LazyConnection<'b, S: HttpService<Incoming>> {
 }
 
 enum State<'b, S: HttpService<Incoming>> {
-    Waiting(Option<(Io, S)>),
+    Waiting(Io, S),
     // Boxed: made only now, so an idle connection never pays for it.
     Serving(Pin<Box<auto::Connection<'b, Io, S, TokioExecutor>>>),
     /// Shut down before the client said anything.
@@ -40,7 +40,7 @@ impl<'b, S: HttpService<Incoming>> LazyConnection<'b, S> {
     pub(super) fn new(builder: &'b auto::Builder<TokioExecutor>, io: Io, service: S) -> Self {
         Self {
             builder,
-            state: State::Waiting(Some((io, service))),
+            state: State::Waiting(io, service),
         }
     }
 }
@@ -56,24 +56,22 @@ where
 {
     /// Polls the connection to its end, making it first once the client has sent something.
     pub(super) fn poll_serve(&mut self, cx: &mut Context<'_>) -> Poll<Served> {
-        if let State::Waiting(parts) = &mut self.state {
-            let Some((io, _)) = parts else {
-                return Poll::Ready(Ok(()));
-            };
+        if let State::Waiting(io, _) = &mut self.state {
             // A read error or the client's close shows to hyper at its first read.
             let _ = ready!(io.inner_mut().stream_mut().poll_peer_sent(cx));
-            if let Some((io, service)) = parts.take() {
+            if let State::Waiting(io, service) =
+                std::mem::replace(&mut self.state, State::Cancelled)
+            {
                 self.state = State::Serving(Box::pin(self.builder.serve_connection(io, service)));
             }
         }
         match &mut self.state {
             State::Serving(connection) => connection.as_mut().poll(cx),
-            State::Cancelled => {
+            State::Cancelled | State::Waiting(..) => {
                 Poll::Ready(Err(
                     io::Error::new(io::ErrorKind::Interrupted, "Cancelled").into()
                 ))
             }
-            State::Waiting(_) => Poll::Ready(Ok(())),
         }
     }
 
@@ -87,7 +85,7 @@ where
     pub(super) fn graceful_shutdown(&mut self) {
         match &mut self.state {
             State::Serving(connection) => connection.as_mut().graceful_shutdown(),
-            State::Waiting(_) => self.state = State::Cancelled,
+            State::Waiting(..) => self.state = State::Cancelled,
             State::Cancelled => {}
         }
     }

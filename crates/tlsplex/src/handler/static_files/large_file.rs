@@ -19,6 +19,8 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::task::JoinHandle;
 
+use super::small_file::shrank;
+
 /// The file at `path`, `len` bytes long when the response head was made.
 pub(super) struct LargeFile {
     state: State,
@@ -112,10 +114,6 @@ fn read_cached(file: &File, want: u64, nowait: &mut bool) -> io::Result<Option<V
         }
         Err(error) => Err(error.into()),
     }
-}
-
-fn shrank() -> io::Error {
-    io::Error::other("the file shrank while being sent")
 }
 
 impl Body for LargeFile {

@@ -53,7 +53,7 @@ impl SmallFile {
         (&*file).take(want).read_to_end(&mut piece)?;
         if piece.len() as u64 != want {
             self.state = State::Done;
-            return Err(io::Error::other("the file shrank while being sent"));
+            return Err(shrank());
         }
         *left -= want;
         if *left == 0 {
@@ -61,6 +61,11 @@ impl SmallFile {
         }
         Ok(Some(Bytes::from(piece)))
     }
+}
+
+/// The error a file body ends with when its file holds less than the response head promised.
+pub(super) fn shrank() -> io::Error {
+    io::Error::other("the file shrank while being sent")
 }
 
 impl Body for SmallFile {
