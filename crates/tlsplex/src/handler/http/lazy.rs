@@ -57,8 +57,14 @@ where
     /// Polls the connection to its end, making it first once the client has sent something.
     pub(super) fn poll_serve(&mut self, cx: &mut Context<'_>) -> Poll<Served> {
         if let State::Waiting(io, _) = &mut self.state {
-            // A read error or the client's close shows to hyper at its first read.
-            let _ = ready!(io.inner_mut().stream_mut().poll_peer_sent(cx));
+            // A read error ends the connection here: rustls has queued its fatal alert (sent by
+            // `poll_peer_sent`), and it would not report the error again until more bytes came,
+            // so hyper would sit on the connection until the first-request timeout. The
+            // client's close shows to hyper at its first read.
+            if let Err(error) = ready!(io.inner_mut().stream_mut().poll_peer_sent(cx)) {
+                self.state = State::Cancelled;
+                return Poll::Ready(Err(error.into()));
+            }
             if let State::Waiting(io, service) =
                 std::mem::replace(&mut self.state, State::Cancelled)
             {
