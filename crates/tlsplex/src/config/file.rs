@@ -63,6 +63,7 @@ pub(super) struct RouteFile {
     pub handler: HandlerFile,
     pub alpn: Option<Vec<String>>,
     pub client_auth: Option<ClientAuthFile>,
+    pub strict_sni_host: Option<bool>,
 }
 
 /// `[server.http]`.
@@ -75,6 +76,7 @@ pub(super) struct HttpFile {
     pub send_timeout: Option<String>,
     pub http2_keep_alive_interval: Option<String>,
     pub max_request_header_bytes: Option<usize>,
+    pub max_request_headers: Option<usize>,
     pub max_concurrent_streams: Option<u32>,
     pub max_buffered_response_bytes: Option<usize>,
 }
@@ -88,12 +90,14 @@ pub(super) struct TlsFile {
     pub groups: Option<Vec<String>>,
     pub alpn: Option<Vec<String>>,
     pub strict_sni: Option<bool>,
+    pub strict_sni_host: Option<bool>,
     pub cert_compression: Option<bool>,
     pub client_auth: Option<ClientAuthFile>,
     pub session_cache_size: Option<usize>,
     pub tickets: Option<bool>,
     pub tls13_tickets: Option<usize>,
     pub max_session_age: Option<String>,
+    pub max_client_hello: Option<usize>,
 }
 
 /// `client_auth = { ca = "...", mode = "...", crl = [...] }`.

@@ -82,6 +82,7 @@ pub(super) fn validate_tls(
         policy.alpn = alpn.clone();
     }
     policy.strict_sni = raw.strict_sni.unwrap_or(policy.strict_sni);
+    policy.strict_sni_host = raw.strict_sni_host.or(policy.strict_sni_host);
     policy.cert_compression = raw.cert_compression.unwrap_or(policy.cert_compression);
     policy.session_cache_size = raw.session_cache_size.unwrap_or(policy.session_cache_size);
     policy.tickets = raw.tickets.unwrap_or(policy.tickets);
@@ -95,6 +96,20 @@ pub(super) fn validate_tls(
                     crate::tls::MAX_TLS13_TICKETS
                 )),
             ),
+        }
+    }
+    if let Some(bytes) = raw.max_client_hello {
+        if crate::tls::CLIENT_HELLO_LIMITS.contains(&bytes) {
+            policy.max_client_hello = bytes;
+        } else {
+            check(
+                "tls.max_client_hello",
+                Err(format!(
+                    "{bytes} is outside {}..={} bytes",
+                    crate::tls::CLIENT_HELLO_LIMITS.start(),
+                    crate::tls::CLIENT_HELLO_LIMITS.end()
+                )),
+            );
         }
     }
     if let Some(text) = &raw.max_session_age {

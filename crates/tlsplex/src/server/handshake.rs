@@ -69,8 +69,17 @@ pub(super) async fn handshake<'s>(
     // Only a server with a passthrough route keeps what the client sent.
     let mut kept = table.passthrough.then(Vec::new);
     let mut acceptor = Acceptor::default();
+    let limit = settings.max_client_hello;
+    let mut taken = 0;
     let accepted = loop {
-        let record = read_record(&mut tcp).await?;
+        let Some(record) = read_record(&mut tcp, limit.saturating_sub(taken), taken == 0).await?
+        else {
+            let _ = tcp
+                .write_all(&fatal_alert(AlertDescription::DecodeError))
+                .await;
+            return Err(HandshakeError::ClientHelloTooLarge(limit));
+        };
+        taken += record.len();
         if let Some(kept) = &mut kept {
             kept.extend_from_slice(&record);
         }
@@ -166,20 +175,51 @@ const HANDSHAKE_RECORD: u8 = 0x16;
 /// The largest record a ClientHello may come in (2^14 bytes of plaintext, RFC 8446 5.1).
 const MAX_PLAINTEXT_RECORD: usize = 16_384;
 
-/// Reads one whole TLS record, header and body. rustls gets the ClientHello in one piece, so a
-/// client that trickles or stalls costs the 5 bytes of a header until its record is complete,
-/// rather than rustls' read buffer (4 KiB, grown to 8 KiB by a second partial read). A header
-/// that is not a handshake record's, or announces more than a plaintext record may hold, is
-/// passed on alone for rustls to refuse with its alert at once.
-async fn read_record(tcp: &mut MeteredTcp) -> io::Result<Vec<u8>> {
+/// The type and length of a handshake message, before its body.
+const HANDSHAKE_HEADER: usize = 4;
+
+/// Reads one whole TLS record, header and body, if it fits in `budget` bytes (`None`: it does
+/// not, or it is the `first` of a ClientHello that says it will not). rustls gets the
+/// ClientHello in one piece, so a client that trickles or stalls costs the 5 bytes of a header
+/// until its record is complete, rather than rustls' read buffer (4 KiB, grown to 8 KiB by a
+/// second partial read), and the whole hello at most `max_client_hello`. A header that is not
+/// a handshake record's, or announces more than a plaintext record may hold, is passed on alone
+/// for rustls to refuse with its alert at once.
+async fn read_record(
+    tcp: &mut MeteredTcp,
+    budget: usize,
+    first: bool,
+) -> io::Result<Option<Vec<u8>>> {
     let mut header = [0u8; 5];
     tcp.read_exact(&mut header).await?;
     let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
     if header[0] != HANDSHAKE_RECORD || header[1] != 3 || len > MAX_PLAINTEXT_RECORD {
-        return Ok(header.to_vec());
+        return Ok(Some(header.to_vec()));
+    }
+    if header.len() + len > budget {
+        return Ok(None);
     }
     let mut record = vec![0u8; header.len() + len];
     record[..header.len()].copy_from_slice(&header);
-    tcp.read_exact(&mut record[header.len()..]).await?;
-    Ok(record)
+    let body = header.len();
+    if first && len >= HANDSHAKE_HEADER {
+        // The message's own length comes first: a hello that says it is larger than the
+        // budget is refused before its body is read.
+        tcp.read_exact(&mut record[body..body + HANDSHAKE_HEADER])
+            .await?;
+        let claimed = u32::from_be_bytes([0, record[body + 1], record[body + 2], record[body + 3]]);
+        let claimed = usize::try_from(claimed).unwrap_or(usize::MAX);
+        if body
+            .saturating_add(HANDSHAKE_HEADER)
+            .saturating_add(claimed)
+            > budget
+        {
+            return Ok(None);
+        }
+        tcp.read_exact(&mut record[body + HANDSHAKE_HEADER..])
+            .await?;
+    } else {
+        tcp.read_exact(&mut record[body..]).await?;
+    }
+    Ok(Some(record))
 }

@@ -21,6 +21,9 @@ pub(crate) enum HandshakeError {
     NoRoute(Option<String>),
     #[error("no certificate for {0} yet: it waits for ACME")]
     CertificatePending(String),
+    /// The ClientHello took, or said it would take, more than `max_client_hello` bytes.
+    #[error("ClientHello larger than max_client_hello ({0} bytes)")]
+    ClientHelloTooLarge(usize),
     #[error("{0}")]
     Io(io::Error),
 }
@@ -67,7 +70,7 @@ impl HandshakeError {
                 rustls::Error::NoCertificatesPresented | rustls::Error::InvalidCertificate(_),
             ) => FailureReason::ClientCert,
             Self::Tls(rustls::Error::AlertReceived(_)) => FailureReason::Alert,
-            Self::Tls(_) => FailureReason::Protocol,
+            Self::Tls(_) | Self::ClientHelloTooLarge(_) => FailureReason::Protocol,
             Self::Io(_) => FailureReason::Io,
         }
     }

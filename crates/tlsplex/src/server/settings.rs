@@ -21,6 +21,7 @@ use crate::tls::resumption::ResumptionState;
 pub(crate) struct Settings {
     pub(crate) certs: Arc<CertStore>,
     pub(crate) strict_sni: bool,
+    pub(crate) max_client_hello: usize,
     pub(crate) handshake_timeout: Duration,
     pub(crate) access_log: bool,
     /// The server's own handler and TLS, and its routes.
@@ -141,6 +142,7 @@ fn build(
     Ok(Settings {
         certs: options.certs.clone(),
         strict_sni: options.tls.strict_sni,
+        max_client_hello: options.tls.max_client_hello,
         handshake_timeout: options
             .handshake_timeout
             .unwrap_or_else(|| ctx.handshake_timeout()),

@@ -18,8 +18,9 @@ pub use client_auth::{ClientAuth, ClientAuthError, ClientAuthMode};
 pub use managed::{ManagedCertificate, ManagedCertificates, ManagedState};
 pub use ocsp::{OcspCertStatus, OcspSummary};
 pub use policy::{
-    TlsPolicy, UnknownName, DEFAULT_ALPN, DEFAULT_CIPHER_SUITES, DEFAULT_MAX_SESSION_AGE,
-    DEFAULT_SESSION_CACHE_SIZE, DEFAULT_TLS13_TICKETS, MAX_TLS13_TICKETS,
+    TlsPolicy, UnknownName, CLIENT_HELLO_LIMITS, DEFAULT_ALPN, DEFAULT_CIPHER_SUITES,
+    DEFAULT_MAX_CLIENT_HELLO, DEFAULT_MAX_SESSION_AGE, DEFAULT_SESSION_CACHE_SIZE,
+    DEFAULT_TLS13_TICKETS, MAX_TLS13_TICKETS,
 };
 pub use summary::{sha256_fingerprint, CertSummary};
 pub use tickets::{new_ticket_key_file, TicketKeyError, TicketKeys};

@@ -53,6 +53,11 @@ pub struct TlsPolicy {
     pub alpn: Vec<String>,
     /// Refuse (alert `unrecognized_name`) a client whose SNI matches no certificate.
     pub strict_sni: bool,
+    /// HTTP requests whose host (`Host`, or HTTP/2's `:authority`) is not the SNI the client
+    /// sent get `421 Misdirected Request` (Caddy's `strict_sni_host`). `None`: on exactly when
+    /// client certificates are asked for, since a request for another name on a connection
+    /// authenticated for this one must not reach that name's handler.
+    pub strict_sni_host: Option<bool>,
     /// Compress the certificate message (RFC 8879, brotli or zlib as the client offers) for
     /// clients that ask. Off by default, as nginx and Envoy chose: it saves bytes in the first
     /// flight, at some CPU the first time each chain is compressed.
@@ -69,7 +74,25 @@ pub struct TlsPolicy {
     /// Under client authentication, how long after its full handshake a session may still be
     /// resumed, across every ticket its resumptions issue.
     pub max_session_age: Duration,
+    /// The most bytes a ClientHello may take (its records, headers included). A larger one, or
+    /// one that says it will be larger, is refused with a `decode_error` alert before
+    /// more of it is read, so a client that never finishes its hello holds this much at most.
+    pub max_client_hello: usize,
 }
+
+impl TlsPolicy {
+    /// Whether requests must name the SNI (see [`TlsPolicy::strict_sni_host`]).
+    pub fn strict_sni_host(&self) -> bool {
+        self.strict_sni_host.unwrap_or(self.client_auth.is_some())
+    }
+}
+
+/// [`TlsPolicy::max_client_hello`] when not told otherwise. Real ClientHellos, post-quantum key
+/// shares and GREASE included, are 0.5 to 3 KiB (Chromium with X25519MLKEM768: about 1.8 KiB).
+pub const DEFAULT_MAX_CLIENT_HELLO: usize = 16 * 1024;
+/// The bounds of [`TlsPolicy::max_client_hello`]: at least a small hello, at most what a
+/// handshake message may be.
+pub const CLIENT_HELLO_LIMITS: std::ops::RangeInclusive<usize> = 512..=65_536;
 
 /// [`TlsPolicy::tls13_tickets`] when not told otherwise.
 pub const DEFAULT_TLS13_TICKETS: usize = 2;
@@ -93,6 +116,8 @@ impl Default for TlsPolicy {
             session_cache_size: DEFAULT_SESSION_CACHE_SIZE,
             tickets: true,
             tls13_tickets: DEFAULT_TLS13_TICKETS,
+            max_client_hello: DEFAULT_MAX_CLIENT_HELLO,
+            strict_sni_host: None,
             max_session_age: DEFAULT_MAX_SESSION_AGE,
         }
     }
