@@ -66,6 +66,7 @@ pub mod files;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod handler;
+mod host;
 pub mod metrics;
 pub mod registry;
 pub mod route;

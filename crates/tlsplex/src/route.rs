@@ -32,6 +32,7 @@ pub struct Route {
     pub(crate) target: RouteTarget,
     pub(crate) alpn: Option<Vec<String>>,
     pub(crate) client_auth: Option<ClientAuth>,
+    pub(crate) strict_sni_host: Option<bool>,
 }
 
 impl Route {
@@ -51,6 +52,7 @@ impl Route {
             target: RouteTarget::Status(false),
             alpn: None,
             client_auth: None,
+            strict_sni_host: None,
         }
     }
 
@@ -104,6 +106,14 @@ impl Route {
     /// Client authentication for this route instead of the server's.
     pub fn client_auth(mut self, auth: ClientAuth) -> Self {
         self.client_auth = Some(auth);
+        self
+    }
+
+    /// Whether HTTP requests on this route must name its connection's SNI (`421` otherwise);
+    /// by default the server's `strict_sni_host`, which is on where client certificates are
+    /// asked for.
+    pub fn strict_sni_host(mut self, strict: bool) -> Self {
+        self.strict_sni_host = Some(strict);
         self
     }
 

@@ -107,17 +107,15 @@ fn answer<B>(challenges: &ChallengeStore, request: &Request<B>) -> Response<Full
             None => respond(StatusCode::NOT_FOUND, &[], String::new()),
         };
     }
-    // The host without its port: https is on 443.
-    let host = request
-        .headers()
-        .get(hyper::header::HOST)
-        .and_then(|host| host.to_str().ok())
-        .and_then(|host| host.parse::<hyper::http::uri::Authority>().ok())
-        .map(|authority| authority.host().to_owned());
-    match host {
+    // The host without its port (https is on 443), from exactly one well-formed Host header.
+    match crate::host::single_host(request.headers()) {
         Some(host) => {
             let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
-            let location = format!("https://{host}{target}");
+            let location = if host.contains(':') {
+                format!("https://[{host}]{target}")
+            } else {
+                format!("https://{host}{target}")
+            };
             respond(
                 StatusCode::PERMANENT_REDIRECT,
                 &[("location", &location)],
@@ -127,7 +125,7 @@ fn answer<B>(challenges: &ChallengeStore, request: &Request<B>) -> Response<Full
         None => respond(
             StatusCode::BAD_REQUEST,
             &[("content-type", "text/plain")],
-            "a Host header is required\n".to_owned(),
+            "exactly one valid Host header is required\n".to_owned(),
         ),
     }
 }
@@ -179,6 +177,15 @@ mod tests {
         let junk = get(&store, "/", Some("bad host\\"));
         assert_eq!(junk.status(), StatusCode::BAD_REQUEST);
         assert_eq!(get(&store, "/", None).status(), StatusCode::BAD_REQUEST);
+        let two = Request::builder()
+            .uri("/")
+            .header("host", "example.test")
+            .header("host", "evil.test")
+            .body(())
+            .unwrap();
+        assert_eq!(answer(&store, &two).status(), StatusCode::BAD_REQUEST);
+        let v6 = get(&store, "/x", Some("[::1]:80"));
+        assert_eq!(v6.headers()["location"], "https://[::1]/x");
         store.remove("example.test");
         let gone = get(
             &store,

@@ -52,13 +52,15 @@ pub(super) fn check(
     headers: &HeaderMap,
     allowed_hosts: &[String],
 ) -> Result<(), Refusal> {
+    let name = crate::host::single_host(headers).ok_or(Refusal::UnknownHost)?;
+    if !known_host(name, allowed_hosts) {
+        return Err(Refusal::UnknownHost);
+    }
+    // One Host header, well formed (checked above).
     let host = headers
         .get(HOST)
         .and_then(|v| v.to_str().ok())
-        .ok_or(Refusal::UnknownHost)?;
-    if !known_host(host_name(host), allowed_hosts) {
-        return Err(Refusal::UnknownHost);
-    }
+        .unwrap_or_default();
     if let Some(origin) = headers.get(ORIGIN) {
         let same = origin
             .to_str()
@@ -95,14 +97,6 @@ pub(super) fn check(
     Ok(())
 }
 
-/// The host part of a `Host` header (`[::1]:9440` → `::1`, `localhost:9440` → `localhost`).
-fn host_name(host: &str) -> &str {
-    if let Some(rest) = host.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or("");
-    }
-    host.rsplit_once(':').map_or(host, |(name, _)| name)
-}
-
 fn known_host(name: &str, allowed_hosts: &[String]) -> bool {
     name.parse::<IpAddr>().is_ok()
         || name.eq_ignore_ascii_case("localhost")
@@ -136,6 +130,16 @@ mod tests {
             Err(Refusal::UnknownHost)
         );
         assert_eq!(get(&[]), Err(Refusal::UnknownHost));
+        // Seen accepted by the attack run: text after an IPv6 literal, userinfo, two Hosts.
+        assert_eq!(get(&[("host", "[::1]evil")]), Err(Refusal::UnknownHost));
+        assert_eq!(
+            get(&[("host", "localhost:31090@evil.example")]),
+            Err(Refusal::UnknownHost)
+        );
+        assert_eq!(
+            get(&[("host", "localhost"), ("host", "evil.example")]),
+            Err(Refusal::UnknownHost)
+        );
         let same_origin = [
             ("host", "127.0.0.1:9440"),
             ("origin", "http://127.0.0.1:9440"),

@@ -5,6 +5,9 @@ use super::file::HttpFile;
 use super::value::duration;
 use crate::handler::HttpLimits;
 
+/// The most `max_request_headers` may be: beyond it the limit no longer bounds much.
+const MAX_REQUEST_HEADERS: usize = 1000;
+
 /// `[server.http]` into limits, defaults where a key is absent; `None` if any key is wrong.
 pub(super) fn validate_http(
     raw: Option<&HttpFile>,
@@ -61,6 +64,17 @@ pub(super) fn validate_http(
             ok = false;
         }
         limits.max_request_header_bytes = bytes;
+    }
+    if let Some(count) = raw.max_request_headers {
+        if !(1..=MAX_REQUEST_HEADERS).contains(&count) {
+            problems.server(
+                label,
+                "http.max_request_headers",
+                format!("must be 1 to {MAX_REQUEST_HEADERS}"),
+            );
+            ok = false;
+        }
+        limits.max_request_headers = count;
     }
     if let Some(streams) = raw.max_concurrent_streams {
         if streams == 0 {

@@ -115,6 +115,9 @@ pub(super) fn validate_routes(
         if let Some(alpn) = route.alpn {
             built = built.alpn(alpn);
         }
+        if let Some(strict) = route.strict_sni_host {
+            built = built.strict_sni_host(strict);
+        }
         match client_auth {
             Some(Some((auth, auth_files))) => {
                 built = built.client_auth(auth);

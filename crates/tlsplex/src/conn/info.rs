@@ -23,6 +23,8 @@ pub struct TlsConn {
     pub shutdown: CancellationToken,
     /// The server's metrics, for the built-in handlers' own counters.
     pub(crate) metrics: Arc<ServerMetrics>,
+    /// HTTP requests must name the SNI (the route's `strict_sni_host`).
+    pub(crate) strict_sni_host: bool,
 }
 
 /// Facts about one connection, fixed once its handshake completed.

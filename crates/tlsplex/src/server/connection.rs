@@ -67,6 +67,7 @@ pub(super) async fn serve(
                 info: info.clone(),
                 shutdown: shared.stop.clone(),
                 metrics: shared.metrics.clone(),
+                strict_sni_host: settings.routes.get(hello.route).strict_sni_host,
             };
             let outcome = match CatchPanic(handler.serve(conn)).await {
                 Ok(Ok(())) => CloseReason::Closed,

@@ -24,6 +24,8 @@ pub(crate) struct LiveRoute {
     pub(crate) target: LiveTarget,
     pub(crate) tls: Arc<ServerConfig>,
     pub(crate) client_check: Option<ClientCheck>,
+    /// HTTP requests must name the connection's SNI.
+    pub(crate) strict_sni_host: bool,
 }
 
 pub(crate) enum LiveTarget {
@@ -76,17 +78,20 @@ impl RouteTable {
             target: live_target(&own_target, &options.name, options, build),
             tls: own_tls.clone(),
             client_check: own_check.clone(),
+            strict_sni_host: options.tls.strict_sni_host(),
         };
         let mut routes = Vec::with_capacity(options.routes.len());
         for route in &options.routes {
             let differs = route.alpn.is_some() || route.client_auth.is_some();
+            let mut policy = options.tls.clone();
+            if let Some(auth) = &route.client_auth {
+                policy.client_auth = Some(auth.clone());
+            }
+            policy.strict_sni_host = route.strict_sni_host.or(policy.strict_sni_host);
+            let strict_sni_host = policy.strict_sni_host();
             let (tls, client_check) = if differs {
-                let mut policy = options.tls.clone();
                 if let Some(alpn) = &route.alpn {
                     policy.alpn = alpn.clone();
-                }
-                if let Some(auth) = &route.client_auth {
-                    policy.client_auth = Some(auth.clone());
                 }
                 let check = client_check(&policy, build)?;
                 (Arc::new(server_config(options, &policy, build)?), check)
@@ -98,6 +103,7 @@ impl RouteTable {
                 target: live_target(&route.target, &route.name, options, build),
                 tls,
                 client_check,
+                strict_sni_host,
             });
         }
         let matcher = RouteMatcher::new(options.routes.iter().map(|r| r.names.as_slice()));

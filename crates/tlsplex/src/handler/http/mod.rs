@@ -25,7 +25,7 @@ pub(crate) use limits::MIN_HEADER_BYTES;
 use super::{ConnInfo, Handler, HandlerError, TlsConn};
 use activity::{Activity, Expiry, CLOSE_GRACE};
 use lazy::LazyConnection;
-use track::{TrackedIo, TrackedService};
+use track::{HostRule, TrackedIo, TrackedService};
 
 /// HTTP/1.1 and HTTP/2 serving under a set of [`HttpLimits`]; built once per handler.
 #[derive(Clone)]
@@ -44,6 +44,10 @@ impl HttpServer {
             // keep-alive connection begins to wait, so it would cut the idle time short.
             .header_read_timeout(None)
             .max_buf_size(header_bytes.max(MIN_HEADER_BYTES));
+        if limits.max_request_headers != limits::DEFAULT_MAX_REQUEST_HEADERS {
+            // Set only when it differs: hyper then parses into a heap buffer per request.
+            http.http1().max_headers(limits.max_request_headers);
+        }
         let ping = limits.http2_keep_alive_interval;
         http.http2()
             .timer(TokioTimer::new())
@@ -69,12 +73,23 @@ impl HttpServer {
         B::Error: Into<Box<dyn StdError + Send + Sync>>,
     {
         let TlsConn {
-            stream, shutdown, ..
+            stream,
+            shutdown,
+            info,
+            strict_sni_host,
+            ..
         } = conn;
+        let hosts = if strict_sni_host {
+            HostRule::Sni(info.sni.clone())
+        } else {
+            HostRule::Any
+        };
         let activity = Arc::new(Activity::new(self.limits.max_buffered_response_bytes));
         let service = TrackedService {
             inner: service,
             activity: activity.clone(),
+            max_headers: self.limits.max_request_headers,
+            hosts,
         };
         let io = TokioIo::new(TrackedIo::new(stream, activity.clone()));
         let mut connection = LazyConnection::new(&self.builder, io, service);

@@ -1,5 +1,5 @@
 //! The wrappers that report a connection's [`Activity`]: around its stream ([`TrackedIo`]), its
-//! service ([`TrackedService`]: requests, and the RFC 9112 `Host` rule) and each response body
+//! service ([`TrackedService`]: requests, the RFC 9112 `Host` rule and the header count) and each response body
 //! ([`TrackedBody`]: waiting on the client, and the unsent-bytes budget).
 
 use std::future::Future;
@@ -195,6 +195,27 @@ pub(crate) type AnyBody<B> = TrackedBody<Either<B, Empty<Bytes>>>;
 pub(crate) struct TrackedService<S> {
     pub(crate) inner: S,
     pub(crate) activity: Arc<Activity>,
+    /// More header fields than this get 431 (hyper enforces it itself for HTTP/1).
+    pub(crate) max_headers: usize,
+    pub(crate) hosts: HostRule,
+}
+
+/// Which hosts a connection's requests may name.
+pub(crate) enum HostRule {
+    Any,
+    /// `strict_sni_host`: only the SNI the client sent (`None`: it sent none, so only an IP
+    /// address); another gets `421 Misdirected Request`, as RFC 9110 §15.5.20 has it.
+    Sni(Option<String>),
+}
+
+impl HostRule {
+    fn allows<B>(&self, request: &Request<B>) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Sni(sni) => crate::host::request_host(request.uri(), request.headers())
+                .is_some_and(|host| crate::host::matches_sni(host, sni.as_deref())),
+        }
+    }
 }
 
 impl<S, B> hyper::service::Service<Request<hyper::body::Incoming>> for TrackedService<S>
@@ -214,6 +235,18 @@ where
             return TrackedFuture::Refused {
                 open: Some(open),
                 status: StatusCode::BAD_REQUEST,
+            };
+        }
+        if request.headers().len() > self.max_headers {
+            return TrackedFuture::Refused {
+                open: Some(open),
+                status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            };
+        }
+        if !self.hosts.allows(&request) {
+            return TrackedFuture::Refused {
+                open: Some(open),
+                status: StatusCode::MISDIRECTED_REQUEST,
             };
         }
         let head = request.method() == Method::HEAD;
