@@ -98,7 +98,8 @@ pub struct CtlArgs {
     /// Read the admin address and token from this config file.
     #[arg(short, long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// A file holding the bearer token (overrides the config's).
+    /// A file holding the bearer token (default: the config's `token_file`, or the token the
+    /// daemon wrote beside its config, or the demo's in the state folder).
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
     /// What to do.
@@ -122,6 +123,8 @@ pub enum CtlAction {
         /// The TOML file.
         file: PathBuf,
     },
+    /// Print a one-time link that logs a browser in to the dashboard (valid for 2 minutes).
+    Dashboard,
     /// Stop and drain a server.
     Remove {
         /// Its name.

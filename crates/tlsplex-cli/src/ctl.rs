@@ -1,8 +1,9 @@
-//! `tlsplex ctl`: the admin API from the shell. Prints the JSON answer; exits 1 unless it was a
-//! success.
+//! `tlsplex ctl`: the admin API from the shell, with the token read from its file. Prints the
+//! JSON answer (`dashboard`: the login link alone); exits 1 unless it was a success.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -10,10 +11,13 @@ use tlsplex::config::ConfigOutline;
 
 use crate::cli::{CtlAction, CtlArgs};
 
-pub fn run(args: CtlArgs) -> ExitCode {
-    match call(&args) {
+pub fn run(args: CtlArgs, state_dir: Option<PathBuf>) -> ExitCode {
+    match call(&args, state_dir) {
         Ok((status, body)) => {
-            println!("{}", body.trim_end());
+            match (&args.action, link_of(&body)) {
+                (CtlAction::Dashboard, Some(url)) => println!("{url}"),
+                _ => println!("{}", body.trim_end()),
+            }
             if (200..300).contains(&status) {
                 ExitCode::SUCCESS
             } else {
@@ -28,7 +32,13 @@ pub fn run(args: CtlArgs) -> ExitCode {
     }
 }
 
-fn call(args: &CtlArgs) -> Result<(u16, String), String> {
+/// The `url` of a `POST /api/login` answer.
+fn link_of(body: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(body).ok()?;
+    value.get("url")?.as_str().map(str::to_owned)
+}
+
+fn call(args: &CtlArgs, state_dir: Option<PathBuf>) -> Result<(u16, String), String> {
     let config = match &args.config {
         // The outline reads no key or token: an operator who may not read them can still ctl.
         Some(path) => Some(ConfigOutline::load(path).map_err(|e| e.to_string())?),
@@ -40,24 +50,29 @@ fn call(args: &CtlArgs) -> Result<(u16, String), String> {
         (None, Some(admin)) => admin.listen.to_string(),
         (None, None) => "127.0.0.1:9440".to_owned(),
     };
-    let token_file = args
-        .token_file
-        .as_ref()
-        .or_else(|| configured.and_then(|admin| admin.token_file.as_ref()));
-    let token = match token_file {
-        Some(path) => Some(
-            tlsplex::files::read_text(path, tlsplex::files::MAX_SECRET_FILE)
-                .map_err(|e| format!("cannot read the admin token {}: {e}", path.display()))?
-                .trim()
-                .to_owned(),
-        ),
-        None => None,
+    let token_file = match (&args.token_file, configured) {
+        (Some(path), _) => path.clone(),
+        (None, Some(admin)) => admin.token_file.clone(),
+        // The demo's endpoint: its token is in the state folder.
+        (None, None) => state_dir
+            .unwrap_or_else(crate::demo::default_state_dir)
+            .join(tlsplex::config::DEFAULT_TOKEN_FILE),
     };
+    let token = tlsplex::files::read_text(&token_file, tlsplex::files::MAX_SECRET_FILE)
+        .map_err(|e| {
+            format!(
+                "cannot read the admin token {}: {e} (it is readable by the user tlsplex runs as)",
+                token_file.display()
+            )
+        })?
+        .trim()
+        .to_owned();
     let (method, path, body) = match &args.action {
         CtlAction::Servers => ("GET", "/api/servers".to_owned(), String::new()),
         CtlAction::Certificates => ("GET", "/api/certificates".to_owned(), String::new()),
         CtlAction::Backends => ("GET", "/api/backends".to_owned(), String::new()),
         CtlAction::Reload => ("POST", "/api/reload".to_owned(), String::new()),
+        CtlAction::Dashboard => ("POST", "/api/login".to_owned(), String::new()),
         CtlAction::Remove { name } => ("DELETE", format!("/api/servers/{name}"), String::new()),
         CtlAction::Add { file } => (
             "POST",
@@ -66,22 +81,20 @@ fn call(args: &CtlArgs) -> Result<(u16, String), String> {
                 .map_err(|e| format!("cannot read {}: {e}", file.display()))?,
         ),
     };
-    request(&address, method, &path, token.as_deref(), &body)
+    request(&address, method, &path, &token, &body)
 }
 
 fn request(
     address: &str,
     method: &str,
     path: &str,
-    token: Option<&str>,
+    token: &str,
     body: &str,
 ) -> Result<(u16, String), String> {
     let mut stream = TcpStream::connect(address)
         .map_err(|e| format!("cannot reach the admin endpoint {address}: {e}"))?;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
+    let auth = format!("Authorization: Bearer {token}\r\n");
     let length = body.len();
     write!(
         stream,

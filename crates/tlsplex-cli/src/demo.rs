@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tlsplex::admin::AdminOptions;
+use tlsplex::admin::{AdminOptions, AdminToken};
 use tlsplex::config::GlobalSettings;
 use tlsplex::{CertStore, Identity, ServerOptions};
 
@@ -47,8 +47,9 @@ pub fn run(state_dir: Option<PathBuf>) -> ExitCode {
         })
         .collect();
     let global = GlobalSettings::default();
-    let admin = AdminOptions::new(DEMO_ADMIN.into(), None);
-    serve(&global, servers, Some(&admin), None, |supervisor| {
+    let token = AdminToken::Generated(dir.join(tlsplex::config::DEFAULT_TOKEN_FILE));
+    let admin = AdminOptions::new(DEMO_ADMIN.into(), token);
+    serve(&global, servers, Some(&admin), None, |supervisor, login| {
         println!("tlsplex demo: two HTTPS servers in one process (the seed's example)");
         for server in supervisor.servers() {
             println!(
@@ -64,14 +65,19 @@ pub fn run(state_dir: Option<PathBuf>) -> ExitCode {
         println!("SHA-256 fingerprint: {fingerprint}");
         println!("check: tlsplex probe 127.0.0.1:1440 127.0.0.1:1441 --insecure");
         println!(
-            "admin: http://127.0.0.1:{}/ (dashboard, /api/servers, /metrics)",
+            "admin: http://127.0.0.1:{}/ (dashboard, /api/servers, /metrics; tlsplex ctl servers)",
             DEMO_ADMIN.1
         );
+        if let Some(login) = login {
+            println!(
+                "dashboard login (once, within 2 minutes; later: tlsplex ctl dashboard): {login}"
+            );
+        }
         println!("stop: Ctrl-C (SIGINT) or SIGTERM");
     })
 }
 
-fn default_state_dir() -> PathBuf {
+pub fn default_state_dir() -> PathBuf {
     dirs::data_dir()
         .map(|d| d.join("tlsplex"))
         .unwrap_or_else(|| PathBuf::from(".tlsplex"))

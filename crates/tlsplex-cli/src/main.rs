@@ -37,7 +37,7 @@ fn main() -> ExitCode {
                     path: &path,
                     config,
                 };
-                serve::serve(&global, servers, admin.as_ref(), Some(reload), |_| {})
+                serve::serve(&global, servers, admin.as_ref(), Some(reload), |_, _| {})
             }
             Err(error) => {
                 eprintln!("{error}");
@@ -46,7 +46,7 @@ fn main() -> ExitCode {
         },
         Command::Check { config } => check::run(&config),
         Command::Probe(args) => probe::run(args),
-        Command::Ctl(args) => ctl::run(args),
+        Command::Ctl(args) => ctl::run(args, cli.state_dir),
         Command::Cert(cli::CertCommand::SelfSigned(args)) => cert::run_self_signed(&args),
         Command::TicketKey(cli::TicketKeyCommand::New) => match tlsplex::tls::new_ticket_key_file()
         {

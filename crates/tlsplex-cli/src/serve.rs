@@ -17,7 +17,8 @@ pub struct ReloadSource<'a> {
     pub config: Config,
 }
 
-/// Binds every server (all or none) and the admin endpoint if asked for, calls `announce`,
+/// Binds every server (all or none) and the admin endpoint if asked for, calls `announce` (with
+/// a one-time dashboard login link when there is an admin endpoint),
 /// serves until SIGTERM or SIGINT (reloading on SIGHUP), then drains. A second SIGTERM/SIGINT
 /// exits at once with status 1.
 pub fn serve(
@@ -25,7 +26,7 @@ pub fn serve(
     servers: Vec<ServerOptions>,
     admin: Option<&AdminOptions>,
     reload: Option<ReloadSource<'_>>,
-    announce: impl FnOnce(&Supervisor),
+    announce: impl FnOnce(&Supervisor, Option<String>),
 ) -> ExitCode {
     let ctx = match global.context() {
         Ok(ctx) => ctx,
@@ -83,11 +84,13 @@ pub fn serve(
         let admin_stop = tokio_util::sync::CancellationToken::new();
         // Idle unless the config has an [acme] table (a reload may add one).
         tokio::spawn(tlsplex::acme::run(controller.clone(), admin_stop.clone()));
+        let mut login_link = None;
         if let Some(options) = admin {
             match AdminServer::bind(options).await {
                 Ok(server) => {
                     let addr = server.local_addr().map(|a| a.to_string()).unwrap_or_default();
                     tracing::info!(%addr, "admin endpoint listening");
+                    login_link = server.login_link().ok();
                     tokio::spawn(server.run(controller.clone(), admin_stop.clone()));
                 }
                 Err(error) => {
@@ -119,7 +122,9 @@ pub fn serve(
                 return ExitCode::FAILURE;
             }
         }
-        controller.inspect(announce).await;
+        controller
+            .inspect(|supervisor| announce(supervisor, login_link))
+            .await;
         crate::systemd::notify("READY=1\nSTATUS=serving");
 
         let mut poll = global.reload_check_interval.map(tokio::time::interval);

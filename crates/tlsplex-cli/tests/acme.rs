@@ -91,6 +91,7 @@ fn certificates_are_issued_served_reused_at_restart_and_renewed_without_dropping
     // Short-lived certificates: a third of 30 s left comes 20 s after issuance.
     let mut pebble = Pebble::new(&dir, &pki, a, 30);
     let config = config(&dir, &pebble, &pki.ca_file(), [a, b, admin]);
+    common::admin::register(admin, &dir.join("admin.token"));
     let addrs = [
         SocketAddr::from(([127, 0, 0, 1], a)),
         SocketAddr::from(([127, 0, 0, 1], b)),
@@ -185,7 +186,7 @@ fn certificates_are_issued_served_reused_at_restart_and_renewed_without_dropping
         .contains("urn:ietf:params:acme:error"));
     if available("chromium") {
         let dom = common::chromium(
-            &format!("http://127.0.0.1:{admin}/"),
+            &common::admin::login_link(admin),
             &[
                 "--virtual-time-budget=5000".to_owned(),
                 "--dump-dom".to_owned(),

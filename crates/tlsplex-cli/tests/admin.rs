@@ -5,10 +5,11 @@
 
 mod common;
 
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::admin::{http, send, start};
+use common::admin::{anonymous, http, login_link, send, send_as, start};
 use common::{available, chromium, free_port, tlsplex};
 use tlsplex_testkit::TestPki;
 
@@ -131,9 +132,13 @@ fn servers_can_be_added_as_toml_or_json() {
 #[test]
 fn a_token_is_required_when_configured() {
     let pki = TestPki::new();
-    std::fs::write(pki.dir().join("admin.token"), "s3cret-token\n").unwrap();
-    let (mut daemon, admin, _) = start(&pki, "token_file = \"admin.token\"");
-    assert_eq!(http(admin, "GET", "/api/servers", None).0, 401);
+    std::fs::write(pki.dir().join("admin.token.given"), "s3cret-token\n").unwrap();
+    let (mut daemon, admin, _) = start(&pki, "token_file = \"admin.token.given\"");
+    assert_eq!(anonymous(admin, "GET", "/api/servers").0, 401);
+    assert!(
+        !pki.dir().join("admin.token").exists(),
+        "no token is generated when one is given"
+    );
     assert_eq!(http(admin, "GET", "/api/servers", Some("wrong")).0, 401);
     assert_eq!(
         http(admin, "GET", "/api/servers", Some("s3cret-token")).0,
@@ -175,7 +180,7 @@ fn the_dashboard_shows_every_server_in_a_browser() {
     let (_daemon, admin, _) = start(&pki, "");
     let folder = tempfile::tempdir().unwrap();
     let shot = folder.path().join("dashboard.png");
-    let url = format!("http://127.0.0.1:{admin}/");
+    let url = login_link(admin);
     let budget = "--virtual-time-budget=5000".to_owned();
     let dom = chromium(&url, &[budget.clone(), "--dump-dom".to_owned()]);
     assert!(
@@ -184,7 +189,10 @@ fn the_dashboard_shows_every_server_in_a_browser() {
     );
     assert!(dom.contains("class=\"serving\""), "{dom}");
     assert!(dom.contains("<polyline"), "the chart is drawn:\n{dom}");
-    chromium(&url, &[budget, format!("--screenshot={}", shot.display())]);
+    chromium(
+        &login_link(admin),
+        &[budget, format!("--screenshot={}", shot.display())],
+    );
     let png = std::fs::read(&shot).unwrap();
     assert!(
         png.starts_with(b"\x89PNG") && png.len() > 5000,
@@ -195,8 +203,8 @@ fn the_dashboard_shows_every_server_in_a_browser() {
 #[test]
 fn ctl_drives_the_admin_api() {
     let pki = TestPki::new();
-    std::fs::write(pki.dir().join("admin.token"), "ctl-token\n").unwrap();
-    let (_daemon, _admin, [_, b]) = start(&pki, "token_file = \"admin.token\"");
+    std::fs::write(pki.dir().join("admin.token.given"), "ctl-token\n").unwrap();
+    let (_daemon, _admin, [_, b]) = start(&pki, "token_file = \"admin.token.given\"");
     let config = pki.dir().join("tlsplex.toml");
     let config = config.to_str().unwrap();
     let out = tlsplex(&["ctl", "-c", config, "servers"]);
@@ -287,9 +295,8 @@ fn every_certificate_is_listed_and_the_dashboard_shows_the_soonest_expiry() {
     if !available("chromium") {
         return;
     }
-    let url = format!("http://127.0.0.1:{admin}/");
     let dom = chromium(
-        &url,
+        &login_link(admin),
         &[
             "--virtual-time-budget=5000".to_owned(),
             "--dump-dom".to_owned(),
@@ -299,5 +306,50 @@ fn every_certificate_is_listed_and_the_dashboard_shows_the_soonest_expiry() {
         dom.contains("Soonest certificate expiry: <strong>b.test</strong> on server b")
             && dom.contains("<span class=\"warn\">11</span> days"),
         "the soonest expiry, highlighted:\n{dom}"
+    );
+}
+
+#[test]
+fn the_dashboard_logs_in_once_per_link() {
+    let pki = TestPki::new();
+    let (_daemon, admin, _) = start(&pki, "");
+    let (status, page) = anonymous(admin, "GET", "/");
+    assert_eq!(status, 401);
+    assert!(page.contains("tlsplex ctl dashboard"), "{page}");
+    let link = login_link(admin);
+    let path = link.split_once(&format!(":{admin}")).unwrap().1.to_owned();
+    // The link sets a session cookie and sends to the dashboard.
+    let mut tcp = TcpStream::connect(("127.0.0.1", admin)).unwrap();
+    write!(
+        tcp,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{admin}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 303"), "{answer}");
+    let cookie = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .unwrap();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    let session = cookie.split(';').next().unwrap();
+    let cookie_header = format!("Cookie: {session}\r\n");
+    assert_eq!(
+        send_as(admin, "GET", "/api/servers", &cookie_header, "").0,
+        200
+    );
+    // The same link again opens nothing: the one in the browser's history is spent.
+    assert_eq!(anonymous(admin, "GET", &path).0, 403);
+    assert_eq!(
+        send_as(
+            admin,
+            "GET",
+            "/api/servers",
+            "Cookie: tlsplex_admin=forged\r\n",
+            ""
+        )
+        .0,
+        401
     );
 }

@@ -10,8 +10,8 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
-use common::admin::{http, send, start, start_limited};
-use common::{available, chromium, free_port};
+use common::admin::{http, login_link, send, start, start_limited};
+use common::{available, chromium, chromium_in, free_port};
 use tlsplex_testkit::TestPki;
 
 /// Serves `page` at `http://127.0.0.1:PORT/attack.html` (the attacker's origin) until dropped.
@@ -74,7 +74,19 @@ Promise.allSettled([
 </script></body></html>"#
     );
     let origin = attacker_origin(page);
-    let dom = chromium(
+    // The operator's browser is logged in to the dashboard: its session cookie goes with
+    // requests from the same site (another port of 127.0.0.1), so only the guard stands between
+    // the page and the API.
+    let profile = tempfile::tempdir().unwrap();
+    let budget = "--virtual-time-budget=3000".to_owned();
+    let dashboard = chromium_in(
+        profile.path(),
+        &login_link(admin),
+        &[budget, "--dump-dom".to_owned()],
+    );
+    assert!(dashboard.contains("<td>a</td>"), "logged in:\n{dashboard}");
+    let dom = chromium_in(
+        profile.path(),
         &format!("http://127.0.0.1:{origin}/attack.html"),
         &[
             "--virtual-time-budget=5000".to_owned(),

@@ -117,7 +117,7 @@ fn ctl_and_probe_read_a_config_whose_keys_only_root_may_read() {
     std::fs::write(
         &path,
         format!(
-            "[admin]\nlisten = \"127.0.0.1:{admin}\"\n[[server]]\nname = \"web\"\nlisten = \"127.0.0.1:{port}\"\ncertificates = [{{ cert = \"web.pem\", key = \"web.key\" }}]\n"
+            "[admin]\nlisten = \"127.0.0.1:{admin}\"\ntoken_file = \"ops.token\"\n[[server]]\nname = \"web\"\nlisten = \"127.0.0.1:{port}\"\ncertificates = [{{ cert = \"web.pem\", key = \"web.key\" }}]\n"
         ),
     )
     .unwrap();
@@ -125,7 +125,14 @@ fn ctl_and_probe_read_a_config_whose_keys_only_root_may_read() {
         std::fs::set_permissions(file, std::fs::Permissions::from_mode(mode)).unwrap();
     };
     mode(pki.dir(), 0o755);
-    for file in [path.as_path(), &ca, &pki.dir().join("web.pem")] {
+    // The operators are given the admin token (a group's file, here everyone's); not the key.
+    std::fs::write(pki.dir().join("ops.token"), "ops-token\n").unwrap();
+    for file in [
+        path.as_path(),
+        &ca,
+        &pki.dir().join("web.pem"),
+        &pki.dir().join("ops.token"),
+    ] {
         mode(file, 0o644);
     }
     mode(&pki.dir().join("web.key"), 0o600); // root's alone
@@ -163,4 +170,74 @@ fn ctl_and_probe_read_a_config_whose_keys_only_root_may_read() {
         String::from_utf8_lossy(&probe.stderr)
     );
     drop(daemon);
+}
+
+#[test]
+fn another_local_user_cannot_use_the_admin_endpoint() {
+    use std::os::unix::fs::PermissionsExt as _;
+    // The daemon runs as root, as in the attack (a static server rooted at /etc, added by
+    // `nobody` through the admin API, then served /etc/shadow).
+    if !is_root() || !common::available("setpriv") {
+        return;
+    }
+    let pki = TestPki::new();
+    let (_daemon, admin, _) = common::admin::start(&pki, "");
+    let dir = pki.dir();
+    // Let nobody into the folder, as into a shared /etc/tlsplex.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mode = std::fs::metadata(dir.join("admin.token"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "the generated token is the daemon's user's only"
+    );
+    let config = dir.join("tlsplex.toml");
+    let config = config.to_str().unwrap();
+    let tools = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tools.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    // nobody's ctl cannot read the token.
+    let out = as_nobody(tools.path(), &["ctl", "-c", config, "servers"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot read the admin token"), "{stderr}");
+
+    // nobody's own request for a server rooted at /etc is refused, and nothing is added.
+    let port = free_port();
+    let table = format!(
+        "name = \"etc\"\nlisten = \"127.0.0.1:{port}\"\ncertificates = [{{ cert = \"a.pem\", key = \"a.key\" }}]\nhandler = {{ type = \"static\", root = \"/etc\" }}\n"
+    );
+    let out = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "curl",
+            "-s",
+        ])
+        .args(["-o", "/dev/null", "-w", "%{http_code}"])
+        .args([
+            "-H",
+            "Content-Type: application/toml",
+            "--data-binary",
+            &table,
+        ])
+        .arg(format!("http://127.0.0.1:{admin}/api/servers"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "401");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    let (_, servers) = common::admin::http(admin, "GET", "/api/servers", None);
+    assert!(!servers.contains("\"etc\""), "{servers}");
+
+    // The daemon's own user (root here) drives it.
+    let out = tlsplex(&["ctl", "-c", config, "servers"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

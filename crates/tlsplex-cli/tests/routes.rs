@@ -102,6 +102,7 @@ certificates = [{{ cert = "{}", key = "{}" }}]
         inner.key_path.display()
     );
     let config = pki.dir().join("tlsplex.toml");
+    common::admin::register(admin, &pki.dir().join("admin.token"));
     std::fs::write(&config, text).unwrap();
     let check = tlsplex(&["check", "-c", config.to_str().unwrap()]);
     assert!(check.status.success(), "{check:?}");
@@ -166,7 +167,7 @@ certificates = [{{ cert = "{}", key = "{}" }}]
 
     if available("chromium") {
         let dom = chromium(
-            &format!("http://127.0.0.1:{admin}/"),
+            &common::admin::login_link(admin),
             &[
                 "--virtual-time-budget=5000".to_owned(),
                 "--dump-dom".to_owned(),

@@ -13,11 +13,16 @@ use tlsplex_testkit::{free_port, TestPki};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
-/// One admin request: (status, body).
+/// The admin token the endpoint wrote beside the config (`dir/admin.token`).
+static TOKEN_FILE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// One admin request with the token: (status, body).
 async fn admin(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    let token = std::fs::read_to_string(TOKEN_FILE.get().unwrap()).unwrap();
+    let token = token.trim();
     let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/toml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/toml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     tcp.write_all(request.as_bytes()).await.unwrap();
@@ -43,6 +48,7 @@ async fn an_embedder_reloads_adds_stops_and_starts_through_the_admin_api() {
     let pki = TestPki::new();
     pki.issue("web", &["web.test"]);
     let path = pki.dir().join("tlsplex.toml");
+    TOKEN_FILE.set(pki.dir().join("admin.token")).unwrap();
     let (a, b, c) = (free_port(), free_port(), free_port());
     std::fs::write(&path, config(&[("a", a)], "")).unwrap();
 

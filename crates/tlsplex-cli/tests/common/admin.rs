@@ -1,22 +1,70 @@
-//! Talking to a daemon's admin endpoint in tests.
+//! Talking to a daemon's admin endpoint in tests, as its operator: with the token the daemon
+//! wrote (see [`register`]) unless a request says otherwise.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use tlsplex_testkit::TestPki;
 
 use super::{free_port, Daemon, BIN};
 
-/// One plain HTTP/1.1 request to the admin endpoint: (status, body).
-pub fn http(port: u16, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    send(port, method, path, &auth, "")
+/// Each admin port's token file.
+static TOKEN_FILES: Mutex<Option<HashMap<u16, PathBuf>>> = Mutex::new(None);
+
+/// The admin endpoint on `port` keeps its token in `file` (by default `admin.token` beside the
+/// config, written by the daemon when it binds).
+pub fn register(port: u16, file: &Path) {
+    TOKEN_FILES
+        .lock()
+        .unwrap()
+        .get_or_insert_with(HashMap::new)
+        .insert(port, file.to_owned());
 }
 
-/// A request with `headers` (each ending in CRLF) and `body`: (status, body).
+/// The operator's token for the endpoint on `port`.
+pub fn token(port: u16) -> String {
+    let file = TOKEN_FILES
+        .lock()
+        .unwrap()
+        .as_ref()
+        .and_then(|files| files.get(&port).cloned())
+        .expect("register the admin port's token file first");
+    std::fs::read_to_string(file).unwrap().trim().to_owned()
+}
+
+/// One plain HTTP/1.1 request to the admin endpoint: (status, body). `None`: the operator's
+/// token; `Some(token)`: that one.
+pub fn http(port: u16, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    let token = token.map_or_else(|| self::token(port), str::to_owned);
+    let auth = format!("Authorization: Bearer {token}\r\n");
+    send_as(port, method, path, &auth, "")
+}
+
+/// A request without any credential: (status, body).
+pub fn anonymous(port: u16, method: &str, path: &str) -> (u16, String) {
+    send_as(port, method, path, "", "")
+}
+
+/// A one-time dashboard login link, as `tlsplex ctl dashboard` prints it.
+pub fn login_link(port: u16) -> String {
+    let (status, body) = http(port, "POST", "/api/login", None);
+    assert_eq!(status, 200, "{body}");
+    let value: serde_json::Value = serde_json::from_str(&body).unwrap();
+    value["url"].as_str().unwrap().to_owned()
+}
+
+/// A request with `headers` (each ending in CRLF) and `body`, with the operator's token:
+/// (status, body).
 pub fn send(port: u16, method: &str, path: &str, headers: &str, body: &str) -> (u16, String) {
+    let auth = format!("Authorization: Bearer {}\r\n{headers}", token(port));
+    send_as(port, method, path, &auth, body)
+}
+
+/// A request with exactly `headers` (each ending in CRLF) and `body`: (status, body).
+pub fn send_as(port: u16, method: &str, path: &str, headers: &str, body: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let length = body.len();
     // As `tlsplex ctl` does: mutations name their content type (browsers cannot send these
@@ -63,6 +111,12 @@ pub fn start_limited(
     );
     let path = pki.dir().join("tlsplex.toml");
     std::fs::write(&path, text).unwrap();
+    let token_file = if admin_extra.contains("token_file") {
+        "admin.token.given"
+    } else {
+        "admin.token"
+    };
+    register(admin, &pki.dir().join(token_file));
     let config = path.to_str().unwrap();
     let mut daemon = match open_files {
         None => Daemon::start(&["run", "-c", config]),

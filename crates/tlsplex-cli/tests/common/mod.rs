@@ -194,6 +194,11 @@ pub use tlsplex_testkit::available;
 /// `url` with `extra` flags such as `--dump-dom`; returns what it printed.
 pub fn chromium(url: &str, extra: &[String]) -> String {
     let profile = tempfile::tempdir().unwrap();
+    chromium_in(profile.path(), url, extra)
+}
+
+/// [`chromium`] with the profile in `profile`, kept between calls (cookies, say).
+pub fn chromium_in(profile: &Path, url: &str, extra: &[String]) -> String {
     let out = Command::new("timeout")
         .arg("90")
         .arg("chromium")
@@ -209,7 +214,7 @@ pub fn chromium(url: &str, extra: &[String]) -> String {
             "--disable-sync",
         ])
         .arg("--disable-quic")
-        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--user-data-dir={}", profile.display()))
         .args(extra)
         .arg(url)
         .stderr(Stdio::null())

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use hyper::header::{HeaderValue, CONTENT_TYPE, HOST, LOCATION, SET_COOKIE};
 use hyper::{Method, Request, Response, StatusCode};
 
+use super::access::{Access, LOGIN_CODE_LIFETIME, SESSION_COOKIE, SESSION_LIFETIME};
 use super::{browser_guard, ADMIN_BODY_TIMEOUT};
 use crate::control::{ControlError, Controller, ReloadCause};
 use crate::handler::BackendStats;
@@ -19,7 +20,7 @@ const DASHBOARD: &str = include_str!("dashboard.html");
 /// The admin routes over a [`Controller`].
 pub(super) struct Api {
     pub(super) controller: Controller,
-    pub(super) token: Option<Arc<str>>,
+    pub(super) access: Arc<Access>,
     pub(super) allowed_hosts: Vec<String>,
 }
 
@@ -32,21 +33,23 @@ impl Api {
         {
             return text(refusal.status(), refusal.message());
         }
-        if !self.authorized(&request) {
-            let mut reply = text(StatusCode::UNAUTHORIZED, "a bearer token is required\n");
-            reply
-                .headers_mut()
-                .insert("www-authenticate", HeaderValue::from_static("Bearer"));
-            return reply;
-        }
         let path = request.uri().path().to_owned();
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        // Open to all who pass the guard: the login itself, and whether the process serves.
+        match (request.method(), segments.as_slice()) {
+            (&Method::GET, ["login"]) => return self.log_in(&request),
+            (&Method::GET, ["healthz"]) => return text(StatusCode::OK, "ok\n"),
+            (&Method::GET, ["readyz"]) => return self.readyz(),
+            _ => {}
+        }
+        if !self.access.allows(request.headers()) {
+            return unauthorized(segments == [""]);
+        }
         match (request.method(), segments.as_slice()) {
             (&Method::GET, [""]) => {
                 with_type(StatusCode::OK, "text/html; charset=utf-8", DASHBOARD)
             }
-            (&Method::GET, ["healthz"]) => text(StatusCode::OK, "ok\n"),
-            (&Method::GET, ["readyz"]) => self.readyz(),
+            (&Method::POST, ["api", "login"]) => self.login_link(&request),
             (&Method::GET, ["metrics"]) => with_type(
                 StatusCode::OK,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -105,23 +108,53 @@ impl Api {
         }
     }
 
-    fn authorized(&self, request: &Request<Incoming>) -> bool {
-        let Some(token) = &self.token else {
-            return true;
-        };
-        let presented = request
+    /// `POST /api/login`: a one-time dashboard link on the host the caller used.
+    fn login_link(&self, request: &Request<Incoming>) -> Reply {
+        // The guard let only a well-formed, known Host through.
+        let host = request
             .headers()
-            .get(AUTHORIZATION)
+            .get(HOST)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        // Constant-time comparison: the token is a secret.
-        presented.is_some_and(|p| {
-            p.len() == token.len()
-                && p.bytes()
-                    .zip(token.bytes())
-                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                    == 0
-        })
+            .unwrap_or_default();
+        match self.access.new_login_code() {
+            Ok(code) => json(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "url": format!("http://{host}/login?code={code}"),
+                    "expires_in_s": LOGIN_CODE_LIFETIME.as_secs(),
+                }),
+            ),
+            Err(error) => text(StatusCode::INTERNAL_SERVER_ERROR, &format!("{error}\n")),
+        }
+    }
+
+    /// `GET /login?code=…`: spends the code, sets the session cookie, and sends to `/`.
+    fn log_in(&self, request: &Request<Incoming>) -> Reply {
+        let code = request
+            .uri()
+            .query()
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .find_map(|pair| pair.strip_prefix("code="));
+        let Some(session) = code.and_then(|code| self.access.log_in(code)) else {
+            return with_type(
+                StatusCode::FORBIDDEN,
+                "text/html; charset=utf-8",
+                LOGIN_REFUSED,
+            );
+        };
+        let mut reply = text(StatusCode::SEE_OTHER, "logged in\n");
+        let cookie = format!(
+            "{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+            SESSION_LIFETIME.as_secs()
+        );
+        if let Ok(cookie) = HeaderValue::from_str(&cookie) {
+            reply.headers_mut().insert(SET_COOKIE, cookie);
+        }
+        reply
+            .headers_mut()
+            .insert(LOCATION, HeaderValue::from_static("/"));
+        reply
     }
 
     fn readyz(&self) -> Reply {
@@ -211,6 +244,30 @@ async fn server_table(request: Request<Incoming>) -> Result<String, String> {
     } else {
         String::from_utf8(body.to_vec()).map_err(|_| "the body is not UTF-8".to_owned())
     }
+}
+
+const LOGIN_REFUSED: &str = "<!doctype html><title>tlsplex admin</title>\
+<p>This login link was used already or has expired. Run <code>tlsplex ctl dashboard</code> for a new one.\n";
+
+/// 401: a page saying how to log in for the dashboard, a line for the API.
+fn unauthorized(dashboard: bool) -> Reply {
+    let mut reply = if dashboard {
+        with_type(
+            StatusCode::UNAUTHORIZED,
+            "text/html; charset=utf-8",
+            "<!doctype html><title>tlsplex admin</title>\
+<p>Log in first: run <code>tlsplex ctl dashboard</code> and open the link it prints.\n",
+        )
+    } else {
+        text(
+            StatusCode::UNAUTHORIZED,
+            "a bearer token is required (tlsplex ctl reads it from the token file)\n",
+        )
+    };
+    reply
+        .headers_mut()
+        .insert("www-authenticate", HeaderValue::from_static("Bearer"));
+    reply
 }
 
 fn with_type(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Reply {

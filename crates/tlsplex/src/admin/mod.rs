@@ -1,5 +1,7 @@
 //! The admin endpoint: a small HTTP/1.1 API and dashboard on a separate address (loopback unless
-//! configured otherwise, with a bearer token off loopback).
+//! configured otherwise), for whoever holds its bearer token (`access.rs`: by default a token
+//! made at start into a file only the daemon's user can read; a browser logs in with a one-time
+//! code made from it).
 //!
 //! It is a service over a [`Controller`]: the routes (`api.rs`) read the context's registry and
 //! metrics, and ask the controller for everything else, so an embedder who starts it gets the
@@ -9,11 +11,13 @@
 //! ([`MAX_ADMIN_CONNECTIONS`], taken before accept) and timed ([`ADMIN_HEADER_TIMEOUT`],
 //! [`ADMIN_BODY_TIMEOUT`]), apart from the TLS servers' limits.
 //!
-//! Routes: `GET /` (dashboard), `GET /api/servers`, `GET /api/certificates`, `POST /api/servers` (a `[[server]]` table as
+//! Routes: `GET /` (dashboard), `GET /login?code=…`, `POST /api/login`, `GET /api/servers`, `GET /api/certificates`, `POST /api/servers` (a `[[server]]` table as
 //! TOML or JSON), `POST /api/servers/{name}/stop|start`, `POST /api/reload`,
 //! `DELETE /api/servers/{name}`, `GET /metrics`,
-//! `GET /healthz`, `GET /readyz`.
+//! `GET /healthz`, `GET /readyz` (these two without the token: they tell only whether the
+//! process serves).
 
+mod access;
 mod api;
 mod browser_guard;
 
@@ -28,8 +32,10 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-pub use crate::config::AdminOptions;
+pub use crate::config::{AdminOptions, AdminToken};
 use crate::control::Controller;
+use access::Access;
+pub use access::{LOGIN_CODE_LIFETIME, SESSION_LIFETIME};
 
 /// Admin connections open at once; more wait in the kernel's backlog. The admin endpoint is for
 /// an operator and a few scrapers, and must not take descriptors the TLS servers need.
@@ -47,27 +53,58 @@ const ADMIN_HEADER_BYTES: usize = 16 * 1024;
 /// The admin endpoint, bound.
 pub struct AdminServer {
     listener: TcpListener,
-    token: Option<Arc<str>>,
+    access: Arc<Access>,
     allowed_hosts: Vec<String>,
 }
 
 impl AdminServer {
-    /// Binds the admin address. A non-loopback address without a token is refused.
+    /// Binds the admin address, and makes and writes the token when it is to be generated. A
+    /// non-loopback address with a generated token is refused: its clients elsewhere could not
+    /// read the file.
     pub async fn bind(options: &AdminOptions) -> io::Result<Self> {
-        if !options.listen.ip().is_loopback() && options.token.is_none() {
-            return Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                format!(
-                    "admin endpoint on {} is not loopback: set a token",
-                    options.listen
-                ),
-            ));
-        }
-        Ok(Self {
-            listener: TcpListener::bind(options.listen).await?,
-            token: options.token.as_deref().map(Arc::from),
+        let token = match &options.token {
+            AdminToken::Fixed(token) if token.trim().is_empty() => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "the admin token is empty",
+                ));
+            }
+            AdminToken::Fixed(token) => token.clone(),
+            AdminToken::Generated(_) if !options.listen.ip().is_loopback() => {
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!(
+                        "admin endpoint on {} is not loopback: give it a token file",
+                        options.listen
+                    ),
+                ));
+            }
+            AdminToken::Generated(path) => {
+                let listener = TcpListener::bind(options.listen).await?;
+                let token = access::random_secret()?;
+                access::write_token_file(path, &token).map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("cannot write the admin token to {}: {e}", path.display()),
+                    )
+                })?;
+                tracing::info!(file = %path.display(), "admin token written (mode 0600; tlsplex ctl reads it)");
+                return Ok(Self::with(listener, token, options));
+            }
+        };
+        Ok(Self::with(
+            TcpListener::bind(options.listen).await?,
+            token,
+            options,
+        ))
+    }
+
+    fn with(listener: TcpListener, token: String, options: &AdminOptions) -> Self {
+        Self {
+            listener,
+            access: Arc::new(Access::new(token)),
             allowed_hosts: options.allowed_hosts.clone(),
-        })
+        }
     }
 
     /// The bound address.
@@ -75,11 +112,18 @@ impl AdminServer {
         self.listener.local_addr()
     }
 
+    /// A one-time link that logs a browser in to the dashboard (valid for
+    /// [`LOGIN_CODE_LIFETIME`], once).
+    pub fn login_link(&self) -> io::Result<String> {
+        let code = self.access.new_login_code()?;
+        Ok(format!("http://{}/login?code={code}", self.local_addr()?))
+    }
+
     /// Serves the API over `controller` until `shutdown` is cancelled.
     pub async fn run(self, controller: Controller, shutdown: CancellationToken) {
         let api = Arc::new(api::Api {
             controller,
-            token: self.token,
+            access: self.access,
             allowed_hosts: self.allowed_hosts,
         });
         let mut http = hyper::server::conn::http1::Builder::new();

@@ -2,28 +2,43 @@
 //! `crate::admin`, which serves these options).
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::error::Problems;
 use super::file::AdminFile;
 use super::value::deserialize;
 
+/// The file a generated admin token is written to when `[admin] token_file` is not set, beside
+/// the config file; `tlsplex ctl --config` reads it from there.
+pub const DEFAULT_TOKEN_FILE: &str = "admin.token";
+
 /// Where the admin endpoint listens and who may use it.
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct AdminOptions {
-    /// The address; loopback unless a token is set.
+    /// The address (loopback unless the token was chosen by the operator).
     pub listen: SocketAddr,
-    /// Required as `Authorization: Bearer <token>` on every request when set.
-    pub token: Option<String>,
+    /// The bearer token every request must carry (or a dashboard session made from it).
+    pub token: AdminToken,
     /// Names besides IP addresses and `localhost` that requests may carry in `Host` (any
     /// other is refused, against DNS rebinding).
     pub allowed_hosts: Vec<String>,
 }
 
+/// The admin endpoint's bearer token: every request needs it, loopback included, since any local
+/// user can reach a loopback port.
+#[derive(Clone)]
+pub enum AdminToken {
+    /// Chosen by the operator (`token_file`) or the embedder.
+    Fixed(String),
+    /// Made afresh each time the endpoint binds and written to this file, readable by the
+    /// daemon's user only (mode 0600), where `tlsplex ctl` reads it.
+    Generated(PathBuf),
+}
+
 impl AdminOptions {
-    /// The endpoint on `listen`, with an optional bearer token.
-    pub fn new(listen: SocketAddr, token: Option<String>) -> Self {
+    /// The endpoint on `listen`, with its token.
+    pub fn new(listen: SocketAddr, token: AdminToken) -> Self {
         Self {
             listen,
             token,
@@ -43,7 +58,13 @@ impl std::fmt::Debug for AdminOptions {
         // The token is a secret: say whether there is one, never what it is.
         f.debug_struct("AdminOptions")
             .field("listen", &self.listen)
-            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .field(
+                "token",
+                &match &self.token {
+                    AdminToken::Fixed(_) => "<set>".to_owned(),
+                    AdminToken::Generated(path) => format!("generated into {}", path.display()),
+                },
+            )
             .field("allowed_hosts", &self.allowed_hosts)
             .finish()
     }
@@ -75,7 +96,7 @@ pub(super) fn validate_admin(
         return None;
     };
     let token = match raw.token_file.map(|file| base.join(file)) {
-        None => None,
+        None => AdminToken::Generated(base.join(DEFAULT_TOKEN_FILE)),
         // A secret like a private key: readable by its owner only (a warning, or an error under
         // strict_key_permissions).
         Some(path) if strict_permissions && crate::files::loose_permissions(&path).is_some() => {
@@ -93,7 +114,7 @@ pub(super) fn validate_admin(
                 if let Some(mode) = crate::files::loose_permissions(&path) {
                     tracing::warn!(file = %path.display(), mode = format!("{mode:o}"), "the admin token file is readable by group or others: chmod 600 it");
                 }
-                Some(text.trim().to_owned())
+                AdminToken::Fixed(text.trim().to_owned())
             }
             Ok(_) => {
                 problems.global("admin.token_file", format!("{} is empty", path.display()));
@@ -108,10 +129,12 @@ pub(super) fn validate_admin(
             }
         },
     };
-    if !listen.ip().is_loopback() && token.is_none() {
+    if !listen.ip().is_loopback() && matches!(token, AdminToken::Generated(_)) {
         problems.global(
             "admin.listen",
-            format!("{listen} is not a loopback address: set token_file so requests need a bearer token"),
+            format!(
+                "{listen} is not a loopback address: set token_file, a token you give its clients"
+            ),
         );
         return None;
     }

@@ -25,7 +25,7 @@ use std::time::Duration;
 use acme::validate_acme;
 pub use acme::{AcmeCertificate, AcmeOptions, RedisUrl, LETSENCRYPT, LETSENCRYPT_STAGING};
 use admin::validate_admin;
-pub use admin::AdminOptions;
+pub use admin::{AdminOptions, AdminToken, DEFAULT_TOKEN_FILE};
 use error::Problems;
 pub use error::{ConfigError, Problem};
 use global::validate_global;

@@ -28,8 +28,9 @@ pub struct ConfigOutline {
 pub struct AdminOutline {
     /// The address.
     pub listen: SocketAddr,
-    /// The bearer token's file, resolved against the config file's folder (not read).
-    pub token_file: Option<PathBuf>,
+    /// The bearer token's file, resolved against the config file's folder (not read): the
+    /// `token_file` set, or the generated token's (`admin.token` beside the config).
+    pub token_file: PathBuf,
 }
 
 /// One `[[server]]` in outline.
@@ -71,7 +72,10 @@ impl ConfigOutline {
                     Ok(listen) => {
                         outline.admin = Some(AdminOutline {
                             listen,
-                            token_file: raw.token_file.map(|file| base.join(file)),
+                            token_file: base.join(
+                                raw.token_file
+                                    .unwrap_or_else(|| super::DEFAULT_TOKEN_FILE.into()),
+                            ),
                         });
                     }
                     Err(_) => problems.global(
