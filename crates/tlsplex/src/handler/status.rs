@@ -109,11 +109,14 @@ impl PendingPage {
             http_version: format!("{:?}", self.http_version),
             servers: self.registry.map(|r| r.list()).unwrap_or_default(),
         };
-        if self.json {
-            Bytes::from(serde_json::to_vec_pretty(&page).unwrap_or_default())
+        let mut bytes = if self.json {
+            serde_json::to_vec_pretty(&page).unwrap_or_default()
         } else {
-            Bytes::from(page.html())
-        }
+            page.html().into_bytes()
+        };
+        // A page may wait on a slow client: it holds its length, not what growing it left.
+        bytes.shrink_to_fit();
+        Bytes::from(bytes)
     }
 }
 
