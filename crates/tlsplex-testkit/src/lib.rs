@@ -3,6 +3,8 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod http_backend;
+
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 
 use crate::handler::{
-    ConnectionHandler, ForwardHandler, ForwardOptions, Handler, PassthroughHandler, RespondHandler,
-    StaticHandler,
+    ConnectionHandler, ForwardHandler, ForwardOptions, Handler, PassthroughHandler, ProxyHandler,
+    ProxyOptions, RespondHandler, StaticHandler,
 };
 use crate::tls::client_auth::ClientAuth;
 
@@ -65,6 +65,13 @@ impl Route {
     /// Relays the route's connections to backends after terminating TLS.
     pub fn forward(mut self, options: ForwardOptions) -> Self {
         let handler = ConnectionHandler::Forward(ForwardHandler::new(options));
+        self.target = RouteTarget::Terminate(handler);
+        self
+    }
+
+    /// Proxies the route's HTTP requests to backends ([`ProxyHandler`]).
+    pub fn proxy(mut self, options: ProxyOptions) -> Self {
+        let handler = ConnectionHandler::Proxy(ProxyHandler::new(options));
         self.target = RouteTarget::Terminate(handler);
         self
     }

@@ -152,6 +152,7 @@ pub(super) enum HandlerFile {
     },
     Forward(PoolFile),
     Passthrough(PoolFile),
+    Proxy(Box<ProxyFile>),
     Static {
         root: PathBuf,
         #[serde(default)]
@@ -202,6 +203,42 @@ pub(super) struct PoolFile {
     pub idle_timeout: Option<String>,
     pub proxy_protocol: Option<ProxyProtocolFile>,
     pub backend_tls: Option<BackendTlsFile>,
+}
+
+/// `proxy`: the pool's keys (without `idle_timeout` and `proxy_protocol`, which are a relay's)
+/// and how requests and responses are carried.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ProxyFile {
+    pub backend: Option<String>,
+    pub backends: Option<Vec<String>>,
+    pub balance: Option<String>,
+    pub health_check: Option<HealthCheckFile>,
+    pub connect_timeout: Option<String>,
+    pub backend_tls: Option<BackendTlsFile>,
+    pub backend_protocol: Option<String>,
+    pub response_header_timeout: Option<String>,
+    pub keepalive: Option<usize>,
+    pub keepalive_timeout: Option<String>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    #[serde(default)]
+    pub forwarded: bool,
+    pub request_headers: Option<HeaderEditsFile>,
+    pub response_headers: Option<HeaderEditsFile>,
+    pub max_request_body: Option<u64>,
+}
+
+/// `request_headers = { set = { … }, add = { … }, remove = [ … ] }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct HeaderEditsFile {
+    #[serde(default)]
+    pub set: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub add: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub remove: Vec<String>,
 }
 
 /// `health_check = { interval = "5s", timeout = "1s" }`.

@@ -19,7 +19,7 @@ pub(super) struct HandlerAt<'a> {
 }
 
 impl HandlerAt<'_> {
-    fn report(&self, problems: &mut Problems, field: &str, message: impl Into<String>) {
+    pub(super) fn report(&self, problems: &mut Problems, field: &str, message: impl Into<String>) {
         problems.server(self.label, &format!("{}.{field}", self.key), message);
     }
 }
@@ -86,6 +86,7 @@ pub(super) fn validate_handler(
             }
             Some(HandlerSpec::Forward(options))
         }
+        HandlerFile::Proxy(raw) => super::proxy::validate_proxy(*raw, at, base, problems),
         HandlerFile::Passthrough(pool) => {
             if pool.backend_tls.is_some() {
                 at.report(
@@ -123,7 +124,7 @@ fn validate_file_cache(
 }
 
 /// `backend` or `backends`, `balance`, `health_check`, the timeouts and the PROXY header.
-fn validate_pool(
+pub(super) fn validate_pool(
     raw: PoolFile,
     at: &HandlerAt<'_>,
     problems: &mut Problems,
@@ -226,7 +227,7 @@ fn parse_balance(text: &str) -> Option<Balance> {
     .find(|balance| balance.as_str() == text)
 }
 
-fn validate_backend_tls(
+pub(super) fn validate_backend_tls(
     raw: BackendTlsFile,
     at: &HandlerAt<'_>,
     base: &Path,

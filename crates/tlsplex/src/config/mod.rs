@@ -12,6 +12,7 @@ mod global;
 mod handler;
 mod http;
 mod outline;
+mod proxy;
 mod route;
 mod server;
 mod tls;
@@ -35,7 +36,7 @@ use server::{validate_servers, ServerKeys};
 use tls::LoadedIdentities;
 use value::{one_line, server_tables};
 
-use crate::handler::{ForwardOptions, HttpLimits, RespondHandler, StaticHandler};
+use crate::handler::{ForwardOptions, HttpLimits, ProxyOptions, RespondHandler, StaticHandler};
 use crate::route::Route;
 use crate::server::ServerOptions;
 use crate::tls::certs::CertStore;
@@ -106,6 +107,8 @@ pub enum HandlerSpec {
     },
     /// TLS termination to a plaintext backend.
     Forward(ForwardOptions),
+    /// An HTTP reverse proxy.
+    Proxy(Box<ProxyOptions>),
     /// Files from a folder.
     Static(StaticHandler),
     /// One fixed response from memory.
@@ -135,6 +138,7 @@ impl ServerSpec {
         match &self.handler {
             HandlerSpec::Status { show_servers } => options.status_lists_servers(*show_servers),
             HandlerSpec::Forward(forward) => options.forward(forward.clone()),
+            HandlerSpec::Proxy(proxy) => options.proxy((**proxy).clone()),
             HandlerSpec::Static(files) => options.static_files(files.clone()),
             HandlerSpec::Respond(fixed) => options.respond(fixed.clone()),
             // Refused by validation: the server's own connections are terminated.

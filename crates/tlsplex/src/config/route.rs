@@ -108,6 +108,7 @@ pub(super) fn validate_routes(
         built = match handler {
             HandlerSpec::Status { show_servers } => built.status(show_servers),
             HandlerSpec::Forward(options) => built.forward(options),
+            HandlerSpec::Proxy(options) => built.proxy(*options),
             HandlerSpec::Static(files) => built.static_files(files),
             HandlerSpec::Respond(fixed) => built.respond(fixed),
             HandlerSpec::Passthrough(options) => built.passthrough(options),

@@ -8,6 +8,7 @@ mod forward;
 mod http;
 mod passthrough;
 mod pool;
+mod proxy;
 mod proxy_protocol;
 mod relay;
 mod respond;
@@ -27,6 +28,7 @@ pub use passthrough::PassthroughHandler;
 pub(crate) use passthrough::PassthroughPeers;
 pub use pool::{BackendHealth, BackendStats, Balance, HealthCheck, PASSIVE_DOWN_TIME};
 pub(crate) use pool::{BackendPool, PoolOrigin};
+pub use proxy::{BackendProtocol, Cidr, HeaderEdits, ProxyHandler, ProxyOptions, TrustedProxies};
 pub use proxy_protocol::ProxyProtocol;
 pub use respond::{RespondError, RespondHandler, MAX_RESPOND_BODY};
 pub use static_files::{FileCacheOptions, StaticHandler};
@@ -80,6 +82,7 @@ impl<H: Handler> DynHandler for H {
 pub(crate) enum ConnectionHandler {
     Status(StatusHandler),
     Forward(ForwardHandler),
+    Proxy(ProxyHandler),
     Static(StaticHandler),
     Respond(RespondHandler),
     Custom(Arc<dyn DynHandler>),
@@ -97,6 +100,7 @@ impl ConnectionHandler {
         match self {
             Self::Status(status) => Box::pin(status.serve(conn)),
             Self::Forward(forward) => Box::pin(forward.serve(conn)),
+            Self::Proxy(proxy) => Box::pin(proxy.serve(conn)),
             Self::Static(files) => Box::pin(files.serve(conn)),
             Self::Respond(fixed) => Box::pin(fixed.serve(conn)),
             Self::Custom(custom) => custom.serve_boxed(conn),

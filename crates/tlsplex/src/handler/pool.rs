@@ -182,6 +182,13 @@ impl BackendLease {
     }
 }
 
+impl BackendLease {
+    /// The backend this lease holds a connection to.
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.state.backend
+    }
+}
+
 impl Drop for BackendLease {
     fn drop(&mut self) {
         self.state.series.active.dec();

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::handler::{
-    ConnectionHandler, ForwardHandler, ForwardOptions, Handler, HttpLimits, RespondHandler,
-    StaticHandler,
+    ConnectionHandler, ForwardHandler, ForwardOptions, Handler, HttpLimits, ProxyHandler,
+    ProxyOptions, RespondHandler, StaticHandler,
 };
 use crate::route::Route;
 use crate::tls::certs::CertStore;
@@ -72,6 +72,12 @@ impl ServerOptions {
     /// Relays connections to a plaintext backend (TLS termination, as stunnel does).
     pub fn forward(mut self, options: ForwardOptions) -> Self {
         self.handler = Some(ConnectionHandler::Forward(ForwardHandler::new(options)));
+        self
+    }
+
+    /// Proxies HTTP requests to backends ([`ProxyHandler`]: nginx's `proxy_pass`).
+    pub fn proxy(mut self, options: ProxyOptions) -> Self {
+        self.handler = Some(ConnectionHandler::Proxy(ProxyHandler::new(options)));
         self
     }
 

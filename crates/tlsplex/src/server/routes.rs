@@ -37,6 +37,7 @@ impl LiveTarget {
     fn pool(&self) -> Option<&Arc<BackendPool>> {
         match self {
             Self::Terminate(ConnectionHandler::Forward(forward)) => Some(forward.pool()),
+            Self::Terminate(ConnectionHandler::Proxy(proxy)) => Some(proxy.pool()),
             Self::Passthrough(passthrough) => Some(passthrough.pool()),
             Self::Terminate(_) => None,
         }
@@ -260,6 +261,13 @@ fn live_target(
         }
         (ConnectionHandler::Forward(forward), _) => {
             ConnectionHandler::Forward(forward.renamed(pool_name, origin))
+        }
+        (ConnectionHandler::Proxy(proxy), limits) => {
+            let proxy = proxy.renamed(pool_name, origin);
+            ConnectionHandler::Proxy(match limits {
+                Some(limits) => proxy.limits(limits),
+                None => proxy,
+            })
         }
         (handler, _) => handler,
     })

@@ -22,7 +22,9 @@ use crate::conn::TlsStream;
 type Io = TokioIo<TrackedIo<TlsStream>>;
 type Served = Result<(), Box<dyn StdError + Send + Sync>>;
 
-/// `builder.serve_connection(io, service)`, made on the first bytes the client sends.
+/// `builder.serve_connection_with_upgrades(io, service)`, made on the first bytes the client
+/// sends. With upgrades: a service that answers `101` (the proxy's WebSocket tunnel) takes the
+/// connection over; the others never do.
 pub(super) struct LazyConnection<'b, S: HttpService<Incoming>> {
     builder: &'b auto::Builder<TokioExecutor>,
     state: State<'b, S>,
@@ -31,7 +33,7 @@ pub(super) struct LazyConnection<'b, S: HttpService<Incoming>> {
 enum State<'b, S: HttpService<Incoming>> {
     Waiting(Io, S),
     // Boxed: made only now, so an idle connection never pays for it.
-    Serving(Pin<Box<auto::Connection<'b, Io, S, TokioExecutor>>>),
+    Serving(Pin<Box<auto::UpgradeableConnection<'b, Io, S, TokioExecutor>>>),
     /// Shut down before the client said anything.
     Cancelled,
 }
@@ -68,7 +70,8 @@ where
             if let State::Waiting(io, service) =
                 std::mem::replace(&mut self.state, State::Cancelled)
             {
-                self.state = State::Serving(Box::pin(self.builder.serve_connection(io, service)));
+                let connection = self.builder.serve_connection_with_upgrades(io, service);
+                self.state = State::Serving(Box::pin(connection));
             }
         }
         match &mut self.state {

@@ -1,0 +1,270 @@
+//! The `proxy` handler against a live daemon, driven by curl over HTTP/1.1 and HTTP/2, in front
+//! of a backend that records what it received: forwarded headers set by tlsplex (a client's
+//! spoofed ones dropped), hop-by-hop headers gone, header edits, kept-alive backend connections,
+//! and the error answers for a dead, stalling and non-HTTP backend.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on failure
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{available, free_port, Daemon};
+use tlsplex_testkit::http_backend::{HttpBackend, Recorded};
+use tlsplex_testkit::TestPki;
+
+struct Edge {
+    pki: TestPki,
+    port: u16,
+    dead_port: u16,
+    _daemon: Daemon,
+}
+
+fn start(backend: SocketAddr) -> Edge {
+    let pki = TestPki::new();
+    pki.issue("app", &["app.test", "dead.test"]);
+    let (port, dead_port, nowhere) = (free_port(), free_port(), free_port());
+    let config = pki.dir().join("tlsplex.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[[server]]
+name = "app"
+listen = "127.0.0.1:{port}"
+certificates = [{{ cert = "app.pem", key = "app.key" }}]
+[server.handler]
+type = "proxy"
+backends = ["{backend}"]
+response_header_timeout = "1s"
+request_headers = {{ set = {{ x-from = "tlsplex" }}, remove = ["x-remove-me"] }}
+response_headers = {{ set = {{ strict-transport-security = "max-age=60" }} }}
+
+[[server]]
+name = "dead"
+listen = "127.0.0.1:{dead_port}"
+certificates = [{{ cert = "app.pem", key = "app.key" }}]
+handler = {{ type = "proxy", backends = ["127.0.0.1:{nowhere}"], connect_timeout = "1s" }}
+"#
+        ),
+    )
+    .unwrap();
+    let mut daemon = Daemon::start(&["run", "-c", config.to_str().unwrap()]);
+    daemon.wait_listening(&[
+        ([127, 0, 0, 1], port).into(),
+        ([127, 0, 0, 1], dead_port).into(),
+    ]);
+    Edge {
+        pki,
+        port,
+        dead_port,
+        _daemon: daemon,
+    }
+}
+
+/// curl `args` to `https://app.test:PORT{paths…}` (several paths: one connection, in order):
+/// (status of the last, stdout).
+fn curl(edge: &Edge, port: u16, protocol: &str, args: &[&str], paths: &[&str]) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-sS", protocol, "--max-time", "10", "--cacert"])
+        .arg(edge.pki.ca_file())
+        .args(["--resolve", &format!("app.test:{port}:127.0.0.1")])
+        .args(["-w", "\n%{http_code}"])
+        .args(args)
+        .args(paths.iter().map(|p| format!("https://app.test:{port}{p}")))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (status.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+fn last(backend: &HttpBackend) -> Recorded {
+    backend.received().pop().expect("the backend got a request")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_reach_the_backend_with_the_headers_tlsplex_sets() {
+    if !available("curl") {
+        return;
+    }
+    let backend = HttpBackend::start().await;
+    let edge = start(backend.addr);
+    for protocol in ["--http1.1", "--http2"] {
+        let spoofed = [
+            "-H",
+            "X-Forwarded-For: 6.6.6.6",
+            "-H",
+            "X-Forwarded-Proto: http",
+            "-H",
+            "Forwarded: for=6.6.6.6",
+            "-H",
+            "Client-Cert: :Zm9v:",
+            "-H",
+            "X-Remove-Me: 1",
+            "-H",
+            "Keep-Alive: timeout=99",
+        ];
+        let (status, body) = tokio::task::block_in_place(|| {
+            curl(&edge, edge.port, protocol, &spoofed, &["/echo?x=1"])
+        });
+        assert_eq!(status, 200, "{protocol}: {body}");
+        let got = last(&backend);
+        assert_eq!(got.method, "GET");
+        assert_eq!(got.target, "/echo?x=1");
+        assert_eq!(got.header("x-forwarded-for"), ["127.0.0.1"], "{protocol}");
+        assert_eq!(got.header("x-forwarded-proto"), ["https"]);
+        assert_eq!(
+            got.header("x-forwarded-host"),
+            [format!("app.test:{}", edge.port)]
+        );
+        assert_eq!(got.header("host"), [format!("app.test:{}", edge.port)]);
+        assert_eq!(got.header("x-from"), ["tlsplex"]);
+        for gone in [
+            "forwarded",
+            "client-cert",
+            "x-remove-me",
+            "keep-alive",
+            "te",
+        ] {
+            assert!(
+                got.header(gone).is_empty(),
+                "{protocol}: {gone} reached the backend"
+            );
+        }
+    }
+    // The response: the backend's, hop-by-hop headers gone, the edit applied.
+    let out = tokio::task::block_in_place(|| {
+        Command::new("curl")
+            .args(["-sS", "-D", "-", "-o", "/dev/null", "--http1.1", "--cacert"])
+            .arg(edge.pki.ca_file())
+            .args(["--resolve", &format!("app.test:{}:127.0.0.1", edge.port)])
+            .arg(format!("https://app.test:{}/echo", edge.port))
+            .output()
+            .unwrap()
+    });
+    let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    assert!(
+        head.contains("strict-transport-security: max-age=60"),
+        "{head}"
+    );
+    assert!(head.contains("x-backend:"), "{head}");
+    assert!(!head.contains("keep-alive: timeout=30"), "{head}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_connections_are_kept_alive_and_reused() {
+    if !available("curl") {
+        return;
+    }
+    let backend = HttpBackend::start().await;
+    let edge = start(backend.addr);
+    let paths: Vec<String> = (0..200).map(|i| format!("/echo/{i}")).collect();
+    let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+    for protocol in ["--http1.1", "--http2"] {
+        let (status, _) =
+            tokio::task::block_in_place(|| curl(&edge, edge.port, protocol, &[], &paths));
+        assert_eq!(status, 200);
+    }
+    let received = backend.received();
+    assert_eq!(received.len(), 400);
+    eprintln!(
+        "400 requests over 2 client connections: {} backend connections",
+        backend.connections()
+    );
+    assert!(
+        backend.connections() <= 2,
+        "{} backend connections for 400 requests",
+        backend.connections()
+    );
+    // A body streams through: 300 KB up over HTTP/2.
+    let upload = vec![b'u'; 300_000];
+    let file = edge.pki.dir().join("upload.bin");
+    std::fs::write(&file, &upload).unwrap();
+    let data = format!("@{}", file.display());
+    let (status, _) = tokio::task::block_in_place(|| {
+        curl(
+            &edge,
+            edge.port,
+            "--http2",
+            &["--data-binary", &data],
+            &["/upload"],
+        )
+    });
+    assert_eq!(status, 200);
+    let got = last(&backend);
+    assert_eq!((got.method.as_str(), got.body), ("POST", 300_000));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_backends_get_readable_answers() {
+    if !available("curl") {
+        return;
+    }
+    let backend = HttpBackend::start().await;
+    let edge = start(backend.addr);
+    for protocol in ["--http1.1", "--http2"] {
+        let (status, body) =
+            tokio::task::block_in_place(|| curl(&edge, edge.dead_port, protocol, &[], &["/"]));
+        assert_eq!(status, 502, "dead backend, {protocol}: {body}");
+        assert!(body.contains("502 Bad Gateway"), "{body}");
+
+        let started = Instant::now();
+        let (status, _) =
+            tokio::task::block_in_place(|| curl(&edge, edge.port, protocol, &[], &["/stall"]));
+        let waited = started.elapsed();
+        assert_eq!(status, 504, "stalling backend, {protocol}");
+        assert!(
+            waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+            "{waited:?}"
+        );
+
+        let (status, _) =
+            tokio::task::block_in_place(|| curl(&edge, edge.port, protocol, &[], &["/garbage"]));
+        assert_eq!(status, 502, "non-HTTP backend, {protocol}");
+        let (status, _) =
+            tokio::task::block_in_place(|| curl(&edge, edge.port, protocol, &[], &["/huge-head"]));
+        assert_eq!(status, 502, "a 1 MiB response head, {protocol}");
+    }
+    // The proxy still serves.
+    let (status, _) =
+        tokio::task::block_in_place(|| curl(&edge, edge.port, "--http2", &[], &["/echo"]));
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_upgrade_becomes_a_tunnel() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let backend = HttpBackend::start().await;
+    let edge = start(backend.addr);
+    let addr = SocketAddr::from(([127, 0, 0, 1], edge.port));
+    let mut tls = tlsplex_testkit::connect(addr, "app.test", edge.pki.client(&["http/1.1"]))
+        .await
+        .unwrap();
+    tls.write_all(
+        b"GET /chat HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        tls.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: websocket"), "{head}");
+    let got = last(&backend);
+    assert_eq!(got.header("upgrade"), ["websocket"]);
+    assert_eq!(got.header("x-forwarded-for"), ["127.0.0.1"]);
+    // Both ways, several times over the one tunnel.
+    for message in [&b"hello"[..], b"over the tunnel", &[0u8, 255, 1, 2]] {
+        tls.write_all(message).await.unwrap();
+        let mut echoed = vec![0u8; message.len()];
+        tls.read_exact(&mut echoed).await.unwrap();
+        assert_eq!(echoed, message);
+    }
+}

@@ -1,0 +1,416 @@
+//! The `proxy` handler: an HTTP reverse proxy (nginx's `proxy_pass`, Caddy's `reverse_proxy`,
+//! HAProxy's `mode http`), where `forward` is a byte relay.
+//!
+//! Clients speak HTTP/1.1 or HTTP/2 (by ALPN, as every HTTP handler here); each request goes to
+//! a backend of the handler's pool over HTTP/1.1 (or HTTP/2 with `backend_protocol = "h2"`) on
+//! a kept-alive connection (`connector.rs`), with hop-by-hop headers removed and the forwarded
+//! headers set by tlsplex (`headers.rs`). Bodies stream both ways under the connection's HTTP
+//! limits. A backend that cannot be reached is a `502` (`503` when the active check has every
+//! backend down), a response head that does not come within `response_header_timeout` a `504`.
+//! An HTTP/1.1 upgrade (WebSocket) the backend accepts with `101` becomes a tunnel, copied both
+//! ways under the pool's `idle_timeout`, in the connection's own task (`tunnel.rs`).
+
+mod connector;
+mod headers;
+mod trust;
+mod tunnel;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Request, Response, StatusCode, Uri, Version};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+pub use headers::HeaderEdits;
+pub use trust::{Cidr, TrustedProxies};
+
+use super::forward::{ForwardOptions, Pooled};
+use super::http::{HttpLimits, HttpServer};
+use super::pool::{BackendStats, PoolOrigin};
+use super::{ConnInfo, Handler, HandlerError, TlsConn};
+use connector::{BackendName, PoolConnector, Unreachable};
+use tunnel::{Tunnel, TunnelSlot};
+
+/// The body of a proxied request or response: the client's or the backend's, or one of the
+/// proxy's own error pages.
+pub(crate) type ProxyBody = BoxBody<Bytes, BodyError>;
+
+/// Why a body ended early: the peer's connection failed, or a request body passed its limit.
+/// A type of its own, not a boxed `dyn Error`: rustc cannot prove a boxed error's conversions
+/// `Send` for every lifetime inside the connection's future (rust-lang/rust#102211).
+#[derive(Debug)]
+pub(crate) struct BodyError(HandlerError);
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for BodyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
+/// What a backend speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BackendProtocol {
+    /// HTTP/1.1 (the default, as nginx's `proxy_pass`).
+    #[default]
+    Http1,
+    /// HTTP/2 with prior knowledge (h2c, or over `backend_tls`).
+    H2,
+}
+
+/// How a `proxy` handler reaches its backends and what it tells them.
+///
+/// # Defaults
+/// The pool's as in [`ForwardOptions`] (round robin, 5 s to connect); HTTP/1.1 to the backends;
+/// `response_header_timeout` 60 s (nginx's `proxy_read_timeout`); up to 32 idle backend
+/// connections kept for 60 s (nginx's `keepalive 32`); no trusted proxies; no `Forwarded`; no
+/// header edits; no request body limit (bodies stream, nothing is buffered whole).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ProxyOptions {
+    /// The backends, their balance, health check, connect timeout and `backend_tls`.
+    pub upstream: ForwardOptions,
+    /// What the backends speak.
+    pub backend_protocol: BackendProtocol,
+    /// Time from sending a request to the backend's response head: `504` beyond it.
+    pub response_header_timeout: Duration,
+    /// Idle backend connections kept for reuse, at most.
+    pub keepalive: usize,
+    /// How long an idle backend connection is kept.
+    pub keepalive_timeout: Duration,
+    /// Clients whose `X-Forwarded-*` and `Forwarded` headers are passed on (extended).
+    pub trusted_proxies: TrustedProxies,
+    /// Add RFC 7239 `Forwarded` besides the `X-Forwarded-*` headers.
+    pub forwarded: bool,
+    /// Edits to requests, after tlsplex's own headers.
+    pub request_headers: HeaderEdits,
+    /// Edits to responses.
+    pub response_headers: HeaderEdits,
+    /// Largest request body, in bytes: `413` beyond it.
+    pub max_request_body: Option<u64>,
+}
+
+impl ProxyOptions {
+    /// Proxy to `upstream`'s backends with the defaults.
+    pub fn new(upstream: ForwardOptions) -> Self {
+        Self {
+            upstream,
+            backend_protocol: BackendProtocol::default(),
+            response_header_timeout: Duration::from_secs(60),
+            keepalive: 32,
+            keepalive_timeout: Duration::from_secs(60),
+            trusted_proxies: TrustedProxies::default(),
+            forwarded: false,
+            request_headers: HeaderEdits::default(),
+            response_headers: HeaderEdits::default(),
+            max_request_body: None,
+        }
+    }
+}
+
+/// Proxies each HTTP request to a backend; see the module docs.
+#[derive(Clone)]
+pub struct ProxyHandler {
+    inner: Arc<Inner>,
+    http: HttpServer,
+}
+
+struct Inner {
+    options: ProxyOptions,
+    pooled: Pooled,
+    client: Client<PoolConnector, ProxyBody>,
+}
+
+impl ProxyHandler {
+    /// A proxy to `options.upstream`'s backends (a server gives each handler it runs a pool of
+    /// its own, named after the route or the server).
+    pub fn new(options: ProxyOptions) -> Self {
+        let pooled = Pooled::new(options.upstream.clone(), true);
+        Self::with_pool(options, pooled, HttpServer::new(HttpLimits::default()))
+    }
+
+    fn with_pool(options: ProxyOptions, pooled: Pooled, http: HttpServer) -> Self {
+        let connector = PoolConnector {
+            pool: pooled.pool.clone(),
+            connect_timeout: options.upstream.connect_timeout,
+            h2: options.backend_protocol == BackendProtocol::H2,
+        };
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_idle_timeout(options.keepalive_timeout)
+            .pool_max_idle_per_host(options.keepalive)
+            .http2_only(options.backend_protocol == BackendProtocol::H2)
+            // The client's own Host goes through (or the operator's edit).
+            .set_host(false)
+            .build(connector);
+        Self {
+            inner: Arc::new(Inner {
+                options,
+                pooled,
+                client,
+            }),
+            http,
+        }
+    }
+
+    /// The timeouts and sizes this handler's client connections are held to.
+    pub fn limits(self, limits: HttpLimits) -> Self {
+        Self {
+            inner: self.inner,
+            http: HttpServer::new(limits),
+        }
+    }
+
+    /// The same handler with a pool (and so idle connections) of its own called `name`.
+    pub(crate) fn renamed(&self, name: &str, origin: PoolOrigin<'_>) -> Self {
+        let pooled = self.inner.pooled.renamed(name, origin);
+        Self::with_pool(self.inner.options.clone(), pooled, self.http.clone())
+    }
+
+    pub(crate) fn pool(&self) -> &Arc<super::pool::BackendPool> {
+        &self.inner.pooled.pool
+    }
+
+    /// Each backend's figures.
+    pub fn backend_stats(&self) -> Vec<BackendStats> {
+        self.inner.pooled.pool.stats()
+    }
+}
+
+impl Handler for ProxyHandler {
+    async fn serve(&self, conn: TlsConn) -> Result<(), HandlerError> {
+        let info = conn.info.clone();
+        let inner = self.inner.clone();
+        let slot = TunnelSlot::default();
+        let tunnels = slot.clone();
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+            let (inner, info, tunnels) = (inner.clone(), info.clone(), tunnels.clone());
+            async move { Ok::<_, std::convert::Infallible>(inner.proxy(&info, request, &tunnels).await) }
+        });
+        self.http.serve(conn, service).await?;
+        // An upgraded connection lives on as its tunnel.
+        slot.finish().await
+    }
+}
+
+/// Why the proxy answered itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// No `Host` (HTTP/1.1 already gets 400 from the HTTP layer; this is HTTP/1.0).
+    NoHost,
+    BodyTooLarge,
+    /// No backend could be reached, or one broke the protocol.
+    BadGateway,
+    /// The active check has every backend down.
+    Unavailable,
+    /// The response head did not come in time.
+    Timeout,
+}
+
+impl Failure {
+    fn status(self) -> StatusCode {
+        match self {
+            Self::NoHost => StatusCode::BAD_REQUEST,
+            Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BadGateway => StatusCode::BAD_GATEWAY,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    fn message(self) -> &'static str {
+        match self {
+            Self::NoHost => "400 Bad Request: the request names no host\n",
+            Self::BodyTooLarge => "413 Content Too Large\n",
+            Self::BadGateway => {
+                "502 Bad Gateway: the backend could not be reached or did not answer in HTTP\n"
+            }
+            Self::Unavailable => "503 Service Unavailable: every backend is down\n",
+            Self::Timeout => "504 Gateway Timeout: the backend did not answer in time\n",
+        }
+    }
+
+    fn response(self) -> Response<ProxyBody> {
+        let mut response = Response::new(
+            Full::new(Bytes::from_static(self.message().as_bytes()))
+                .map_err(|never| match never {})
+                .boxed(),
+        );
+        *response.status_mut() = self.status();
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        response
+    }
+}
+
+impl Inner {
+    async fn proxy(
+        &self,
+        info: &ConnInfo,
+        request: Request<Incoming>,
+        tunnels: &TunnelSlot,
+    ) -> Response<ProxyBody> {
+        let started = Instant::now();
+        let method = request.method().clone();
+        let target = request
+            .uri()
+            .path_and_query()
+            .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
+        let version = request.version();
+        let (response, backend) = match self.send(info, request).await {
+            Ok((response, tunnel)) => {
+                if let Some(tunnel) = tunnel {
+                    tunnels.start(tunnel, self.options.upstream.idle_timeout);
+                }
+                let backend = response.extensions().get::<BackendName>().cloned();
+                (response, backend)
+            }
+            Err(failure) => (failure.response(), None),
+        };
+        tracing::info!(
+            target: "tlsplex::access",
+            server = %info.server,
+            route = info.route.as_deref().unwrap_or(""),
+            client.addr = %info.peer_addr,
+            http.version = ?version,
+            http.method = %method,
+            http.target = %target,
+            http.status = response.status().as_u16(),
+            backend = backend.as_ref().map_or("", |b| &*b.0),
+            ttfb_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "request"
+        );
+        response
+    }
+
+    /// The backend's response, headers edited (and the tunnel, when it accepted an upgrade),
+    /// or why there is none.
+    async fn send(
+        &self,
+        info: &ConnInfo,
+        mut request: Request<Incoming>,
+    ) -> Result<(Response<ProxyBody>, Option<Tunnel>), Failure> {
+        let options = &self.options;
+        let upgrade =
+            request.version() == Version::HTTP_11 && headers::wants_upgrade(request.headers());
+        let client_side = upgrade.then(|| hyper::upgrade::on(&mut request));
+        let (mut parts, body) = request.into_parts();
+        // The host as the client wrote it, port included (Caddy's X-Forwarded-Host), once it
+        // is known to be well formed.
+        crate::host::request_host(&parts.uri, &parts.headers).ok_or(Failure::NoHost)?;
+        let host = match parts.uri.authority() {
+            Some(authority) => authority.as_str().to_owned(),
+            None => parts
+                .headers
+                .get(hyper::header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned(),
+        };
+        let declared = parts
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if let (Some(max), Some(length)) = (options.max_request_body, declared) {
+            if length > max {
+                return Err(Failure::BodyTooLarge);
+            }
+        }
+        let origin = headers::Origin {
+            client: info.peer_addr.ip(),
+            host: &host,
+            rfc7239: options.forwarded,
+        };
+        headers::to_backend(
+            &mut parts.headers,
+            &origin,
+            &options.trusted_proxies,
+            upgrade,
+        );
+        options.request_headers.apply(&mut parts.headers);
+        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        parts.uri =
+            Uri::try_from(format!("http://upstream{target}")).map_err(|_| Failure::NoHost)?;
+        parts.version = match options.backend_protocol {
+            BackendProtocol::Http1 => Version::HTTP_11,
+            BackendProtocol::H2 => Version::HTTP_2,
+        };
+        let body = upstream_body(body, options.max_request_body);
+        let sent = self.client.request(Request::from_parts(parts, body));
+        let mut response = match tokio::time::timeout(options.response_header_timeout, sent).await {
+            Err(_) => return Err(Failure::Timeout),
+            Ok(Err(error)) => return Err(self.failure(info, &error)),
+            Ok(Ok(response)) => response,
+        };
+        let tunnel = match client_side {
+            Some(client) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                Some(Tunnel::new(client, hyper::upgrade::on(&mut response)))
+            }
+            _ => None,
+        };
+        let response = downstream(response, &options.response_headers, tunnel.is_some());
+        Ok((response, tunnel))
+    }
+
+    /// What a failed exchange with the backends means for the client, logged as the pool logs
+    /// unreachable backends (at most every 5 s) or at debug.
+    fn failure(&self, info: &ConnInfo, error: &hyper_util::client::legacy::Error) -> Failure {
+        let mut source = std::error::Error::source(error);
+        while let Some(cause) = source {
+            if let Some(Unreachable(exhausted)) = cause.downcast_ref::<Unreachable>() {
+                self.pooled.pool.log_exhausted(&info.server, exhausted);
+                return if exhausted.tried.is_empty() {
+                    Failure::Unavailable
+                } else {
+                    Failure::BadGateway
+                };
+            }
+            source = cause.source();
+        }
+        tracing::debug!(server = %info.server, %error, "the backend's answer was not HTTP");
+        Failure::BadGateway
+    }
+}
+
+/// The request body toward the backend: streamed, cut at `max` bytes when set.
+fn upstream_body(body: Incoming, max: Option<u64>) -> ProxyBody {
+    match max {
+        Some(max) => Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX))
+            .map_err(BodyError)
+            .boxed(),
+        None => body.map_err(boxed_error).boxed(),
+    }
+}
+
+/// The backend's response toward the client: hop-by-hop headers gone (but an accepted
+/// upgrade's), `edits` applied.
+fn downstream(
+    response: Response<Incoming>,
+    edits: &HeaderEdits,
+    upgraded: bool,
+) -> Response<ProxyBody> {
+    let (mut parts, body) = response.into_parts();
+    headers::remove_hop_by_hop(&mut parts.headers, upgraded);
+    edits.apply(&mut parts.headers);
+    Response::from_parts(parts, body.map_err(boxed_error).boxed())
+}
+
+fn boxed_error(error: hyper::Error) -> BodyError {
+    BodyError(Box::new(error))
+}

@@ -1,0 +1,56 @@
+//! An upgraded connection (WebSocket over HTTP/1.1): once the backend answered `101`, hyper
+//! hands both sides over and their bytes are copied both ways until either side is done or
+//! nothing moves for the idle timeout. The copy runs in the client connection's own task, after
+//! hyper has let go of the connection, so a tunnel holds the connection's place (its permit, the
+//! server's drain) like any other connection.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper_util::rt::TokioIo;
+
+use crate::handler::relay::relay;
+use crate::handler::HandlerError;
+
+/// Both sides of an accepted upgrade, still being handed over by hyper.
+pub(super) struct Tunnel {
+    client: OnUpgrade,
+    backend: OnUpgrade,
+}
+
+impl Tunnel {
+    pub(super) fn new(client: OnUpgrade, backend: OnUpgrade) -> Self {
+        Self { client, backend }
+    }
+
+    async fn run(self, idle: Option<Duration>) -> Result<(), HandlerError> {
+        let (client, backend): (Upgraded, Upgraded) = tokio::try_join!(self.client, self.backend)?;
+        relay(TokioIo::new(client), TokioIo::new(backend), idle).await
+    }
+}
+
+type Running = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send>>;
+
+/// Where a connection's tunnel (at most one: an upgrade ends HTTP on it) waits to be run.
+#[derive(Clone, Default)]
+pub(super) struct TunnelSlot(Arc<Mutex<Option<Running>>>);
+
+impl TunnelSlot {
+    /// Keeps `tunnel` for the connection's task to run once hyper lets go of the connection.
+    pub(super) fn start(&self, tunnel: Tunnel, idle: Option<Duration>) {
+        let running: Running = Box::pin(tunnel.run(idle));
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(running);
+    }
+
+    /// Runs the tunnel, if the connection was upgraded, to its end.
+    pub(super) async fn finish(self) -> Result<(), HandlerError> {
+        let running = self.0.lock().unwrap_or_else(PoisonError::into_inner).take();
+        match running {
+            Some(running) => running.await,
+            None => Ok(()),
+        }
+    }
+}
