@@ -205,8 +205,8 @@ pub(super) struct PoolFile {
     pub backend_tls: Option<BackendTlsFile>,
 }
 
-/// `proxy`: the pool's keys (without `idle_timeout` and `proxy_protocol`, which are a relay's)
-/// and how requests and responses are carried.
+/// `proxy`: the pool's keys (`idle_timeout` for WebSocket tunnels; no `proxy_protocol`: the
+/// forwarded headers carry the client) and how requests and responses are carried.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ProxyFile {
@@ -215,6 +215,7 @@ pub(super) struct ProxyFile {
     pub balance: Option<String>,
     pub health_check: Option<HealthCheckFile>,
     pub connect_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
     pub backend_tls: Option<BackendTlsFile>,
     pub backend_protocol: Option<String>,
     pub response_header_timeout: Option<String>,

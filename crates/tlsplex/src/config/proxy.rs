@@ -30,7 +30,7 @@ pub(super) fn validate_proxy(
         balance: raw.balance,
         health_check: raw.health_check,
         connect_timeout: raw.connect_timeout,
-        idle_timeout: None,
+        idle_timeout: raw.idle_timeout,
         proxy_protocol: None,
         backend_tls: None,
     };
