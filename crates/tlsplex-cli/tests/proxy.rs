@@ -19,18 +19,22 @@ struct Edge {
     pki: TestPki,
     port: u16,
     dead_port: u16,
-    _daemon: Daemon,
+    admin: u16,
+    daemon: Daemon,
 }
 
 fn start(backend: SocketAddr) -> Edge {
     let pki = TestPki::new();
     pki.issue("app", &["app.test", "dead.test"]);
-    let (port, dead_port, nowhere) = (free_port(), free_port(), free_port());
+    let (port, dead_port, nowhere, admin) = (free_port(), free_port(), free_port(), free_port());
     let config = pki.dir().join("tlsplex.toml");
     std::fs::write(
         &config,
         format!(
-            r#"[[server]]
+            r#"[admin]
+listen = "127.0.0.1:{admin}"
+
+[[server]]
 name = "app"
 listen = "127.0.0.1:{port}"
 certificates = [{{ cert = "app.pem", key = "app.key" }}]
@@ -50,16 +54,20 @@ handler = {{ type = "proxy", backends = ["127.0.0.1:{nowhere}"], connect_timeout
         ),
     )
     .unwrap();
-    let mut daemon = Daemon::start(&["run", "-c", config.to_str().unwrap()]);
+    common::admin::register(admin, &pki.dir().join("admin.token"));
+    let config = config.to_str().unwrap();
+    let mut daemon = Daemon::start(&["run", "-c", config, "--log-format", "json"]);
     daemon.wait_listening(&[
         ([127, 0, 0, 1], port).into(),
         ([127, 0, 0, 1], dead_port).into(),
+        ([127, 0, 0, 1], admin).into(),
     ]);
     Edge {
         pki,
         port,
         dead_port,
-        _daemon: daemon,
+        admin,
+        daemon,
     }
 }
 
@@ -121,6 +129,11 @@ async fn requests_reach_the_backend_with_the_headers_tlsplex_sets() {
         );
         assert_eq!(got.header("host"), [format!("app.test:{}", edge.port)]);
         assert_eq!(got.header("x-from"), ["tlsplex"]);
+        let id = got.header("x-request-id");
+        assert!(
+            id.len() == 1 && id[0].len() == 32,
+            "a request id is made: {id:?}"
+        );
         for gone in [
             "forwarded",
             "client-cert",
@@ -151,6 +164,34 @@ async fn requests_reach_the_backend_with_the_headers_tlsplex_sets() {
     );
     assert!(head.contains("x-backend:"), "{head}");
     assert!(!head.contains("keep-alive: timeout=30"), "{head}");
+
+    // A client's request id is passed on; every request is one access-log event.
+    let (status, _) = tokio::task::block_in_place(|| {
+        curl(
+            &edge,
+            edge.port,
+            "--http2",
+            &["-H", "X-Request-Id: abc-123"],
+            &["/echo"],
+        )
+    });
+    assert_eq!(status, 200);
+    assert_eq!(last(&backend).header("x-request-id"), ["abc-123"]);
+    let log = edge.daemon.stderr_text();
+    let event = log
+        .lines()
+        .find(|line| line.contains("abc-123"))
+        .unwrap_or_else(|| panic!("no access-log event for the request:\n{log}"));
+    for field in [
+        "\"http.status\":200",
+        "\"http.method\":\"GET\"",
+        "\"http.target\":\"/echo\"",
+        "\"bytes.sent\":",
+        "\"duration_ms\":",
+        "\"backend\":\"127.0.0.1:",
+    ] {
+        assert!(event.contains(field), "{field} in {event}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,6 +272,29 @@ async fn failing_backends_get_readable_answers() {
     let (status, _) =
         tokio::task::block_in_place(|| curl(&edge, edge.port, "--http2", &[], &["/echo"]));
     assert_eq!(status, 200);
+    // Every answer is counted by status class.
+    let (_, metrics) = common::admin::http(edge.admin, "GET", "/metrics", None);
+    let count = |series: &str| -> u64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{series} in\n{metrics}"))
+    };
+    assert_eq!(
+        count("tlsplex_http_requests_total{server=\"dead\",class=\"5xx\"}"),
+        2
+    );
+    assert_eq!(
+        count("tlsplex_http_requests_total{server=\"app\",class=\"5xx\"}"),
+        6
+    );
+    assert_eq!(
+        count("tlsplex_http_requests_total{server=\"app\",class=\"2xx\"}"),
+        1
+    );
+    assert!(metrics.contains("tlsplex_http_request_duration_seconds_bucket{"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

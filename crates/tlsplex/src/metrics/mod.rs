@@ -42,6 +42,10 @@ pub const BYTES_RECEIVED: &str = "tlsplex_received_bytes";
 pub const BYTES_SENT: &str = "tlsplex_sent_bytes";
 /// `forward` connections whose backend could not be reached.
 pub const FORWARD_BACKEND_ERRORS: &str = "tlsplex_forward_backend_errors";
+/// HTTP responses by server and status class (`class` = `1xx` … `5xx`), every HTTP handler.
+pub const HTTP_REQUESTS: &str = "tlsplex_http_requests";
+/// From a request head to its response head, by server.
+pub const HTTP_REQUEST_DURATION: &str = "tlsplex_http_request_duration_seconds";
 /// Expiry of every certificate of every server (the default and each SNI certificate), as a
 /// Unix timestamp, labelled by `server` and `name` (the certificate's first DNS name).
 pub const CERTIFICATE_EXPIRY: &str = "tlsplex_certificate_expiry_timestamp_seconds";
@@ -220,6 +224,10 @@ impl Metrics {
                 sent: series.sent.clone(),
             },
             backend_errors: series.backend_errors.clone(),
+            http: HttpMetrics {
+                requests: series.requests.clone(),
+                duration: series.request_duration.clone(),
+            },
             expiry: CertificateExpiry {
                 family: self.expiry.clone(),
                 server: name.to_owned(),
@@ -252,9 +260,26 @@ pub(crate) struct ServerMetrics {
     pub(crate) duration: Histogram,
     pub(crate) traffic: Traffic,
     pub(crate) backend_errors: Counter,
+    pub(crate) http: HttpMetrics,
     pub(crate) expiry: CertificateExpiry,
     pub(crate) routes: RouteCounters,
     pub(crate) backends: BackendMetrics,
+}
+
+/// A server's HTTP request series, for the HTTP layer to count responses with.
+#[derive(Clone, Debug)]
+pub(crate) struct HttpMetrics {
+    requests: [Counter; 5],
+    duration: Histogram,
+}
+
+impl HttpMetrics {
+    /// A response head `status`, `elapsed` after its request head.
+    pub(crate) fn answered(&self, status: hyper::StatusCode, elapsed: std::time::Duration) {
+        let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
+        self.requests[class].inc();
+        self.duration.observe(elapsed.as_secs_f64());
+    }
 }
 
 /// The series of one backend: what its pool counts with.

@@ -33,6 +33,9 @@ pub(super) struct ServerSeries {
     pub(super) received: Counter,
     pub(super) sent: Counter,
     pub(super) backend_errors: Counter,
+    /// HTTP responses by status class, 1xx to 5xx.
+    pub(super) requests: [Counter; 5],
+    pub(super) request_duration: Histogram,
 }
 
 impl ServerSeries {
@@ -50,6 +53,9 @@ impl ServerSeries {
             received: Counter::default(),
             sent: Counter::default(),
             backend_errors: Counter::default(),
+            requests: Default::default(),
+            // 1 ms to ~33 s.
+            request_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
         }
     }
 }
@@ -65,7 +71,7 @@ type Single = (
     fn(&ServerSeries) -> &dyn EncodeMetric,
 );
 
-const SINGLES: [Single; 8] = [
+const SINGLES: [Single; 9] = [
     (super::CONNECTIONS_ACCEPTED, "Connections accepted", |s| {
         &s.accepted
     }),
@@ -91,6 +97,11 @@ const SINGLES: [Single; 8] = [
         super::FORWARD_BACKEND_ERRORS,
         "Backends that could not be reached",
         |s| &s.backend_errors,
+    ),
+    (
+        super::HTTP_REQUEST_DURATION,
+        "HTTP request head to response head",
+        |s| &s.request_duration,
     ),
 ];
 
@@ -138,6 +149,21 @@ impl Collector for ServerSeriesTable {
             ] {
                 let labels = [("server", &**server), ("reason", reason)];
                 counter.encode(limited.encode_family(&labels)?)?;
+            }
+        }
+        let mut requests = encoder.encode_descriptor(
+            super::HTTP_REQUESTS,
+            "HTTP responses, by status class",
+            None,
+            MetricType::Counter,
+        )?;
+        for (server, series) in table.iter() {
+            for (class, counter) in ["1xx", "2xx", "3xx", "4xx", "5xx"]
+                .iter()
+                .zip(&series.requests)
+            {
+                let labels = [("server", &**server), ("class", *class)];
+                counter.encode(requests.encode_family(&labels)?)?;
             }
         }
         let mut failures = encoder.encode_descriptor(

@@ -77,6 +77,7 @@ impl HttpServer {
             shutdown,
             info,
             strict_sni_host,
+            metrics,
             ..
         } = conn;
         let hosts = if strict_sni_host {
@@ -90,6 +91,7 @@ impl HttpServer {
             activity: activity.clone(),
             max_headers: self.limits.max_request_headers,
             hosts,
+            metrics,
         };
         let io = TokioIo::new(TrackedIo::new(stream, activity.clone()));
         let mut connection = LazyConnection::new(&self.builder, io, service);

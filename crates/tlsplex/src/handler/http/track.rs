@@ -14,9 +14,11 @@ use hyper::body::{Body, Frame, SizeHint};
 use hyper::header::{CONTENT_LENGTH, HOST};
 use hyper::{Method, Request, Response, StatusCode, Version};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Instant;
 
 use super::activity::Activity;
 use super::flood::FrameCounter;
+use crate::metrics::ServerMetrics;
 
 pin_project_lite::pin_project! {
     /// A connection's stream, reporting reads and writes, and counting HTTP/2 frames.
@@ -198,6 +200,8 @@ pub(crate) struct TrackedService<S> {
     /// More header fields than this get 431 (hyper enforces it itself for HTTP/1).
     pub(crate) max_headers: usize,
     pub(crate) hosts: HostRule,
+    /// Where responses are counted (by status class) and timed.
+    pub(crate) metrics: Arc<ServerMetrics>,
 }
 
 /// Which hosts a connection's requests may name.
@@ -232,29 +236,50 @@ where
         // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host is answered 400.
         let hosts = request.headers().get_all(HOST).iter().count();
         if request.version() == Version::HTTP_11 && hosts != 1 {
-            return TrackedFuture::Refused {
-                open: Some(open),
-                status: StatusCode::BAD_REQUEST,
-            };
+            return self.refuse(open, StatusCode::BAD_REQUEST);
         }
         if request.headers().len() > self.max_headers {
-            return TrackedFuture::Refused {
-                open: Some(open),
-                status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            };
+            return self.refuse(open, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
         }
         if !self.hosts.allows(&request) {
-            return TrackedFuture::Refused {
-                open: Some(open),
-                status: StatusCode::MISDIRECTED_REQUEST,
-            };
+            return self.refuse(open, StatusCode::MISDIRECTED_REQUEST);
         }
         let head = request.method() == Method::HEAD;
         TrackedFuture::Called {
             inner: self.inner.call(request),
             open: Some(open),
             head,
+            answered: Answered::new(&self.metrics),
         }
+    }
+}
+
+impl<S> TrackedService<S> {
+    fn refuse<F>(&self, open: OpenRequest, status: StatusCode) -> TrackedFuture<F> {
+        Answered::new(&self.metrics).answer(status);
+        TrackedFuture::Refused {
+            open: Some(open),
+            status,
+        }
+    }
+}
+
+/// Counts a request's response head in the server's metrics, with the time it took.
+pub(crate) struct Answered {
+    metrics: Arc<ServerMetrics>,
+    since: Instant,
+}
+
+impl Answered {
+    fn new(metrics: &Arc<ServerMetrics>) -> Self {
+        Self {
+            metrics: metrics.clone(),
+            since: Instant::now(),
+        }
+    }
+
+    fn answer(&self, status: StatusCode) {
+        self.metrics.http.answered(status, self.since.elapsed());
     }
 }
 
@@ -264,7 +289,7 @@ pin_project_lite::pin_project! {
     pub(crate) enum TrackedFuture<F> {
         // `head`: the answer to a HEAD request, whose body is never sent (hyper's HTTP/2 would
         // send it, and clients reset the stream).
-        Called { #[pin] inner: F, open: Option<OpenRequest>, head: bool },
+        Called { #[pin] inner: F, open: Option<OpenRequest>, head: bool, answered: Answered },
         Refused { open: Option<OpenRequest>, status: StatusCode },
     }
 }
@@ -278,11 +303,17 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
-            TrackedFutureProj::Called { inner, open, head } => {
+            TrackedFutureProj::Called {
+                inner,
+                open,
+                head,
+                answered,
+            } => {
                 let response = std::task::ready!(inner.poll(cx))?;
                 let Some(open) = open.take() else {
                     return Poll::Pending; // polled after completion: never again
                 };
+                answered.answer(response.status());
                 if !*head {
                     return Poll::Ready(Ok(
                         response.map(|body| TrackedBody::new(Either::Left(body), open))

@@ -7,11 +7,13 @@
 //! headers set by tlsplex (`headers.rs`). Bodies stream both ways under the connection's HTTP
 //! limits. A backend that cannot be reached is a `502` (`503` when the active check has every
 //! backend down), a response head that does not come within `response_header_timeout` a `504`.
-//! An HTTP/1.1 upgrade (WebSocket) the backend accepts with `101` becomes a tunnel, copied both
+//! Each request carries an `X-Request-Id` (the client's, or a new one) and is logged once its
+//! response is done (`log.rs`). An HTTP/1.1 upgrade (WebSocket) the backend accepts with `101` becomes a tunnel, copied both
 //! ways under the pool's `idle_timeout`, in the connection's own task (`tunnel.rs`).
 
 mod connector;
 mod headers;
+mod log;
 mod trust;
 mod tunnel;
 
@@ -35,6 +37,7 @@ use super::http::{HttpLimits, HttpServer};
 use super::pool::{BackendStats, PoolOrigin};
 use super::{ConnInfo, Handler, HandlerError, TlsConn};
 use connector::{BackendName, PoolConnector, Unreachable};
+use log::RequestLog;
 use tunnel::{Tunnel, TunnelSlot};
 
 /// The body of a proxied request or response: the client's or the backend's, or one of the
@@ -261,18 +264,23 @@ impl Failure {
 impl Inner {
     async fn proxy(
         &self,
-        info: &ConnInfo,
+        info: &Arc<ConnInfo>,
         request: Request<Incoming>,
         tunnels: &TunnelSlot,
     ) -> Response<ProxyBody> {
-        let started = Instant::now();
-        let method = request.method().clone();
-        let target = request
-            .uri()
-            .path_and_query()
-            .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
-        let version = request.version();
-        let (response, backend) = match self.send(info, request).await {
+        let mut log = RequestLog {
+            started: Instant::now(),
+            info: info.clone(),
+            version: request.version(),
+            method: request.method().clone(),
+            target: request
+                .uri()
+                .path_and_query()
+                .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
+            request_id: None,
+            received: Arc::default(),
+        };
+        let (response, backend) = match self.send(info, request, &mut log).await {
             Ok((response, tunnel)) => {
                 if let Some(tunnel) = tunnel {
                     tunnels.start(tunnel, self.options.upstream.idle_timeout);
@@ -282,20 +290,9 @@ impl Inner {
             }
             Err(failure) => (failure.response(), None),
         };
-        tracing::info!(
-            target: "tlsplex::access",
-            server = %info.server,
-            route = info.route.as_deref().unwrap_or(""),
-            client.addr = %info.peer_addr,
-            http.version = ?version,
-            http.method = %method,
-            http.target = %target,
-            http.status = response.status().as_u16(),
-            backend = backend.as_ref().map_or("", |b| &*b.0),
-            ttfb_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            "request"
-        );
-        response
+        let (parts, body) = response.into_parts();
+        let body = log.finish_with(parts.status, backend.map(|b| b.0), body);
+        Response::from_parts(parts, body)
     }
 
     /// The backend's response, headers edited (and the tunnel, when it accepted an upgrade),
@@ -304,6 +301,7 @@ impl Inner {
         &self,
         info: &ConnInfo,
         mut request: Request<Incoming>,
+        log: &mut RequestLog,
     ) -> Result<(Response<ProxyBody>, Option<Tunnel>), Failure> {
         let options = &self.options;
         let upgrade =
@@ -343,6 +341,7 @@ impl Inner {
             &options.trusted_proxies,
             upgrade,
         );
+        log.request_id = Some(log::request_id(&mut parts.headers));
         options.request_headers.apply(&mut parts.headers);
         let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         parts.uri =
@@ -351,7 +350,7 @@ impl Inner {
             BackendProtocol::Http1 => Version::HTTP_11,
             BackendProtocol::H2 => Version::HTTP_2,
         };
-        let body = upstream_body(body, options.max_request_body);
+        let body = log.count_request(upstream_body(body, options.max_request_body));
         let sent = self.client.request(Request::from_parts(parts, body));
         let mut response = match tokio::time::timeout(options.response_header_timeout, sent).await {
             Err(_) => return Err(Failure::Timeout),
