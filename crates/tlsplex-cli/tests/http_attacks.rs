@@ -9,6 +9,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use common::h2::{frame, get_headers};
 use common::{free_port, Daemon};
 use tlsplex_testkit::{connect, get, TestPki};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -21,27 +22,6 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(2);
 /// up to 64 KiB of file data (`max_buffered_response_bytes`), the rest hyper's and h2's state per
 /// open stream (~1.9 KiB). Before the limits: 13.5 MiB.
 const BUDGET_KIB: u64 = 384;
-
-/// An HTTP/2 frame: 9 bytes of header, then the payload.
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let len = u32::try_from(payload.len()).unwrap().to_be_bytes();
-    let mut out = vec![len[1], len[2], len[3], kind, flags];
-    out.extend_from_slice(&stream.to_be_bytes());
-    out.extend_from_slice(payload);
-    out
-}
-
-/// A GET as an HPACK header block: indexed `:method GET` and `:scheme https`, literal `:path`
-/// and `:authority` with indexed names, no Huffman.
-fn get_headers(path: &str, authority: &str) -> Vec<u8> {
-    let mut block = vec![0x82, 0x87];
-    for (index, value) in [(4u8, path), (1u8, authority)] {
-        block.push(index); // literal without indexing, name from the static table
-        block.push(u8::try_from(value.len()).unwrap());
-        block.extend_from_slice(value.as_bytes());
-    }
-    block
-}
 
 /// The preface, SETTINGS with INITIAL_WINDOW_SIZE = 0, and `STREAMS` requests for `path`.
 fn zero_window_attack(path: &str, authority: &str) -> Vec<u8> {
