@@ -40,6 +40,9 @@ use connector::{BackendName, PoolConnector, Unreachable};
 use log::RequestLog;
 use tunnel::{Tunnel, TunnelSlot};
 
+/// The most a backend connection buffers (HTTP/1.1 read buffer, HTTP/2 stream window).
+const BACKEND_BUFFER: usize = 64 * 1024;
+
 /// The body of a proxied request or response: the client's or the backend's, or one of the
 /// proxy's own error pages.
 pub(crate) type ProxyBody = BoxBody<Bytes, BodyError>;
@@ -156,6 +159,11 @@ impl ProxyHandler {
             .pool_idle_timeout(options.keepalive_timeout)
             .pool_max_idle_per_host(options.keepalive)
             .http2_only(options.backend_protocol == BackendProtocol::H2)
+            // What a backend connection may buffer: its response head at most (a larger one
+            // is a 502), and what a client that reads nothing leaves unread (hyper's default,
+            // ~400 KiB, cost that much per such client: measured 1 MiB per connection).
+            .http1_max_buf_size(BACKEND_BUFFER)
+            .http2_initial_stream_window_size(u32::try_from(BACKEND_BUFFER).ok())
             // The client's own Host goes through (or the operator's edit).
             .set_host(false)
             .build(connector);

@@ -1,0 +1,91 @@
+//! What a hostile client costs the proxy, measured on a live daemon from /proc: clients that
+//! ask for a large response and read none of it hold at most the connection's response budget
+//! each (the backend is held back by TCP, not buffered), and the send timeout closes them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on failure
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::{free_port, Daemon};
+use tlsplex_testkit::http_backend::HttpBackend;
+use tlsplex_testkit::{connect, TestPki};
+use tokio::io::AsyncWriteExt;
+
+const CONNECTIONS: usize = 40;
+const SEND_TIMEOUT: Duration = Duration::from_secs(2);
+/// What one such connection may cost: the 64 KiB response budget, hyper's client and server
+/// buffers for the exchange (about 2 x 64 KiB), the TLS connection and the backend connection.
+const BUDGET_KIB: u64 = 400;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_read_nothing_cost_a_bounded_amount_and_are_closed() {
+    let backend = HttpBackend::start().await;
+    let pki = TestPki::new();
+    pki.issue("app", &["app.test"]);
+    let port = free_port();
+    let config = pki.dir().join("tlsplex.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[server]]\nname = \"app\"\nlisten = \"127.0.0.1:{port}\"\n\
+             certificates = [{{ cert = \"app.pem\", key = \"app.key\" }}]\n\
+             handler = {{ type = \"proxy\", backends = [\"{}\"], keepalive = 64 }}\n\
+             http = {{ send_timeout = \"{}s\" }}\n",
+            backend.addr,
+            SEND_TIMEOUT.as_secs()
+        ),
+    )
+    .unwrap();
+    let mut daemon = Daemon::start(&["run", "-c", config.to_str().unwrap()]);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    daemon.wait_listening(&[addr]);
+
+    // 50 MB each, never read.
+    let request = b"GET /big?bytes=50000000 HTTP/1.1\r\nHost: app.test\r\n\r\n";
+    let mut warm = connect(addr, "app.test", pki.client(&["http/1.1"]))
+        .await
+        .unwrap();
+    warm.write_all(request).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = daemon.rss_kib();
+    let mut attackers = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let mut tls = connect(addr, "app.test", pki.client(&["http/1.1"]))
+            .await
+            .unwrap();
+        tls.write_all(request).await.unwrap();
+        attackers.push(tls);
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let peak = daemon.rss_kib();
+    let per_connection = peak.saturating_sub(before) / CONNECTIONS as u64;
+    eprintln!(
+        "non-reading clients of 50 MB responses: RSS {before} KiB -> {peak} KiB with \
+         {CONNECTIONS} connections: {per_connection} KiB each"
+    );
+    assert!(
+        per_connection < BUDGET_KIB,
+        "{per_connection} KiB per connection (budget {BUDGET_KIB})"
+    );
+    // The send timeout closes them: the daemon's descriptors (client and backend sockets) go
+    // back to what they were, though the clients never read.
+    let started = Instant::now();
+    let fds_with_attackers = daemon.open_fds();
+    let closed = tokio::time::timeout(SEND_TIMEOUT * 3 + Duration::from_secs(5), async {
+        while daemon.open_fds() + CONNECTIONS > fds_with_attackers {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "{} descriptors open after {:?} (with the attackers: {fds_with_attackers})",
+        daemon.open_fds(),
+        started.elapsed()
+    );
+    eprintln!("closed {:?} after the peak", started.elapsed());
+    drop(attackers);
+}
