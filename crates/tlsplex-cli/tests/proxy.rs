@@ -332,3 +332,56 @@ async fn a_websocket_upgrade_becomes_a_tunnel() {
         assert_eq!(echoed, message);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_certificate_reaches_the_backend_as_rfc_9440_says() {
+    use base64::Engine as _;
+    if !available("curl") {
+        return;
+    }
+    let backend = HttpBackend::start().await;
+    let pki = TestPki::new();
+    pki.issue("app", &["app.test"]);
+    let client = pki.issue_client("alice", "alice", 7);
+    let port = free_port();
+    let config = pki.dir().join("tlsplex.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[server]]\nname = \"app\"\nlisten = \"127.0.0.1:{port}\"\n\
+             certificates = [{{ cert = \"app.pem\", key = \"app.key\" }}]\n\
+             handler = {{ type = \"proxy\", backends = [\"{}\"], client_cert = true }}\n\
+             [server.tls]\nclient_auth = {{ ca = {:?}, mode = \"required\" }}\n",
+            backend.addr,
+            pki.ca_file()
+        ),
+    )
+    .unwrap();
+    let mut daemon = Daemon::start(&["run", "-c", config.to_str().unwrap()]);
+    daemon.wait_listening(&[([127, 0, 0, 1], port).into()]);
+    let out = tokio::task::block_in_place(|| {
+        Command::new("curl")
+            .args(["-sS", "--cacert"])
+            .arg(pki.ca_file())
+            .arg("--cert")
+            .arg(&client.cert_path)
+            .arg("--key")
+            .arg(&client.key_path)
+            .args(["-H", "Client-Cert: :c3Bvb2ZlZA==:"])
+            .args(["--resolve", &format!("app.test:{port}:127.0.0.1")])
+            .arg(format!("https://app.test:{port}/whoami"))
+            .output()
+            .unwrap()
+    });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = last(&backend);
+    let expected = format!(
+        ":{}:",
+        base64::engine::general_purpose::STANDARD.encode(client.cert_der.as_ref())
+    );
+    assert_eq!(got.header("client-cert"), [expected.as_str()]);
+}

@@ -228,6 +228,8 @@ pub(super) struct ProxyFile {
     pub request_headers: Option<HeaderEditsFile>,
     pub response_headers: Option<HeaderEditsFile>,
     pub max_request_body: Option<u64>,
+    #[serde(default)]
+    pub client_cert: bool,
 }
 
 /// `request_headers = { set = { … }, add = { … }, remove = [ … ] }`.

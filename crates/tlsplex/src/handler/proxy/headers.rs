@@ -61,6 +61,48 @@ impl HeaderEdits {
     }
 }
 
+/// The client's certificate as RFC 9440 headers: `Client-Cert` (the leaf) and
+/// `Client-Cert-Chain` (the rest, when the client sent any), each DER in base64 between colons.
+pub(super) struct ClientCert {
+    leaf: HeaderValue,
+    chain: Option<HeaderValue>,
+}
+
+impl ClientCert {
+    /// The headers for `certificates` (leaf first), if the client presented any.
+    pub(super) fn of(
+        certificates: Option<&[rustls::pki_types::CertificateDer<'_>]>,
+    ) -> Option<Self> {
+        use base64::Engine as _;
+        let encode = |der: &[u8]| {
+            let text = format!(
+                ":{}:",
+                base64::engine::general_purpose::STANDARD.encode(der)
+            );
+            HeaderValue::from_str(&text).ok()
+        };
+        let (leaf, rest) = certificates?.split_first()?;
+        let chain: Vec<String> = rest
+            .iter()
+            .filter_map(|der| encode(der))
+            .filter_map(|v| v.to_str().ok().map(str::to_owned))
+            .collect();
+        Some(Self {
+            leaf: encode(leaf)?,
+            chain: (!chain.is_empty())
+                .then(|| HeaderValue::from_str(&chain.join(", ")).ok())
+                .flatten(),
+        })
+    }
+
+    pub(super) fn set(&self, headers: &mut HeaderMap) {
+        headers.insert(HeaderName::from_static("client-cert"), self.leaf.clone());
+        if let Some(chain) = &self.chain {
+            headers.insert(HeaderName::from_static("client-cert-chain"), chain.clone());
+        }
+    }
+}
+
 /// Who sent a request, as the forwarded headers tell it.
 pub(super) struct Origin<'a> {
     /// The address the connection came from.

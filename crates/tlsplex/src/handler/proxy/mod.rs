@@ -106,6 +106,9 @@ pub struct ProxyOptions {
     pub response_headers: HeaderEdits,
     /// Largest request body, in bytes: `413` beyond it.
     pub max_request_body: Option<u64>,
+    /// Pass the client's certificate (mutual TLS) on as RFC 9440 `Client-Cert` and
+    /// `Client-Cert-Chain`. Whatever the client sent under those names is dropped either way.
+    pub client_cert: bool,
 }
 
 impl ProxyOptions {
@@ -122,6 +125,7 @@ impl ProxyOptions {
             request_headers: HeaderEdits::default(),
             response_headers: HeaderEdits::default(),
             max_request_body: None,
+            client_cert: false,
         }
     }
 }
@@ -205,16 +209,39 @@ impl Handler for ProxyHandler {
     async fn serve(&self, conn: TlsConn) -> Result<(), HandlerError> {
         let info = conn.info.clone();
         let inner = self.inner.clone();
+        let certificate = if inner.options.client_cert {
+            headers::ClientCert::of(conn.stream.get_ref().1.peer_certificates())
+        } else {
+            None
+        }
+        .map(Arc::new);
         let slot = TunnelSlot::default();
         let tunnels = slot.clone();
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
             let (inner, info, tunnels) = (inner.clone(), info.clone(), tunnels.clone());
-            async move { Ok::<_, std::convert::Infallible>(inner.proxy(&info, request, &tunnels).await) }
+            let certificate = certificate.clone();
+            async move {
+                let exchange = Exchange {
+                    info: &info,
+                    certificate: certificate.as_deref(),
+                    tunnels: &tunnels,
+                };
+                Ok::<_, std::convert::Infallible>(inner.proxy(&exchange, request).await)
+            }
         });
         self.http.serve(conn, service).await?;
         // An upgraded connection lives on as its tunnel.
         slot.finish().await
     }
+}
+
+/// What one request on a connection carries besides itself.
+struct Exchange<'c> {
+    info: &'c Arc<ConnInfo>,
+    /// The client's certificate headers, when they are passed on.
+    certificate: Option<&'c headers::ClientCert>,
+    /// Where an upgrade's tunnel waits for the connection's task.
+    tunnels: &'c TunnelSlot,
 }
 
 /// Why the proxy answered itself.
@@ -272,13 +299,12 @@ impl Failure {
 impl Inner {
     async fn proxy(
         &self,
-        info: &Arc<ConnInfo>,
+        exchange: &Exchange<'_>,
         request: Request<Incoming>,
-        tunnels: &TunnelSlot,
     ) -> Response<ProxyBody> {
         let mut log = RequestLog {
             started: Instant::now(),
-            info: info.clone(),
+            info: exchange.info.clone(),
             version: request.version(),
             method: request.method().clone(),
             target: request
@@ -288,10 +314,12 @@ impl Inner {
             request_id: None,
             received: Arc::default(),
         };
-        let (response, backend) = match self.send(info, request, &mut log).await {
+        let (response, backend) = match self.send(exchange, request, &mut log).await {
             Ok((response, tunnel)) => {
                 if let Some(tunnel) = tunnel {
-                    tunnels.start(tunnel, self.options.upstream.idle_timeout);
+                    exchange
+                        .tunnels
+                        .start(tunnel, self.options.upstream.idle_timeout);
                 }
                 let backend = response.extensions().get::<BackendName>().cloned();
                 (response, backend)
@@ -307,7 +335,7 @@ impl Inner {
     /// or why there is none.
     async fn send(
         &self,
-        info: &ConnInfo,
+        exchange: &Exchange<'_>,
         mut request: Request<Incoming>,
         log: &mut RequestLog,
     ) -> Result<(Response<ProxyBody>, Option<Tunnel>), Failure> {
@@ -338,6 +366,7 @@ impl Inner {
                 return Err(Failure::BodyTooLarge);
             }
         }
+        let info = exchange.info;
         let origin = headers::Origin {
             client: info.peer_addr.ip(),
             host: &host,
@@ -349,6 +378,9 @@ impl Inner {
             &options.trusted_proxies,
             upgrade,
         );
+        if let Some(certificate) = exchange.certificate {
+            certificate.set(&mut parts.headers);
+        }
         log.request_id = Some(log::request_id(&mut parts.headers));
         options.request_headers.apply(&mut parts.headers);
         let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
