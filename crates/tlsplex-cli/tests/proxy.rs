@@ -385,3 +385,74 @@ async fn the_client_certificate_reaches_the_backend_as_rfc_9440_says() {
     );
     assert_eq!(got.header("client-cert"), [expected.as_str()]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_health_check_takes_a_failing_backend_out() {
+    if !available("curl") {
+        return;
+    }
+    let healthy = HttpBackend::start().await;
+    let failing = HttpBackend::with_healthz(503).await;
+    let pki = TestPki::new();
+    pki.issue("app", &["app.test"]);
+    let (port, admin) = (free_port(), free_port());
+    let config = pki.dir().join("tlsplex.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[admin]\nlisten = \"127.0.0.1:{admin}\"\n\
+             [[server]]\nname = \"app\"\nlisten = \"127.0.0.1:{port}\"\n\
+             certificates = [{{ cert = \"app.pem\", key = \"app.key\" }}]\n\
+             [server.handler]\ntype = \"proxy\"\nbackends = [\"{}\", \"{}\"]\nkeepalive = 0\n\
+             health_check = {{ interval = \"200ms\", path = \"/healthz\", expect = \"2xx\" }}\n",
+            healthy.addr, failing.addr
+        ),
+    )
+    .unwrap();
+    common::admin::register(admin, &pki.dir().join("admin.token"));
+    let mut daemon = Daemon::start(&["run", "-c", config.to_str().unwrap()]);
+    daemon.wait_listening(&[
+        ([127, 0, 0, 1], port).into(),
+        ([127, 0, 0, 1], admin).into(),
+    ]);
+    // Two intervals for the verdict.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let (_, backends) = common::admin::http(admin, "GET", "/api/backends", None);
+    let backends: serde_json::Value = serde_json::from_str(&backends).unwrap();
+    let health = |addr: SocketAddr| {
+        backends
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["address"] == addr.to_string())
+            .map(|b| b["health"].clone())
+            .unwrap()
+    };
+    assert_eq!(health(failing.addr), "down", "{backends}");
+    assert_eq!(health(healthy.addr), "up", "{backends}");
+    let edge = Edge {
+        pki,
+        port,
+        dead_port: 0,
+        admin,
+        daemon,
+    };
+    for i in 0..10 {
+        let (status, _) = tokio::task::block_in_place(|| {
+            curl(&edge, port, "--http1.1", &[], &[&format!("/echo/{i}")])
+        });
+        assert_eq!(status, 200);
+    }
+    let served = |backend: &HttpBackend| {
+        backend
+            .received()
+            .iter()
+            .filter(|r| r.target.starts_with("/echo"))
+            .count()
+    };
+    assert_eq!((served(&healthy), served(&failing)), (10, 0));
+    assert!(failing
+        .received()
+        .iter()
+        .all(|r| r.header("user-agent") == ["tlsplex-health-check"]));
+}

@@ -1,6 +1,7 @@
 //! A plain HTTP/1.1 backend that records what it received, for proxy tests: each request's
 //! connection (to count reuse), head and body length, answered with that record as JSON. Some
-//! paths misbehave on purpose: `/stall` never answers, `/garbage` answers with something that
+//! paths misbehave on purpose: `/healthz` answers the status the backend was started with,
+//! `/stall` never answers, `/garbage` answers with something that
 //! is not HTTP, `/huge-head` sends a 1 MiB response head, `/big?bytes=N` sends N bytes, and a
 //! request with `Upgrade: websocket` gets `101` and then its bytes echoed.
 
@@ -43,16 +44,23 @@ pub struct HttpBackend {
     pub addr: SocketAddr,
     received: Arc<Mutex<Vec<Recorded>>>,
     connections: Arc<AtomicUsize>,
+    healthz: u16,
 }
 
 impl HttpBackend {
     /// Listens on 127.0.0.1 (a free port) until the test ends.
     pub async fn start() -> Self {
+        Self::with_healthz(200).await
+    }
+
+    /// [`HttpBackend::start`], answering `/healthz` with `status`.
+    pub async fn with_healthz(status: u16) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let backend = Self {
             addr: listener.local_addr().unwrap(),
             received: Arc::default(),
             connections: Arc::default(),
+            healthz: status,
         };
         let accepting = backend.clone();
         tokio::spawn(async move {
@@ -137,6 +145,13 @@ impl HttpBackend {
             return false;
         }
         match path {
+            "/healthz" => {
+                let head = format!(
+                    "HTTP/1.1 {} Health\r\ncontent-length: 0\r\n\r\n",
+                    self.healthz
+                );
+                tcp.write_all(head.as_bytes()).await.is_ok()
+            }
             "/stall" => {
                 tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
                 false

@@ -244,12 +244,14 @@ pub(super) struct HeaderEditsFile {
     pub remove: Vec<String>,
 }
 
-/// `health_check = { interval = "5s", timeout = "1s" }`.
+/// `health_check = { interval = "5s", timeout = "1s", path = "/healthz", expect = "2xx" }`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct HealthCheckFile {
     pub interval: String,
     pub timeout: Option<String>,
+    pub path: Option<String>,
+    pub expect: Option<String>,
 }
 
 /// `backend_tls = { ca = "...", server_name = "...", cert = "...", key = "..." }`.

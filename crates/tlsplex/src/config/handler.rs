@@ -3,12 +3,15 @@
 use std::path::Path;
 
 use super::error::Problems;
-use super::file::{BackendTlsFile, FileCacheFile, HandlerFile, PoolFile, ProxyProtocolFile};
+use super::file::{
+    BackendTlsFile, FileCacheFile, HandlerFile, HealthCheckFile, PoolFile, ProxyProtocolFile,
+};
 use super::value::duration;
 use super::HandlerSpec;
 use crate::handler::{
-    Backend, BackendTls, BackendTlsError, Balance, FileCacheOptions, ForwardOptions, HealthCheck,
-    ProxyProtocol, RespondError, RespondHandler, StaticHandler,
+    Backend, BackendTls, BackendTlsError, Balance, ExpectedStatus, FileCacheOptions,
+    ForwardOptions, HealthCheck, HttpProbe, ProxyProtocol, RespondError, RespondHandler,
+    StaticHandler,
 };
 
 /// Where a handler table sits: its server's label and the key path to it (`handler`, or
@@ -88,6 +91,14 @@ pub(super) fn validate_handler(
         }
         HandlerFile::Proxy(raw) => super::proxy::validate_proxy(*raw, at, base, problems),
         HandlerFile::Passthrough(pool) => {
+            if pool.health_check.as_ref().is_some_and(|c| c.path.is_some()) {
+                at.report(
+                    problems,
+                    "health_check.path",
+                    "passthrough backends speak TLS to the client: an HTTP check is for proxy and forward",
+                );
+                return None;
+            }
             if pool.backend_tls.is_some() {
                 at.report(
                     problems,
@@ -199,12 +210,20 @@ pub(super) fn validate_pool(
             )
         })
     });
-    if !ok {
+    let probe = match raw.health_check.as_ref() {
+        Some(check) => http_probe(check, at, problems),
+        None => Ok(None),
+    };
+    let (true, Ok(probe)) = (ok, probe) else {
         return None;
-    }
+    };
+    let health_check = match (health_check.flatten(), probe) {
+        (Some(check), Some(probe)) => Some(check.http(probe)),
+        (check, _) => check,
+    };
     let mut options = ForwardOptions::pool(backends);
     options.balance = balance;
-    options.health_check = health_check.flatten();
+    options.health_check = health_check;
     options.connect_timeout = connect_timeout.unwrap_or(options.connect_timeout);
     options.idle_timeout = idle_timeout.or(options.idle_timeout);
     options.proxy_protocol = raw.proxy_protocol.map(|version| match version {
@@ -212,6 +231,42 @@ pub(super) fn validate_pool(
         ProxyProtocolFile::V2 => ProxyProtocol::V2,
     });
     Some(options)
+}
+
+/// `path` and `expect` of a health check: an HTTP probe, or none (a TCP check).
+fn http_probe(
+    check: &HealthCheckFile,
+    at: &HandlerAt<'_>,
+    problems: &mut Problems,
+) -> Result<Option<HttpProbe>, ()> {
+    let expect = match check.expect.as_deref().map(str::parse::<ExpectedStatus>) {
+        None => ExpectedStatus::default(),
+        Some(Ok(expect)) => expect,
+        Some(Err(message)) => {
+            at.report(problems, "health_check.expect", message);
+            return Err(());
+        }
+    };
+    let Some(path) = &check.path else {
+        if check.expect.is_some() {
+            at.report(
+                problems,
+                "health_check.expect",
+                "an expected status needs a path",
+            );
+            return Err(());
+        }
+        return Ok(None);
+    };
+    if !path.starts_with('/') || !path.bytes().all(|b| b.is_ascii_graphic()) {
+        at.report(
+            problems,
+            "health_check.path",
+            format!("{path:?} is not a request path: start with / and use no spaces"),
+        );
+        return Err(());
+    }
+    Ok(Some(HttpProbe::new(path.clone(), expect)))
 }
 
 /// A health check's time limit when the file gives none (or the interval, if shorter).

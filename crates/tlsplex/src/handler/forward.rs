@@ -107,7 +107,7 @@ impl Pooled {
         let policy = (
             options.backends.as_slice(),
             options.balance,
-            options.health_check,
+            options.health_check.clone(),
         );
         BackendPool::new(name, policy, tls, origin)
     }

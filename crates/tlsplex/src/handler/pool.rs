@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::backend::{Backend, BackendStream, BackendTls};
+use super::probe::HttpProbe;
 use crate::metrics::{BackendMetrics, BackendSeries};
 
 /// How long a backend that failed a connect is passed over before it is tried again.
@@ -50,20 +51,32 @@ impl Balance {
 }
 
 /// An active health check: every `interval`, a connect (and, for TLS backends, a handshake)
-/// that must succeed within `timeout`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// and, with `http`, a request whose answer must pass, all within `timeout`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HealthCheck {
     /// Time between checks.
     pub interval: Duration,
     /// Time one check may take.
     pub timeout: Duration,
+    /// An HTTP request on the connection, its status checked.
+    pub http: Option<HttpProbe>,
 }
 
 impl HealthCheck {
     /// A check every `interval`, each allowed `timeout`.
     pub fn new(interval: Duration, timeout: Duration) -> Self {
-        Self { interval, timeout }
+        Self {
+            interval,
+            timeout,
+            http: None,
+        }
+    }
+
+    /// The same check, with an HTTP request on each connection.
+    pub fn http(mut self, probe: HttpProbe) -> Self {
+        self.http = Some(probe);
+        self
     }
 }
 
@@ -371,7 +384,7 @@ impl BackendPool {
     /// Starts the active check, once, if the pool has one and a runtime runs; it stops when
     /// the pool is dropped.
     pub(crate) fn start_checks(self: &Arc<Self>) {
-        let Some(check) = self.health_check else {
+        let Some(check) = self.health_check.clone() else {
             return;
         };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -396,12 +409,20 @@ async fn run_checks(pool: Weak<BackendPool>, check: HealthCheck) {
         let mut probes = tokio::task::JoinSet::new();
         for state in &pool.backends {
             let (state, name, tls) = (state.clone(), pool.name.clone(), pool.tls.clone());
+            let (timeout, http) = (check.timeout, check.http.clone());
             probes.spawn(async move {
-                let probe = BackendStream::connect(&state.backend, tls.as_ref());
-                let verdict = match tokio::time::timeout(check.timeout, probe).await {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err(error)) => Err(error.to_string()),
-                    Err(_) => Err(format!("no answer within {:?}", check.timeout)),
+                let probe = async {
+                    let stream = BackendStream::connect(&state.backend, tls.as_ref())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    match &http {
+                        Some(http) => http.run(stream, &state.backend).await,
+                        None => Ok(()),
+                    }
+                };
+                let verdict = match tokio::time::timeout(timeout, probe).await {
+                    Ok(verdict) => verdict,
+                    Err(_) => Err(format!("no answer within {timeout:?}")),
                 };
                 state.checked(&name, verdict);
             });
