@@ -308,7 +308,8 @@ async fn a_websocket_upgrade_becomes_a_tunnel() {
         .unwrap();
     tls.write_all(
         b"GET /chat HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+          X-Raw-Tunnel: 1\r\n\r\n",
     )
     .await
     .unwrap();
@@ -321,6 +322,11 @@ async fn a_websocket_upgrade_becomes_a_tunnel() {
     let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 101"), "{head}");
     assert!(head.contains("upgrade: websocket"), "{head}");
+    // The backend's handshake answer passes through (RFC 6455's own example key).
+    assert!(
+        head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{head}"
+    );
     let got = last(&backend);
     assert_eq!(got.header("upgrade"), ["websocket"]);
     assert_eq!(got.header("x-forwarded-for"), ["127.0.0.1"]);
@@ -455,4 +461,40 @@ async fn an_http_health_check_takes_a_failing_backend_out() {
         .received()
         .iter()
         .all(|r| r.header("user-agent") == ["tlsplex-health-check"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_loads_a_page_over_http2_and_opens_a_websocket_through_the_proxy() {
+    if !available("chromium") {
+        return;
+    }
+    let backend = HttpBackend::start().await;
+    let edge = start(backend.addr);
+    let dom = tokio::task::block_in_place(|| {
+        common::chromium(
+            &format!("https://app.test:{}/page.html", edge.port),
+            &[
+                "--ignore-certificate-errors".to_owned(),
+                "--host-resolver-rules=MAP app.test 127.0.0.1".to_owned(),
+                "--virtual-time-budget=5000".to_owned(),
+                "--dump-dom".to_owned(),
+            ],
+        )
+    });
+    assert!(
+        dom.contains("<title>echo: ping through the proxy</title>"),
+        "the page's WebSocket echoed through the proxy:\n{dom}"
+    );
+    let targets: Vec<String> = backend
+        .received()
+        .iter()
+        .map(|r| r.target.clone())
+        .collect();
+    assert!(targets.contains(&"/page.html".to_owned()) && targets.contains(&"/ws".to_owned()));
+    let log = edge.daemon.stderr_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("\"/page.html\"") && l.contains("HTTP/2.0")),
+        "the page came over HTTP/2:\n{log}"
+    );
 }

@@ -2,8 +2,10 @@
 //! connection (to count reuse), head and body length, answered with that record as JSON. Some
 //! paths misbehave on purpose: `/healthz` answers the status the backend was started with,
 //! `/stall` never answers, `/garbage` answers with something that
-//! is not HTTP, `/huge-head` sends a 1 MiB response head, `/big?bytes=N` sends N bytes, and a
-//! request with `Upgrade: websocket` gets `101` and then its bytes echoed.
+//! is not HTTP, `/huge-head` sends a 1 MiB response head, `/big?bytes=N` sends N bytes,
+//! `/page.html` is a page that opens a WebSocket back to its origin, and a request with
+//! `Upgrade: websocket` gets `101` and then its messages echoed (RFC 6455 frames), or its bytes
+//! echoed as they are with `X-Raw-Tunnel: 1`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -135,16 +137,37 @@ impl HttpBackend {
             .iter()
             .any(|v| v.eq_ignore_ascii_case("websocket"))
         {
-            let head = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
-            if tcp.write_all(head.as_bytes()).await.is_err() || tcp.write_all(buffer).await.is_err()
-            {
+            let accept = record
+                .header("sec-websocket-key")
+                .first()
+                .map(|key| websocket_accept(key))
+                .unwrap_or_default();
+            let head = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+            );
+            if tcp.write_all(head.as_bytes()).await.is_err() {
                 return false;
             }
-            let (mut read, mut write) = tcp.split();
-            let _ = tokio::io::copy(&mut read, &mut write).await;
+            if record.header("x-raw-tunnel") == ["1"] {
+                if tcp.write_all(buffer).await.is_err() {
+                    return false;
+                }
+                let (mut read, mut write) = tcp.split();
+                let _ = tokio::io::copy(&mut read, &mut write).await;
+            } else {
+                echo_messages(tcp, buffer.to_vec()).await;
+            }
             return false;
         }
         match path {
+            "/page.html" => {
+                let page = PAGE.as_bytes();
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\n\r\n",
+                    page.len()
+                );
+                tcp.write_all(head.as_bytes()).await.is_ok() && tcp.write_all(page).await.is_ok()
+            }
             "/healthz" => {
                 let head = format!(
                     "HTTP/1.1 {} Health\r\ncontent-length: 0\r\n\r\n",
@@ -261,4 +284,85 @@ async fn read_chunked(tcp: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<usize
             return Some(total);
         }
     }
+}
+
+/// A page that opens a WebSocket to `/ws` on its own origin, sends a message and shows the
+/// echo in its title.
+const PAGE: &str = r#"<!doctype html><html><head><title>waiting</title></head><body><script>
+const ws = new WebSocket("wss://" + location.host + "/ws");
+ws.onopen = () => ws.send("ping through the proxy");
+ws.onmessage = (event) => { document.title = "echo: " + event.data; };
+ws.onerror = () => { document.title = "websocket error"; };
+</script></body></html>"#;
+
+/// RFC 6455 §4.2.2: base64(SHA-1(key + the GUID)).
+fn websocket_accept(key: &str) -> String {
+    use base64::Engine as _;
+    let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY);
+    context.update(key.trim().as_bytes());
+    context.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    base64::engine::general_purpose::STANDARD.encode(context.finish().as_ref())
+}
+
+/// Echoes each WebSocket message (text or binary, unmasked as a server sends) until a close.
+async fn echo_messages(tcp: &mut TcpStream, mut buffer: Vec<u8>) {
+    loop {
+        // Header, length and mask: at most 14 bytes, then the payload.
+        let Some((opcode, payload, used)) = parse_frame(&buffer) else {
+            let mut more = [0u8; 16 * 1024];
+            match tcp.read(&mut more).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buffer.extend_from_slice(&more[..n]),
+            }
+            continue;
+        };
+        buffer.drain(..used);
+        let mut frame = vec![0x80 | opcode];
+        match payload.len() {
+            n if n < 126 => frame.push(n as u8),
+            n if n <= 0xffff => {
+                frame.push(126);
+                frame.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                frame.push(127);
+                frame.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        frame.extend_from_slice(&payload);
+        if tcp.write_all(&frame).await.is_err() || opcode == 0x8 {
+            return;
+        }
+    }
+}
+
+/// One whole client frame at the start of `buffer`: (opcode, unmasked payload, bytes used).
+fn parse_frame(buffer: &[u8]) -> Option<(u8, Vec<u8>, usize)> {
+    let opcode = buffer.first()? & 0x0f;
+    let second = *buffer.get(1)?;
+    let (len, mut at) = match second & 0x7f {
+        126 => (
+            usize::from(u16::from_be_bytes([*buffer.get(2)?, *buffer.get(3)?])),
+            4,
+        ),
+        127 => {
+            let bytes: [u8; 8] = buffer.get(2..10)?.try_into().ok()?;
+            (usize::try_from(u64::from_be_bytes(bytes)).ok()?, 10)
+        }
+        n => (usize::from(n), 2),
+    };
+    let mask: [u8; 4] = if second & 0x80 != 0 {
+        let mask = buffer.get(at..at + 4)?.try_into().ok()?;
+        at += 4;
+        mask
+    } else {
+        [0; 4]
+    };
+    let payload = buffer.get(at..at + len)?;
+    let unmasked = payload
+        .iter()
+        .enumerate()
+        .map(|(i, b)| b ^ mask[i % 4])
+        .collect();
+    Some((opcode, unmasked, at + len))
 }
