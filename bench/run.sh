@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# tlsplex against nginx, HAProxy, stunnel and hitch, side by side on one machine.
-# Usage (as root, on Debian): bench/run.sh [--quick] [--rounds N]
+# tlsplex against nginx, HAProxy, stunnel, hitch and Caddy, side by side on one machine.
+# Usage (as root, on Debian): bench/run.sh [--quick | --proxy] [--rounds N]
 #   --quick   tlsplex alone, one short round of every metric, debug build: a smoke run for CI.
+#   --proxy   only the HTTP reverse-proxy rows, against nginx, HAProxy and Caddy.
 # See bench/README.md for what is measured and how.
 set -euo pipefail
 
 quick=0
+proxy_only=0
 rounds=3
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1; rounds=1 ;;
+    --proxy) proxy_only=1 ;;
     --rounds) rounds="$2"; shift ;;
-    *) echo "usage: bench/run.sh [--quick] [--rounds N]" >&2; exit 2 ;;
+    *) echo "usage: bench/run.sh [--quick | --proxy] [--rounds N]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -30,7 +33,8 @@ if [ "$quick" = 1 ]; then
   handshakes=100; resumed_secs=2; keepalive_secs=2; bulk_mib=10; held=100
   scale_servers=50; scale_many=100; spread_held=200; sni_certs=100; pq_secs=1; profile=debug
 else
-  systems=(tlsplex nginx haproxy stunnel hitch)
+  systems=(tlsplex nginx haproxy stunnel hitch caddy)
+  [ "$proxy_only" = 1 ] && systems=(tlsplex nginx haproxy caddy)
   handshakes=1000; resumed_secs=5; keepalive_secs=8; bulk_mib=100; held=1000
   scale_servers=1000; scale_many=10000; spread_held=10000; sni_certs=10000; pq_secs=5; profile=release
 fi
@@ -61,9 +65,9 @@ install_missing nghttp2-client wrk curl openssl nginx
 # The SNI certificates are made with Python's cryptography package (from PyPI if missing).
 python3 -c 'import cryptography' 2>/dev/null || python3 -m pip install -q cryptography >&2
 if [ "$quick" = 0 ]; then
-  install_missing libnginx-mod-stream haproxy stunnel4 hitch
+  install_missing libnginx-mod-stream haproxy stunnel4 hitch caddy
   # The packages' own services would hold ports and CPU: keep them stopped.
-  for service in nginx haproxy stunnel4 hitch; do systemctl stop "$service" 2>/dev/null || true; done
+  for service in nginx haproxy stunnel4 hitch caddy; do systemctl stop "$service" 2>/dev/null || true; done
 fi
 
 log "building tlsplex ($profile)"
@@ -134,7 +138,10 @@ start_system() { # name index -> server_pid, port_a, port_b, port_f
   local name=$1 dir="$work/$1"
   port_a=$((base_port + $2 * 10 + 1)); port_b=$((port_a + 1)); port_f=$((port_a + 2))
   # Port r answers every request with a fixed "ok" from memory; stunnel and hitch have none.
+  # Port p is an HTTP reverse proxy to the plaintext backend (stunnel and hitch have none);
+  # Caddy runs only that one.
   port_r=$((port_a + 3)); fixed=1
+  port_p=$((port_a + 4)); proxy=1
   mkdir -p "$dir"
   case "$name" in
     tlsplex)
@@ -161,6 +168,11 @@ name = "r"
 listen = "127.0.0.1:$port_r"
 certificates = [{ cert = "$work/cert.pem", key = "$work/key.pem" }]
 handler = { type = "respond", body = "ok" }
+[[server]]
+name = "p"
+listen = "127.0.0.1:$port_p"
+certificates = [{ cert = "$work/cert.pem", key = "$work/key.pem" }]
+handler = { type = "proxy", backend = "127.0.0.1:$backend_port" }
 EOF
       taskset -c "$server_cpus" "$tlsplex" run -c "$dir/tlsplex.toml" >"$dir/out.log" 2>&1 &
       ;;
@@ -175,7 +187,12 @@ http { access_log off; sendfile on;
   ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:SSL:10m;
   server { listen 127.0.0.1:$port_a ssl; root $work/www; index index.html; }
   server { listen 127.0.0.1:$port_b ssl; root $work/www; index index.html; }
-  server { listen 127.0.0.1:$port_r ssl; default_type text/plain; return 200 "ok"; } }
+  server { listen 127.0.0.1:$port_r ssl; default_type text/plain; return 200 "ok"; }
+  upstream plain { server 127.0.0.1:$backend_port; keepalive 32; }
+  server { listen 127.0.0.1:$port_p ssl;
+    location / { proxy_pass http://plain; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_set_header Host \$host; proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto https; } } }
 stream { server { listen 127.0.0.1:$port_f ssl;
   ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem;
   proxy_pass 127.0.0.1:$backend_port; } }
@@ -203,6 +220,11 @@ frontend b
 frontend r
   bind 127.0.0.1:$port_r ssl crt $work/combined.pem alpn http/1.1
   http-request return status 200 content-type text/plain string "ok"
+frontend p
+  bind 127.0.0.1:$port_p ssl crt $work/combined.pem alpn http/1.1
+  option forwardfor
+  http-request set-header X-Forwarded-Proto https
+  default_backend files
 backend files
   server s1 127.0.0.1:$backend_port
 frontend f
@@ -215,8 +237,28 @@ backend plain
 EOF
       taskset -c "$server_cpus" haproxy -db -f "$dir/haproxy.cfg" >"$dir/out.log" 2>&1 &
       ;;
+    caddy)
+      cat > "$dir/Caddyfile" <<EOF
+{
+  admin off
+  auto_https off
+  persist_config off
+  default_sni bench.test
+}
+https://127.0.0.1:$port_p {
+  tls $work/cert.pem $work/key.pem
+  reverse_proxy 127.0.0.1:$backend_port
+}
+EOF
+      XDG_DATA_HOME="$dir" XDG_CONFIG_HOME="$dir" GOMAXPROCS=$workers taskset -c "$server_cpus" \
+        caddy run --config "$dir/Caddyfile" --adapter caddyfile >"$dir/out.log" 2>&1 &
+      server_pid=$!
+      wait_port "$port_p" || { log "caddy did not start: $(tail -5 "$dir/out.log")"; return 1; }
+      sleep 0.3
+      return 0
+      ;;
     stunnel)
-      fixed=0
+      fixed=0; proxy=0
       {
         echo "foreground = yes"
         echo "pid ="
@@ -229,7 +271,7 @@ EOF
       taskset -c "$server_cpus" stunnel "$dir/stunnel.conf" >"$dir/out.log" 2>&1 &
       ;;
     hitch)
-      fixed=0
+      fixed=0; proxy=0
       cat > "$dir/hitch.conf" <<EOF
 frontend = "[127.0.0.1]:$port_a"
 frontend = "[127.0.0.1]:$port_b"
@@ -248,7 +290,7 @@ EOF
   esac
   server_pid=$!
   if ! { wait_port "$port_a" && wait_port "$port_b" && wait_port "$port_f" &&
-    { [ "$fixed" = 0 ] || wait_port "$port_r"; }; }; then
+    { [ "$fixed" = 0 ] || wait_port "$port_r"; } && { [ "$proxy" = 0 ] || wait_port "$port_p"; }; }; then
     log "$name did not start: $(tail -5 "$dir"/*.log 2>/dev/null)"
     return 1
   fi
@@ -264,8 +306,19 @@ stop_system() {
 
 cpu() { $tools cpu "$server_pid"; }
 
+# The HTTP reverse proxy: server CPU per keep-alive request through it (wrk, 64 connections,
+# the backend's small page) and bulk MB/s per server core through it.
+measure_proxy() { # name
+  keepalive "$1" keepalive_proxy "$port_p"
+  bulk "$1" bulk_proxy "$port_p"
+}
+
 measure_system() { # name
   local name=$1 c0 c1 out ok rate requests rps p50 p99 bytes secs idle with
+  if [ "$name" = caddy ] || [ "$proxy_only" = 1 ]; then
+    measure_proxy "$name"
+    return
+  fi
   # 5 (first, on a fresh process: after the load below, allocators have memory to reuse).
   # RSS idle and with idle TLS connections held open.
   idle=$($tools rss "$server_pid")
@@ -278,6 +331,7 @@ measure_system() { # name
   # 4. Bulk: one connection, the whole file, over HTTPS and through forward mode.
   bulk "$name" bulk_https "$port_a"
   bulk "$name" bulk_forward "$port_f"
+  [ "$proxy" = 0 ] || measure_proxy "$name"
 }
 
 measure_requests() { # name
@@ -471,9 +525,11 @@ pq_round() {
   stop_system
 }
 
-log "generating $sni_certs SNI certificates"
-$tools sni-certs "$work/sni" "$sni_certs"
-pq_material
+if [ "$proxy_only" = 0 ]; then
+  log "generating $sni_certs SNI certificates"
+  $tools sni-certs "$work/sni" "$sni_certs"
+  pq_material
+fi
 
 for round in $(seq 1 "$rounds"); do
   for i in "${!systems[@]}"; do
@@ -483,6 +539,7 @@ for round in $(seq 1 "$rounds"); do
     fi
     stop_system
   done
+  [ "$proxy_only" = 1 ] && continue
   # Two workers on two CPUs, shared with the clients: server CPU per operation.
   workers=2; server_cpus=0,1; client_cpus=0,1; sfx=_w2
   for i in "${!systems[@]}"; do
@@ -505,6 +562,7 @@ for round in $(seq 1 "$rounds"); do
 done
 
 date=$(date +%F)
+[ "$proxy_only" = 1 ] && date="$date-proxy"
 if [ "$quick" = 1 ]; then
   out_dir="$work"
 else
@@ -515,7 +573,7 @@ fi
 {
   echo "Machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(uname -r)."
   echo "Versions: tlsplex $(git -C "$root" rev-parse --short HEAD) ($profile); $(nginx -v 2>&1);"
-  [ "$quick" = 0 ] && echo "$(haproxy -v | head -1 | cut -d' ' -f1-3); $(stunnel -version 2>&1 | grep -m1 '^stunnel' | cut -d' ' -f1-2); $(hitch --version 2>&1 | head -1)."
+  [ "$quick" = 0 ] && echo "$(haproxy -v | head -1 | cut -d' ' -f1-3); $(stunnel -version 2>&1 | grep -m1 '^stunnel' | cut -d' ' -f1-2); $(hitch --version 2>&1 | head -1); caddy $(caddy version 2>/dev/null | cut -d' ' -f1)."
   echo "Rounds: $rounds, interleaved; $handshakes full handshakes, ${keepalive_secs}s keep-alive (64 connections),"
   echo "${bulk_mib} MiB bulk, $held idle connections ($spread_held over 100 servers), $scale_servers and $scale_many servers, $sni_certs SNI certificates."
 } > "$work/context.txt"
@@ -526,7 +584,8 @@ if [ "$quick" = 1 ]; then
   # The smoke run must have produced every tlsplex metric.
   for metric in full_handshake_us resumed_handshake_us keepalive_us keepalive_fixed_us bulk_https_mbps bulk_forward_mbps \
     rss_per_conn_kib scale_start_s scale_many_start_s spread_per_conn_kib pq_x25519_full_us pq_mlkem_full_us \
-    pq_mlkem_resumed_us full_handshake_us_w2 keepalive_fixed_us_w2 sni_start_s sni_handshake_us; do
+    pq_mlkem_resumed_us full_handshake_us_w2 keepalive_fixed_us_w2 sni_start_s sni_handshake_us \
+    keepalive_proxy_us bulk_proxy_mbps; do
     grep -q "\"$metric\"" "$raw" || { log "quick run: no $metric"; exit 1; }
   done
 fi

@@ -295,6 +295,22 @@ async fn failing_backends_get_readable_answers() {
         1
     );
     assert!(metrics.contains("tlsplex_http_request_duration_seconds_bucket{"));
+    // The API (and so the dashboard) has them per server.
+    let (_, servers) = common::admin::http(edge.admin, "GET", "/api/servers", None);
+    let servers: serde_json::Value = serde_json::from_str(&servers).unwrap();
+    let app = servers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "app")
+        .unwrap();
+    assert_eq!(
+        (
+            app["http_requests"].as_u64(),
+            app["http_responses_5xx"].as_u64()
+        ),
+        (Some(7), Some(6))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

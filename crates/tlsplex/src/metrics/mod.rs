@@ -274,6 +274,16 @@ pub(crate) struct HttpMetrics {
 }
 
 impl HttpMetrics {
+    /// Responses so far.
+    pub(crate) fn total(&self) -> u64 {
+        self.requests.iter().map(Counter::get).sum()
+    }
+
+    /// 5xx responses so far.
+    pub(crate) fn server_errors(&self) -> u64 {
+        self.requests[4].get()
+    }
+
     /// A response head `status`, `elapsed` after its request head.
     pub(crate) fn answered(&self, status: hyper::StatusCode, elapsed: std::time::Duration) {
         let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;

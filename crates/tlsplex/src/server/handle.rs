@@ -49,6 +49,10 @@ pub struct ServerStats {
     pub handshakes_resumed: u64,
     /// Failed handshakes by reason (as its label: `timeout`, `alert`, …).
     pub handshake_failures: std::collections::BTreeMap<&'static str, u64>,
+    /// HTTP responses since start (every HTTP handler).
+    pub http_requests: u64,
+    /// Of which 5xx (the proxy's 502/503/504 among them).
+    pub http_responses_5xx: u64,
     /// The default certificate's subject.
     pub certificate_subject: String,
     /// Whole days until it expires.
@@ -172,6 +176,8 @@ impl ServerHandle {
                 .counts()
                 .map(|(reason, count)| (reason.as_str(), count))
                 .collect(),
+            http_requests: m.http.total(),
+            http_responses_5xx: m.http.server_errors(),
             certificate_subject: cert.subject.clone(),
             certificate_days_left: cert.days_until_expiry(now),
             certificates,
