@@ -242,7 +242,6 @@ EOF
 {
   admin off
   auto_https off
-  persist_config off
   default_sni bench.test
 }
 https://127.0.0.1:$port_p {

@@ -25,6 +25,8 @@ pub struct TlsConn {
     pub(crate) metrics: Arc<ServerMetrics>,
     /// HTTP requests must name the SNI (the route's `strict_sni_host`).
     pub(crate) strict_sni_host: bool,
+    /// The server's `access_log`: handlers that see requests log each one.
+    pub(crate) access_log: bool,
 }
 
 /// Facts about one connection, fixed once its handshake completed.

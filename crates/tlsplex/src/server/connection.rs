@@ -68,6 +68,7 @@ pub(super) async fn serve(
                 shutdown: shared.stop.clone(),
                 metrics: shared.metrics.clone(),
                 strict_sni_host: settings.routes.get(hello.route).strict_sni_host,
+                access_log: settings.access_log,
             };
             let outcome = match CatchPanic(handler.serve(conn)).await {
                 Ok(Ok(())) => CloseReason::Closed,

@@ -36,6 +36,16 @@ pub(crate) struct HttpServer {
 
 impl HttpServer {
     pub(crate) fn new(limits: HttpLimits) -> Self {
+        Self::build(limits, false)
+    }
+
+    /// As [`HttpServer::new`], and HTTP/2 clients may open tunnels (RFC 8441 extended
+    /// CONNECT: WebSockets over HTTP/2).
+    pub(crate) fn tunnelling(limits: HttpLimits) -> Self {
+        Self::build(limits, true)
+    }
+
+    fn build(limits: HttpLimits, tunnels: bool) -> Self {
         let mut http = auto::Builder::new(TokioExecutor::new());
         let header_bytes = limits.max_request_header_bytes;
         http.http1()
@@ -55,6 +65,9 @@ impl HttpServer {
             .max_header_list_size(u32::try_from(header_bytes).unwrap_or(u32::MAX))
             .keep_alive_interval(ping)
             .keep_alive_timeout(ping.min(std::time::Duration::from_secs(20)));
+        if tunnels {
+            http.http2().enable_connect_protocol();
+        }
         Self {
             builder: Arc::new(http),
             limits,

@@ -227,6 +227,25 @@ fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
     }
 }
 
+/// Makes an RFC 8441 WebSocket request (HTTP/2 extended CONNECT) the HTTP/1.1 Upgrade an
+/// HTTP/1.1 backend expects: `Upgrade`, `Connection` and a fresh `Sec-WebSocket-Key` (HTTP/2
+/// clients send none); `Sec-WebSocket-Version`, `-Protocol` and `-Extensions` stay as sent.
+pub(super) fn websocket_upgrade(headers: &mut HeaderMap) {
+    use base64::Engine as _;
+    let mut nonce = [0u8; 16];
+    let _ = aws_lc_rs::rand::fill(&mut nonce);
+    let key = base64::engine::general_purpose::STANDARD.encode(nonce);
+    headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    set(headers, "sec-websocket-key", &key);
+    if !headers.contains_key("sec-websocket-version") {
+        headers.insert(
+            HeaderName::from_static("sec-websocket-version"),
+            HeaderValue::from_static("13"),
+        );
+    }
+}
+
 /// Whether a request asks for a protocol upgrade (HTTP/1.1 `Connection: upgrade` with
 /// `Upgrade`), which the proxy tunnels after the backend's `101`.
 pub(super) fn wants_upgrade(headers: &HeaderMap) -> bool {

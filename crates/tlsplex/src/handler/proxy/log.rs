@@ -15,6 +15,8 @@ use hyper::{Method, StatusCode, Version};
 use super::ProxyBody;
 use crate::handler::ConnInfo;
 
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
 /// The header carrying a request's id to the backend.
 pub(super) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -30,8 +32,12 @@ pub(super) fn request_id(headers: &mut HeaderMap) -> HeaderValue {
     }
     let mut random = [0u8; 16];
     let _ = aws_lc_rs::rand::fill(&mut random);
-    let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
-    let id = HeaderValue::from_str(&hex).unwrap_or(HeaderValue::from_static("-"));
+    let mut hex = [0u8; 32];
+    for (pair, byte) in hex.chunks_exact_mut(2).zip(random) {
+        pair[0] = HEX[usize::from(byte >> 4)];
+        pair[1] = HEX[usize::from(byte & 0xf)];
+    }
+    let id = HeaderValue::from_bytes(&hex).unwrap_or(HeaderValue::from_static("-"));
     headers.insert(REQUEST_ID, id.clone());
     id
 }

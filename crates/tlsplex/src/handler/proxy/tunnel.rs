@@ -19,11 +19,18 @@ use crate::handler::HandlerError;
 pub(super) struct Tunnel {
     client: OnUpgrade,
     backend: OnUpgrade,
+    /// The client's side is one HTTP/2 stream (RFC 8441): the connection goes on serving
+    /// others, so the tunnel runs beside it, ending when the stream or the connection does.
+    http2: bool,
 }
 
 impl Tunnel {
-    pub(super) fn new(client: OnUpgrade, backend: OnUpgrade) -> Self {
-        Self { client, backend }
+    pub(super) fn new(client: OnUpgrade, backend: OnUpgrade, http2: bool) -> Self {
+        Self {
+            client,
+            backend,
+            http2,
+        }
     }
 
     async fn run(self, idle: Option<Duration>) -> Result<(), HandlerError> {
@@ -39,8 +46,17 @@ type Running = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send>>;
 pub(super) struct TunnelSlot(Arc<Mutex<Option<Running>>>);
 
 impl TunnelSlot {
-    /// Keeps `tunnel` for the connection's task to run once hyper lets go of the connection.
+    /// Keeps `tunnel` for the connection's task to run once hyper lets go of the connection
+    /// (HTTP/1.1), or runs it beside the connection (an HTTP/2 stream's).
     pub(super) fn start(&self, tunnel: Tunnel, idle: Option<Duration>) {
+        if tunnel.http2 {
+            tokio::spawn(async move {
+                if let Err(error) = tunnel.run(idle).await {
+                    tracing::debug!(%error, "an HTTP/2 WebSocket tunnel ended");
+                }
+            });
+            return;
+        }
         let running: Running = Box::pin(tunnel.run(idle));
         *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(running);
     }
