@@ -345,3 +345,38 @@ fn acme_problems_are_named_and_redis_passwords_are_not_shown() {
         "local copies beside the config"
     );
 }
+
+#[test]
+fn a_forward_offers_http1_unless_told_otherwise() {
+    let pki = pki();
+    let path = pki.dir().join("tlsplex.toml");
+    let server = |name: &str, extra: &str| {
+        format!(
+            "[[server]]\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\n\
+             certificates = [{{ cert = \"web.pem\", key = \"web.key\" }}]\n\
+             handler = {{ type = \"forward\", backend = \"127.0.0.1:9\" }}\n{extra}"
+        )
+    };
+    let text = server("plain", "")
+        + &server("h2c", "[server.tls]\nalpn = [\"h2\"]\n")
+        + "[[server]]\nname = \"status\"\nlisten = \"127.0.0.1:0\"\n\
+           certificates = [{ cert = \"web.pem\", key = \"web.key\" }]\n";
+    std::fs::write(&path, text).unwrap();
+    let config = Config::load(&path).unwrap();
+    let alpn = |i: usize| config.servers[i].tls.alpn.clone();
+    assert_eq!(
+        alpn(0),
+        ["http/1.1"],
+        "a relay cannot carry a browser's h2 to an HTTP/1.1 app"
+    );
+    assert_eq!(
+        alpn(1),
+        ["h2"],
+        "unless the operator says its backend speaks h2"
+    );
+    assert_eq!(
+        alpn(2),
+        ["h2", "http/1.1"],
+        "other handlers keep the default"
+    );
+}

@@ -104,6 +104,7 @@ pub(super) fn validate_routes(
             ok = false;
             continue;
         };
+        let forward = matches!(handler, HandlerSpec::Forward(_));
         let mut built = Route::new(name, names);
         built = match handler {
             HandlerSpec::Status { show_servers } => built.status(show_servers),
@@ -113,8 +114,10 @@ pub(super) fn validate_routes(
             HandlerSpec::Respond(fixed) => built.respond(fixed),
             HandlerSpec::Passthrough(options) => built.passthrough(options),
         };
-        if let Some(alpn) = route.alpn {
-            built = built.alpn(alpn);
+        match route.alpn {
+            Some(alpn) => built = built.alpn(alpn),
+            None if forward => built = built.alpn([super::server::FORWARD_ALPN]),
+            None => {}
         }
         if let Some(strict) = route.strict_sni_host {
             built = built.strict_sni_host(strict);

@@ -10,6 +10,11 @@ use super::file::ServerFile;
 use super::handler::{validate_handler, HandlerAt};
 use super::route::{uncovered_names, validate_routes};
 use super::tls::{load_certificates, validate_tls, LoadedCerts, LoadedIdentities};
+
+/// What a `forward` offers by ALPN unless told otherwise: a relay cannot turn a browser's
+/// HTTP/2 into the HTTP/1.1 most backends speak (its preface reached them as garbage: curl's
+/// "Empty reply", Chromium's ERR_HTTP2_PROTOCOL_ERROR); `alpn = ["h2"]` says a backend speaks h2.
+pub(super) const FORWARD_ALPN: &str = "http/1.1";
 use super::value::{deserialize, duration, server_label};
 use super::{HandlerSpec, ServerSpec};
 
@@ -117,6 +122,7 @@ fn validate_server(
         ok = false;
     }
     let tls = validate_tls(raw.tls.as_ref(), label, base, problems);
+    let alpn_given = raw.tls.as_ref().is_some_and(|t| t.alpn.is_some());
     let certs = load_certificates(
         &raw,
         label,
@@ -162,6 +168,10 @@ fn validate_server(
     };
     material_files.extend(client_auth_files);
     material_files.extend(route_files);
+    let mut tls = tls;
+    if !alpn_given && matches!(handler, HandlerSpec::Forward(_)) {
+        tls.alpn = vec![FORWARD_ALPN.to_owned()];
+    }
     Some(ServerSpec {
         name: raw.name,
         listen,
