@@ -73,6 +73,7 @@ pub mod route;
 mod server;
 mod supervisor;
 pub mod tls;
+pub mod upstream;
 
 // The embedding path: a context, servers, a supervisor, a handler and what it is given, and
 // certificates. Everything else lives in its module.

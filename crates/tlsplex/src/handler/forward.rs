@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
-use super::backend::{Backend, BackendTls};
-use super::pool::{BackendPool, BackendStats, Balance, HealthCheck, PoolOrigin};
 use super::proxy_protocol::ProxyProtocol;
 use super::relay::relay;
 use super::{Handler, HandlerError, TlsConn};
+use crate::upstream::backend::{Backend, BackendTls};
+use crate::upstream::pool::{BackendPool, BackendStats, Balance, HealthCheck, PoolOrigin};
 
 /// How long a forwarded connection may carry no byte either way before it is closed: long
 /// enough for a quiet interactive session, short enough that idle connections cannot pile up

@@ -3,12 +3,9 @@
 //! A server hands each established TLS connection to its handler as a [`TlsConn`]. The built-in
 //! [`StatusHandler`] serves a page about the connection; embedders implement [`Handler`].
 
-mod backend;
 mod forward;
 mod http;
 mod passthrough;
-mod pool;
-mod probe;
 mod proxy;
 mod proxy_protocol;
 mod relay;
@@ -21,15 +18,17 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 pub use crate::conn::{ConnInfo, TlsConn};
-pub use backend::{Backend, BackendTls, BackendTlsError};
 pub use forward::{ForwardHandler, ForwardOptions, DEFAULT_FORWARD_IDLE_TIMEOUT};
 pub(crate) use http::MIN_HEADER_BYTES;
 pub use http::{HttpHandler, HttpLimits};
 pub use passthrough::PassthroughHandler;
 pub(crate) use passthrough::PassthroughPeers;
-pub use pool::{BackendHealth, BackendStats, Balance, HealthCheck, PASSIVE_DOWN_TIME};
-pub(crate) use pool::{BackendPool, PoolOrigin};
-pub use probe::{ExpectedStatus, HttpProbe};
+// The upstream layer's types, where a handler's options name them.
+pub(crate) use crate::upstream::pool::{BackendPool, PoolOrigin};
+pub use crate::upstream::{
+    Backend, BackendHealth, BackendStats, BackendTls, BackendTlsError, Balance, ExpectedStatus,
+    HealthCheck, HttpProbe, PASSIVE_DOWN_TIME,
+};
 pub use proxy::{BackendProtocol, Cidr, HeaderEdits, ProxyHandler, ProxyOptions, TrustedProxies};
 pub use proxy_protocol::ProxyProtocol;
 pub use respond::{RespondError, RespondHandler, MAX_RESPOND_BODY};

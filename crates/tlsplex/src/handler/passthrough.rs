@@ -9,9 +9,9 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::forward::{ForwardOptions, Pooled};
-use super::pool::{BackendPool, BackendStats, PoolOrigin};
 use super::relay::relay;
 use super::HandlerError;
+use crate::upstream::pool::{BackendPool, BackendStats, PoolOrigin};
 
 /// Relays a connection, ClientHello and all, to a TLS backend of its pool; see the module docs.
 /// Takes [`ForwardOptions`] (their `backend_tls` is not used: the TLS is the client's).

@@ -16,8 +16,8 @@ use hyper::Uri;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
 
-use crate::handler::backend::BackendStream;
-use crate::handler::pool::{BackendLease, BackendPool, PoolExhausted};
+use crate::upstream::backend::BackendStream;
+use crate::upstream::pool::{BackendLease, BackendPool, PoolExhausted};
 
 /// The backend a response came from, in the response's extensions (for the access log).
 #[derive(Debug, Clone)]

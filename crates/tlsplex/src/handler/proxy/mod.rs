@@ -36,8 +36,8 @@ pub use trust::{Cidr, TrustedProxies};
 
 use super::forward::{ForwardOptions, Pooled};
 use super::http::{HttpLimits, HttpServer};
-use super::pool::{BackendStats, PoolOrigin};
 use super::{ConnInfo, Handler, HandlerError, TlsConn};
+use crate::upstream::pool::{BackendPool, BackendStats, PoolOrigin};
 use connector::{BackendName, PoolConnector, Unreachable};
 use log::RequestLog;
 use tunnel::{Tunnel, TunnelSlot};
@@ -201,7 +201,7 @@ impl ProxyHandler {
         Self::with_pool(self.inner.options.clone(), pooled, self.http.clone())
     }
 
-    pub(crate) fn pool(&self) -> &Arc<super::pool::BackendPool> {
+    pub(crate) fn pool(&self) -> &Arc<BackendPool> {
         &self.inner.pooled.pool
     }
 
