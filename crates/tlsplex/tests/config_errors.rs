@@ -380,3 +380,56 @@ fn a_forward_offers_http1_unless_told_otherwise() {
         "other handlers keep the default"
     );
 }
+
+#[test]
+fn a_named_pool_serves_every_handler_that_names_it() {
+    let pki = pki();
+    let path = pki.dir().join("tlsplex.toml");
+    let server = |name: &str, handler: &str| {
+        format!(
+            "[[server]]\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\n\
+             certificates = [{{ cert = \"web.pem\", key = \"web.key\" }}]\nhandler = {handler}\n"
+        )
+    };
+    let pool = "[[pool]]\nname = \"app\"\nbackends = [\"127.0.0.1:8001\", \"127.0.0.1:8002\"]\n\
+                balance = \"least_connections\"\nhealth_check = { interval = \"5s\", path = \"/healthz\" }\n";
+    let text = format!(
+        "{pool}{}{}",
+        server("a", "{ type = \"proxy\", pool = \"app\" }"),
+        server("b", "{ type = \"forward\", pool = \"app\" }")
+    );
+    std::fs::write(&path, text).unwrap();
+    let config = Config::load(&path).unwrap();
+    for spec in &config.servers {
+        let upstream = match &spec.handler {
+            tlsplex::config::HandlerSpec::Proxy(proxy) => proxy.upstream.clone(),
+            tlsplex::config::HandlerSpec::Forward(forward) => forward.clone(),
+            _ => panic!("{}: not a pool's handler", spec.name),
+        };
+        assert_eq!(upstream.backends.len(), 2, "{}", spec.name);
+        assert_eq!(
+            upstream.balance,
+            tlsplex::handler::Balance::LeastConnections
+        );
+        let check = upstream.health_check.expect("the pool's check");
+        assert_eq!(check.http.expect("an HTTP check").path, "/healthz");
+    }
+
+    // An unknown pool, a pool beside backends, a key the pool sets, a pool key it cannot hold.
+    let errors = errors(
+        &pki,
+        &format!(
+            "{pool}[[pool]]\nname = \"bad\"\nbackends = [\"127.0.0.1:1\"]\nproxy_protocol = \"v2\"\n{}{}{}",
+            server("c", "{ type = \"proxy\", pool = \"nope\" }"),
+            server("d", "{ type = \"proxy\", pool = \"app\", backends = [\"127.0.0.1:9\"] }"),
+            server("e", "{ type = \"forward\", pool = \"app\", balance = \"first\" }"),
+        ),
+    );
+    assert_has(&errors, "no [[pool]] named \"nope\" (there are app)");
+    assert_has(&errors, "backends comes from [[pool]] \"app\"");
+    assert_has(&errors, "balance comes from [[pool]] \"app\"");
+    assert_has(
+        &errors,
+        "pool[1].proxy_protocol: unknown key in [[pool]] \"bad\"",
+    );
+}

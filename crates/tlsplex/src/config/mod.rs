@@ -12,6 +12,7 @@ mod global;
 mod handler;
 mod http;
 mod outline;
+mod pool;
 mod proxy;
 mod route;
 mod server;
@@ -202,17 +203,22 @@ impl Config {
         let mut admin = None;
         let mut acme = None;
         let mut servers = Vec::new();
+        let mut pools = std::collections::BTreeMap::new();
         for (key, value) in document {
             match key.as_str() {
                 "global" => global = Some(value),
                 "admin" => admin = Some(value),
                 "acme" => acme = Some(value),
                 "server" => servers = server_tables(value, &mut problems),
+                "pool" => pools = pool::pool_tables(value, &mut problems),
                 other => problems.global(
                     other,
-                    "unknown top-level key (expected [global], [admin], [acme] or [[server]])",
+                    "unknown top-level key (expected [global], [admin], [acme], [[pool]] or [[server]])",
                 ),
             }
+        }
+        for (i, server) in servers.iter_mut().enumerate() {
+            pool::resolve_pools(server, i, &pools, &mut problems);
         }
         let global = validate_global(global, base, &mut problems);
         let admin = admin.and_then(|value| {
