@@ -364,24 +364,17 @@ async fn the_client_certificate_reaches_the_backend_as_rfc_9440_says() {
     }
     let backend = HttpBackend::start().await;
     let pki = TestPki::new();
-    pki.issue("app", &["app.test"]);
     let client = pki.issue_client("alice", "alice", 7);
-    let port = free_port();
-    let config = pki.dir().join("tlsplex.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[server]]\nname = \"app\"\nlisten = \"127.0.0.1:{port}\"\n\
-             certificates = [{{ cert = \"app.pem\", key = \"app.key\" }}]\n\
-             handler = {{ type = \"proxy\", backends = [\"{}\"], client_cert = true }}\n\
-             [server.tls]\nclient_auth = {{ ca = {:?}, mode = \"required\" }}\n",
-            backend.addr,
-            pki.ca_file()
-        ),
-    )
-    .unwrap();
-    let mut daemon = Daemon::start(&["run", "-c", config.to_str().unwrap()]);
-    daemon.wait_listening(&[([127, 0, 0, 1], port).into()]);
+    let handler = format!(
+        "{{ type = \"proxy\", backends = [\"{}\"], client_cert = true }}",
+        backend.addr
+    );
+    let tls = format!(
+        "[server.tls]\nclient_auth = {{ ca = {:?}, mode = \"required\" }}\n",
+        pki.ca_file()
+    );
+    let (_daemon, addr) = common::one_server(&pki, &handler, &tls);
+    let port = addr.port();
     let out = tokio::task::block_in_place(|| {
         Command::new("curl")
             .args(["-sS", "--cacert"])

@@ -6,10 +6,8 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{free_port, Daemon};
 use tlsplex_testkit::http_backend::HttpBackend;
 use tlsplex_testkit::{connect, TestPki};
 use tokio::io::AsyncWriteExt;
@@ -24,24 +22,15 @@ const BUDGET_KIB: u64 = 400;
 async fn clients_that_read_nothing_cost_a_bounded_amount_and_are_closed() {
     let backend = HttpBackend::start().await;
     let pki = TestPki::new();
-    pki.issue("app", &["app.test"]);
-    let port = free_port();
-    let config = pki.dir().join("tlsplex.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[server]]\nname = \"app\"\nlisten = \"127.0.0.1:{port}\"\n\
-             certificates = [{{ cert = \"app.pem\", key = \"app.key\" }}]\n\
-             handler = {{ type = \"proxy\", backends = [\"{}\"], keepalive = 64 }}\n\
-             http = {{ send_timeout = \"{}s\" }}\n",
-            backend.addr,
-            SEND_TIMEOUT.as_secs()
-        ),
-    )
-    .unwrap();
-    let mut daemon = Daemon::start(&["run", "-c", config.to_str().unwrap()]);
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    daemon.wait_listening(&[addr]);
+    let handler = format!(
+        "{{ type = \"proxy\", backends = [\"{}\"], keepalive = 64 }}",
+        backend.addr
+    );
+    let http = format!(
+        "http = {{ send_timeout = \"{}s\" }}\n",
+        SEND_TIMEOUT.as_secs()
+    );
+    let (daemon, addr) = common::one_server(&pki, &handler, &http);
 
     // 50 MB each, never read.
     let request = b"GET /big?bytes=50000000 HTTP/1.1\r\nHost: app.test\r\n\r\n";

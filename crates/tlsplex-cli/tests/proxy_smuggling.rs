@@ -13,28 +13,15 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::h2::{frame, get_headers, with_header, PREFACE};
-use common::{free_port, Daemon};
+use common::Daemon;
 use tlsplex_testkit::http_backend::HttpBackend;
 use tlsplex_testkit::{connect, TestPki};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn start(backend: SocketAddr) -> (TestPki, Daemon, SocketAddr) {
     let pki = TestPki::new();
-    pki.issue("app", &["app.test"]);
-    let port = free_port();
-    let config = pki.dir().join("tlsplex.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[server]]\nname = \"app\"\nlisten = \"127.0.0.1:{port}\"\n\
-             certificates = [{{ cert = \"app.pem\", key = \"app.key\" }}]\n\
-             handler = {{ type = \"proxy\", backends = [\"{backend}\"] }}\n"
-        ),
-    )
-    .unwrap();
-    let mut daemon = Daemon::start(&["run", "-c", config.to_str().unwrap()]);
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    daemon.wait_listening(&[addr]);
+    let handler = format!("{{ type = \"proxy\", backends = [\"{backend}\"] }}");
+    let (daemon, addr) = common::one_server(&pki, &handler, "");
     (pki, daemon, addr)
 }
 

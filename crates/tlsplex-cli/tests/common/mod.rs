@@ -281,3 +281,28 @@ pub fn spki_pin(cert_der: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
 }
+
+/// A daemon running one server `app` (certificate `app.pem` for `app.test`, issued here) with
+/// `handler` (a TOML inline table) and `extra` TOML after it: (daemon, its address).
+pub fn one_server(
+    pki: &tlsplex_testkit::TestPki,
+    handler: &str,
+    extra: &str,
+) -> (Daemon, SocketAddr) {
+    pki.issue("app", &["app.test"]);
+    let port = free_port();
+    let config = pki.dir().join("tlsplex.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[server]]\nname = \"app\"\nlisten = \"127.0.0.1:{port}\"\n\
+             certificates = [{{ cert = \"app.pem\", key = \"app.key\" }}]\n\
+             handler = {handler}\n{extra}"
+        ),
+    )
+    .unwrap();
+    let mut daemon = Daemon::start(&["run", "-c", config.to_str().unwrap()]);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    daemon.wait_listening(&[addr]);
+    (daemon, addr)
+}
