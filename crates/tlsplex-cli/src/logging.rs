@@ -9,8 +9,12 @@ pub fn init(format: LogFormat) {
     // any client could fill the log that way, and the failures are counted in the metrics.
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rustls=error"));
+    // Colour only for a person at a terminal: escape codes in a file or a journal are noise.
+    use std::io::IsTerminal as _;
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

@@ -150,6 +150,10 @@ fn a_token_is_required_when_configured() {
         !daemon.stderr_text().contains("s3cret-token"),
         "the token never reaches the log"
     );
+    assert!(
+        !daemon.stderr_text().contains('\u{1b}'),
+        "no colour codes when standard error is not a terminal"
+    );
 }
 
 #[test]

@@ -297,7 +297,8 @@ fn access_log(
         tls.resumed = info.is_some_and(|i| i.resumed),
         bytes.received = bytes.received.load(Ordering::Relaxed),
         bytes.sent = bytes.sent.load(Ordering::Relaxed),
-        duration_ms = accepted_at.elapsed().as_secs_f64() * 1000.0,
+        // Whole milliseconds with three decimals: 5.297, not 5.297465000000001.
+        duration_ms = (accepted_at.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0,
         close = %close,
         "connection"
     );
