@@ -80,7 +80,10 @@ impl AdminServer {
                 ));
             }
             AdminToken::Generated(path) => {
-                let listener = TcpListener::bind(options.listen).await?;
+                // Bound first (a second process on a taken address must not replace the first
+                // one's token), listening only once the token is written: a client that can
+                // connect can read it.
+                let socket = bound(options.listen)?;
                 let token = access::random_secret()?;
                 access::write_token_file(path, &token).map_err(|e| {
                     io::Error::new(
@@ -89,6 +92,9 @@ impl AdminServer {
                     )
                 })?;
                 tracing::info!(file = %path.display(), "admin token written (mode 0600; tlsplex ctl reads it)");
+                socket.listen(1024)?;
+                socket.set_nonblocking(true)?;
+                let listener = TcpListener::from_std(std::net::TcpListener::from(socket))?;
                 return Ok(Self::with(listener, token, options));
             }
         };
@@ -169,4 +175,13 @@ impl AdminServer {
             });
         }
     }
+}
+
+/// A socket bound to `addr` (address reuse on, as `TcpListener::bind` sets it), not listening.
+fn bound(addr: SocketAddr) -> io::Result<socket2::Socket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket)
 }
