@@ -296,6 +296,12 @@ async fn failing_backends_get_readable_answers() {
         1
     );
     assert!(metrics.contains("tlsplex_http_request_duration_seconds_bucket{"));
+    // The backend's response times, for every response head it sent.
+    let timed = format!(
+        "tlsplex_backend_response_duration_seconds_count{{server=\"app\",pool=\"app\",backend=\"{}\"}}",
+        backend.addr
+    );
+    assert!(count(&timed) >= 1, "{timed}");
     // The API (and so the dashboard) has them per server.
     let (_, servers) = common::admin::http(edge.admin, "GET", "/api/servers", None);
     let servers: serde_json::Value = serde_json::from_str(&servers).unwrap();

@@ -160,6 +160,14 @@ certificates = [{{ cert = "{}", key = "{}" }}]
         backend_ids(&backends),
         "tlsplex ctl backends prints what the API says"
     );
+    // The static route's answer is counted under its route.
+    let (_, metrics) = http(admin, "GET", "/metrics", None);
+    assert!(
+        metrics.contains(
+            "tlsplex_route_http_requests_total{server=\"edge\",route=\"*.apps.test\",class=\"2xx\"} 1"
+        ),
+        "{metrics}"
+    );
     let (_, servers) = http(admin, "GET", "/api/servers", None);
     let servers: serde_json::Value = serde_json::from_str(&servers).unwrap();
     let routes = serde_json::json!(["app", "*.apps.test", "legacy"]);

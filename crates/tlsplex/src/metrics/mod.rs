@@ -6,6 +6,7 @@
 //! atomics. The series every server has are kept per server in one table (`per_server.rs`); the
 //! families here hold the series by a value only some servers see.
 
+mod http;
 mod per_server;
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -17,6 +18,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+pub(crate) use http::HttpMetrics;
 use per_server::ServerSeriesTable;
 
 /// Connections accepted (TCP), per server.
@@ -44,6 +46,8 @@ pub const BYTES_SENT: &str = "tlsplex_sent_bytes";
 pub const FORWARD_BACKEND_ERRORS: &str = "tlsplex_forward_backend_errors";
 /// HTTP responses by server and status class (`class` = `1xx` … `5xx`), every HTTP handler.
 pub const HTTP_REQUESTS: &str = "tlsplex_http_requests";
+/// HTTP responses of servers with routes, by `route` and `class`.
+pub const ROUTE_HTTP_REQUESTS: &str = "tlsplex_route_http_requests";
 /// From a request head to its response head, by server.
 pub const HTTP_REQUEST_DURATION: &str = "tlsplex_http_request_duration_seconds";
 /// Expiry of every certificate of every server (the default and each SNI certificate), as a
@@ -60,6 +64,8 @@ pub const BACKEND_CONNECTIONS_ACTIVE: &str = "tlsplex_backend_connections_active
 pub const BACKEND_CONNECTIONS: &str = "tlsplex_backend_connections";
 /// Failed connects and health checks of a backend.
 pub const BACKEND_FAILURES: &str = "tlsplex_backend_failures";
+/// How long a backend took from a proxied request to its response head.
+pub const BACKEND_RESPONSE_DURATION: &str = "tlsplex_backend_response_duration_seconds";
 /// ACME orders by `result`: `ok`, `failed`.
 pub const ACME_ORDERS: &str = "tlsplex_acme_orders";
 /// Reloads by `result`: `ok`, `failed`.
@@ -103,17 +109,38 @@ pub struct Metrics {
     groups: Family<GroupLabels, Counter>,
     expiry: Family<CertificateLabels, Gauge>,
     routes: Family<RouteLabels, Counter>,
+    route_requests: Family<http::RouteClassLabels, Counter>,
     backends: BackendFamilies,
     reloads: Family<ResultLabel, Counter>,
     acme_orders: Family<ResultLabel, Counter>,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 struct BackendFamilies {
     up: Family<BackendLabels, Gauge>,
     active: Family<BackendLabels, Gauge>,
     connections: Family<BackendLabels, Counter>,
     failures: Family<BackendLabels, Counter>,
+    response: Family<BackendLabels, Histogram, fn() -> Histogram>,
+}
+
+impl Default for BackendFamilies {
+    fn default() -> Self {
+        Self {
+            up: Family::default(),
+            active: Family::default(),
+            connections: Family::default(),
+            failures: Family::default(),
+            response: Family::new_with_constructor(response_histogram),
+        }
+    }
+}
+
+/// A backend's response times (request sent to response head): 1 ms to ~33 s.
+fn response_histogram() -> Histogram {
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.001, 2.0, 16,
+    ))
 }
 
 impl std::fmt::Debug for Metrics {
@@ -130,6 +157,7 @@ impl Default for Metrics {
             groups: Family::default(),
             expiry: Family::default(),
             routes: Family::default(),
+            route_requests: Family::default(),
             backends: BackendFamilies::default(),
             reloads: Family::default(),
             acme_orders: Family::default(),
@@ -155,6 +183,11 @@ impl Default for Metrics {
                 "Connections by route",
                 metrics.routes.clone(),
             );
+            r.register(
+                ROUTE_HTTP_REQUESTS,
+                "HTTP responses by route and status class",
+                metrics.route_requests.clone(),
+            );
             let backends = &metrics.backends;
             r.register(BACKEND_UP, "Backend answered lately", backends.up.clone());
             r.register(
@@ -171,6 +204,11 @@ impl Default for Metrics {
                 BACKEND_FAILURES,
                 "Failed connects and health checks of a backend",
                 backends.failures.clone(),
+            );
+            r.register(
+                BACKEND_RESPONSE_DURATION,
+                "Proxied requests: sent to a backend until its response head",
+                backends.response.clone(),
             );
             r.register(RELOADS, "Configuration reloads", metrics.reloads.clone());
             r.register(ACME_ORDERS, "ACME orders", metrics.acme_orders.clone());
@@ -227,6 +265,7 @@ impl Metrics {
             http: HttpMetrics {
                 requests: series.requests.clone(),
                 duration: series.request_duration.clone(),
+                routes: SeenCounters::new(&self.route_requests, name, http::route_class_labels),
             },
             expiry: CertificateExpiry {
                 family: self.expiry.clone(),
@@ -266,39 +305,27 @@ pub(crate) struct ServerMetrics {
     pub(crate) backends: BackendMetrics,
 }
 
-/// A server's HTTP request series, for the HTTP layer to count responses with.
-#[derive(Clone, Debug)]
-pub(crate) struct HttpMetrics {
-    requests: [Counter; 5],
-    duration: Histogram,
-}
-
-impl HttpMetrics {
-    /// Responses so far.
-    pub(crate) fn total(&self) -> u64 {
-        self.requests.iter().map(Counter::get).sum()
-    }
-
-    /// 5xx responses so far.
-    pub(crate) fn server_errors(&self) -> u64 {
-        self.requests[4].get()
-    }
-
-    /// A response head `status`, `elapsed` after its request head.
-    pub(crate) fn answered(&self, status: hyper::StatusCode, elapsed: std::time::Duration) {
-        let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
-        self.requests[class].inc();
-        self.duration.observe(elapsed.as_secs_f64());
-    }
-}
-
 /// The series of one backend: what its pool counts with.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(crate) struct BackendSeries {
     pub(crate) up: Gauge,
     pub(crate) active: Gauge,
     pub(crate) connections: Counter,
     pub(crate) failures: Counter,
+    pub(crate) response: Histogram,
+}
+
+impl Default for BackendSeries {
+    /// Series counted nowhere (a pool made outside a server).
+    fn default() -> Self {
+        Self {
+            up: Gauge::default(),
+            active: Gauge::default(),
+            connections: Counter::default(),
+            failures: Counter::default(),
+            response: response_histogram(),
+        }
+    }
 }
 
 /// One server's backend series, by pool and backend; those a reload drops lose their series.
@@ -318,11 +345,13 @@ impl BackendMetrics {
         let active = f.active.get_or_create(&labels).clone();
         let connections = f.connections.get_or_create(&labels).clone();
         let failures = f.failures.get_or_create(&labels).clone();
+        let response = f.response.get_or_create(&labels).clone();
         BackendSeries {
             up,
             active,
             connections,
             failures,
+            response,
         }
     }
 
@@ -339,6 +368,7 @@ impl BackendMetrics {
             f.active.remove(gone);
             f.connections.remove(gone);
             f.failures.remove(gone);
+            f.response.remove(gone);
         }
         *shown = keep;
     }

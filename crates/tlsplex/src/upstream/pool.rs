@@ -200,6 +200,11 @@ impl BackendLease {
     pub(crate) fn backend(&self) -> &Backend {
         &self.state.backend
     }
+
+    /// Where the backend's response times go.
+    pub(crate) fn response_times(&self) -> prometheus_client::metrics::histogram::Histogram {
+        self.state.series.response.clone()
+    }
 }
 
 impl Drop for BackendLease {

@@ -105,6 +105,7 @@ impl HttpServer {
             max_headers: self.limits.max_request_headers,
             hosts,
             metrics,
+            route: info.route.clone(),
         };
         let io = TokioIo::new(TrackedIo::new(stream, activity.clone()));
         let mut connection = LazyConnection::new(&self.builder, io, service);

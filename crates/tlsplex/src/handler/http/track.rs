@@ -202,6 +202,8 @@ pub(crate) struct TrackedService<S> {
     pub(crate) hosts: HostRule,
     /// Where responses are counted (by status class) and timed.
     pub(crate) metrics: Arc<ServerMetrics>,
+    /// The route the connection took, for the per-route counts.
+    pub(crate) route: Option<Arc<str>>,
 }
 
 /// Which hosts a connection's requests may name.
@@ -249,14 +251,14 @@ where
             inner: self.inner.call(request),
             open: Some(open),
             head,
-            answered: Answered::new(&self.metrics),
+            answered: Answered::new(&self.metrics, self.route.as_ref()),
         }
     }
 }
 
 impl<S> TrackedService<S> {
     fn refuse<F>(&self, open: OpenRequest, status: StatusCode) -> TrackedFuture<F> {
-        Answered::new(&self.metrics).answer(status);
+        Answered::new(&self.metrics, self.route.as_ref()).answer(status);
         TrackedFuture::Refused {
             open: Some(open),
             status,
@@ -267,19 +269,24 @@ impl<S> TrackedService<S> {
 /// Counts a request's response head in the server's metrics, with the time it took.
 pub(crate) struct Answered {
     metrics: Arc<ServerMetrics>,
+    route: Option<Arc<str>>,
     since: Instant,
 }
 
 impl Answered {
-    fn new(metrics: &Arc<ServerMetrics>) -> Self {
+    fn new(metrics: &Arc<ServerMetrics>, route: Option<&Arc<str>>) -> Self {
         Self {
             metrics: metrics.clone(),
+            route: route.cloned(),
             since: Instant::now(),
         }
     }
 
     fn answer(&self, status: StatusCode) {
-        self.metrics.http.answered(status, self.since.elapsed());
+        let elapsed = self.since.elapsed();
+        self.metrics
+            .http
+            .answered(status, self.route.as_ref(), elapsed);
     }
 }
 

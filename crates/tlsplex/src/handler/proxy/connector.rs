@@ -19,9 +19,13 @@ use hyper_util::rt::TokioIo;
 use crate::upstream::backend::BackendStream;
 use crate::upstream::pool::{BackendLease, BackendPool, PoolExhausted};
 
-/// The backend a response came from, in the response's extensions (for the access log).
+/// The backend a response came from, in the response's extensions: its address (for the access
+/// log) and where its response times go.
 #[derive(Debug, Clone)]
-pub(super) struct BackendName(pub(super) Arc<str>);
+pub(super) struct BackendName(
+    pub(super) Arc<str>,
+    pub(super) prometheus_client::metrics::histogram::Histogram,
+);
 
 /// Opens backend connections through the pool.
 #[derive(Clone)]
@@ -57,7 +61,7 @@ impl tower_service::Service<Uri> for PoolConnector {
         Box::pin(async move {
             let (stream, lease) = pool.connect(budget).await.map_err(Unreachable)?;
             Ok(Upstream {
-                name: BackendName(lease.backend().to_string().into()),
+                name: BackendName(lease.backend().to_string().into(), lease.response_times()),
                 io: TokioIo::new(stream),
                 _lease: lease,
                 h2,

@@ -433,12 +433,16 @@ impl Inner {
         if let Some(log) = log {
             body = log.count_request(body);
         }
+        let sent_at = Instant::now();
         let sent = self.client.request(Request::from_parts(parts, body));
         let mut response = match tokio::time::timeout(options.response_header_timeout, sent).await {
             Err(_) => return Err(Failure::Timeout),
             Ok(Err(error)) => return Err(self.failure(info, &error)),
             Ok(Ok(response)) => response,
         };
+        if let Some(BackendName(_, times)) = response.extensions().get::<BackendName>() {
+            times.observe(sent_at.elapsed().as_secs_f64());
+        }
         let tunnel = match client_side {
             Some(client) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
                 let backend = hyper::upgrade::on(&mut response);
