@@ -78,3 +78,78 @@ async fn clients_that_read_nothing_cost_a_bounded_amount_and_are_closed() {
     eprintln!("closed {:?} after the peak", started.elapsed());
     drop(attackers);
 }
+
+/// Uploads to a backend that reads nothing: the proxy holds a bounded amount per upload (the
+/// client is held back by TCP and HTTP/2 flow control, nothing is buffered whole), and
+/// `response_header_timeout` answers each with 504.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_to_a_backend_that_reads_nothing_cost_a_bounded_amount() {
+    const UPLOADS: usize = 20;
+    const TIMEOUT: Duration = Duration::from_secs(4);
+    // Accepts and holds every connection, reading nothing.
+    let deaf = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let deaf_addr = deaf.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = deaf.accept().await {
+            held.push(tcp);
+        }
+    });
+    let pki = TestPki::new();
+    let handler = format!(
+        "{{ type = \"proxy\", backends = [\"{deaf_addr}\"], response_header_timeout = \"{}s\" }}",
+        TIMEOUT.as_secs()
+    );
+    let (daemon, addr) = common::one_server(&pki, &handler, "");
+    let before = daemon.rss_kib();
+    let started = Instant::now();
+    let mut uploads = Vec::new();
+    for _ in 0..UPLOADS {
+        let mut tls = connect(addr, "app.test", pki.client(&["http/1.1"]))
+            .await
+            .unwrap();
+        uploads.push(tokio::spawn(async move {
+            let size = 8 * 1024 * 1024;
+            let head = format!(
+                "POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: {size}\r\n\r\n"
+            );
+            tls.write_all(head.as_bytes()).await.unwrap();
+            let piece = vec![b'u'; 64 * 1024];
+            // Writes block once the buffers between here and the deaf backend are full; the
+            // answer comes meanwhile.
+            let writing = async {
+                for _ in 0..size / piece.len() {
+                    if tls.write_all(&piece).await.is_err() {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(TIMEOUT + Duration::from_secs(1), writing).await;
+            let mut answer = Vec::new();
+            let _ = tokio::time::timeout(
+                Duration::from_secs(5),
+                tokio::io::AsyncReadExt::read_to_end(&mut tls, &mut answer),
+            )
+            .await;
+            String::from_utf8_lossy(&answer).into_owned()
+        }));
+    }
+    tokio::time::sleep(TIMEOUT / 2).await;
+    let peak = daemon.rss_kib();
+    let per_upload = peak.saturating_sub(before) / UPLOADS as u64;
+    eprintln!(
+        "uploads to a deaf backend: RSS {before} KiB -> {peak} KiB with {UPLOADS} uploads: \
+         {per_upload} KiB each"
+    );
+    assert!(
+        per_upload < BUDGET_KIB,
+        "{per_upload} KiB per upload (budget {BUDGET_KIB})"
+    );
+    for upload in uploads {
+        let answer = upload.await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 504"), "{answer}");
+    }
+    let took = started.elapsed();
+    eprintln!("all answered 504 after {took:?}");
+    assert!(took < TIMEOUT + Duration::from_secs(8), "{took:?}");
+}
