@@ -98,6 +98,9 @@ pub struct CtlArgs {
     /// Read the admin address and token from this config file.
     #[arg(short, long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Print the API's JSON instead of a table (for scripts).
+    #[arg(long)]
+    pub json: bool,
     /// A file holding the bearer token (default: the config's `token_file`, or the token the
     /// daemon wrote beside its config, or the demo's in the state folder).
     #[arg(long, value_name = "FILE")]
@@ -116,6 +119,8 @@ pub enum CtlAction {
     Certificates,
     /// List every backend of every server's pools: health, connections, failures.
     Backends,
+    /// List the certificates the ACME manager keeps: state, expiry, next order, last error.
+    Acme,
     /// Reload the configuration file.
     Reload,
     /// Add a server from a file holding one `[[server]]` table's keys.
@@ -125,8 +130,18 @@ pub enum CtlAction {
     },
     /// Print a one-time link that logs a browser in to the dashboard (valid for 2 minutes).
     Dashboard,
-    /// Stop and drain a server.
+    /// Stop and drain a server, and forget it until the next reload names it.
     Remove {
+        /// Its name.
+        name: String,
+    },
+    /// Stop accepting on a server and drain it; it stays in the configuration.
+    Stop {
+        /// Its name.
+        name: String,
+    },
+    /// Start a configured server that was stopped.
+    Start {
         /// Its name.
         name: String,
     },

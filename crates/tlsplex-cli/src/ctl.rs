@@ -1,5 +1,6 @@
-//! `tlsplex ctl`: the admin API from the shell, with the token read from its file. Prints the
-//! JSON answer (`dashboard`: the login link alone); exits 1 unless it was a success.
+//! `tlsplex ctl`: the admin API from the shell, with the token read from its file. Prints a
+//! table (or, with `--json`, the API's JSON; `dashboard`: the login link alone); a refusal is
+//! printed as lines on standard error, and the exit status is 1.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -7,35 +8,216 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use serde_json::Value;
 use tlsplex::config::ConfigOutline;
 
 use crate::cli::{CtlAction, CtlArgs};
+use crate::table::Table;
 
 pub fn run(args: CtlArgs, state_dir: Option<PathBuf>) -> ExitCode {
-    match call(&args, state_dir) {
-        Ok((status, body)) => {
-            match (&args.action, link_of(&body)) {
-                (CtlAction::Dashboard, Some(url)) => println!("{url}"),
-                _ => println!("{}", body.trim_end()),
-            }
-            if (200..300).contains(&status) {
-                ExitCode::SUCCESS
-            } else {
-                eprintln!("tlsplex ctl: the admin endpoint answered {status}");
-                ExitCode::FAILURE
-            }
-        }
+    let (status, body) = match call(&args, state_dir) {
+        Ok(answer) => answer,
         Err(error) => {
             eprintln!("tlsplex ctl: {error}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
+    };
+    let value: Option<Value> = serde_json::from_str(&body).ok();
+    if !(200..300).contains(&status) {
+        for line in refusal_lines(value.as_ref(), &body) {
+            eprintln!("tlsplex ctl: {line}");
+        }
+        eprintln!("tlsplex ctl: the admin endpoint answered {status}");
+        return ExitCode::FAILURE;
+    }
+    match (&args.action, value) {
+        (CtlAction::Dashboard, Some(value)) => {
+            println!("{}", value["url"].as_str().unwrap_or_default());
+        }
+        (_, Some(_)) if args.json => println!("{}", body.trim_end()),
+        (action, Some(value)) => println!("{}", render(action, &value)),
+        (_, None) => println!("{}", body.trim_end()),
+    }
+    ExitCode::SUCCESS
+}
+
+/// What a refusal says, a line per problem: `{"errors": [...]}`, `{"error": "…"}` (each may
+/// hold several lines), or the text as sent.
+fn refusal_lines(value: Option<&Value>, body: &str) -> Vec<String> {
+    let texts: Vec<String> = match value {
+        Some(Value::Object(map)) => ["errors", "error"]
+            .iter()
+            .filter_map(|key| map.get(*key))
+            .flat_map(|v| match v {
+                Value::Array(items) => items.iter().map(text_of).collect(),
+                other => vec![text_of(other)],
+            })
+            .collect(),
+        _ => vec![body.to_owned()],
+    };
+    texts
+        .iter()
+        .flat_map(|text| text.lines().map(str::trim).map(str::to_owned))
+        .filter(|line| !line.is_empty())
+        .collect()
+}
+
+fn text_of(value: &Value) -> String {
+    value
+        .as_str()
+        .map_or_else(|| value.to_string(), str::to_owned)
+}
+
+/// A cell: a string as it is, a number, or `-`.
+fn cell(value: &Value) -> String {
+    match value {
+        Value::Null => "-".to_owned(),
+        Value::String(text) if text.is_empty() => "-".to_owned(),
+        Value::String(text) => text.clone(),
+        Value::Array(items) if items.is_empty() => "-".to_owned(),
+        Value::Array(items) => items.iter().map(cell).collect::<Vec<_>>().join(","),
+        other => other.to_string(),
     }
 }
 
-/// The `url` of a `POST /api/login` answer.
-fn link_of(body: &str) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_str(body).ok()?;
-    value.get("url")?.as_str().map(str::to_owned)
+/// The answer to `action` as a table or lines.
+fn render(action: &CtlAction, value: &Value) -> String {
+    let rows = value.as_array().map(Vec::as_slice).unwrap_or_default();
+    let table = |header: &[&'static str], fields: &dyn Fn(&Value) -> Vec<String>| {
+        let mut table = Table::new(header);
+        for row in rows {
+            table.row(fields(row), None);
+        }
+        table.render()
+    };
+    match action {
+        CtlAction::Servers => table(
+            &[
+                "NAME",
+                "LISTEN",
+                "STATE",
+                "OPEN",
+                "CONNECTIONS",
+                "HANDSHAKES",
+                "FAILED",
+                "REQUESTS",
+                "5XX",
+                "CERTIFICATE",
+                "DAYS",
+            ],
+            &|s| {
+                let failed: u64 = s["handshake_failures"]
+                    .as_object()
+                    .map(|m| m.values().filter_map(Value::as_u64).sum())
+                    .unwrap_or(0);
+                vec![
+                    cell(&s["name"]),
+                    cell(&s["listen"]),
+                    cell(&s["state"]),
+                    cell(&s["connections_active"]),
+                    cell(&s["connections_total"]),
+                    cell(&s["handshakes"]),
+                    failed.to_string(),
+                    cell(&s["http_requests"]),
+                    cell(&s["http_responses_5xx"]),
+                    cell(&s["certificate_subject"]),
+                    cell(&s["certificate_days_left"]),
+                ]
+            },
+        ),
+        CtlAction::Certificates => table(
+            &["SERVER", "NAMES", "SUBJECT", "NOT AFTER", "DAYS", "DEFAULT"],
+            &|c| {
+                let names = [&c["dns_names"], &c["ip_addresses"]]
+                    .iter()
+                    .filter_map(|v| v.as_array())
+                    .flatten()
+                    .map(cell)
+                    .collect::<Vec<_>>();
+                vec![
+                    cell(&c["server"]),
+                    if names.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        names.join(",")
+                    },
+                    cell(&c["subject"]),
+                    cell(&c["not_after"]),
+                    cell(&c["days_left"]),
+                    if c["default"] == true { "yes" } else { "" }.to_owned(),
+                ]
+            },
+        ),
+        CtlAction::Backends => table(
+            &[
+                "SERVER",
+                "POOL",
+                "BACKEND",
+                "HEALTH",
+                "OPEN",
+                "CONNECTIONS",
+                "FAILURES",
+            ],
+            &|b| {
+                [
+                    "server",
+                    "pool",
+                    "address",
+                    "health",
+                    "connections_active",
+                    "connections_total",
+                    "failures",
+                ]
+                .iter()
+                .map(|k| cell(&b[*k]))
+                .collect()
+            },
+        ),
+        CtlAction::Acme => table(
+            &["NAMES", "STATE", "NOT AFTER", "NEXT ORDER", "LAST ERROR"],
+            &|m| {
+                ["names", "state", "not_after", "next_order", "last_error"]
+                    .iter()
+                    .map(|k| cell(&m[*k]))
+                    .collect()
+            },
+        ),
+        CtlAction::Reload => reload_lines(value),
+        CtlAction::Add { .. } | CtlAction::Start { .. } => {
+            format!(
+                "{} serving on {}",
+                cell(&value["name"]),
+                cell(&value["listen"])
+            )
+        }
+        CtlAction::Remove { name } | CtlAction::Stop { name } => format!("{name}: draining"),
+        CtlAction::Dashboard => cell(&value["url"]),
+    }
+}
+
+/// A reload report as lines: what changed, then what needs a restart.
+fn reload_lines(report: &Value) -> String {
+    let mut lines = Vec::new();
+    for (key, what) in [
+        ("added", "added"),
+        ("removed", "removed"),
+        ("rebound", "moved to a new address"),
+        ("updated", "updated"),
+    ] {
+        if let Some(names) = report[key].as_array().filter(|n| !n.is_empty()) {
+            let names: Vec<String> = names.iter().map(text_of).collect();
+            lines.push(format!("{what}: {}", names.join(", ")));
+        }
+    }
+    if let Some(changes) = report["needs_restart"].as_array().filter(|n| !n.is_empty()) {
+        for change in changes {
+            lines.push(format!("needs a restart: {}", text_of(change)));
+        }
+    }
+    if lines.is_empty() {
+        lines.push("reloaded: nothing changed".to_owned());
+    }
+    lines.join("\n")
 }
 
 fn call(args: &CtlArgs, state_dir: Option<PathBuf>) -> Result<(u16, String), String> {
@@ -71,9 +253,12 @@ fn call(args: &CtlArgs, state_dir: Option<PathBuf>) -> Result<(u16, String), Str
         CtlAction::Servers => ("GET", "/api/servers".to_owned(), String::new()),
         CtlAction::Certificates => ("GET", "/api/certificates".to_owned(), String::new()),
         CtlAction::Backends => ("GET", "/api/backends".to_owned(), String::new()),
+        CtlAction::Acme => ("GET", "/api/acme".to_owned(), String::new()),
         CtlAction::Reload => ("POST", "/api/reload".to_owned(), String::new()),
         CtlAction::Dashboard => ("POST", "/api/login".to_owned(), String::new()),
         CtlAction::Remove { name } => ("DELETE", format!("/api/servers/{name}"), String::new()),
+        CtlAction::Stop { name } => ("POST", format!("/api/servers/{name}/stop"), String::new()),
+        CtlAction::Start { name } => ("POST", format!("/api/servers/{name}/start"), String::new()),
         CtlAction::Add { file } => (
             "POST",
             "/api/servers".to_owned(),

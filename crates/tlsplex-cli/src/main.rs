@@ -15,6 +15,7 @@ mod probe;
 mod serve;
 mod signals;
 mod systemd;
+mod table;
 
 use std::process::ExitCode;
 

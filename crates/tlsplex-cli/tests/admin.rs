@@ -211,7 +211,7 @@ fn ctl_drives_the_admin_api() {
     let (_daemon, _admin, [_, b]) = start(&pki, "token_file = \"admin.token.given\"");
     let config = pki.dir().join("tlsplex.toml");
     let config = config.to_str().unwrap();
-    let out = tlsplex(&["ctl", "-c", config, "servers"]);
+    let out = tlsplex(&["ctl", "-c", config, "--json", "servers"]);
     assert!(
         out.status.success(),
         "{}",
@@ -219,10 +219,46 @@ fn ctl_drives_the_admin_api() {
     );
     let servers: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(servers.as_array().unwrap().len(), 2);
-    let out = tlsplex(&["ctl", "-c", config, "certificates"]);
+    let out = tlsplex(&["ctl", "-c", config, "--json", "certificates"]);
     let certificates: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(certificates.as_array().unwrap().len(), 2, "{certificates}");
-    assert!(tlsplex(&["ctl", "-c", config, "reload"]).status.success());
+    // By default, tables: a header and a line per server or certificate.
+    let table = String::from_utf8(tlsplex(&["ctl", "-c", config, "servers"]).stdout).unwrap();
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("NAME") && lines[0].contains("STATE"),
+        "{table}"
+    );
+    assert!(
+        lines[1].starts_with("a ") && lines[2].starts_with("b "),
+        "{table}"
+    );
+    let table = String::from_utf8(tlsplex(&["ctl", "-c", config, "certificates"]).stdout).unwrap();
+    assert!(
+        table.contains("a.test") && table.contains("b.test"),
+        "{table}"
+    );
+    let out = tlsplex(&["ctl", "-c", config, "reload"]);
+    assert!(out.status.success());
+    // Every server is rebuilt on a reload today (the issue on reloads that touch only what
+    // changed); the report says so in a line.
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "updated: a, b");
+    // Stop and start, as the API has them.
+    let stop = tlsplex(&["ctl", "-c", config, "stop", "b"]);
+    assert!(stop.status.success(), "{stop:?}");
+    assert_eq!(String::from_utf8_lossy(&stop.stdout).trim(), "b: draining");
+    assert!(tlsplex(&["ctl", "-c", config, "start", "b"])
+        .status
+        .success());
+    assert!(TcpStream::connect(("127.0.0.1", b)).is_ok());
+    // A refusal is lines on standard error.
+    let refused = tlsplex(&["ctl", "-c", config, "start", "b"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.lines().all(|l| l.starts_with("tlsplex ctl: ")) && !stderr.contains("\\n"),
+        "{stderr}"
+    );
     assert!(tlsplex(&["ctl", "-c", config, "remove", "b"])
         .status
         .success());

@@ -151,7 +151,7 @@ fn ctl_and_probe_read_a_config_whose_keys_only_root_may_read() {
         "nobody really cannot read the key: {}",
         String::from_utf8_lossy(&check.stderr)
     );
-    let servers = as_nobody(tools.path(), &["ctl", "-c", config, "servers"]);
+    let servers = as_nobody(tools.path(), &["ctl", "-c", config, "--json", "servers"]);
     assert!(
         servers.status.success(),
         "ctl -c as nobody: {}",

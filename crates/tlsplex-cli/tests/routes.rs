@@ -144,7 +144,7 @@ certificates = [{{ cert = "{}", key = "{}" }}]
     assert_eq!(row(dead.to_string())["pool"], "app");
     assert_eq!(row(live.to_string())["connections_total"], 1, "{body}");
     assert_eq!(row(format!("127.0.0.1:{inner_port}"))["pool"], "legacy");
-    let ctl = tlsplex(&["ctl", "-c", config.to_str().unwrap(), "backends"]);
+    let ctl = tlsplex(&["ctl", "-c", config.to_str().unwrap(), "--json", "backends"]);
     assert!(ctl.status.success(), "{ctl:?}");
     let listed: serde_json::Value = serde_json::from_slice(&ctl.stdout).unwrap();
     // The same backends (open-connection counts may have moved in between).

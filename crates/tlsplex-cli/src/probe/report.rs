@@ -17,11 +17,11 @@ pub(super) fn print_table(outcomes: &[Outcome]) {
         "OCSP",
         "HANDSHAKE",
     ];
-    let rows: Vec<[String; 12]> = outcomes
-        .iter()
-        .map(|o| {
-            let dash = || "-".to_owned();
-            [
+    let mut table = crate::table::Table::new(&header);
+    for o in outcomes {
+        let dash = || "-".to_owned();
+        table.row(
+            vec![
                 match &o.server {
                     Some(server) => format!("{} ({server})", o.address),
                     None => o.address.clone(),
@@ -54,28 +54,9 @@ pub(super) fn print_table(outcomes: &[Outcome]) {
                 o.handshake_ms
                     .map(|ms| format!("{ms:.1} ms"))
                     .unwrap_or_else(dash),
-            ]
-        })
-        .collect();
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.len());
-        }
+            ],
+            o.error.clone(),
+        );
     }
-    let line = |cells: &[&str]| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
-            .collect();
-        println!("{}", padded.join("  ").trim_end());
-    };
-    line(&header);
-    for (row, outcome) in rows.iter().zip(outcomes) {
-        line(&row.each_ref().map(String::as_str));
-        if let Some(error) = &outcome.error {
-            println!("  └ {error}");
-        }
-    }
+    println!("{}", table.render());
 }
