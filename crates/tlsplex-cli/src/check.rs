@@ -26,14 +26,19 @@ pub fn run(path: &Path) -> ExitCode {
             }
             let now = SystemTime::now();
             for server in &config.servers {
-                let cert = server.certs.default_identity().summary();
-                println!(
-                    "  {:<20} {:<24} {} ({} days left)",
-                    server.name,
-                    server.listen,
-                    cert.subject,
-                    cert.days_until_expiry(now)
-                );
+                let identity = server.certs.default_identity();
+                let cert = identity.summary();
+                let shown = if identity.is_pending() {
+                    // A stand-in until the ACME manager has the certificate: no subject yet.
+                    "certificate to come from ACME".to_owned()
+                } else {
+                    format!(
+                        "{} ({} days left)",
+                        cert.subject,
+                        cert.days_until_expiry(now)
+                    )
+                };
+                println!("  {:<20} {:<24} {shown}", server.name, server.listen);
                 for acme in &server.acme_certificates {
                     let state = if acme.cert.exists() {
                         "stored"

@@ -104,6 +104,11 @@ fn certificates_are_issued_served_reused_at_restart_and_renewed_without_dropping
         listed.contains("acme b.test, www.b.test") && listed.contains("not issued yet"),
         "{listed}"
     );
+    // A server whose only certificate is still to come says so, not a stand-in's dates.
+    assert!(
+        listed.contains("certificate to come from ACME") && !listed.contains("days left"),
+        "{listed}"
+    );
 
     // The CA is down at start: the servers listen anyway, refuse the names they have no
     // certificate for, and the orders are retried.

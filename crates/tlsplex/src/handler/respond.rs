@@ -33,6 +33,9 @@ pub enum RespondError {
     /// Over [`MAX_RESPOND_BODY`].
     #[error("the body is {0} bytes; at most {MAX_RESPOND_BODY} are allowed")]
     Body(usize),
+    /// A redirect (301, 302, 303, 307, 308) without a `location` header.
+    #[error("a {0} redirect needs a location header")]
+    NoLocation(u16),
 }
 
 /// Serves one fixed response; see the module docs.
@@ -74,6 +77,10 @@ impl RespondHandler {
                 return Err(RespondError::Reserved(name.clone()));
             }
             map.append(header, value);
+        }
+        let redirect = matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308);
+        if redirect && !map.contains_key(hyper::header::LOCATION) {
+            return Err(RespondError::NoLocation(status.as_u16()));
         }
         if !map.contains_key(CONTENT_TYPE) {
             map.insert(
@@ -158,6 +165,10 @@ mod tests {
         assert_eq!(
             RespondHandler::new(101, &[], "").unwrap_err(),
             RespondError::Status(101)
+        );
+        assert_eq!(
+            RespondHandler::new(301, &[], "").unwrap_err(),
+            RespondError::NoLocation(301)
         );
         assert!(matches!(
             RespondHandler::new(200, &[header("bad name", "x")], ""),
