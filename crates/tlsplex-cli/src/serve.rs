@@ -55,6 +55,33 @@ pub fn serve(
             .iter()
             .map(|s| (s.name().to_owned(), s.certs().default_identity().summary().clone()))
             .collect();
+        // Everything binds before anything serves: an admin or HTTP-01 address that is taken
+        // fails the start before a server has logged that it serves.
+        let admin_server = match admin {
+            Some(options) => match AdminServer::bind(options).await {
+                Ok(server) => Some(server),
+                Err(error) => {
+                    eprintln!("tlsplex: admin endpoint on {}: {error}", options.listen);
+                    return ExitCode::FAILURE;
+                }
+            },
+            None => None,
+        };
+        // HTTP-01 on port 80 needs binding before the privileges go; a reload does not move it.
+        let http01 = reload
+            .as_ref()
+            .and_then(|r| r.config.acme.as_ref())
+            .and_then(|acme| acme.http01_listen);
+        let http01_listener = match http01 {
+            Some(addr) => match tlsplex::acme::Http01Listener::bind(addr).await {
+                Ok(listener) => Some(listener),
+                Err(error) => {
+                    eprintln!("tlsplex: ACME HTTP-01 listener on {addr}: {error}");
+                    return ExitCode::FAILURE;
+                }
+            },
+            None => None,
+        };
         let activated = crate::systemd::activated_listeners();
         let supervisor = match Supervisor::start_with_listeners(&ctx, servers, activated) {
             Ok(supervisor) => supervisor,
@@ -74,46 +101,23 @@ pub fn serve(
                 "server started"
             );
         }
-        // HTTP-01 on port 80 needs binding before the privileges go; a reload does not move it.
-        let http01 = reload
-            .as_ref()
-            .and_then(|r| r.config.acme.as_ref())
-            .and_then(|acme| acme.http01_listen);
         let source = reload.map(|r| ConfigSource::from_config(r.path, r.config));
         let controller = Controller::new(supervisor, source);
         let admin_stop = tokio_util::sync::CancellationToken::new();
         // Idle unless the config has an [acme] table (a reload may add one).
         tokio::spawn(tlsplex::acme::run(controller.clone(), admin_stop.clone()));
         let mut login_link = None;
-        if let Some(options) = admin {
-            match AdminServer::bind(options).await {
-                Ok(server) => {
-                    let addr = server.local_addr().map(|a| a.to_string()).unwrap_or_default();
-                    tracing::info!(%addr, "admin endpoint listening");
-                    login_link = server.login_link().ok();
-                    tokio::spawn(server.run(controller.clone(), admin_stop.clone()));
-                }
-                Err(error) => {
-                    eprintln!("tlsplex: admin endpoint on {}: {error}", options.listen);
-                    controller.shutdown().await;
-                    return ExitCode::FAILURE;
-                }
-            }
+        if let Some(server) = admin_server {
+            let addr = server.local_addr().map(|a| a.to_string()).unwrap_or_default();
+            tracing::info!(%addr, "admin endpoint listening");
+            login_link = server.login_link().ok();
+            tokio::spawn(server.run(controller.clone(), admin_stop.clone()));
         }
-        if let Some(addr) = http01 {
-            match tlsplex::acme::Http01Listener::bind(addr).await {
-                Ok(listener) => {
-                    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-                    tracing::info!(%addr, "ACME HTTP-01 listener ready (other requests are redirected to https)");
-                    let challenges = controller.context().acme_challenges().clone();
-                    tokio::spawn(listener.run(challenges, admin_stop.clone()));
-                }
-                Err(error) => {
-                    eprintln!("tlsplex: ACME HTTP-01 listener on {addr}: {error}");
-                    controller.shutdown().await;
-                    return ExitCode::FAILURE;
-                }
-            }
+        if let Some(listener) = http01_listener {
+            let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+            tracing::info!(%addr, "ACME HTTP-01 listener ready (other requests are redirected to https)");
+            let challenges = controller.context().acme_challenges().clone();
+            tokio::spawn(listener.run(challenges, admin_stop.clone()));
         }
         if let Some(user) = &global.user {
             if let Err(error) = crate::privileges::drop_to(user, global.group.as_deref()) {

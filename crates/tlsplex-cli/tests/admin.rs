@@ -393,3 +393,31 @@ fn the_dashboard_logs_in_once_per_link() {
         401
     );
 }
+
+#[test]
+fn a_taken_admin_address_fails_the_start_before_any_server_serves() {
+    let pki = TestPki::new();
+    pki.issue("a", &["a.test"]);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let admin = taken.local_addr().unwrap();
+    let port = free_port();
+    let path = pki.dir().join("tlsplex.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[admin]\nlisten = \"{admin}\"\n[[server]]\nname = \"a\"\nlisten = \"127.0.0.1:{port}\"\n\
+             certificates = [{{ cert = \"a.pem\", key = \"a.key\" }}]\n"
+        ),
+    )
+    .unwrap();
+    let mut daemon = common::Daemon::start(&["run", "-c", path.to_str().unwrap()]);
+    let status = daemon.wait_exit(Duration::from_secs(10)).unwrap();
+    assert_eq!(status.code(), Some(1));
+    let log = daemon.stderr_text();
+    assert!(log.contains("admin endpoint on"), "{log}");
+    assert!(
+        !log.contains("server started"),
+        "a server served first:\n{log}"
+    );
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+}
