@@ -42,6 +42,31 @@ fn every_route_answers() {
         metrics.contains("tlsplex_handshakes_total{server=\"a\"} 1"),
         "{metrics}"
     );
+    // The process's own series, as Prometheus' client libraries name them, and the build.
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in\n{metrics}"))
+    };
+    assert!(value("process_resident_memory_bytes") > 1_000_000.0);
+    assert!(value("process_open_fds") >= 3.0);
+    assert!(value("process_cpu_seconds_total") > 0.0);
+    let started = value("process_start_time_seconds");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        started <= now && started > now - 120.0,
+        "{started} vs {now}"
+    );
+    assert!(
+        metrics.contains("tlsplex_build_info{version=\""),
+        "{metrics}"
+    );
 
     let (status, report) = http(admin, "POST", "/api/reload", None);
     assert_eq!(status, 200, "{report}");

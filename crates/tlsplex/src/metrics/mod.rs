@@ -8,6 +8,7 @@
 
 mod http;
 mod per_server;
+mod process;
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -20,6 +21,7 @@ use prometheus_client::registry::Registry;
 
 pub(crate) use http::HttpMetrics;
 use per_server::ServerSeriesTable;
+pub use process::BUILD_INFO;
 
 /// Connections accepted (TCP), per server.
 pub const CONNECTIONS_ACCEPTED: &str = "tlsplex_connections_accepted";
@@ -168,6 +170,7 @@ impl Default for Metrics {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             r.register_collector(Box::new(metrics.servers.clone()));
+            r.register_collector(Box::new(process::ProcessCollector));
             r.register(
                 HANDSHAKES_BY_GROUP,
                 "Completed TLS handshakes by key-exchange group",
