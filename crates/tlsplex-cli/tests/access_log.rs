@@ -61,7 +61,7 @@ fn each_connection_gets_one_access_log_event() {
         .starts_with("127.0.0.1:"));
     let refused = events
         .iter()
-        .find(|e| e["close"].as_str().unwrap().contains("InvalidContentType"))
+        .find(|e| e["close"].as_str().unwrap().contains("plain HTTP"))
         .expect(&logs);
     assert!(
         refused["close"]

@@ -88,9 +88,16 @@ async fn garbage_instead_of_a_client_hello_closes_that_connection_only() {
         stream.write_all(bytes).await.unwrap();
         let (reply, waited) = read_until_closed(&mut stream).await;
         assert!(waited < Duration::from_secs(5));
-        // A TLS record of type alert (0x15) whose level is fatal (2), then the close.
-        assert_eq!(reply.first(), Some(&0x15), "an alert record: {reply:02x?}");
-        assert_eq!(reply.get(5), Some(&2), "a fatal alert: {reply:02x?}");
+        if bytes.starts_with(b"GET ") {
+            // Plain HTTP gets an HTTP answer saying what to do, as nginx's, then the close.
+            let text = String::from_utf8_lossy(&reply);
+            assert!(text.starts_with("HTTP/1.1 400 "), "{text}");
+            assert!(text.contains("Use https://"), "{text}");
+        } else {
+            // A TLS record of type alert (0x15) whose level is fatal (2), then the close.
+            assert_eq!(reply.first(), Some(&0x15), "an alert record: {reply:02x?}");
+            assert_eq!(reply.get(5), Some(&2), "a fatal alert: {reply:02x?}");
+        }
         let (response, _) = get(addr, "web.test", "/", pki.client(&[])).await.unwrap();
         assert_eq!(response.status, 200, "the server keeps serving");
     }

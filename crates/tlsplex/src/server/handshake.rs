@@ -79,6 +79,17 @@ pub(super) async fn handshake<'s>(
                 .await;
             return Err(HandshakeError::ClientHelloTooLarge(limit));
         };
+        if taken == 0 && looks_like_http(&record) {
+            // As nginx answers: a person who typed http:// learns what to type instead.
+            let answer = format!(
+                "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{PLAIN_HTTP_BODY}",
+                PLAIN_HTTP_BODY.len()
+            );
+            let _ = tcp.write_all(answer.as_bytes()).await;
+            let _ = tcp.shutdown().await;
+            return Err(HandshakeError::PlainHttp);
+        }
         taken += record.len();
         if let Some(kept) = &mut kept {
             kept.extend_from_slice(&record);
@@ -167,6 +178,21 @@ pub(super) async fn handshake<'s>(
         .into_stream(config)
         .await?;
     Ok(Handshaken::Tls(TlsStream::new(stream), handler))
+}
+
+/// What a plain HTTP request to a TLS port gets (nginx: "The plain HTTP request was sent to
+/// HTTPS port").
+const PLAIN_HTTP_BODY: &str =
+    "This port speaks HTTPS: the plain HTTP request was sent to a TLS port. Use https://\n";
+
+/// Whether a first record's header is the start of an HTTP request line (`GET /`, `POST `,
+/// `PRI *`…): letters a TLS record never starts with (its content types are 20 to 24).
+fn looks_like_http(start: &[u8]) -> bool {
+    start.first().is_some_and(u8::is_ascii_uppercase)
+        && start
+            .iter()
+            .take(5)
+            .all(|b| b.is_ascii_uppercase() || matches!(b, b' ' | b'/' | b'*'))
 }
 
 /// The content type of a handshake record (a ClientHello comes in these).

@@ -21,6 +21,9 @@ pub(crate) enum HandshakeError {
     NoRoute(Option<String>),
     #[error("no certificate for {0} yet: it waits for ACME")]
     CertificatePending(String),
+    /// The client spoke plain HTTP to a TLS port (it was answered 400 saying so).
+    #[error("plain HTTP sent to a TLS port")]
+    PlainHttp,
     /// The ClientHello took, or said it would take, more than `max_client_hello` bytes.
     #[error("ClientHello larger than max_client_hello ({0} bytes)")]
     ClientHelloTooLarge(usize),
@@ -70,7 +73,9 @@ impl HandshakeError {
                 rustls::Error::NoCertificatesPresented | rustls::Error::InvalidCertificate(_),
             ) => FailureReason::ClientCert,
             Self::Tls(rustls::Error::AlertReceived(_)) => FailureReason::Alert,
-            Self::Tls(_) | Self::ClientHelloTooLarge(_) => FailureReason::Protocol,
+            Self::Tls(_) | Self::ClientHelloTooLarge(_) | Self::PlainHttp => {
+                FailureReason::Protocol
+            }
             Self::Io(_) => FailureReason::Io,
         }
     }
