@@ -433,3 +433,39 @@ fn a_named_pool_serves_every_handler_that_names_it() {
         "pool[1].proxy_protocol: unknown key in [[pool]] \"bad\"",
     );
 }
+
+#[test]
+fn new_limits_and_proxy_keys_are_checked_all_in_one_pass() {
+    let pki = pki();
+    let text = r#"
+[[server]]
+name = "web"
+listen = "127.0.0.1:0"
+certificates = [{ cert = "web.pem", key = "web.key" }]
+http = { max_request_headers = 0 }
+[server.tls]
+max_client_hello = 100
+[server.handler]
+type = "proxy"
+backends = ["127.0.0.1:8000"]
+backend_protocol = "spdy"
+trusted_proxies = ["10.0.0.0/33"]
+keepalive = 20000
+response_header_timeout = "soon"
+request_headers = { set = { "bad name" = "x" } }
+health_check = { interval = "5s", path = "no-slash", expect = "7xx" }
+"#;
+    let errors = errors(&pki, text);
+    for expected in [
+        "server \"web\": http.max_request_headers: must be 1 to 1000",
+        "tls.max_client_hello: 100 is outside 512..=65536 bytes",
+        "handler.backend_protocol: \"spdy\" is not a protocol",
+        "handler.trusted_proxies: \"10.0.0.0/33\": the prefix length must be 0 to 32",
+        "handler.keepalive: at most 10000 idle connections",
+        "handler.response_header_timeout",
+        "handler.request_headers.set: \"bad name\" is not a header name",
+        "handler.health_check.expect: \"7xx\" is not a status",
+    ] {
+        assert_has(&errors, expected);
+    }
+}
