@@ -25,6 +25,9 @@ pub enum ServerState {
     Serving,
     /// Stopped accepting (port closed); in-flight connections are finishing.
     Draining,
+    /// Stopped through the admin API, and still configured: it can be started again. Only the
+    /// [`crate::control::Controller`] reports it; the registry lists servers that have a port.
+    Stopped,
 }
 
 impl fmt::Display for ServerState {
@@ -33,6 +36,7 @@ impl fmt::Display for ServerState {
             Self::Bound => "bound",
             Self::Serving => "serving",
             Self::Draining => "draining",
+            Self::Stopped => "stopped",
         })
     }
 }

@@ -85,15 +85,11 @@ impl Api {
                     &serde_json::json!({ "errors": error }),
                 ),
             },
-            (&Method::POST, ["api", "servers", name, "stop"])
-            | (&Method::DELETE, ["api", "servers", name]) => {
-                match self.controller.remove(name).await {
-                    Ok(()) => json(
-                        StatusCode::ACCEPTED,
-                        &serde_json::json!({ "draining": true }),
-                    ),
-                    Err(error) => refused(StatusCode::NOT_FOUND, "error", &error),
-                }
+            (&Method::POST, ["api", "servers", name, "stop"]) => {
+                draining(self.controller.stop(name).await)
+            }
+            (&Method::DELETE, ["api", "servers", name]) => {
+                draining(self.controller.remove(name).await)
             }
             (&Method::POST, ["api", "servers", name, "start"]) => {
                 match self.controller.start(name).await {
@@ -157,20 +153,31 @@ impl Api {
         reply
     }
 
+    /// 200 once every server with a port accepts connections and at least one does; 503 while
+    /// one is bound but not yet serving, or none serves (all stopped). Stopped servers are the
+    /// operator's choice and do not count.
     fn readyz(&self) -> Reply {
         let servers = self.controller.context().registry().list();
-        let bound: Vec<&str> = servers
-            .iter()
-            .filter(|s| s.state == ServerState::Bound)
-            .map(|s| s.name.as_str())
-            .collect();
-        if servers.is_empty() || !bound.is_empty() {
+        let with = |state| servers.iter().filter(move |s| s.state == state);
+        let bound: Vec<&str> = with(ServerState::Bound).map(|s| s.name.as_str()).collect();
+        let serving = with(ServerState::Serving).count();
+        if !bound.is_empty() {
+            let waiting = bound.join(", ");
             text(
                 StatusCode::SERVICE_UNAVAILABLE,
-                &format!("not serving yet: {}\n", bound.join(", ")),
+                &format!("not ready: bound, not yet serving: {waiting}\n"),
+            )
+        } else if serving == 0 {
+            text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: no server is serving\n",
             )
         } else {
-            text(StatusCode::OK, "ready\n")
+            let servers = if serving == 1 { "server" } else { "servers" };
+            text(
+                StatusCode::OK,
+                &format!("ready: {serving} {servers} serving\n"),
+            )
         }
     }
 }
@@ -286,6 +293,17 @@ fn text(status: StatusCode, body: &str) -> Reply {
 fn json(status: StatusCode, value: &impl serde::Serialize) -> Reply {
     let body = serde_json::to_vec_pretty(value).unwrap_or_default();
     with_type(status, "application/json", body)
+}
+
+/// 202 for a server stopped (its connections draining), or 404.
+fn draining(stopped: Result<(), ControlError>) -> Reply {
+    match stopped {
+        Ok(()) => json(
+            StatusCode::ACCEPTED,
+            &serde_json::json!({ "draining": true }),
+        ),
+        Err(error) => refused(StatusCode::NOT_FOUND, "error", &error),
+    }
 }
 
 /// A refused request: `status` with `{ key: why }`, or 503 while shutting down.

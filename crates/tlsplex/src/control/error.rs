@@ -16,7 +16,7 @@ pub enum ControlError {
     /// A server could not be bound or built.
     #[error(transparent)]
     Server(#[from] ServerError),
-    /// No server of that name is running.
+    /// No server of that name is running (or, to remove, listed).
     #[error("no server named {0:?} is running")]
     NotRunning(String),
     /// No server of that name is in the config file as last loaded.
@@ -25,6 +25,9 @@ pub enum ControlError {
     /// A server of that name is already running.
     #[error("server {0:?} is already running")]
     AlreadyRunning(String),
+    /// A server of that name is stopped: start it, or remove it before adding another.
+    #[error("server {0:?} is stopped: start it, or remove it before adding another of that name")]
+    Stopped(String),
     /// The servers are shutting down.
     #[error("the servers are shutting down")]
     ShuttingDown,

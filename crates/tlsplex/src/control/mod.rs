@@ -24,7 +24,9 @@
 mod error;
 mod source;
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::sync::Mutex;
@@ -73,6 +75,16 @@ struct State {
     /// `None` once shut down.
     supervisor: Option<Supervisor>,
     source: Option<ConfigSource>,
+    /// Servers added through [`Controller::add`], as given, so one stopped can start again.
+    added: BTreeMap<String, ServerSpec>,
+    /// Servers stopped through [`Controller::stop`], with the address each had.
+    stopped: BTreeMap<String, SocketAddr>,
+}
+
+impl State {
+    fn supervisor(&mut self) -> Result<&mut Supervisor, ControlError> {
+        self.supervisor.as_mut().ok_or(ControlError::ShuttingDown)
+    }
 }
 
 impl fmt::Debug for Controller {
@@ -90,6 +102,8 @@ impl Controller {
             state: Arc::new(Mutex::new(State {
                 supervisor: Some(supervisor),
                 source,
+                added: BTreeMap::new(),
+                stopped: BTreeMap::new(),
             })),
         }
     }
@@ -99,14 +113,18 @@ impl Controller {
         &self.ctx
     }
 
-    /// Every running server's figures, by name; empty once shut down.
+    /// Every server's figures by name: those running, and those stopped through
+    /// [`Controller::stop`] ([`crate::registry::ServerState::Stopped`]); empty once shut down.
     pub async fn stats(&self) -> Vec<ServerStats> {
         let state = self.state.lock().await;
-        state
-            .supervisor
-            .as_ref()
-            .map(Supervisor::stats)
-            .unwrap_or_default()
+        let Some(supervisor) = &state.supervisor else {
+            return Vec::new();
+        };
+        let mut stats = supervisor.stats();
+        let stopped = state.stopped.iter();
+        stats.extend(stopped.map(|(name, listen)| ServerStats::stopped(name, *listen)));
+        stats.sort_by(|a, b| a.name.cmp(&b.name));
+        stats
     }
 
     /// Loads the config file again and applies it as a diff ([`Supervisor::reload`]). A file
@@ -115,7 +133,12 @@ impl Controller {
     /// [`ControlError::NoConfigFile`].
     pub async fn reload(&self, cause: ReloadCause) -> Result<ReloadReport, ControlError> {
         let mut state = self.state.lock().await;
-        let State { supervisor, source } = &mut *state;
+        let State {
+            supervisor,
+            source,
+            added,
+            stopped,
+        } = &mut *state;
         let supervisor = supervisor.as_mut().ok_or(ControlError::ShuttingDown)?;
         let Some(source) = source else {
             if let Some(Err(error)) = self.ctx.ticket_keys().map(|keys| keys.reload()) {
@@ -137,6 +160,11 @@ impl Controller {
         };
         let desired = config.servers.iter().map(ServerSpec::options).collect();
         let mut report = supervisor.reload(desired).await;
+        // The file decides what runs: servers it names were started, others were removed.
+        added.retain(|name, _| supervisor.server(name).is_some());
+        stopped.retain(|name, _| {
+            supervisor.server(name).is_none() && config.servers.iter().any(|s| s.name == *name)
+        });
         let restart_only = config.global.restart_only_changes(source.started_with());
         for key in &restart_only {
             report
@@ -175,47 +203,80 @@ impl Controller {
     /// against the config file's folder). It runs until a reload of a file that does not name it.
     pub async fn add(&self, table: &str) -> Result<ServerStats, ControlError> {
         let mut state = self.state.lock().await;
-        let State { supervisor, source } = &mut *state;
-        let supervisor = supervisor.as_mut().ok_or(ControlError::ShuttingDown)?;
-        let base = source
+        let base = state
+            .source
             .as_ref()
             .map_or_else(|| std::path::PathBuf::from("."), ConfigSource::base);
         let spec = Config::parse_server(table, &base)?;
-        let stats = supervisor.add(spec.options())?.stats();
+        if state.stopped.contains_key(&spec.name) {
+            return Err(ControlError::Stopped(spec.name));
+        }
+        let stats = state.supervisor()?.add(spec.options())?.stats();
         tracing::info!(server = %stats.name, addr = %stats.listen, "server added");
+        state.added.insert(spec.name.clone(), spec);
         Ok(stats)
     }
 
-    /// Starts a server of the config file that is not running (stopped through
-    /// [`Controller::remove`]).
+    /// Starts a server that is not running: one stopped through [`Controller::stop`] (added
+    /// through the API or not), or one of the config file as last loaded.
     pub async fn start(&self, name: &str) -> Result<ServerStats, ControlError> {
         let mut state = self.state.lock().await;
-        let State { supervisor, source } = &mut *state;
+        let State {
+            supervisor,
+            source,
+            added,
+            stopped,
+        } = &mut *state;
         let supervisor = supervisor.as_mut().ok_or(ControlError::ShuttingDown)?;
-        let spec = source
-            .as_ref()
-            .and_then(|source| source.server(name))
-            .ok_or_else(|| ControlError::NotConfigured(name.to_owned()))?;
         if supervisor.server(name).is_some() {
             return Err(ControlError::AlreadyRunning(name.to_owned()));
         }
+        let spec = added
+            .get(name)
+            .or_else(|| source.as_ref().and_then(|source| source.server(name)))
+            .ok_or_else(|| ControlError::NotConfigured(name.to_owned()))?;
         let stats = supervisor.add(spec.options())?.stats();
+        stopped.remove(name);
         tracing::info!(server = %stats.name, addr = %stats.listen, "server started");
         Ok(stats)
     }
 
     /// Stops the server called `name`; returns once its port is closed (its connections drain
-    /// in the background). It stays configured: `start` or a reload brings it back.
-    pub async fn remove(&self, name: &str) -> Result<(), ControlError> {
+    /// in the background). It stays listed as stopped, without metric series, until
+    /// [`Controller::start`], [`Controller::remove`] or a reload (which starts it if the file
+    /// names it).
+    pub async fn stop(&self, name: &str) -> Result<(), ControlError> {
         let mut state = self.state.lock().await;
-        let supervisor = state
-            .supervisor
-            .as_mut()
-            .ok_or(ControlError::ShuttingDown)?;
+        let supervisor = state.supervisor()?;
+        let listen = supervisor
+            .server(name)
+            .map(crate::ServerHandle::local_addr)
+            .ok_or_else(|| ControlError::NotRunning(name.to_owned()))?;
         supervisor
             .remove(name)
             .await
-            .map_err(|unknown| ControlError::NotRunning(unknown.0))
+            .map_err(|unknown| ControlError::NotRunning(unknown.0))?;
+        tracing::info!(server = name, "server stopped");
+        state.stopped.insert(name.to_owned(), listen);
+        Ok(())
+    }
+
+    /// Stops the server called `name` if it runs, and forgets it: no longer listed, its metric
+    /// series gone. A server of the config file comes back with [`Controller::start`] or the next
+    /// reload.
+    pub async fn remove(&self, name: &str) -> Result<(), ControlError> {
+        let mut state = self.state.lock().await;
+        let was_stopped = state.stopped.remove(name).is_some();
+        let supervisor = state.supervisor()?;
+        if !was_stopped {
+            supervisor
+                .remove(name)
+                .await
+                .map_err(|unknown| ControlError::NotRunning(unknown.0))?;
+        }
+        tracing::info!(server = name, "server removed");
+        state.added.remove(name);
+        Ok(())
     }
 
     /// `[acme]` and the certificates the servers want from it, as last loaded; `None` without

@@ -244,6 +244,18 @@ impl Metrics {
             .inc();
     }
 
+    /// Drops every series of a server that was stopped or removed (not one replaced by a
+    /// successor of its name): a stopped server's certificate must not raise an expiry alert.
+    /// A connection still draining counts on into series no scrape shows.
+    pub(crate) fn forget_server(&self, name: &str, server: &ServerMetrics) {
+        self.servers.remove(name);
+        server.groups.forget();
+        server.routes.forget();
+        server.http.routes.forget();
+        server.expiry.show([]);
+        server.backends.keep([]);
+    }
+
     /// The handles of one server's metrics.
     pub(crate) fn server(&self, name: &str) -> ServerMetrics {
         let series = self.servers.get_or_create(name);
@@ -393,8 +405,12 @@ pub(crate) struct SeenCounters<K, L> {
     family: Family<L, Counter>,
     server: String,
     labels: fn(String, &K) -> L,
-    seen: Arc<Mutex<Vec<(K, Counter)>>>,
+    /// `None` once the server is forgotten: a draining connection's count then goes nowhere.
+    seen: Arc<Mutex<Option<Seen<K>>>>,
 }
+
+/// The counters of one server by key, in the order first used.
+type Seen<K> = Vec<(K, Counter)>;
 
 /// Handshakes by key-exchange group.
 pub(crate) type GroupCounters = SeenCounters<&'static str, GroupLabels>;
@@ -411,12 +427,15 @@ where
             family: family.clone(),
             server: server.to_owned(),
             labels,
-            seen: Arc::default(),
+            seen: Arc::new(Mutex::new(Some(Vec::new()))),
         }
     }
 
     pub(crate) fn count(&self, key: &K) {
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(seen) = seen.as_mut() else {
+            return;
+        };
         if let Some((_, counter)) = seen.iter().find(|(seen_key, _)| seen_key == key) {
             counter.inc();
             return;
@@ -425,6 +444,19 @@ where
         let counter = self.family.get_or_create(&labels).clone();
         counter.inc();
         seen.push((key.clone(), counter));
+    }
+
+    /// Drops this server's series from the family; later counts go nowhere.
+    fn forget(&self) {
+        let seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        for (key, _) in seen.into_iter().flatten() {
+            self.family
+                .remove(&(self.labels)(self.server.clone(), &key));
+        }
     }
 }
 

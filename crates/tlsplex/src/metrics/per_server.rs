@@ -3,9 +3,9 @@
 //!
 //! A `Family` per metric would cost each server some twenty hash-map entries, each with its
 //! own copy of the server's name (about 2.5 KB a server, and most of the time to bind 10,000
-//! of them); here a server costs one entry and its atomics. The series of a name live as long
-//! as the context, as a family's would: a server rebound under the same name keeps counting
-//! where its predecessor stopped.
+//! of them); here a server costs one entry and its atomics. The series of a name live until
+//! the server is stopped or removed: a server rebound under the same name keeps counting where
+//! its predecessor stopped.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -116,6 +116,12 @@ impl ServerSeriesTable {
             .entry(name.into())
             .or_insert_with(|| Arc::new(ServerSeries::new()))
             .clone()
+    }
+
+    /// Drops the series of the server called `name`.
+    pub(super) fn remove(&self, name: &str) {
+        let mut table = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        table.remove(name);
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Arc<str>, Arc<ServerSeries>>> {

@@ -37,7 +37,8 @@ pub struct ServerStats {
     pub name: String,
     /// Its address.
     pub listen: SocketAddr,
-    /// [`ServerState::Serving`] or [`ServerState::Draining`] (`serving`, `draining` in JSON).
+    /// [`ServerState::Serving`], [`ServerState::Draining`] or [`ServerState::Stopped`]
+    /// (`serving`, `draining`, `stopped` in JSON).
     pub state: ServerState,
     /// Connections open now.
     pub connections_active: usize,
@@ -63,6 +64,29 @@ pub struct ServerStats {
     pub routes: Vec<String>,
     /// Every backend of its handlers' pools: state, connections, failures.
     pub backends: Vec<crate::handler::BackendStats>,
+}
+
+impl ServerStats {
+    /// A server that is configured but not running: its name and the address it had.
+    pub fn stopped(name: &str, listen: SocketAddr) -> Self {
+        Self {
+            name: name.to_owned(),
+            listen,
+            state: ServerState::Stopped,
+            connections_active: 0,
+            connections_total: 0,
+            handshakes: 0,
+            handshakes_resumed: 0,
+            handshake_failures: std::collections::BTreeMap::new(),
+            http_requests: 0,
+            http_responses_5xx: 0,
+            certificate_subject: String::new(),
+            certificate_days_left: 0,
+            certificates: Vec::new(),
+            routes: Vec::new(),
+            backends: Vec::new(),
+        }
+    }
 }
 
 /// One certificate of a server, as the admin API reports it: what [`CertSummary`] says, whether
@@ -184,6 +208,11 @@ impl ServerHandle {
             routes: settings.routes.names().map(str::to_owned).collect(),
             backends: settings.routes.backend_stats(),
         }
+    }
+
+    /// Drops the server's metric series (it stops for good: no successor takes its name).
+    pub(crate) fn forget_metrics(&self, metrics: &crate::metrics::Metrics) {
+        metrics.forget_server(&self.name, &self.metrics);
     }
 
     /// Marks the server as draining in the registry while it still serves, so a successor may

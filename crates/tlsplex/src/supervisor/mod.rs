@@ -171,7 +171,7 @@ impl Supervisor {
         }
         let retired_before = self.draining.len();
         for name in plan.remove {
-            self.retire(&name);
+            self.retire_for_good(&name);
             report.removed.push(name);
         }
         for retired in &self.draining[retired_before..] {
@@ -222,29 +222,39 @@ impl Supervisor {
         }
     }
 
+    /// As [`Supervisor::retire`], for a name no successor takes: its metric series go too.
+    fn retire_for_good(&mut self, name: &str) {
+        if let Some(running) = self.servers.get(name) {
+            running.handle.forget_metrics(self.ctx.metrics());
+        }
+        self.retire(name);
+    }
+
     /// Every server's figures, by name.
     pub fn stats(&self) -> Vec<crate::ServerStats> {
         self.servers().map(ServerHandle::stats).collect()
     }
 
     /// Stops the server called `name` and lets it drain in the background; returns once its port
-    /// is closed.
+    /// is closed. Its metric series are dropped.
     pub async fn remove(&mut self, name: &str) -> Result<(), UnknownServer> {
         let handle = self
             .server(name)
             .cloned()
             .ok_or_else(|| UnknownServer(name.to_owned()))?;
-        self.retire(name);
+        self.retire_for_good(name);
         handle.port_closed().await;
         Ok(())
     }
 
-    /// Stops the server called `name` alone and waits until it has drained.
+    /// Stops the server called `name` alone and waits until it has drained. Its metric series
+    /// are dropped.
     pub async fn stop(&mut self, name: &str) -> Result<(), UnknownServer> {
         let running = self
             .servers
             .remove(name)
             .ok_or_else(|| UnknownServer(name.to_owned()))?;
+        running.handle.forget_metrics(self.ctx.metrics());
         running.handle.stop();
         join(name, running.task).await;
         Ok(())
