@@ -30,6 +30,17 @@ fn each_connection_gets_one_access_log_event() {
         "--insecure",
     ]);
     assert!(probe.status.success());
+    // An HTTP/2 client that ends by closing its socket (no GOAWAY, no close_notify), as
+    // browsers and curl often do: the client went away, not a handler error.
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let name = rustls::pki_types::ServerName::try_from("web.test").unwrap();
+    let mut tls = rustls::ClientConnection::new(pki.client(&["h2"]), name).unwrap();
+    let mut h2 = rustls::Stream::new(&mut tls, &mut tcp);
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .unwrap();
+    h2.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    drop(tcp);
     let mut garbage = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     garbage.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
     std::thread::sleep(Duration::from_millis(300));
@@ -42,8 +53,13 @@ fn each_connection_gets_one_access_log_event() {
         .filter_map(|line| serde_json::from_str(line).ok())
         .filter(|e: &serde_json::Value| e["target"] == "tlsplex::access")
         .collect();
-    // Three connections: the readiness check's bare TCP connect, the probe, the garbage.
-    assert_eq!(events.len(), 3, "one per connection:\n{logs}");
+    // Four connections: the readiness check's bare TCP connect, the probe, the h2 client, the
+    // garbage.
+    assert_eq!(events.len(), 4, "one per connection:\n{logs}");
+    assert!(!logs.contains("handler error"), "{logs}");
+    // The probe ends the same way once it has seen the handshake.
+    let gone = events.iter().filter(|e| e["close"] == "client went away");
+    assert_eq!(gone.count(), 2, "{logs}");
     let served = events
         .iter()
         .find(|e| e["tls.sni"] == "web.test")

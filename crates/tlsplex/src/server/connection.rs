@@ -72,7 +72,7 @@ pub(super) async fn serve(
             };
             let outcome = match CatchPanic(handler.serve(conn)).await {
                 Ok(Ok(())) => CloseReason::Closed,
-                Ok(Err(error)) => CloseReason::HandlerError(error),
+                Ok(Err(error)) => CloseReason::from_handler(error),
                 Err(message) => {
                     tracing::error!(server = %shared.server, panic = %message, "handler panicked; only this connection is lost");
                     CloseReason::HandlerPanicked(message)
@@ -131,7 +131,7 @@ async fn pass_through(
                 .await;
             CloseReason::NoBackend
         }
-        Err(error) => CloseReason::HandlerError(error),
+        Err(error) => CloseReason::from_handler(error),
     }
 }
 

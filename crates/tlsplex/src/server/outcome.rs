@@ -16,7 +16,7 @@ pub(crate) enum HandshakeError {
     /// Strict SNI: no certificate covers the name asked for (`None`: no SNI at all).
     #[error("strict_sni: no certificate for {}", shown_name(.0.as_deref()))]
     UnknownServerName(Option<String>),
-    /// The connection failed beneath TLS.
+    /// Strict SNI on a server with routes: no route takes the name asked for.
     #[error("strict_sni: no route for {}", shown_name(.0.as_deref()))]
     NoRoute(Option<String>),
     #[error("no certificate for {0} yet: it waits for ACME")]
@@ -108,6 +108,10 @@ pub(crate) enum CloseReason {
     Closed,
     /// The handler returned an error.
     HandlerError(HandlerError),
+    /// The client closed or reset the connection without an orderly end (an HTTP/2 client that
+    /// sends no GOAWAY, a TLS client that sends no close_notify): how many clients end, and not
+    /// an error of the handler's.
+    ClientWentAway,
     /// The handler panicked (only this connection was lost).
     HandlerPanicked(String),
     /// The handshake failed.
@@ -122,11 +126,35 @@ pub(crate) enum CloseReason {
     AcmeValidated,
 }
 
+impl CloseReason {
+    /// What a handler's error says of the connection: the client went away (an end of file, a
+    /// reset, a broken pipe anywhere in the error's chain), or an error of the handler's.
+    pub(crate) fn from_handler(error: HandlerError) -> Self {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&*error);
+        while let Some(error) = cause {
+            if let Some(io) = error.downcast_ref::<io::Error>() {
+                if matches!(
+                    io.kind(),
+                    io::ErrorKind::UnexpectedEof
+                        | io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::ConnectionAborted
+                        | io::ErrorKind::BrokenPipe
+                ) {
+                    return Self::ClientWentAway;
+                }
+            }
+            cause = error.source();
+        }
+        Self::HandlerError(error)
+    }
+}
+
 impl fmt::Display for CloseReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Closed => f.write_str("closed"),
             Self::HandlerError(error) => write!(f, "handler error: {error}"),
+            Self::ClientWentAway => f.write_str("client went away"),
             Self::HandlerPanicked(message) => write!(f, "handler panicked: {message}"),
             Self::HandshakeFailed(error) => write!(f, "handshake failed: {error}"),
             Self::HandshakeTimedOut => f.write_str("handshake timed out"),
