@@ -33,6 +33,7 @@ fn attacker_origin(page: String) -> u16 {
     port
 }
 
+/// "name state" of every server listed (a stopped server stays listed).
 fn server_names(admin: u16) -> Vec<String> {
     let (status, body) = http(admin, "GET", "/api/servers", None);
     assert_eq!(status, 200, "{body}");
@@ -41,7 +42,13 @@ fn server_names(admin: u16) -> Vec<String> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| s["name"].as_str().unwrap().to_owned())
+        .map(|s| {
+            format!(
+                "{} {}",
+                s["name"].as_str().unwrap(),
+                s["state"].as_str().unwrap()
+            )
+        })
         .collect()
 }
 
@@ -68,6 +75,10 @@ Promise.allSettled([
   fetch(admin + "/api/servers", {{...simple, body: {table}}}),
   fetch(admin + "/api/servers/b/stop", simple),
   fetch(admin + "/api/reload", {{method: "POST", mode: "no-cors"}}),
+  // What the dashboard's buttons send, with the session cookie: CORS mode needs a preflight.
+  fetch(admin + "/api/servers/a/stop", {{method: "POST", credentials: "include", headers: {{"Content-Type": "application/json"}}}}),
+  fetch(admin + "/api/reload", {{method: "POST", credentials: "include", headers: {{"Content-Type": "application/json"}}}}),
+  fetch(admin + "/api/servers/b", {{method: "DELETE", credentials: "include", headers: {{"Content-Type": "application/json"}}}}),
   fetch(admin + "/api/servers").then(r => r.text())
     .then(t => {{ document.body.dataset.read = t; }}, () => {{ document.body.dataset.read = "blocked"; }}),
 ]).then(() => {{ document.title = "attack sent"; }});
@@ -103,8 +114,13 @@ Promise.allSettled([
     );
     assert_eq!(
         server_names(admin),
-        ["a", "b"],
-        "no server added or stopped"
+        ["a serving", "b serving"],
+        "no server added, stopped or removed"
+    );
+    let (_, metrics) = http(admin, "GET", "/metrics", None);
+    assert!(
+        !metrics.contains("tlsplex_reloads_total{"),
+        "no reload:\n{metrics}"
     );
     assert!(TcpStream::connect(("127.0.0.1", evil_port)).is_err());
     // The same requests from the same origin, as the dashboard or ctl send them, work.

@@ -80,7 +80,9 @@ pub mod upstream;
 pub use conn::{ConnInfo, TlsConn, TlsStream};
 pub use context::{Context, ContextBuilder};
 pub use handler::{Handler, HandlerError};
-pub use server::{CertificateStats, Server, ServerError, ServerHandle, ServerOptions, ServerStats};
+pub use server::{
+    CertificateStats, RouteStats, Server, ServerError, ServerHandle, ServerOptions, ServerStats,
+};
 pub use supervisor::{ReloadPlan, ReloadReport, Supervisor, UnknownServer};
 pub use tls::{CertStore, Identity, TlsPolicy};
 

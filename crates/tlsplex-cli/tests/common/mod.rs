@@ -11,6 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub mod admin;
+pub mod cdp;
 pub mod h2;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_tlsplex");

@@ -46,9 +46,7 @@ impl Api {
             return unauthorized(segments == [""]);
         }
         match (request.method(), segments.as_slice()) {
-            (&Method::GET, [""]) => {
-                with_type(StatusCode::OK, "text/html; charset=utf-8", DASHBOARD)
-            }
+            (&Method::GET, [""]) => dashboard(),
             (&Method::POST, ["api", "login"]) => self.login_link(&request),
             (&Method::GET, ["metrics"]) => with_type(
                 StatusCode::OK,
@@ -251,6 +249,18 @@ async fn server_table(request: Request<Incoming>) -> Result<String, String> {
     } else {
         String::from_utf8(body.to_vec()).map_err(|_| "the body is not UTF-8".to_owned())
     }
+}
+
+/// The dashboard page, which no other page may frame (its buttons act: no clickjacking).
+fn dashboard() -> Reply {
+    let mut reply = with_type(StatusCode::OK, "text/html; charset=utf-8", DASHBOARD);
+    let headers = reply.headers_mut();
+    headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    headers.insert(
+        "content-security-policy",
+        HeaderValue::from_static("frame-ancestors 'none'"),
+    );
+    reply
 }
 
 const LOGIN_REFUSED: &str = "<!doctype html><title>tlsplex admin</title>\

@@ -54,6 +54,15 @@ impl HttpMetrics {
         self.requests[4].get()
     }
 
+    /// `(responses, of which 5xx)` on the route called `route`.
+    pub(crate) fn on_route(&self, route: &str) -> (u64, u64) {
+        let all = self.routes.sum(|(name, _)| &**name == route);
+        let errors = self
+            .routes
+            .sum(|(name, class)| &**name == route && *class == "5xx");
+        (all, errors)
+    }
+
     /// A response head `status` on `route` (`None`: the server's own handler), `elapsed`
     /// after its request head.
     pub(crate) fn answered(

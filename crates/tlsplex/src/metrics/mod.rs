@@ -446,6 +446,15 @@ where
         seen.push((key.clone(), counter));
     }
 
+    /// The sum of the counts of every key `wanted` takes.
+    pub(crate) fn sum(&self, wanted: impl Fn(&K) -> bool) -> u64 {
+        let seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let seen = seen.iter().flatten();
+        seen.filter(|(key, _)| wanted(key))
+            .map(|(_, c)| c.get())
+            .sum()
+    }
+
     /// Drops this server's series from the family; later counts go nowhere.
     fn forget(&self) {
         let seen = self

@@ -62,8 +62,24 @@ pub struct ServerStats {
     pub certificates: Vec<CertificateStats>,
     /// Its routes' names, in order (empty: one handler for every name).
     pub routes: Vec<String>,
+    /// Its routes' figures, in the same order.
+    pub route_stats: Vec<RouteStats>,
     /// Every backend of its handlers' pools: state, connections, failures.
     pub backends: Vec<crate::handler::BackendStats>,
+}
+
+/// One route's figures since its server started, as the admin API reports them.
+#[derive(Debug, Clone, serde::Serialize)]
+#[non_exhaustive]
+pub struct RouteStats {
+    /// The route's name.
+    pub name: String,
+    /// Connections its SNI took.
+    pub connections_total: u64,
+    /// HTTP responses on it.
+    pub http_requests: u64,
+    /// Of which 5xx.
+    pub http_responses_5xx: u64,
 }
 
 impl ServerStats {
@@ -84,6 +100,7 @@ impl ServerStats {
             certificate_days_left: 0,
             certificates: Vec::new(),
             routes: Vec::new(),
+            route_stats: Vec::new(),
             backends: Vec::new(),
         }
     }
@@ -206,6 +223,19 @@ impl ServerHandle {
             certificate_days_left: cert.days_until_expiry(now),
             certificates,
             routes: settings.routes.names().map(str::to_owned).collect(),
+            route_stats: settings
+                .routes
+                .names()
+                .map(|name| {
+                    let (http_requests, http_responses_5xx) = m.http.on_route(name);
+                    RouteStats {
+                        name: name.to_owned(),
+                        connections_total: m.routes.sum(|route| &**route == name),
+                        http_requests,
+                        http_responses_5xx,
+                    }
+                })
+                .collect(),
             backends: settings.routes.backend_stats(),
         }
     }

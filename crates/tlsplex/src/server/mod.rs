@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
-pub use handle::{CertificateStats, ServerHandle, ServerStats};
+pub use handle::{CertificateStats, RouteStats, ServerHandle, ServerStats};
 pub use options::ServerOptions;
 
 use crate::context::Context;
