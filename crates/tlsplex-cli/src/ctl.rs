@@ -243,7 +243,8 @@ fn call(args: &CtlArgs, state_dir: Option<PathBuf>) -> Result<(u16, String), Str
     let token = tlsplex::files::read_text(&token_file, tlsplex::files::MAX_SECRET_FILE)
         .map_err(|e| {
             format!(
-                "cannot read the admin token {}: {e} (it is readable by the user tlsplex runs as)",
+                "cannot read the admin token {}: {e} (it is readable by the user tlsplex runs as; \
+                 under systemd's StateDirectory, set [global] state_dir or pass --token-file)",
                 token_file.display()
             )
         })?

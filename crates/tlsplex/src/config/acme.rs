@@ -130,9 +130,11 @@ struct EabFile {
     hmac_key_file: PathBuf,
 }
 
+/// `[acme]`; its storage defaults to `acme` in `state_dir`.
 pub(super) fn validate_acme(
     value: toml::Value,
     base: &Path,
+    state_dir: &Path,
     problems: &mut Problems,
 ) -> Option<AcmeOptions> {
     let toml::Value::Table(table) = value else {
@@ -231,10 +233,10 @@ pub(super) fn validate_acme(
                 );
                 ok = false;
             }
-            (base.join("acme"), Some(RedisUrl(url)))
+            (state_dir.join("acme"), Some(RedisUrl(url)))
         }
         Some(folder) => (base.join(folder), None),
-        None => (base.join("acme"), None),
+        None => (state_dir.join("acme"), None),
     };
     ok.then_some(AcmeOptions {
         directory,

@@ -70,9 +70,11 @@ impl std::fmt::Debug for AdminOptions {
     }
 }
 
+/// `[admin]`; the generated token goes into `state_dir`.
 pub(super) fn validate_admin(
     value: toml::Value,
     base: &Path,
+    state_dir: &Path,
     strict_permissions: bool,
     problems: &mut Problems,
 ) -> Option<AdminOptions> {
@@ -96,7 +98,7 @@ pub(super) fn validate_admin(
         return None;
     };
     let token = match raw.token_file.map(|file| base.join(file)) {
-        None => AdminToken::Generated(base.join(DEFAULT_TOKEN_FILE)),
+        None => AdminToken::Generated(state_dir.join(DEFAULT_TOKEN_FILE)),
         // A secret like a private key: readable by its owner only (a warning, or an error under
         // strict_key_permissions).
         Some(path) if strict_permissions && crate::files::loose_permissions(&path).is_some() => {

@@ -19,6 +19,7 @@ pub(super) struct GlobalFile {
     pub user: Option<String>,
     pub group: Option<String>,
     pub strict_key_permissions: Option<bool>,
+    pub state_dir: Option<PathBuf>,
 }
 
 /// `[admin]`.

@@ -37,6 +37,26 @@ pub struct GlobalSettings {
     pub group: Option<String>,
     /// Refuse private key files readable by group or others (otherwise: a warning).
     pub strict_key_permissions: bool,
+    /// Where tlsplex writes: the ACME storage's default folder and the generated admin token
+    /// ([`state_dir`]).
+    pub state_dir: PathBuf,
+}
+
+/// The folder tlsplex writes to: `state_dir` as set (against `base`), else systemd's
+/// `$STATE_DIRECTORY` (set by a unit's `StateDirectory=`; the first if it lists several), else
+/// `base`, the config file's folder.
+pub(crate) fn state_dir(set: Option<&Path>, base: &Path) -> PathBuf {
+    if let Some(folder) = set {
+        return base.join(folder);
+    }
+    let systemd = std::env::var_os("STATE_DIRECTORY");
+    let systemd = systemd
+        .as_ref()
+        .and_then(|dirs| std::env::split_paths(dirs).next());
+    match systemd {
+        Some(folder) if !folder.as_os_str().is_empty() => folder,
+        _ => base.to_owned(),
+    }
 }
 
 impl Default for GlobalSettings {
@@ -55,6 +75,7 @@ impl Default for GlobalSettings {
             user: None,
             group: None,
             strict_key_permissions: false,
+            state_dir: PathBuf::from("."),
         }
     }
 }
@@ -97,6 +118,7 @@ impl GlobalSettings {
             reload_check_interval,
             user,
             group,
+            state_dir,
             // Applies at every load: the next reload reads keys under the new rule.
             strict_key_permissions: _,
         } = self;
@@ -129,6 +151,7 @@ impl GlobalSettings {
             ),
             ("user", *user != running.user),
             ("group", *group != running.group),
+            ("state_dir", *state_dir != running.state_dir),
         ];
         changed
             .into_iter()
@@ -202,6 +225,7 @@ pub(super) fn validate_global(
         );
     }
     GlobalSettings {
+        state_dir: state_dir(raw.state_dir.as_deref(), base),
         strict_key_permissions: raw.strict_key_permissions.unwrap_or(false),
         user: raw.user,
         group: raw.group,

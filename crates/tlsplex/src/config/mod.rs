@@ -222,9 +222,11 @@ impl Config {
         }
         let global = validate_global(global, base, &mut problems);
         let admin = admin.and_then(|value| {
-            validate_admin(value, base, global.strict_key_permissions, &mut problems)
+            let strict = global.strict_key_permissions;
+            validate_admin(value, base, &global.state_dir, strict, &mut problems)
         });
-        let acme = acme.and_then(|value| validate_acme(value, base, &mut problems));
+        let acme =
+            acme.and_then(|value| validate_acme(value, base, &global.state_dir, &mut problems));
         let identities = LoadedIdentities::default();
         let keys = ServerKeys {
             strict_key_permissions: global.strict_key_permissions,

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use super::error::Problems;
-use super::file::{AdminFile, ServerFile};
+use super::file::{AdminFile, GlobalFile, ServerFile};
 use super::value::{deserialize, document, server_label, server_tables};
 use super::ConfigError;
 
@@ -28,8 +28,8 @@ pub struct ConfigOutline {
 pub struct AdminOutline {
     /// The address.
     pub listen: SocketAddr,
-    /// The bearer token's file, resolved against the config file's folder (not read): the
-    /// `token_file` set, or the generated token's (`admin.token` beside the config).
+    /// The bearer token's file (not read): the `token_file` set, against the config file's
+    /// folder, or the generated token's (`admin.token` in `[global] state_dir`).
     pub token_file: PathBuf,
 }
 
@@ -63,6 +63,16 @@ impl ConfigOutline {
             admin: None,
             servers: Vec::new(),
         };
+        let state_dir = match document.get("global").cloned() {
+            Some(toml::Value::Table(table)) => {
+                let raw: Option<GlobalFile> = deserialize(table, &mut |key, message| {
+                    problems.global(&format!("global.{key}"), message)
+                });
+                raw.and_then(|raw| raw.state_dir)
+            }
+            _ => None,
+        };
+        let state_dir = super::global::state_dir(state_dir.as_deref(), base);
         if let Some(toml::Value::Table(table)) = document.get("admin").cloned() {
             let raw: Option<AdminFile> = deserialize(table, &mut |key, message| {
                 problems.global(&format!("admin.{key}"), message)
@@ -72,9 +82,9 @@ impl ConfigOutline {
                     Ok(listen) => {
                         outline.admin = Some(AdminOutline {
                             listen,
-                            token_file: base.join(
-                                raw.token_file
-                                    .unwrap_or_else(|| super::DEFAULT_TOKEN_FILE.into()),
+                            token_file: raw.token_file.map_or_else(
+                                || state_dir.join(super::DEFAULT_TOKEN_FILE),
+                                |file| base.join(file),
                             ),
                         });
                     }
