@@ -62,7 +62,7 @@ fn one_port_serves_a_pool_a_static_site_and_a_passthrough_by_name() {
     }
     let pki = TestPki::new();
     let inner_pki = TestPki::new();
-    pki.issue("edge", &["app.test", "*.apps.test"]);
+    pki.issue("edge", &["app.test", "*.apps.test", "spare.test"]);
     let inner = inner_pki.issue("inner", &["legacy.test"]);
     std::fs::create_dir(pki.dir().join("site")).unwrap();
     std::fs::write(pki.dir().join("site/index.html"), "static apps\n").unwrap();
@@ -123,6 +123,12 @@ certificates = [{{ cert = "{}", key = "{}" }}]
     let ca = pki.ca_file();
     assert_eq!(curl(edge, "app.test", "/", &ca), "from the app pool");
     assert_eq!(curl(edge, "www.apps.test", "/", &ca), "static apps\n");
+    // A name no route takes, on a server with no handler of its own: a plain 404, not the
+    // status page (TLS details, the client's address).
+    assert_eq!(
+        curl(edge, "spare.test", "/", &ca),
+        "no site is served under this name here\n"
+    );
     // Passthrough: curl trusts only the inner server's CA, and is served by it.
     let page = curl(edge, "legacy.test", "/?format=json", &inner_pki.ca_file());
     let page: serde_json::Value = serde_json::from_str(&page).unwrap_or_else(|_| panic!("{page}"));

@@ -39,8 +39,8 @@ pub(super) struct ServerFile {
     pub name: String,
     pub listen: String,
     pub certificates: Vec<CertificateFile>,
-    #[serde(default)]
-    pub handler: HandlerFile,
+    /// `None`: [`HandlerFile::for_unrouted`].
+    pub handler: Option<HandlerFile>,
     pub max_connections: Option<usize>,
     pub handshake_timeout: Option<String>,
     pub tls: Option<TlsFile>,
@@ -187,6 +187,23 @@ impl Default for HandlerFile {
     fn default() -> Self {
         Self::Status {
             show_servers: false,
+        }
+    }
+}
+
+impl HandlerFile {
+    /// A server's own handler when none is named: the status page on a server without routes
+    /// (the demo's), but a plain 404 on one with routes, where it answers only clients whose
+    /// SNI no route takes (a proxy-only config does not show them TLS details and addresses).
+    pub(super) fn for_unrouted(has_routes: bool) -> Self {
+        if has_routes {
+            Self::Respond {
+                status: 404,
+                headers: std::collections::BTreeMap::new(),
+                body: "no site is served under this name here\n".to_owned(),
+            }
+        } else {
+            Self::default()
         }
     }
 }

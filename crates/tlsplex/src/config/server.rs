@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::acme::AcmeOptions;
 use super::error::Problems;
-use super::file::ServerFile;
+use super::file::{HandlerFile, ServerFile};
 use super::handler::{validate_handler, HandlerAt};
 use super::route::{uncovered_names, validate_routes};
 use super::tls::{load_certificates, validate_tls, LoadedCerts, LoadedIdentities};
@@ -81,7 +81,7 @@ pub(super) fn valid_name(name: &str) -> bool {
 }
 
 fn validate_server(
-    raw: ServerFile,
+    mut raw: ServerFile,
     label: &str,
     base: &Path,
     keys: ServerKeys<'_>,
@@ -136,7 +136,11 @@ fn validate_server(
         label,
         key: "handler",
     };
-    let handler = validate_handler(raw.handler, &at, base, problems);
+    let own = raw
+        .handler
+        .take()
+        .unwrap_or_else(|| HandlerFile::for_unrouted(!raw.route.is_empty()));
+    let handler = validate_handler(own, &at, base, problems);
     if let Some(HandlerSpec::Passthrough(_)) = handler {
         problems.server(
             label,
