@@ -144,11 +144,29 @@ fn bad_values_are_explained() {
     assert_has(&text, "global.handshake_timeout: must be longer than zero");
     let text = errors(&pki, &format!("[global]\nmax_connections = 0\n{WEB}"));
     assert_has(&text, "global.max_connections: must be at least 1");
-    let text = errors(&pki, &WEB.replace("127.0.0.1:0", "localhost:443"));
+    let text = errors(&pki, &WEB.replace("127.0.0.1:0", "web_1.local:443"));
     assert_has(
         &text,
-        "server \"web\": listen: \"localhost:443\" is not an IP:PORT address",
+        "server \"web\": listen: \"web_1.local:443\" is not an address (write IP:PORT or HOST:PORT",
     );
+    let text = errors(
+        &pki,
+        &WEB.replace("127.0.0.1:0", "no-such-host.invalid:443"),
+    );
+    assert_has(
+        &text,
+        "server \"web\": listen: \"no-such-host.invalid:443\": cannot resolve \"no-such-host.invalid\"",
+    );
+    // As nginx takes them: a host name, resolved at load (its IPv4 address first), and `*`.
+    let path = pki.dir().join("tlsplex.toml");
+    for (listen, bound) in [
+        ("localhost:8443", "127.0.0.1:8443"),
+        ("*:8443", "0.0.0.0:8443"),
+    ] {
+        std::fs::write(&path, WEB.replace("127.0.0.1:0", listen)).unwrap();
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config.servers[0].listen.to_string(), bound);
+    }
     let text = errors(
         &pki,
         &WEB.replace("name = \"web\"", "name = \"web server\""),
@@ -271,8 +289,8 @@ fn the_outline_names_every_problem_it_reads_and_reads_nothing_else() {
     .unwrap();
     let text = ConfigOutline::load(&path).unwrap_err().to_string();
     for expected in [
-        "admin.listen: \"nowhere\" is not an IP:PORT address",
-        "server \"web\": listen: \"127.0.0.1:99999\" is not an IP:PORT address",
+        "admin.listen: \"nowhere\" is not an address with a port",
+        "server \"web\": listen: \"127.0.0.1:99999\": \"99999\" is not a port",
         "server \"api\": unknown field `lisen`",
     ] {
         assert_has(&text, expected);
@@ -325,7 +343,7 @@ fn acme_problems_are_named_and_redis_passwords_are_not_shown() {
     assert_has(&shown, "acme.contact[0]");
     assert_has(
         &shown,
-        "acme.http01_listen: \"port 80\" is not an address:port",
+        "acme.http01_listen: \"port 80\" is not an address with a port",
     );
     assert_has(&shown, "acme.storage");
     assert!(!shown.contains("s3cret"), "{shown}");

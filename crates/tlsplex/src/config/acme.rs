@@ -210,16 +210,13 @@ pub(super) fn validate_acme(
             }
         }
     });
-    let http01_listen = raw.http01_listen.and_then(|listen| match listen.parse() {
-        Ok(addr) => Some(addr),
-        Err(_) => {
-            problems.global(
-                "acme.http01_listen",
-                format!("{listen:?} is not an address:port (write \"0.0.0.0:80\" or \"[::]:80\")"),
-            );
-            ok = false;
-            None
-        }
+    let http01_listen = raw.http01_listen.and_then(|listen| {
+        super::value::listen_address(&listen)
+            .map_err(|message| {
+                problems.global("acme.http01_listen", message);
+                ok = false;
+            })
+            .ok()
     });
     let (storage, redis) = match raw.storage {
         Some(url) if url.contains("://") => {

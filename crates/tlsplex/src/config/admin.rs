@@ -90,12 +90,12 @@ pub(super) fn validate_admin(
         }
     };
     let raw: AdminFile = deserialize(table, &mut |k, m| problems.global(&key(k), m))?;
-    let Ok(listen) = raw.listen.parse::<SocketAddr>() else {
-        problems.global(
-            "admin.listen",
-            format!("{:?} is not an IP:PORT address", raw.listen),
-        );
-        return None;
+    let listen = match super::value::listen_address(&raw.listen) {
+        Ok(listen) => listen,
+        Err(message) => {
+            problems.global("admin.listen", message);
+            return None;
+        }
     };
     let token = match raw.token_file.map(|file| base.join(file)) {
         None => AdminToken::Generated(state_dir.join(DEFAULT_TOKEN_FILE)),

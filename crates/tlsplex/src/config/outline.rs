@@ -78,7 +78,7 @@ impl ConfigOutline {
                 problems.global(&format!("admin.{key}"), message)
             });
             if let Some(raw) = raw {
-                match raw.listen.parse() {
+                match super::value::listen_address(&raw.listen) {
                     Ok(listen) => {
                         outline.admin = Some(AdminOutline {
                             listen,
@@ -88,10 +88,7 @@ impl ConfigOutline {
                             ),
                         });
                     }
-                    Err(_) => problems.global(
-                        "admin.listen",
-                        format!("{:?} is not an IP:PORT address", raw.listen),
-                    ),
+                    Err(message) => problems.global("admin.listen", message),
                 }
             }
         }
@@ -105,7 +102,7 @@ impl ConfigOutline {
                 problems.server(&label, key, message)
             });
             let Some(raw) = raw else { continue };
-            match raw.listen.parse() {
+            match super::value::listen_address(&raw.listen) {
                 Ok(listen) => outline.servers.push(ServerOutline {
                     name: raw.name,
                     listen,
@@ -124,11 +121,7 @@ impl ConfigOutline {
                         .cloned()
                         .collect(),
                 }),
-                Err(_) => problems.server(
-                    &label,
-                    "listen",
-                    format!("{:?} is not an IP:PORT address", raw.listen),
-                ),
+                Err(message) => problems.server(&label, "listen", message),
             }
         }
         problems.into_result(path.to_owned(), outline)

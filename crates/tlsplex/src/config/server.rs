@@ -89,7 +89,7 @@ fn validate_server(
     problems: &mut Problems,
 ) -> Option<ServerSpec> {
     let mut ok = true;
-    let listen = match raw.listen.parse::<SocketAddr>() {
+    let listen = match super::value::listen_address(&raw.listen) {
         Ok(addr) => {
             if let Some(other) = listens.clash(addr) {
                 problems.server(
@@ -101,15 +101,8 @@ fn validate_server(
             }
             Some(addr)
         }
-        Err(_) => {
-            problems.server(
-                label,
-                "listen",
-                format!(
-                    "{:?} is not an IP:PORT address (write e.g. \"127.0.0.1:1440\" or \"[::]:443\")",
-                    raw.listen
-                ),
-            );
+        Err(message) => {
+            problems.server(label, "listen", message);
             None
         }
     };

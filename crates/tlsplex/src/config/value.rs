@@ -103,3 +103,41 @@ pub(super) fn duration(
         }
     }
 }
+
+/// A `listen` address: `IP:PORT` (`[::]:443` for IPv6), `*:PORT` (every IPv4 address), or
+/// `HOST:PORT` with a host name resolved now, once (as nginx does: `localhost:443`), taking its
+/// first IPv4 address, else its first. The error is the sentence a problem shows.
+pub(super) fn listen_address(text: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::{SocketAddr, ToSocketAddrs as _};
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let usage =
+        "write IP:PORT or HOST:PORT, e.g. \"127.0.0.1:1440\", \"[::]:443\", \"localhost:8443\"";
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Err(format!("{text:?} is not an address with a port ({usage})"));
+    };
+    let Ok(port) = port.parse::<u16>() else {
+        return Err(format!("{text:?}: {port:?} is not a port ({usage})"));
+    };
+    if host == "*" {
+        return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
+    }
+    let valid_name = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    if !valid_name {
+        return Err(format!("{text:?} is not an address ({usage})"));
+    }
+    let resolved: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("{text:?}: cannot resolve {host:?}: {e}"))?
+        .collect();
+    resolved
+        .iter()
+        .find(|addr| addr.is_ipv4())
+        .or_else(|| resolved.first())
+        .copied()
+        .ok_or_else(|| format!("{text:?}: {host:?} resolves to no address"))
+}
