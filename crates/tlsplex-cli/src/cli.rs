@@ -19,9 +19,31 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    /// Folder for the demo's certificate (default: the platform data folder + "/tlsplex").
-    #[arg(long, value_name = "DIR", global = true)]
+    /// The demo's options, when no command is given.
+    #[command(flatten)]
+    pub demo: DemoArgs,
+}
+
+/// `tlsplex demo` (and `tlsplex` alone).
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// Folder for the demo's certificate and admin token (default: the platform data folder +
+    /// "/tlsplex").
+    #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// The two HTTPS ports, on 127.0.0.1 [default: 1440,1441].
+    #[arg(long, value_name = "PORT,PORT", value_delimiter = ',')]
+    pub ports: Option<Vec<u16>>,
+    /// The admin endpoint's port, on 127.0.0.1 [default: 9440].
+    #[arg(long, value_name = "PORT")]
+    pub admin_port: Option<u16>,
+}
+
+impl DemoArgs {
+    /// Whether any option was given (they apply to the demo only).
+    pub fn any(&self) -> bool {
+        self.state_dir.is_some() || self.ports.is_some() || self.admin_port.is_some()
+    }
 }
 
 /// Log line format.
@@ -38,7 +60,7 @@ pub enum LogFormat {
 pub enum Command {
     /// Two HTTPS status servers on 127.0.0.1:1440 and 127.0.0.1:1441 with a self-signed
     /// certificate kept in the state folder (the seed's example).
-    Demo,
+    Demo(DemoArgs),
     /// Run the servers of a config file until SIGTERM or SIGINT.
     Run {
         /// The TOML config file.
@@ -102,9 +124,12 @@ pub struct CtlArgs {
     #[arg(long)]
     pub json: bool,
     /// A file holding the bearer token (default: the config's `token_file`, or the token the
-    /// daemon wrote beside its config, or the demo's in the state folder).
+    /// daemon wrote into its `state_dir`, or the demo's in its state folder).
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// The demo's state folder, to talk to a demo started with `--state-dir`.
+    #[arg(long, value_name = "DIR", conflicts_with = "config")]
+    pub state_dir: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub action: CtlAction,

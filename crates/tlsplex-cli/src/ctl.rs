@@ -4,7 +4,6 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -14,8 +13,8 @@ use tlsplex::config::ConfigOutline;
 use crate::cli::{CtlAction, CtlArgs};
 use crate::table::Table;
 
-pub fn run(args: CtlArgs, state_dir: Option<PathBuf>) -> ExitCode {
-    let (status, body) = match call(&args, state_dir) {
+pub fn run(args: CtlArgs) -> ExitCode {
+    let (status, body) = match call(&args) {
         Ok(answer) => answer,
         Err(error) => {
             eprintln!("tlsplex ctl: {error}");
@@ -220,7 +219,7 @@ fn reload_lines(report: &Value) -> String {
     lines.join("\n")
 }
 
-fn call(args: &CtlArgs, state_dir: Option<PathBuf>) -> Result<(u16, String), String> {
+fn call(args: &CtlArgs) -> Result<(u16, String), String> {
     let config = match &args.config {
         // The outline reads no key or token: an operator who may not read them can still ctl.
         Some(path) => Some(ConfigOutline::load(path).map_err(|e| e.to_string())?),
@@ -236,7 +235,7 @@ fn call(args: &CtlArgs, state_dir: Option<PathBuf>) -> Result<(u16, String), Str
         (Some(path), _) => path.clone(),
         (None, Some(admin)) => admin.token_file.clone(),
         // The demo's endpoint: its token is in the state folder.
-        (None, None) => state_dir
+        (None, None) => (args.state_dir.clone())
             .unwrap_or_else(crate::demo::default_state_dir)
             .join(tlsplex::config::DEFAULT_TOKEN_FILE),
     };

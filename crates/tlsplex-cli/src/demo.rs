@@ -14,21 +14,22 @@ use tlsplex::admin::{AdminOptions, AdminToken};
 use tlsplex::config::GlobalSettings;
 use tlsplex::{CertStore, Identity, ServerOptions};
 
+use crate::cli::DemoArgs;
 use crate::serve::serve;
-
-/// The demo's servers: the seed's two ports, on loopback only.
-pub const DEMO_SERVERS: [(&str, u16); 2] = [("demo-1440", 1440), ("demo-1441", 1441)];
-
-/// The demo's admin endpoint (loopback only).
-const DEMO_ADMIN: ([u8; 4], u16) = ([127, 0, 0, 1], 9440);
 
 const CERT_FILE: &str = "demo-cert.pem";
 const KEY_FILE: &str = "demo-key.pem";
 /// A certificate this close to expiry is replaced on start.
 const RENEW_BEFORE: Duration = Duration::from_secs(30 * 86_400);
 
-pub fn run(state_dir: Option<PathBuf>) -> ExitCode {
-    let dir = state_dir.unwrap_or_else(default_state_dir);
+/// The demo: its servers, named after their ports, and its admin endpoint, all on loopback.
+pub fn run(args: &DemoArgs) -> ExitCode {
+    let ports = args.ports.clone().unwrap_or_else(|| vec![1440, 1441]);
+    let [a, b] = ports[..] else {
+        eprintln!("tlsplex demo: --ports takes two ports, e.g. --ports 1440,1441");
+        return ExitCode::FAILURE;
+    };
+    let dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
     let identity = match load_or_create(&dir) {
         Ok(identity) => identity,
         Err(error) => {
@@ -38,17 +39,19 @@ pub fn run(state_dir: Option<PathBuf>) -> ExitCode {
     };
     let fingerprint = identity.summary().sha256_fingerprint.clone();
     let certs = Arc::new(CertStore::single(identity));
-    let servers = DEMO_SERVERS
+    let servers = [a, b]
         .iter()
-        .map(|(name, port)| {
+        .map(|port| {
             let addr = SocketAddr::from(([127, 0, 0, 1], *port));
             // The seed's page shows every server of the process; the demo is on loopback.
-            ServerOptions::new(*name, addr, certs.clone()).status_lists_servers(true)
+            let name = format!("demo-{port}");
+            ServerOptions::new(name, addr, certs.clone()).status_lists_servers(true)
         })
         .collect();
     let global = GlobalSettings::default();
     let token = AdminToken::Generated(dir.join(tlsplex::config::DEFAULT_TOKEN_FILE));
-    let admin = AdminOptions::new(DEMO_ADMIN.into(), token);
+    let admin_addr = SocketAddr::from(([127, 0, 0, 1], args.admin_port.unwrap_or(9440)));
+    let admin = AdminOptions::new(admin_addr, token);
     serve(&global, servers, Some(&admin), None, |supervisor, login| {
         println!("tlsplex demo: two HTTPS servers in one process (the seed's example)");
         for server in supervisor.servers() {
@@ -63,10 +66,9 @@ pub fn run(state_dir: Option<PathBuf>) -> ExitCode {
             dir.join(CERT_FILE).display()
         );
         println!("SHA-256 fingerprint: {fingerprint}");
-        println!("check: tlsplex probe 127.0.0.1:1440 127.0.0.1:1441 --insecure");
+        println!("check: tlsplex probe 127.0.0.1:{a} 127.0.0.1:{b} --insecure");
         println!(
-            "admin: http://127.0.0.1:{}/ (dashboard, /api/servers, /metrics; tlsplex ctl servers)",
-            DEMO_ADMIN.1
+            "admin: http://{admin_addr}/ (dashboard, /api/servers, /metrics; tlsplex ctl servers)"
         );
         if let Some(login) = login {
             println!(

@@ -25,8 +25,12 @@ use cli::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format);
-    match cli.command.unwrap_or(Command::Demo) {
-        Command::Demo => demo::run(cli.state_dir),
+    if cli.command.is_some() && cli.demo.any() {
+        eprintln!("tlsplex: --state-dir, --ports and --admin-port are the demo's: write them after `demo`, or with no command");
+        return ExitCode::from(2);
+    }
+    match cli.command.unwrap_or(Command::Demo(cli.demo)) {
+        Command::Demo(args) => demo::run(&args),
         Command::Run { config: path } => match tlsplex::config::Config::load(&path) {
             Ok(config) => {
                 for warning in &config.warnings {
@@ -47,7 +51,7 @@ fn main() -> ExitCode {
         },
         Command::Check { config } => check::run(&config),
         Command::Probe(args) => probe::run(args),
-        Command::Ctl(args) => ctl::run(args, cli.state_dir),
+        Command::Ctl(args) => ctl::run(args),
         Command::Cert(cli::CertCommand::SelfSigned(args)) => cert::run_self_signed(&args),
         Command::TicketKey(cli::TicketKeyCommand::New) => match tlsplex::tls::new_ticket_key_file()
         {

@@ -156,3 +156,65 @@ fn chromium_shows_the_page(cert_der: &[u8]) {
         );
     }
 }
+
+#[test]
+fn the_demo_runs_on_other_ports_and_its_options_are_its_own() {
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().to_str().unwrap();
+    let (a, b, admin) = (
+        common::free_port(),
+        common::free_port(),
+        common::free_port(),
+    );
+    let ports = format!("{a},{b}");
+    let admin_port = admin.to_string();
+    let args = [
+        "demo",
+        "--state-dir",
+        state_dir,
+        "--ports",
+        &ports,
+        "--admin-port",
+        &admin_port,
+    ];
+    let mut demo = Daemon::start(&args);
+    let addrs: Vec<SocketAddr> = [a, b, admin]
+        .iter()
+        .map(|p| ([127, 0, 0, 1], *p).into())
+        .collect();
+    demo.wait_listening(&addrs);
+    let probe = tlsplex(&[
+        "probe",
+        &format!("127.0.0.1:{a}"),
+        &format!("127.0.0.1:{b}"),
+        "--insecure",
+    ]);
+    assert!(probe.status.success(), "{probe:?}");
+    let ctl = tlsplex(&[
+        "ctl",
+        "--admin",
+        &format!("127.0.0.1:{admin}"),
+        "--state-dir",
+        state_dir,
+        "servers",
+    ]);
+    let table = String::from_utf8_lossy(&ctl.stdout).into_owned();
+    assert!(table.contains(&format!("demo-{a} ")), "{ctl:?}");
+    demo.signal("TERM");
+    assert!(demo.wait_exit(Duration::from_secs(15)).unwrap().success());
+
+    // Only the demo takes them, and no other command's help shows them.
+    let misplaced = tlsplex(&["--ports", "1,2", "check", "-c", "x.toml"]);
+    assert_eq!(misplaced.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&misplaced.stderr).contains("are the demo's"));
+    for command in ["run", "check", "probe", "ctl"] {
+        let help = tlsplex(&[command, "--help"]);
+        let help = String::from_utf8_lossy(&help.stdout).into_owned();
+        assert!(!help.contains("--ports"), "{command}: {help}");
+        assert_eq!(
+            help.contains("--state-dir"),
+            command == "ctl",
+            "{command}: {help}"
+        );
+    }
+}
