@@ -128,7 +128,7 @@ fn an_unreachable_backend_is_logged_with_server_and_backend_once_per_interval() 
 }
 
 #[test]
-fn static_files_over_curl_http2() {
+fn static_files_over_curl_http2_with_response_headers() {
     if !available("curl") {
         return;
     }
@@ -137,25 +137,42 @@ fn static_files_over_curl_http2() {
     std::fs::create_dir(&www).unwrap();
     std::fs::write(www.join("index.html"), "<p>static</p>").unwrap();
     let port = free_port();
-    let config = config(&pki, port, "{ type = \"static\", root = \"www\" }");
+    let handler = "{ type = \"static\", root = \"www\", response_headers = { set = { strict-transport-security = \"max-age=63072000\" }, add = { cache-control = \"public, max-age=60\" }, remove = [\"last-modified\"] } }";
+    let config = config(&pki, port, handler);
     let mut daemon = Daemon::start(&["run", "-c", &config]);
     daemon.wait_listening(&[([127, 0, 0, 1], port).into()]);
     let ca = pki.ca_file();
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            "--http2",
-            "-w",
-            "\n%{http_version}",
-            "--cacert",
-            ca.to_str().unwrap(),
-            "--resolve",
-        ])
-        .arg(format!("web.test:{port}:127.0.0.1"))
-        .arg(format!("https://web.test:{port}/"))
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "<p>static</p>\n2");
+    let curl = |version: &str, path: &str| {
+        let out = Command::new("curl")
+            .args(["-s", "-i", version, "-w", "\n%{http_version}", "--cacert"])
+            .arg(&ca)
+            .arg("--resolve")
+            .arg(format!("web.test:{port}:127.0.0.1"))
+            .arg(format!("https://web.test:{port}{path}"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).replace('\r', "")
+    };
+    for (version, shown) in [("--http2", "2"), ("--http1.1", "1.1")] {
+        let page = curl(version, "/");
+        assert!(page.ends_with(&format!("<p>static</p>\n{shown}")), "{page}");
+        assert!(
+            page.contains("strict-transport-security: max-age=63072000\n"),
+            "{page}"
+        );
+        assert!(
+            page.contains("cache-control: public, max-age=60\n"),
+            "{page}"
+        );
+        assert!(!page.contains("last-modified"), "{page}");
+        // Every answer of the handler, a 404 too (nginx's `add_header … always`).
+        let missing = curl(version, "/missing");
+        assert!(missing.contains(" 404"), "{missing}");
+        assert!(
+            missing.contains("strict-transport-security: max-age=63072000\n"),
+            "{missing}"
+        );
+    }
 }
 
 #[test]

@@ -262,9 +262,14 @@ async fn failing_backends_get_readable_answers() {
             "{waited:?}"
         );
 
-        let (status, _) =
-            tokio::task::block_in_place(|| curl(&edge, edge.port, protocol, &[], &["/garbage"]));
+        let (status, head) = tokio::task::block_in_place(|| {
+            curl(&edge, edge.port, protocol, &["-i"], &["/garbage"])
+        });
         assert_eq!(status, 502, "non-HTTP backend, {protocol}");
+        assert!(
+            head.contains("strict-transport-security: max-age=60"),
+            "response_headers apply to tlsplex's own answers too: {head}"
+        );
         let (status, _) =
             tokio::task::block_in_place(|| curl(&edge, edge.port, protocol, &[], &["/huge-head"]));
         assert_eq!(status, 502, "a 1 MiB response head, {protocol}");

@@ -159,6 +159,7 @@ pub(super) enum HandlerFile {
         #[serde(default)]
         serve_dotfiles: bool,
         cache: Option<FileCacheFile>,
+        response_headers: Option<HeaderEditsFile>,
     },
     Respond {
         #[serde(default = "default_respond_status")]
@@ -167,6 +168,7 @@ pub(super) enum HandlerFile {
         headers: std::collections::BTreeMap<String, String>,
         #[serde(default)]
         body: String,
+        response_headers: Option<HeaderEditsFile>,
     },
 }
 
@@ -201,6 +203,7 @@ impl HandlerFile {
                 status: 404,
                 headers: std::collections::BTreeMap::new(),
                 body: "no site is served under this name here\n".to_owned(),
+                response_headers: None,
             }
         } else {
             Self::default()

@@ -37,8 +37,8 @@ pub struct GlobalSettings {
     pub group: Option<String>,
     /// Refuse private key files readable by group or others (otherwise: a warning).
     pub strict_key_permissions: bool,
-    /// Where tlsplex writes: the ACME storage's default folder and the generated admin token
-    /// ([`state_dir`]).
+    /// Where tlsplex writes: the ACME storage's default folder and the generated admin token.
+    /// Unless set: systemd's `$STATE_DIRECTORY`, else the config file's folder.
     pub state_dir: PathBuf,
 }
 

@@ -4,15 +4,17 @@ use std::path::Path;
 
 use super::error::Problems;
 use super::file::{
-    BackendTlsFile, FileCacheFile, HandlerFile, HealthCheckFile, PoolFile, ProxyProtocolFile,
+    BackendTlsFile, FileCacheFile, HandlerFile, HeaderEditsFile, HealthCheckFile, PoolFile,
+    ProxyProtocolFile,
 };
 use super::value::duration;
 use super::HandlerSpec;
 use crate::handler::{
     Backend, BackendTls, BackendTlsError, Balance, ExpectedStatus, FileCacheOptions,
-    ForwardOptions, HealthCheck, HttpProbe, ProxyProtocol, RespondError, RespondHandler,
-    StaticHandler,
+    ForwardOptions, HeaderEdits, HealthCheck, HttpProbe, ProxyProtocol, RespondError,
+    RespondHandler, StaticHandler,
 };
+use hyper::header::{HeaderName, HeaderValue};
 
 /// Where a handler table sits: its server's label and the key path to it (`handler`, or
 /// `route[1].handler`).
@@ -39,7 +41,9 @@ pub(super) fn validate_handler(
             root,
             serve_dotfiles,
             cache,
+            response_headers,
         } => {
+            let edits = response_edits(response_headers, at, problems)?;
             let root = base.join(root);
             let cache = match cache {
                 Some(raw) => Some(validate_file_cache(raw, at, problems)?),
@@ -52,7 +56,7 @@ pub(super) fn validate_handler(
                         Some(options) => files.cache(options),
                         None => files,
                     };
-                    Some(HandlerSpec::Static(files))
+                    Some(HandlerSpec::Static(files.response_headers(edits)))
                 }
                 Err(e) => {
                     let message = format!("cannot serve {}: {e}", root.display());
@@ -65,10 +69,12 @@ pub(super) fn validate_handler(
             status,
             headers,
             body,
+            response_headers,
         } => {
+            let edits = response_edits(response_headers, at, problems);
             let headers: Vec<(String, String)> = headers.into_iter().collect();
             match RespondHandler::new(status, &headers, body) {
-                Ok(fixed) => Some(HandlerSpec::Respond(fixed)),
+                Ok(fixed) => Some(HandlerSpec::Respond(fixed.response_headers(edits?))),
                 Err(error) => {
                     let field = match error {
                         RespondError::Status(_) => "status",
@@ -319,4 +325,65 @@ pub(super) fn validate_backend_tls(
             None
         }
     }
+}
+
+/// A handler's `response_headers`, checked: no edits when absent, `None` after a problem.
+fn response_edits(
+    raw: Option<HeaderEditsFile>,
+    at: &HandlerAt<'_>,
+    problems: &mut Problems,
+) -> Option<HeaderEdits> {
+    match raw {
+        Some(raw) => header_edits(raw, "response_headers", at, problems),
+        None => Some(HeaderEdits::default()),
+    }
+}
+
+/// `{ set, add, remove }`, every name and value checked; `None` after reporting any problem.
+pub(super) fn header_edits(
+    raw: HeaderEditsFile,
+    field: &str,
+    at: &HandlerAt<'_>,
+    problems: &mut Problems,
+) -> Option<HeaderEdits> {
+    let mut ok = true;
+    let mut name = |key: &str, text: &str| match HeaderName::from_bytes(text.as_bytes()) {
+        Ok(name) => Some(name),
+        Err(_) => {
+            at.report(
+                problems,
+                &format!("{field}.{key}"),
+                format!("{text:?} is not a header name"),
+            );
+            ok = false;
+            None
+        }
+    };
+    let mut edits = HeaderEdits::default();
+    for text in &raw.remove {
+        edits.remove.extend(name("remove", text));
+    }
+    let mut pairs = Vec::new();
+    for (key, map) in [("set", &raw.set), ("add", &raw.add)] {
+        for (header, value) in map {
+            let parsed = name(key, header);
+            pairs.push((key, header.clone(), parsed, value.clone()));
+        }
+    }
+    for (key, header, parsed, value) in pairs {
+        let Some(parsed) = parsed else { continue };
+        match HeaderValue::from_str(&value) {
+            Ok(value) if key == "set" => edits.set.push((parsed, value)),
+            Ok(value) => edits.add.push((parsed, value)),
+            Err(_) => {
+                at.report(
+                    problems,
+                    &format!("{field}.{key}.{header}"),
+                    "the value holds a control character (CR, LF, NUL…)",
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(edits)
 }

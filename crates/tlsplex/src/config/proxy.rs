@@ -2,14 +2,12 @@
 
 use std::path::Path;
 
-use hyper::header::{HeaderName, HeaderValue};
-
 use super::error::Problems;
-use super::file::{HeaderEditsFile, PoolFile, ProxyFile};
+use super::file::{PoolFile, ProxyFile};
 use super::handler::{validate_backend_tls, validate_pool, HandlerAt};
 use super::value::duration;
 use super::HandlerSpec;
-use crate::handler::{BackendProtocol, HeaderEdits, ProxyOptions, TrustedProxies};
+use crate::handler::{BackendProtocol, ProxyOptions, TrustedProxies};
 
 /// The most idle backend connections a proxy may keep.
 const MAX_KEEPALIVE: usize = 10_000;
@@ -110,60 +108,11 @@ pub(super) fn validate_proxy(
             &mut options.response_headers,
         ),
     ] {
-        match edits.map(|edits| header_edits(edits, field, at, problems)) {
+        match edits.map(|edits| super::handler::header_edits(edits, field, at, problems)) {
             Some(Some(edits)) => *slot = edits,
             Some(None) => ok = false,
             None => {}
         }
     }
     ok.then_some(HandlerSpec::Proxy(Box::new(options)))
-}
-
-/// `{ set, add, remove }`, every name and value checked; `None` after reporting any problem.
-fn header_edits(
-    raw: HeaderEditsFile,
-    field: &str,
-    at: &HandlerAt<'_>,
-    problems: &mut Problems,
-) -> Option<HeaderEdits> {
-    let mut ok = true;
-    let mut name = |key: &str, text: &str| match HeaderName::from_bytes(text.as_bytes()) {
-        Ok(name) => Some(name),
-        Err(_) => {
-            at.report(
-                problems,
-                &format!("{field}.{key}"),
-                format!("{text:?} is not a header name"),
-            );
-            ok = false;
-            None
-        }
-    };
-    let mut edits = HeaderEdits::default();
-    for text in &raw.remove {
-        edits.remove.extend(name("remove", text));
-    }
-    let mut pairs = Vec::new();
-    for (key, map) in [("set", &raw.set), ("add", &raw.add)] {
-        for (header, value) in map {
-            let parsed = name(key, header);
-            pairs.push((key, header.clone(), parsed, value.clone()));
-        }
-    }
-    for (key, header, parsed, value) in pairs {
-        let Some(parsed) = parsed else { continue };
-        match HeaderValue::from_str(&value) {
-            Ok(value) if key == "set" => edits.set.push((parsed, value)),
-            Ok(value) => edits.add.push((parsed, value)),
-            Err(_) => {
-                at.report(
-                    problems,
-                    &format!("{field}.{key}.{header}"),
-                    "the value holds a control character (CR, LF, NUL…)",
-                );
-                ok = false;
-            }
-        }
-    }
-    ok.then_some(edits)
 }

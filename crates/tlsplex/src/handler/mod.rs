@@ -20,7 +20,7 @@ use std::sync::Arc;
 pub use crate::conn::{ConnInfo, TlsConn};
 pub use forward::{ForwardHandler, ForwardOptions, DEFAULT_FORWARD_IDLE_TIMEOUT};
 pub(crate) use http::MIN_HEADER_BYTES;
-pub use http::{HttpHandler, HttpLimits};
+pub use http::{HeaderEdits, HttpHandler, HttpLimits};
 pub use passthrough::PassthroughHandler;
 pub(crate) use passthrough::PassthroughPeers;
 // The upstream layer's types, where a handler's options name them.
@@ -29,7 +29,7 @@ pub use crate::upstream::{
     Backend, BackendHealth, BackendStats, BackendTls, BackendTlsError, Balance, ExpectedStatus,
     HealthCheck, HttpProbe, PASSIVE_DOWN_TIME,
 };
-pub use proxy::{BackendProtocol, Cidr, HeaderEdits, ProxyHandler, ProxyOptions, TrustedProxies};
+pub use proxy::{BackendProtocol, Cidr, ProxyHandler, ProxyOptions, TrustedProxies};
 pub use proxy_protocol::ProxyProtocol;
 pub use respond::{RespondError, RespondHandler, MAX_RESPOND_BODY};
 pub use static_files::{FileCacheOptions, StaticHandler};

@@ -4,6 +4,7 @@
 //! tlsplex server with no glue.
 
 mod activity;
+mod edits;
 mod flood;
 mod lazy;
 mod limits;
@@ -19,6 +20,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 
+pub use edits::HeaderEdits;
 pub use limits::HttpLimits;
 pub(crate) use limits::MIN_HEADER_BYTES;
 
@@ -27,11 +29,15 @@ use activity::{Activity, Expiry, CLOSE_GRACE};
 use lazy::LazyConnection;
 use track::{HostRule, TrackedIo, TrackedService};
 
-/// HTTP/1.1 and HTTP/2 serving under a set of [`HttpLimits`]; built once per handler.
+/// HTTP/1.1 and HTTP/2 serving under a set of [`HttpLimits`], with the operator's response
+/// header edits applied to every answer; built once per handler.
 #[derive(Clone)]
 pub(crate) struct HttpServer {
     builder: Arc<auto::Builder<TokioExecutor>>,
     limits: HttpLimits,
+    tunnels: bool,
+    /// `None` when there are none, so a response costs nothing for them.
+    response_headers: Option<Arc<HeaderEdits>>,
 }
 
 impl HttpServer {
@@ -71,7 +77,23 @@ impl HttpServer {
         Self {
             builder: Arc::new(http),
             limits,
+            tunnels,
+            response_headers: None,
         }
+    }
+
+    /// The same, under `limits`.
+    pub(crate) fn with_limits(&self, limits: HttpLimits) -> Self {
+        Self {
+            response_headers: self.response_headers.clone(),
+            ..Self::build(limits, self.tunnels)
+        }
+    }
+
+    /// The same, with `edits` applied to every response (`response_headers`).
+    pub(crate) fn with_response_headers(mut self, edits: HeaderEdits) -> Self {
+        self.response_headers = (!edits.is_empty()).then(|| Arc::new(edits));
+        self
     }
 
     /// Serves HTTP on `conn` with `service` until the client is done or a limit runs out; once
@@ -106,6 +128,7 @@ impl HttpServer {
             hosts,
             metrics,
             route: info.route.clone(),
+            response_headers: self.response_headers.clone(),
         };
         let io = TokioIo::new(TrackedIo::new(stream, activity.clone()));
         let mut connection = LazyConnection::new(&self.builder, io, service);
@@ -199,7 +222,13 @@ impl<S> HttpHandler<S> {
 
     /// The timeouts and sizes this handler's connections are held to.
     pub fn limits(mut self, limits: HttpLimits) -> Self {
-        self.http = HttpServer::new(limits);
+        self.http = self.http.with_limits(limits);
+        self
+    }
+
+    /// Header edits applied to every response (HSTS, `Cache-Control`, removing `Server`…).
+    pub fn response_headers(mut self, edits: HeaderEdits) -> Self {
+        self.http = self.http.with_response_headers(edits);
         self
     }
 }

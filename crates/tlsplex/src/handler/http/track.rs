@@ -17,6 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
 use super::activity::Activity;
+use super::edits::HeaderEdits;
 use super::flood::FrameCounter;
 use crate::metrics::ServerMetrics;
 
@@ -204,6 +205,8 @@ pub(crate) struct TrackedService<S> {
     pub(crate) metrics: Arc<ServerMetrics>,
     /// The route the connection took, for the per-route counts.
     pub(crate) route: Option<Arc<str>>,
+    /// The operator's edits to every response the service gives.
+    pub(crate) response_headers: Option<Arc<HeaderEdits>>,
 }
 
 /// Which hosts a connection's requests may name.
@@ -252,6 +255,7 @@ where
             open: Some(open),
             head,
             answered: Answered::new(&self.metrics, self.route.as_ref()),
+            edits: self.response_headers.clone(),
         }
     }
 }
@@ -296,7 +300,13 @@ pin_project_lite::pin_project! {
     pub(crate) enum TrackedFuture<F> {
         // `head`: the answer to a HEAD request, whose body is never sent (hyper's HTTP/2 would
         // send it, and clients reset the stream).
-        Called { #[pin] inner: F, open: Option<OpenRequest>, head: bool, answered: Answered },
+        Called {
+            #[pin] inner: F,
+            open: Option<OpenRequest>,
+            head: bool,
+            answered: Answered,
+            edits: Option<Arc<HeaderEdits>>,
+        },
         Refused { open: Option<OpenRequest>, status: StatusCode },
     }
 }
@@ -315,8 +325,12 @@ where
                 open,
                 head,
                 answered,
+                edits,
             } => {
-                let response = std::task::ready!(inner.poll(cx))?;
+                let mut response = std::task::ready!(inner.poll(cx))?;
+                if let Some(edits) = edits {
+                    edits.apply(response.headers_mut());
+                }
                 let Some(open) = open.take() else {
                     return Poll::Pending; // polled after completion: never again
                 };

@@ -1,6 +1,5 @@
 //! What a proxied request and response carry: hop-by-hop headers removed (RFC 9110 §7.6.1),
-//! the forwarded headers set by tlsplex (never passed on from a client it does not trust), and
-//! the operator's edits.
+//! and the forwarded headers set by tlsplex (never passed on from a client it does not trust).
 
 use std::net::IpAddr;
 
@@ -28,38 +27,6 @@ const FORWARDED: [&str; 4] = [
     "forwarded",
 ];
 const CLIENT_CERT: [&str; 2] = ["client-cert", "client-cert-chain"];
-
-/// Header edits for one direction, applied after tlsplex's own headers: `remove`, then `set`
-/// (replacing), then `add` (appending).
-#[derive(Debug, Clone, Default)]
-#[non_exhaustive]
-pub struct HeaderEdits {
-    /// Names to remove.
-    pub remove: Vec<HeaderName>,
-    /// Set, replacing any value.
-    pub set: Vec<(HeaderName, HeaderValue)>,
-    /// Appended.
-    pub add: Vec<(HeaderName, HeaderValue)>,
-}
-
-impl HeaderEdits {
-    /// Whether there is nothing to do.
-    pub fn is_empty(&self) -> bool {
-        self.remove.is_empty() && self.set.is_empty() && self.add.is_empty()
-    }
-
-    pub(super) fn apply(&self, headers: &mut HeaderMap) {
-        for name in &self.remove {
-            headers.remove(name);
-        }
-        for (name, value) in &self.set {
-            headers.insert(name.clone(), value.clone());
-        }
-        for (name, value) in &self.add {
-            headers.append(name.clone(), value.clone());
-        }
-    }
-}
 
 /// The client's certificate as RFC 9440 headers: `Client-Cert` (the leaf) and
 /// `Client-Cert-Chain` (the rest, when the client sent any), each DER in base64 between colons.

@@ -31,11 +31,10 @@ use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-pub use headers::HeaderEdits;
 pub use trust::{Cidr, TrustedProxies};
 
 use super::forward::{ForwardOptions, Pooled};
-use super::http::{HttpLimits, HttpServer};
+use super::http::{HeaderEdits, HttpLimits, HttpServer};
 use super::{ConnInfo, Handler, HandlerError, TlsConn};
 use crate::upstream::pool::{BackendPool, BackendStats, PoolOrigin};
 use connector::{BackendName, PoolConnector, Unreachable};
@@ -150,11 +149,9 @@ impl ProxyHandler {
     /// its own, named after the route or the server).
     pub fn new(options: ProxyOptions) -> Self {
         let pooled = Pooled::new(options.upstream.clone(), true);
-        Self::with_pool(
-            options,
-            pooled,
-            HttpServer::tunnelling(HttpLimits::default()),
-        )
+        let http = HttpServer::tunnelling(HttpLimits::default())
+            .with_response_headers(options.response_headers.clone());
+        Self::with_pool(options, pooled, http)
     }
 
     fn with_pool(options: ProxyOptions, pooled: Pooled, http: HttpServer) -> Self {
@@ -191,7 +188,7 @@ impl ProxyHandler {
     pub fn limits(self, limits: HttpLimits) -> Self {
         Self {
             inner: self.inner,
-            http: HttpServer::tunnelling(limits),
+            http: self.http.with_limits(limits),
         }
     }
 
@@ -456,7 +453,7 @@ impl Inner {
             _ => None,
         };
         let upgraded = tunnel.is_some() && !websocket_h2;
-        let response = downstream(response, &options.response_headers, upgraded);
+        let response = downstream(response, upgraded);
         Ok((response, tunnel))
     }
 
@@ -491,15 +488,11 @@ fn upstream_body(body: Incoming, max: Option<u64>) -> ProxyBody {
 }
 
 /// The backend's response toward the client: hop-by-hop headers gone (but an accepted
-/// upgrade's), `edits` applied.
-fn downstream(
-    response: Response<Incoming>,
-    edits: &HeaderEdits,
-    upgraded: bool,
-) -> Response<ProxyBody> {
+/// upgrade's). The operator's `response_headers` are applied by the HTTP layer, to tlsplex's
+/// own answers (502, 504…) as well.
+fn downstream(response: Response<Incoming>, upgraded: bool) -> Response<ProxyBody> {
     let (mut parts, body) = response.into_parts();
     headers::remove_hop_by_hop(&mut parts.headers, upgraded);
-    edits.apply(&mut parts.headers);
     Response::from_parts(parts, body.map_err(boxed_error).boxed())
 }
 

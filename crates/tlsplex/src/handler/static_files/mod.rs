@@ -33,7 +33,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use tower_http::services::ServeDir;
 use tower_service::Service as _;
 
-use super::http::{HttpLimits, HttpServer};
+use super::http::{HeaderEdits, HttpLimits, HttpServer};
 use super::{Handler, HandlerError, TlsConn};
 pub use cache::FileCacheOptions;
 use cache::{Cached, FileCache, Lookup};
@@ -107,7 +107,13 @@ impl StaticHandler {
 
     /// The timeouts and sizes HTTP connections are held to.
     pub fn limits(mut self, limits: HttpLimits) -> Self {
-        self.http = HttpServer::new(limits);
+        self.http = self.http.with_limits(limits);
+        self
+    }
+
+    /// Header edits applied to every response (HSTS, `Cache-Control`, removing a header…).
+    pub fn response_headers(mut self, edits: HeaderEdits) -> Self {
+        self.http = self.http.with_response_headers(edits);
         self
     }
 
