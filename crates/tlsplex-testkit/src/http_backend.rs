@@ -2,7 +2,7 @@
 //! connection (to count reuse), head and body length, answered with that record as JSON. Some
 //! paths misbehave on purpose: `/healthz` answers the status the backend was started with,
 //! `/stall` never answers, `/garbage` answers with something that
-//! is not HTTP, `/huge-head` sends a 1 MiB response head, `/big?bytes=N` sends N bytes,
+//! is not HTTP, `/huge-head` sends a 1 MiB response head, `/big?bytes=N` sends N bytes, `/encoded` answers with its own `Content-Encoding: gzip`,
 //! `/page.html` is a page that opens a WebSocket back to its origin, and a request with
 //! `Upgrade: websocket` gets `101` and then its messages echoed (RFC 6455 frames), or its bytes
 //! echoed as they are with `X-Raw-Tunnel: 1`.
@@ -167,6 +167,15 @@ impl HttpBackend {
                     page.len()
                 );
                 tcp.write_all(head.as_bytes()).await.is_ok() && tcp.write_all(page).await.is_ok()
+            }
+            "/encoded" => {
+                // Marked as already compressed: a proxy must pass it on as it is.
+                let body = b"gzip bytes, as the app made them";
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-encoding: gzip\r\ncontent-length: {}\r\n\r\n",
+                    body.len()
+                );
+                tcp.write_all(head.as_bytes()).await.is_ok() && tcp.write_all(body).await.is_ok()
             }
             "/healthz" => {
                 let head = format!(

@@ -160,6 +160,8 @@ pub(super) enum HandlerFile {
         serve_dotfiles: bool,
         cache: Option<FileCacheFile>,
         response_headers: Option<HeaderEditsFile>,
+        #[serde(default)]
+        compress: bool,
     },
     Respond {
         #[serde(default = "default_respond_status")]
@@ -169,6 +171,8 @@ pub(super) enum HandlerFile {
         #[serde(default)]
         body: String,
         response_headers: Option<HeaderEditsFile>,
+        #[serde(default)]
+        compress: bool,
     },
 }
 
@@ -204,6 +208,7 @@ impl HandlerFile {
                 headers: std::collections::BTreeMap::new(),
                 body: "no site is served under this name here\n".to_owned(),
                 response_headers: None,
+                compress: false,
             }
         } else {
             Self::default()
@@ -251,6 +256,8 @@ pub(super) struct ProxyFile {
     pub max_request_body: Option<u64>,
     #[serde(default)]
     pub client_cert: bool,
+    #[serde(default)]
+    pub compress: bool,
 }
 
 /// `request_headers = { set = { … }, add = { … }, remove = [ … ] }`.

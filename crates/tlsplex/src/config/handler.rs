@@ -42,6 +42,7 @@ pub(super) fn validate_handler(
             serve_dotfiles,
             cache,
             response_headers,
+            compress,
         } => {
             let edits = response_edits(response_headers, at, problems)?;
             let root = base.join(root);
@@ -56,7 +57,8 @@ pub(super) fn validate_handler(
                         Some(options) => files.cache(options),
                         None => files,
                     };
-                    Some(HandlerSpec::Static(files.response_headers(edits)))
+                    let files = files.response_headers(edits).compress(compress);
+                    Some(HandlerSpec::Static(files))
                 }
                 Err(e) => {
                     let message = format!("cannot serve {}: {e}", root.display());
@@ -70,11 +72,15 @@ pub(super) fn validate_handler(
             headers,
             body,
             response_headers,
+            compress,
         } => {
             let edits = response_edits(response_headers, at, problems);
             let headers: Vec<(String, String)> = headers.into_iter().collect();
             match RespondHandler::new(status, &headers, body) {
-                Ok(fixed) => Some(HandlerSpec::Respond(fixed.response_headers(edits?))),
+                Ok(fixed) => {
+                    let fixed = fixed.response_headers(edits?).compress(compress);
+                    Some(HandlerSpec::Respond(fixed))
+                }
                 Err(error) => {
                     let field = match error {
                         RespondError::Status(_) => "status",

@@ -96,6 +96,7 @@ pub(super) fn validate_proxy(
     options.forwarded = raw.forwarded;
     options.max_request_body = raw.max_request_body;
     options.client_cert = raw.client_cert;
+    options.compress = raw.compress;
     for (field, edits, slot) in [
         (
             "request_headers",

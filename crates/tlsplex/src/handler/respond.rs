@@ -110,6 +110,12 @@ impl RespondHandler {
         self
     }
 
+    /// Compress responses (gzip, brotli) as each request's `Accept-Encoding` allows.
+    pub fn compress(mut self, compress: bool) -> Self {
+        self.http = self.http.with_compression(compress);
+        self
+    }
+
     /// The status code it answers with.
     pub fn status(&self) -> u16 {
         self.response.status.as_u16()

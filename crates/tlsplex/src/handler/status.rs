@@ -59,6 +59,12 @@ impl StatusHandler {
         self
     }
 
+    /// Compress responses (gzip, brotli) as each request's `Accept-Encoding` allows.
+    pub fn compress(mut self, compress: bool) -> Self {
+        self.http = self.http.with_compression(compress);
+        self
+    }
+
     fn respond(&self, info: &Arc<ConnInfo>, request: &Request<Incoming>) -> Response<PageBody> {
         let json = wants_json(request);
         let content_type = if json {

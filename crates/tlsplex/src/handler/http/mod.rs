@@ -4,6 +4,7 @@
 //! tlsplex server with no glue.
 
 mod activity;
+mod compress;
 mod edits;
 mod flood;
 mod lazy;
@@ -38,6 +39,8 @@ pub(crate) struct HttpServer {
     tunnels: bool,
     /// `None` when there are none, so a response costs nothing for them.
     response_headers: Option<Arc<HeaderEdits>>,
+    /// Responses compressed by `Accept-Encoding` (`compress`).
+    compress: bool,
 }
 
 impl HttpServer {
@@ -79,6 +82,7 @@ impl HttpServer {
             limits,
             tunnels,
             response_headers: None,
+            compress: false,
         }
     }
 
@@ -86,8 +90,15 @@ impl HttpServer {
     pub(crate) fn with_limits(&self, limits: HttpLimits) -> Self {
         Self {
             response_headers: self.response_headers.clone(),
+            compress: self.compress,
             ..Self::build(limits, self.tunnels)
         }
+    }
+
+    /// The same, compressing responses (gzip, brotli) when `compress` (`compress.rs`).
+    pub(crate) fn with_compression(mut self, compress: bool) -> Self {
+        self.compress = compress;
+        self
     }
 
     /// The same, with `edits` applied to every response (`response_headers`).
@@ -100,6 +111,21 @@ impl HttpServer {
     /// the server stops, the request in flight finishes (or, on a fresh connection, the first
     /// request gets a moment to arrive) and the connection closes.
     pub(crate) async fn serve<S, B>(&self, conn: TlsConn, service: S) -> Result<(), HandlerError>
+    where
+        S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Send + Sync,
+        S::Future: Send + 'static,
+        S::Error: Into<Box<dyn StdError + Send + Sync>>,
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn StdError + Send + Sync>> + Send,
+    {
+        if self.compress {
+            self.serve_with(conn, compress::Compressed(service)).await
+        } else {
+            self.serve_with(conn, service).await
+        }
+    }
+
+    async fn serve_with<S, B>(&self, conn: TlsConn, service: S) -> Result<(), HandlerError>
     where
         S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Send + Sync,
         S::Future: Send + 'static,
@@ -231,6 +257,12 @@ impl<S> HttpHandler<S> {
         self.http = self.http.with_response_headers(edits);
         self
     }
+
+    /// Compress responses (gzip, brotli) as each request's `Accept-Encoding` allows.
+    pub fn compress(mut self, compress: bool) -> Self {
+        self.http = self.http.with_compression(compress);
+        self
+    }
 }
 
 impl<S, B> Handler for HttpHandler<S>
@@ -243,7 +275,7 @@ where
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn StdError + Send + Sync>>,
     B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+    B::Error: Into<Box<dyn StdError + Send + Sync>> + Send,
 {
     async fn serve(&self, conn: TlsConn) -> Result<(), HandlerError> {
         let info = conn.info.clone();

@@ -110,6 +110,9 @@ pub struct ProxyOptions {
     /// Pass the client's certificate (mutual TLS) on as RFC 9440 `Client-Cert` and
     /// `Client-Cert-Chain`. Whatever the client sent under those names is dropped either way.
     pub client_cert: bool,
+    /// Compress responses (gzip, brotli) as each request's `Accept-Encoding` allows, unless the
+    /// backend already did.
+    pub compress: bool,
 }
 
 impl ProxyOptions {
@@ -123,6 +126,7 @@ impl ProxyOptions {
             keepalive_timeout: Duration::from_secs(60),
             trusted_proxies: TrustedProxies::default(),
             forwarded: false,
+            compress: false,
             request_headers: HeaderEdits::default(),
             response_headers: HeaderEdits::default(),
             max_request_body: None,
@@ -150,7 +154,8 @@ impl ProxyHandler {
     pub fn new(options: ProxyOptions) -> Self {
         let pooled = Pooled::new(options.upstream.clone(), true);
         let http = HttpServer::tunnelling(HttpLimits::default())
-            .with_response_headers(options.response_headers.clone());
+            .with_response_headers(options.response_headers.clone())
+            .with_compression(options.compress);
         Self::with_pool(options, pooled, http)
     }
 

@@ -117,6 +117,12 @@ impl StaticHandler {
         self
     }
 
+    /// Compress responses (gzip, brotli) as each request's `Accept-Encoding` allows.
+    pub fn compress(mut self, compress: bool) -> Self {
+        self.http = self.http.with_compression(compress);
+        self
+    }
+
     /// The folder served (canonical).
     pub fn root(&self) -> &Path {
         &self.site.root
