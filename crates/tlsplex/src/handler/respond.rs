@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 
-use super::http::{HeaderEdits, HttpLimits, HttpServer};
+use super::http::{HttpLimits, HttpServer};
 use super::{Handler, HandlerError, TlsConn};
 
 /// The largest body a fixed response may have (it is held in memory, once).
@@ -98,23 +98,7 @@ impl RespondHandler {
         })
     }
 
-    /// The timeouts and sizes this handler's connections are held to.
-    pub fn limits(mut self, limits: HttpLimits) -> Self {
-        self.http = self.http.with_limits(limits);
-        self
-    }
-
-    /// Header edits applied to every response (HSTS, `Cache-Control`, removing a header…).
-    pub fn response_headers(mut self, edits: HeaderEdits) -> Self {
-        self.http = self.http.with_response_headers(edits);
-        self
-    }
-
-    /// Compress responses (gzip, brotli) as each request's `Accept-Encoding` allows.
-    pub fn compress(mut self, compress: bool) -> Self {
-        self.http = self.http.with_compression(compress);
-        self
-    }
+    super::http::http_options!();
 
     /// The status code it answers with.
     pub fn status(&self) -> u16 {

@@ -17,7 +17,7 @@ use hyper::header::{HeaderValue, ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Request, Response, Version};
 use serde::Serialize;
 
-use super::http::{HeaderEdits, HttpLimits, HttpServer};
+use super::http::{HttpLimits, HttpServer};
 use super::{ConnInfo, Handler, HandlerError, TlsConn};
 use crate::registry::{ServerListing, ServerRegistry};
 
@@ -47,23 +47,7 @@ impl StatusHandler {
         self
     }
 
-    /// The timeouts and sizes this handler's connections are held to.
-    pub fn limits(mut self, limits: HttpLimits) -> Self {
-        self.http = self.http.with_limits(limits);
-        self
-    }
-
-    /// Header edits applied to every response (HSTS, `Cache-Control`, removing a header…).
-    pub fn response_headers(mut self, edits: HeaderEdits) -> Self {
-        self.http = self.http.with_response_headers(edits);
-        self
-    }
-
-    /// Compress responses (gzip, brotli) as each request's `Accept-Encoding` allows.
-    pub fn compress(mut self, compress: bool) -> Self {
-        self.http = self.http.with_compression(compress);
-        self
-    }
+    super::http::http_options!();
 
     fn respond(&self, info: &Arc<ConnInfo>, request: &Request<Incoming>) -> Response<PageBody> {
         let json = wants_json(request);

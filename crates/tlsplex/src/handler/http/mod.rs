@@ -30,6 +30,31 @@ use activity::{Activity, Expiry, CLOSE_GRACE};
 use lazy::LazyConnection;
 use track::{HostRule, TrackedIo, TrackedService};
 
+/// The builder methods of every built-in HTTP handler, over its `http: HttpServer` field:
+/// `limits`, `response_headers`, `compress`.
+macro_rules! http_options {
+    () => {
+        /// The timeouts and sizes this handler's connections are held to.
+        pub fn limits(mut self, limits: $crate::handler::HttpLimits) -> Self {
+            self.http = self.http.with_limits(limits);
+            self
+        }
+
+        /// Header edits applied to every response (HSTS, `Cache-Control`, removing a header…).
+        pub fn response_headers(mut self, edits: $crate::handler::HeaderEdits) -> Self {
+            self.http = self.http.with_response_headers(edits);
+            self
+        }
+
+        /// Compress responses (gzip, brotli) as each request's `Accept-Encoding` allows.
+        pub fn compress(mut self, compress: bool) -> Self {
+            self.http = self.http.with_compression(compress);
+            self
+        }
+    };
+}
+pub(crate) use http_options;
+
 /// HTTP/1.1 and HTTP/2 serving under a set of [`HttpLimits`], with the operator's response
 /// header edits applied to every answer; built once per handler.
 #[derive(Clone)]
@@ -246,23 +271,7 @@ impl<S> HttpHandler<S> {
         }
     }
 
-    /// The timeouts and sizes this handler's connections are held to.
-    pub fn limits(mut self, limits: HttpLimits) -> Self {
-        self.http = self.http.with_limits(limits);
-        self
-    }
-
-    /// Header edits applied to every response (HSTS, `Cache-Control`, removing `Server`…).
-    pub fn response_headers(mut self, edits: HeaderEdits) -> Self {
-        self.http = self.http.with_response_headers(edits);
-        self
-    }
-
-    /// Compress responses (gzip, brotli) as each request's `Accept-Encoding` allows.
-    pub fn compress(mut self, compress: bool) -> Self {
-        self.http = self.http.with_compression(compress);
-        self
-    }
+    http_options!();
 }
 
 impl<S, B> Handler for HttpHandler<S>

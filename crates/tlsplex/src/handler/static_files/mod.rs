@@ -33,7 +33,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use tower_http::services::ServeDir;
 use tower_service::Service as _;
 
-use super::http::{HeaderEdits, HttpLimits, HttpServer};
+use super::http::{HttpLimits, HttpServer};
 use super::{Handler, HandlerError, TlsConn};
 pub use cache::FileCacheOptions;
 use cache::{Cached, FileCache, Lookup};
@@ -105,23 +105,7 @@ impl StaticHandler {
         self
     }
 
-    /// The timeouts and sizes HTTP connections are held to.
-    pub fn limits(mut self, limits: HttpLimits) -> Self {
-        self.http = self.http.with_limits(limits);
-        self
-    }
-
-    /// Header edits applied to every response (HSTS, `Cache-Control`, removing a header…).
-    pub fn response_headers(mut self, edits: HeaderEdits) -> Self {
-        self.http = self.http.with_response_headers(edits);
-        self
-    }
-
-    /// Compress responses (gzip, brotli) as each request's `Accept-Encoding` allows.
-    pub fn compress(mut self, compress: bool) -> Self {
-        self.http = self.http.with_compression(compress);
-        self
-    }
+    super::http::http_options!();
 
     /// The folder served (canonical).
     pub fn root(&self) -> &Path {
