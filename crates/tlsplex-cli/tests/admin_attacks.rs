@@ -33,25 +33,6 @@ fn attacker_origin(page: String) -> u16 {
     port
 }
 
-/// "name state" of every server listed (a stopped server stays listed).
-fn server_names(admin: u16) -> Vec<String> {
-    let (status, body) = http(admin, "GET", "/api/servers", None);
-    assert_eq!(status, 200, "{body}");
-    let servers: serde_json::Value = serde_json::from_str(&body).unwrap();
-    servers
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            format!(
-                "{} {}",
-                s["name"].as_str().unwrap(),
-                s["state"].as_str().unwrap()
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn a_page_on_another_origin_cannot_drive_the_admin_api() {
     if !available("chromium") {
@@ -113,8 +94,11 @@ Promise.allSettled([
         "nothing was read:\n{dom}"
     );
     assert_eq!(
-        server_names(admin),
-        ["a serving", "b serving"],
+        common::admin::server_states(admin),
+        [
+            ("a".to_owned(), "serving".to_owned()),
+            ("b".to_owned(), "serving".to_owned())
+        ],
         "no server added, stopped or removed"
     );
     let (_, metrics) = http(admin, "GET", "/metrics", None);

@@ -8,24 +8,16 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
-use common::admin::{http, login_link, send, start, token};
+use common::admin::{login_link, send, start, token};
 use common::cdp::Browser;
 use common::{available, free_port, tlsplex};
 use tlsplex_testkit::TestPki;
 
 /// The state `/api/servers` gives the server called `name`.
 fn state_of(admin: u16, name: &str) -> String {
-    let (_, body) = http(admin, "GET", "/api/servers", None);
-    let servers: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let server = servers
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == name);
-    server.map_or_else(
-        || "absent".to_owned(),
-        |s| s["state"].as_str().unwrap().to_owned(),
-    )
+    let servers = common::admin::server_states(admin);
+    let server = servers.into_iter().find(|(n, _)| n == name);
+    server.map_or_else(|| "absent".to_owned(), |(_, state)| state)
 }
 
 #[test]

@@ -7,25 +7,9 @@ mod common;
 
 use std::net::TcpStream;
 
-use common::admin::{http, send, start};
+use common::admin::{http, send, server_states, start};
 use common::{free_port, tlsplex};
 use tlsplex_testkit::TestPki;
-
-/// `(name, state)` of every server `/api/servers` lists.
-fn listed(admin: u16) -> Vec<(String, String)> {
-    let (status, body) = http(admin, "GET", "/api/servers", None);
-    assert_eq!(status, 200, "{body}");
-    let servers: serde_json::Value = serde_json::from_str(&body).unwrap();
-    servers
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            let field = |key: &str| s[key].as_str().unwrap().to_owned();
-            (field("name"), field("state"))
-        })
-        .collect()
-}
 
 fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
     expected
@@ -63,7 +47,10 @@ fn a_stopped_server_stays_listed_and_starts_again_and_a_removed_one_leaves_no_se
     // Stopped: listed as such, port closed, no series (no expiry alert for what does not serve).
     assert_eq!(http(admin, "POST", "/api/servers/b/stop", None).0, 202);
     assert!(TcpStream::connect(("127.0.0.1", b)).is_err());
-    assert_eq!(listed(admin), pairs(&[("a", "serving"), ("b", "stopped")]));
+    assert_eq!(
+        server_states(admin),
+        pairs(&[("a", "serving"), ("b", "stopped")])
+    );
     assert_eq!(series_of(admin, "b"), Vec::<String>::new());
     assert_eq!(
         http(admin, "GET", "/readyz", None),
@@ -92,7 +79,10 @@ fn a_stopped_server_stays_listed_and_starts_again_and_a_removed_one_leaves_no_se
     // Started again: serving on its port, counting from zero.
     assert_eq!(http(admin, "POST", "/api/servers/b/start", None).0, 201);
     handshake(b);
-    assert_eq!(listed(admin), pairs(&[("a", "serving"), ("b", "serving")]));
+    assert_eq!(
+        server_states(admin),
+        pairs(&[("a", "serving"), ("b", "serving")])
+    );
     assert!(series_of(admin, "b")
         .iter()
         .any(|l| l == "tlsplex_handshakes_total{server=\"b\"} 1"));
@@ -118,7 +108,7 @@ fn a_stopped_server_stays_listed_and_starts_again_and_a_removed_one_leaves_no_se
     assert_eq!(http(admin, "DELETE", "/api/servers/extra", None).0, 202);
     assert_eq!(http(admin, "POST", "/api/servers/b/stop", None).0, 202);
     assert_eq!(http(admin, "DELETE", "/api/servers/b", None).0, 202);
-    assert_eq!(listed(admin), pairs(&[("a", "serving")]));
+    assert_eq!(server_states(admin), pairs(&[("a", "serving")]));
     assert_eq!(series_of(admin, "extra"), Vec::<String>::new());
     assert_eq!(series_of(admin, "b"), Vec::<String>::new());
     assert_eq!(http(admin, "DELETE", "/api/servers/b", None).0, 404);
@@ -139,7 +129,10 @@ fn a_stopped_server_stays_listed_and_starts_again_and_a_removed_one_leaves_no_se
     assert!(!series_of(admin, "later").is_empty());
     let (status, report) = http(admin, "POST", "/api/reload", None);
     assert_eq!(status, 200, "{report}");
-    assert_eq!(listed(admin), pairs(&[("a", "serving"), ("b", "serving")]));
+    assert_eq!(
+        server_states(admin),
+        pairs(&[("a", "serving"), ("b", "serving")])
+    );
     assert_eq!(series_of(admin, "later"), Vec::<String>::new());
     handshake(a);
     handshake(b);

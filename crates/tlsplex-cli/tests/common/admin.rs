@@ -48,6 +48,18 @@ pub fn anonymous(port: u16, method: &str, path: &str) -> (u16, String) {
     send_as(port, method, path, "", "")
 }
 
+/// `(name, state)` of every server `GET /api/servers` lists, in its order.
+pub fn server_states(port: u16) -> Vec<(String, String)> {
+    let (status, body) = http(port, "GET", "/api/servers", None);
+    assert_eq!(status, 200, "{body}");
+    let servers: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let field = |s: &serde_json::Value, key: &str| s[key].as_str().unwrap().to_owned();
+    let servers = servers.as_array().unwrap().iter();
+    servers
+        .map(|s| (field(s, "name"), field(s, "state")))
+        .collect()
+}
+
 /// A one-time dashboard login link, as `tlsplex ctl dashboard` prints it.
 pub fn login_link(port: u16) -> String {
     let (status, body) = http(port, "POST", "/api/login", None);
