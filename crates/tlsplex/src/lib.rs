@@ -56,6 +56,7 @@
 
 pub mod acme;
 pub mod admin;
+mod cidr;
 pub mod config;
 pub mod conn;
 mod context;

@@ -162,6 +162,7 @@ pub(super) enum HandlerFile {
         response_headers: Option<HeaderEditsFile>,
         #[serde(default)]
         compress: bool,
+        access: Option<AccessFile>,
     },
     Respond {
         #[serde(default = "default_respond_status")]
@@ -173,6 +174,7 @@ pub(super) enum HandlerFile {
         response_headers: Option<HeaderEditsFile>,
         #[serde(default)]
         compress: bool,
+        access: Option<AccessFile>,
     },
 }
 
@@ -209,6 +211,7 @@ impl HandlerFile {
                 body: "no site is served under this name here\n".to_owned(),
                 response_headers: None,
                 compress: false,
+                access: None,
             }
         } else {
             Self::default()
@@ -258,6 +261,17 @@ pub(super) struct ProxyFile {
     pub client_cert: bool,
     #[serde(default)]
     pub compress: bool,
+    pub access: Option<AccessFile>,
+}
+
+/// `access = { allow = ["10.0.0.0/8"], deny = ["10.9.0.0/16"] }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AccessFile {
+    #[serde(default)]
+    pub allow: Vec<String>,
+    #[serde(default)]
+    pub deny: Vec<String>,
 }
 
 /// `request_headers = { set = { … }, add = { … }, remove = [ … ] }`.

@@ -4,15 +4,15 @@ use std::path::Path;
 
 use super::error::Problems;
 use super::file::{
-    BackendTlsFile, FileCacheFile, HandlerFile, HeaderEditsFile, HealthCheckFile, PoolFile,
-    ProxyProtocolFile,
+    AccessFile, BackendTlsFile, FileCacheFile, HandlerFile, HeaderEditsFile, HealthCheckFile,
+    PoolFile, ProxyProtocolFile,
 };
 use super::value::duration;
 use super::HandlerSpec;
 use crate::handler::{
-    Backend, BackendTls, BackendTlsError, Balance, ExpectedStatus, FileCacheOptions,
-    ForwardOptions, HeaderEdits, HealthCheck, HttpProbe, ProxyProtocol, RespondError,
-    RespondHandler, StaticHandler,
+    Backend, BackendTls, BackendTlsError, Balance, Cidr, ClientAccess, ExpectedStatus,
+    FileCacheOptions, ForwardOptions, HeaderEdits, HealthCheck, HttpProbe, ProxyProtocol,
+    RespondError, RespondHandler, StaticHandler,
 };
 use hyper::header::{HeaderName, HeaderValue};
 
@@ -43,8 +43,11 @@ pub(super) fn validate_handler(
             cache,
             response_headers,
             compress,
+            access,
         } => {
-            let edits = response_edits(response_headers, at, problems)?;
+            let edits = response_edits(response_headers, at, problems);
+            let access = client_access(access, at, problems);
+            let (edits, access) = (edits?, access?);
             let root = base.join(root);
             let cache = match cache {
                 Some(raw) => Some(validate_file_cache(raw, at, problems)?),
@@ -58,6 +61,7 @@ pub(super) fn validate_handler(
                         None => files,
                     };
                     let files = files.response_headers(edits).compress(compress);
+                    let files = files.access(access);
                     Some(HandlerSpec::Static(files))
                 }
                 Err(e) => {
@@ -73,12 +77,15 @@ pub(super) fn validate_handler(
             body,
             response_headers,
             compress,
+            access,
         } => {
             let edits = response_edits(response_headers, at, problems);
+            let access = client_access(access, at, problems);
             let headers: Vec<(String, String)> = headers.into_iter().collect();
             match RespondHandler::new(status, &headers, body) {
                 Ok(fixed) => {
                     let fixed = fixed.response_headers(edits?).compress(compress);
+                    let fixed = fixed.access(access?);
                     Some(HandlerSpec::Respond(fixed))
                 }
                 Err(error) => {
@@ -331,6 +338,34 @@ pub(super) fn validate_backend_tls(
             None
         }
     }
+}
+
+/// A handler's `access` rules, every block checked: open when absent, `None` after a problem.
+pub(super) fn client_access(
+    raw: Option<AccessFile>,
+    at: &HandlerAt<'_>,
+    problems: &mut Problems,
+) -> Option<ClientAccess> {
+    let Some(raw) = raw else {
+        return Some(ClientAccess::default());
+    };
+    let mut ok = true;
+    let mut blocks = |key: &str, texts: &[String]| -> Vec<Cidr> {
+        let mut blocks = Vec::new();
+        for (i, text) in texts.iter().enumerate() {
+            match text.parse() {
+                Ok(block) => blocks.push(block),
+                Err(message) => {
+                    at.report(problems, &format!("access.{key}[{i}]"), message);
+                    ok = false;
+                }
+            }
+        }
+        blocks
+    };
+    let allow = blocks("allow", &raw.allow);
+    let deny = blocks("deny", &raw.deny);
+    ok.then(|| ClientAccess::new(allow, deny))
 }
 
 /// A handler's `response_headers`, checked: no edits when absent, `None` after a problem.

@@ -20,7 +20,7 @@ use std::sync::Arc;
 pub use crate::conn::{ConnInfo, TlsConn};
 pub use forward::{ForwardHandler, ForwardOptions, DEFAULT_FORWARD_IDLE_TIMEOUT};
 pub(crate) use http::MIN_HEADER_BYTES;
-pub use http::{HeaderEdits, HttpHandler, HttpLimits};
+pub use http::{ClientAccess, HeaderEdits, HttpHandler, HttpLimits};
 pub use passthrough::PassthroughHandler;
 pub(crate) use passthrough::PassthroughPeers;
 // The upstream layer's types, where a handler's options name them.

@@ -3,6 +3,7 @@
 //! as [`HttpHandler`] so an embedder's tower or hyper service (an axum `Router`, say) runs on a
 //! tlsplex server with no glue.
 
+mod access;
 mod activity;
 mod compress;
 mod edits;
@@ -21,6 +22,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 
+pub use access::ClientAccess;
 pub use edits::HeaderEdits;
 pub use limits::HttpLimits;
 pub(crate) use limits::MIN_HEADER_BYTES;
@@ -31,7 +33,7 @@ use lazy::LazyConnection;
 use track::{HostRule, TrackedIo, TrackedService};
 
 /// The builder methods of every built-in HTTP handler, over its `http: HttpServer` field:
-/// `limits`, `response_headers`, `compress`.
+/// `limits`, `response_headers`, `compress`, `access`.
 macro_rules! http_options {
     () => {
         /// The timeouts and sizes this handler's connections are held to.
@@ -51,6 +53,12 @@ macro_rules! http_options {
             self.http = self.http.with_compression(compress);
             self
         }
+
+        /// Answer only the clients `access` admits; others get `403` to every request.
+        pub fn access(mut self, access: $crate::handler::ClientAccess) -> Self {
+            self.http = self.http.with_access(access);
+            self
+        }
     };
 }
 pub(crate) use http_options;
@@ -66,6 +74,8 @@ pub(crate) struct HttpServer {
     response_headers: Option<Arc<HeaderEdits>>,
     /// Responses compressed by `Accept-Encoding` (`compress`).
     compress: bool,
+    /// `None`: every client is answered.
+    access: Option<Arc<ClientAccess>>,
 }
 
 impl HttpServer {
@@ -108,6 +118,7 @@ impl HttpServer {
             tunnels,
             response_headers: None,
             compress: false,
+            access: None,
         }
     }
 
@@ -116,8 +127,15 @@ impl HttpServer {
         Self {
             response_headers: self.response_headers.clone(),
             compress: self.compress,
+            access: self.access.clone(),
             ..Self::build(limits, self.tunnels)
         }
+    }
+
+    /// The same, answering only the clients `access` admits (others get 403).
+    pub(crate) fn with_access(mut self, access: ClientAccess) -> Self {
+        self.access = (!access.is_open()).then(|| Arc::new(access));
+        self
     }
 
     /// The same, compressing responses (gzip, brotli) when `compress` (`compress.rs`).
@@ -180,6 +198,7 @@ impl HttpServer {
             metrics,
             route: info.route.clone(),
             response_headers: self.response_headers.clone(),
+            forbidden: (self.access.as_ref()).is_some_and(|a| !a.admits(info.peer_addr.ip())),
         };
         let io = TokioIo::new(TrackedIo::new(stream, activity.clone()));
         let mut connection = LazyConnection::new(&self.builder, io, service);

@@ -207,6 +207,8 @@ pub(crate) struct TrackedService<S> {
     pub(crate) route: Option<Arc<str>>,
     /// The operator's edits to every response the service gives.
     pub(crate) response_headers: Option<Arc<HeaderEdits>>,
+    /// The client's address is refused (`access`): every request gets 403.
+    pub(crate) forbidden: bool,
 }
 
 /// Which hosts a connection's requests may name.
@@ -238,6 +240,9 @@ where
 
     fn call(&self, request: Request<hyper::body::Incoming>) -> Self::Future {
         let open = OpenRequest::new(&self.activity);
+        if self.forbidden {
+            return self.refuse(open, StatusCode::FORBIDDEN);
+        }
         // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host is answered 400.
         let hosts = request.headers().get_all(HOST).iter().count();
         if request.version() == Version::HTTP_11 && hosts != 1 {

@@ -34,7 +34,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 pub use trust::{Cidr, TrustedProxies};
 
 use super::forward::{ForwardOptions, Pooled};
-use super::http::{HeaderEdits, HttpLimits, HttpServer};
+use super::http::{ClientAccess, HeaderEdits, HttpLimits, HttpServer};
 use super::{ConnInfo, Handler, HandlerError, TlsConn};
 use crate::upstream::pool::{BackendPool, BackendStats, PoolOrigin};
 use connector::{BackendName, PoolConnector, Unreachable};
@@ -113,6 +113,8 @@ pub struct ProxyOptions {
     /// Compress responses (gzip, brotli) as each request's `Accept-Encoding` allows, unless the
     /// backend already did.
     pub compress: bool,
+    /// The client addresses answered (others get 403 and reach no backend).
+    pub access: ClientAccess,
 }
 
 impl ProxyOptions {
@@ -127,6 +129,7 @@ impl ProxyOptions {
             trusted_proxies: TrustedProxies::default(),
             forwarded: false,
             compress: false,
+            access: ClientAccess::default(),
             request_headers: HeaderEdits::default(),
             response_headers: HeaderEdits::default(),
             max_request_body: None,
@@ -155,7 +158,8 @@ impl ProxyHandler {
         let pooled = Pooled::new(options.upstream.clone(), true);
         let http = HttpServer::tunnelling(HttpLimits::default())
             .with_response_headers(options.response_headers.clone())
-            .with_compression(options.compress);
+            .with_compression(options.compress)
+            .with_access(options.access.clone());
         Self::with_pool(options, pooled, http)
     }
 
