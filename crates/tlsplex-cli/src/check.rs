@@ -24,6 +24,10 @@ pub fn run(path: &Path) -> ExitCode {
                     ),
                 }
             }
+            if let Some(redirect) = &config.http_redirect {
+                let port = redirect.https_port.unwrap_or(443);
+                println!("  http_redirect {} -> https port {port}", redirect.listen);
+            }
             let now = SystemTime::now();
             for server in &config.servers {
                 let identity = server.certs.default_identity();

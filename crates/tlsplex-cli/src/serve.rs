@@ -67,16 +67,20 @@ pub fn serve(
             },
             None => None,
         };
-        // HTTP-01 on port 80 needs binding before the privileges go; a reload does not move it.
-        let http01 = reload
-            .as_ref()
-            .and_then(|r| r.config.acme.as_ref())
+        // The plain-HTTP port ([http_redirect], or [acme] http01_listen alone; port 80) needs
+        // binding before the privileges go; a reload does not move it.
+        let config = reload.as_ref().map(|r| &r.config);
+        let redirect = config.and_then(|c| c.http_redirect);
+        let http01 = config
+            .and_then(|c| c.acme.as_ref())
             .and_then(|acme| acme.http01_listen);
-        let http01_listener = match http01 {
+        let plain = redirect.map(|r| r.listen).or(http01);
+        let https_port = redirect.and_then(|r| r.https_port);
+        let http01_listener = match plain {
             Some(addr) => match tlsplex::acme::Http01Listener::bind(addr).await {
                 Ok(listener) => Some(listener),
                 Err(error) => {
-                    eprintln!("tlsplex: ACME HTTP-01 listener on {addr}: {error}");
+                    eprintln!("tlsplex: plain-HTTP listener on {addr}: {error}");
                     return ExitCode::FAILURE;
                 }
             },
@@ -115,9 +119,9 @@ pub fn serve(
         }
         if let Some(listener) = http01_listener {
             let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-            tracing::info!(%addr, "ACME HTTP-01 listener ready (other requests are redirected to https)");
+            tracing::info!(%addr, "plain-HTTP listener ready: requests are redirected to https, ACME HTTP-01 validations answered");
             let challenges = controller.context().acme_challenges().clone();
-            tokio::spawn(listener.run(challenges, admin_stop.clone()));
+            tokio::spawn(listener.run(challenges, https_port, admin_stop.clone()));
         }
         if let Some(user) = &global.user {
             if let Err(error) = crate::privileges::drop_to(user, global.group.as_deref()) {

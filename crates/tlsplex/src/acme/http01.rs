@@ -1,7 +1,7 @@
-//! The HTTP-01 listener (`[acme] http01_listen`, usually port 80): answers
-//! `GET /.well-known/acme-challenge/<token>` for pending challenges of the context, and
-//! redirects every other request to the same host and path over https, as Caddy and Certbot's
-//! nginx setups do. Bounded like the admin endpoint: a connection cap, a header timeout and
+//! The plain-HTTP listener (`[http_redirect]` or `[acme] http01_listen`, usually port 80):
+//! answers `GET /.well-known/acme-challenge/<token>` for pending challenges of the context, and
+//! redirects every other request to the same host and path over https (on `https_port` when
+//! given), as Caddy and Certbot's nginx setups do. Bounded like the admin endpoint: a connection cap, a header timeout and
 //! size, and a whole-connection deadline.
 
 use std::convert::Infallible;
@@ -48,8 +48,14 @@ impl Http01Listener {
         self.listener.local_addr()
     }
 
-    /// Serves until `stop`, answering from `challenges`.
-    pub async fn run(self, challenges: Arc<ChallengeStore>, stop: CancellationToken) {
+    /// Serves until `stop`, answering from `challenges`; redirects name `https_port` when
+    /// given (none: the https default, 443).
+    pub async fn run(
+        self,
+        challenges: Arc<ChallengeStore>,
+        https_port: Option<u16>,
+        stop: CancellationToken,
+    ) {
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new())
             .header_read_timeout(HTTP01_HEADER_TIMEOUT)
@@ -79,7 +85,7 @@ impl Http01Listener {
             let connection = http.serve_connection(
                 TokioIo::new(tcp),
                 hyper::service::service_fn(move |request| {
-                    let response = answer(&challenges, &request);
+                    let response = answer(&challenges, &request, https_port);
                     async move { Ok::<_, Infallible>(response) }
                 }),
             );
@@ -92,7 +98,11 @@ impl Http01Listener {
 }
 
 /// The answer to one request: a key authorization, or a redirect to https.
-fn answer<B>(challenges: &ChallengeStore, request: &Request<B>) -> Response<Full<Bytes>> {
+fn answer<B>(
+    challenges: &ChallengeStore,
+    request: &Request<B>,
+    https_port: Option<u16>,
+) -> Response<Full<Bytes>> {
     let path = request.uri().path();
     if let Some(token) = path.strip_prefix(CHALLENGE_PATH) {
         return match challenges.http_answer(token) {
@@ -107,14 +117,18 @@ fn answer<B>(challenges: &ChallengeStore, request: &Request<B>) -> Response<Full
             None => respond(StatusCode::NOT_FOUND, &[], String::new()),
         };
     }
-    // The host without its port (https is on 443), from exactly one well-formed Host header.
+    // The host without its port (https is elsewhere), from exactly one well-formed Host header.
     match crate::host::single_host(request.headers()) {
         Some(host) => {
             let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
-            let location = if host.contains(':') {
-                format!("https://[{host}]{target}")
+            let host = if host.contains(':') {
+                format!("[{host}]")
             } else {
-                format!("https://{host}{target}")
+                host.to_owned()
+            };
+            let location = match https_port {
+                Some(port) if port != 443 => format!("https://{host}:{port}{target}"),
+                _ => format!("https://{host}{target}"),
             };
             respond(
                 StatusCode::PERMANENT_REDIRECT,
@@ -148,11 +162,20 @@ mod tests {
     use super::*;
 
     fn get(store: &ChallengeStore, uri: &str, host: Option<&str>) -> Response<Full<Bytes>> {
+        get_via(store, uri, host, None)
+    }
+
+    fn get_via(
+        store: &ChallengeStore,
+        uri: &str,
+        host: Option<&str>,
+        https_port: Option<u16>,
+    ) -> Response<Full<Bytes>> {
         let mut request = Request::builder().uri(uri);
         if let Some(host) = host {
             request = request.header("host", host);
         }
-        answer(store, &request.body(()).unwrap())
+        answer(store, &request.body(()).unwrap(), https_port)
     }
 
     #[test]
@@ -183,9 +206,16 @@ mod tests {
             .header("host", "evil.test")
             .body(())
             .unwrap();
-        assert_eq!(answer(&store, &two).status(), StatusCode::BAD_REQUEST);
+        assert_eq!(answer(&store, &two, None).status(), StatusCode::BAD_REQUEST);
         let v6 = get(&store, "/x", Some("[::1]:80"));
         assert_eq!(v6.headers()["location"], "https://[::1]/x");
+        // https elsewhere than 443: named in the Location.
+        let port = get_via(&store, "/x?y", Some("example.test"), Some(8443));
+        assert_eq!(port.headers()["location"], "https://example.test:8443/x?y");
+        let v6 = get_via(&store, "/x", Some("[::1]:80"), Some(8443));
+        assert_eq!(v6.headers()["location"], "https://[::1]:8443/x");
+        let default = get_via(&store, "/x", Some("example.test"), Some(443));
+        assert_eq!(default.headers()["location"], "https://example.test/x");
         store.remove("example.test");
         let gone = get(
             &store,

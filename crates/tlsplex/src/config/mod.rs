@@ -11,6 +11,7 @@ mod file;
 mod global;
 mod handler;
 mod http;
+mod http_redirect;
 mod outline;
 mod pool;
 mod proxy;
@@ -32,6 +33,7 @@ use error::Problems;
 pub use error::{ConfigError, Problem};
 use global::validate_global;
 pub use global::GlobalSettings;
+pub use http_redirect::HttpRedirect;
 pub use outline::{AdminOutline, ConfigOutline, ServerOutline};
 use server::{validate_servers, ServerKeys};
 use tls::LoadedIdentities;
@@ -55,6 +57,8 @@ pub struct Config {
     pub admin: Option<AdminOptions>,
     /// `[acme]`, when servers take certificates from ACME.
     pub acme: Option<AcmeOptions>,
+    /// `[http_redirect]`: the plain-HTTP port that redirects to https.
+    pub http_redirect: Option<HttpRedirect>,
     /// Every `[[server]]`, in file order.
     pub servers: Vec<ServerSpec>,
     /// What would run, but likely not as meant (a route name no certificate covers); `check`
@@ -202,6 +206,7 @@ impl Config {
         let mut global = None;
         let mut admin = None;
         let mut acme = None;
+        let mut http_redirect = None;
         let mut servers = Vec::new();
         let mut pools = std::collections::BTreeMap::new();
         for (key, value) in document {
@@ -209,11 +214,12 @@ impl Config {
                 "global" => global = Some(value),
                 "admin" => admin = Some(value),
                 "acme" => acme = Some(value),
+                "http_redirect" => http_redirect = Some(value),
                 "server" => servers = server_tables(value, &mut problems),
                 "pool" => pools = pool::pool_tables(value, &mut problems),
                 other => problems.global(
                     other,
-                    "unknown top-level key (expected [global], [admin], [acme], [[pool]] or [[server]])",
+                    "unknown top-level key (expected [global], [admin], [acme], [http_redirect], [[pool]] or [[server]])",
                 ),
             }
         }
@@ -225,8 +231,11 @@ impl Config {
             let strict = global.strict_key_permissions;
             validate_admin(value, base, &global.state_dir, strict, &mut problems)
         });
-        let acme =
+        let mut acme =
             acme.and_then(|value| validate_acme(value, base, &global.state_dir, &mut problems));
+        let http_redirect = http_redirect.and_then(|value| {
+            http_redirect::validate_http_redirect(value, acme.as_mut(), &mut problems)
+        });
         let identities = LoadedIdentities::default();
         let keys = ServerKeys {
             strict_key_permissions: global.strict_key_permissions,
@@ -242,6 +251,7 @@ impl Config {
                 global,
                 admin,
                 acme,
+                http_redirect,
                 servers,
                 warnings,
             },
