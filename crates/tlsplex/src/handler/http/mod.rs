@@ -162,7 +162,8 @@ impl HttpServer {
         B::Error: Into<Box<dyn StdError + Send + Sync>> + Send,
     {
         if self.compress {
-            self.serve_with(conn, compress::Compressed(service)).await
+            // Boxed: a connection that does not compress keeps a future the size it had.
+            Box::pin(self.serve_with(conn, compress::Compressed(service))).await
         } else {
             self.serve_with(conn, service).await
         }
