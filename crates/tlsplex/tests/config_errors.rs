@@ -144,6 +144,11 @@ fn bad_values_are_explained() {
     assert_has(&text, "global.handshake_timeout: must be longer than zero");
     let text = errors(&pki, &format!("[global]\nmax_connections = 0\n{WEB}"));
     assert_has(&text, "global.max_connections: must be at least 1");
+    let text = errors(&pki, &format!("{WEB}max_connections_per_client = 0\n"));
+    assert_has(
+        &text,
+        "server \"web\": max_connections_per_client: must be at least 1",
+    );
     let text = errors(&pki, &WEB.replace("127.0.0.1:0", "web_1.local:443"));
     assert_has(
         &text,

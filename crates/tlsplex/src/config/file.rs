@@ -42,6 +42,7 @@ pub(super) struct ServerFile {
     /// `None`: [`HandlerFile::for_unrouted`].
     pub handler: Option<HandlerFile>,
     pub max_connections: Option<usize>,
+    pub max_connections_per_client: Option<usize>,
     pub handshake_timeout: Option<String>,
     pub tls: Option<TlsFile>,
     pub http: Option<HttpFile>,

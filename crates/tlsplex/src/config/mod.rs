@@ -82,6 +82,8 @@ pub struct ServerSpec {
     pub handler: HandlerSpec,
     /// Override of the global per-server connection limit.
     pub max_connections: Option<usize>,
+    /// Connections one client address may hold on this server.
+    pub max_connections_per_client: Option<usize>,
     /// Override of the global handshake timeout.
     pub handshake_timeout: Option<Duration>,
     /// How the server negotiates TLS (`[server.tls]`).
@@ -131,6 +133,9 @@ impl ServerSpec {
         }
         if let Some(limit) = self.max_connections {
             options = options.max_connections(limit);
+        }
+        if let Some(limit) = self.max_connections_per_client {
+            options = options.max_connections_per_client(limit);
         }
         options = options
             .tls(self.tls.clone())

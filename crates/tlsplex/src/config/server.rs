@@ -114,6 +114,10 @@ fn validate_server(
         problems.server(label, "max_connections", "must be at least 1");
         ok = false;
     }
+    if raw.max_connections_per_client == Some(0) {
+        problems.server(label, "max_connections_per_client", "must be at least 1");
+        ok = false;
+    }
     let tls = validate_tls(raw.tls.as_ref(), label, base, problems);
     let alpn_given = raw.tls.as_ref().is_some_and(|t| t.alpn.is_some());
     let certs = load_certificates(
@@ -176,6 +180,7 @@ fn validate_server(
         certs,
         handler,
         max_connections: raw.max_connections,
+        max_connections_per_client: raw.max_connections_per_client,
         handshake_timeout,
         tls,
         http,

@@ -30,6 +30,9 @@ pub const CONNECTIONS_ACTIVE: &str = "tlsplex_connections_active";
 /// Times a server's accept loop waited for a free slot (`reason`: `server_limit`,
 /// `process_limit`): tlsplex queues connections beyond a limit rather than refusing them.
 pub const CONNECTIONS_LIMITED: &str = "tlsplex_connections_limited";
+/// Connections closed at accept because their client address held the server's
+/// `max_connections_per_client` already.
+pub const CLIENT_LIMITED: &str = "tlsplex_client_limited_connections";
 /// Completed handshakes, per server.
 pub const HANDSHAKES: &str = "tlsplex_handshakes";
 /// Completed handshakes by key-exchange `group` (`X25519MLKEM768`, `X25519`, …), per server.
@@ -264,6 +267,7 @@ impl Metrics {
             active: series.active.clone(),
             server_limited: series.server_limited.clone(),
             process_limited: series.process_limited.clone(),
+            client_limited: series.client_limited.clone(),
             handshakes: series.handshakes.clone(),
             groups: SeenCounters::new(&self.groups, name, |server, group| GroupLabels {
                 server,
@@ -307,6 +311,7 @@ pub(crate) struct ServerMetrics {
     pub(crate) active: Gauge,
     pub(crate) server_limited: Counter,
     pub(crate) process_limited: Counter,
+    pub(crate) client_limited: Counter,
     pub(crate) handshakes: Counter,
     pub(crate) groups: GroupCounters,
     pub(crate) resumed: Counter,

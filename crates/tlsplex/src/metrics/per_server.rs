@@ -26,6 +26,7 @@ pub(super) struct ServerSeries {
     pub(super) active: Gauge,
     pub(super) server_limited: Counter,
     pub(super) process_limited: Counter,
+    pub(super) client_limited: Counter,
     pub(super) handshakes: Counter,
     pub(super) resumed: Counter,
     pub(super) failures: [Counter; FailureReason::ALL.len()],
@@ -45,6 +46,7 @@ impl ServerSeries {
             active: Gauge::default(),
             server_limited: Counter::default(),
             process_limited: Counter::default(),
+            client_limited: Counter::default(),
             handshakes: Counter::default(),
             resumed: Counter::default(),
             failures: Default::default(),
@@ -71,13 +73,18 @@ type Single = (
     fn(&ServerSeries) -> &dyn EncodeMetric,
 );
 
-const SINGLES: [Single; 9] = [
+const SINGLES: [Single; 10] = [
     (super::CONNECTIONS_ACCEPTED, "Connections accepted", |s| {
         &s.accepted
     }),
     (super::CONNECTIONS_ACTIVE, "Connections open now", |s| {
         &s.active
     }),
+    (
+        super::CLIENT_LIMITED,
+        "Connections closed at accept: their client address held max_connections_per_client",
+        |s| &s.client_limited,
+    ),
     (super::HANDSHAKES, "Completed TLS handshakes", |s| {
         &s.handshakes
     }),

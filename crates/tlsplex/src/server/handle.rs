@@ -24,6 +24,7 @@ pub struct ServerHandle {
     pub(super) connections: TaskTracker,
     pub(super) settings: Arc<LiveSettings>,
     pub(super) limit: Arc<ConnectionLimit>,
+    pub(super) clients: Arc<super::client_limit::ClientLimit>,
     pub(super) entry: RegistryEntry,
     pub(super) default_max_connections: usize,
     pub(super) metrics: Arc<ServerMetrics>,
@@ -180,6 +181,7 @@ impl ServerHandle {
                 .max_connections
                 .unwrap_or(self.default_max_connections),
         );
+        self.clients.set(options.max_connections_per_client);
         Ok(())
     }
 

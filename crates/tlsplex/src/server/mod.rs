@@ -5,6 +5,7 @@
 //! token is cancelled, then drains. Each accepted connection runs in its own task.
 
 mod accept;
+mod client_limit;
 mod connection;
 mod handle;
 mod handshake;
@@ -33,6 +34,7 @@ pub use options::ServerOptions;
 use crate::context::Context;
 use crate::registry::{DuplicateName, Registration, ServerState};
 use accept::AcceptBackoff;
+use client_limit::{ClientLimit, ClientSlot};
 use connection::ConnectionShared;
 use limit::ConnectionLimit;
 use settings::LiveSettings;
@@ -151,6 +153,7 @@ impl Server {
                 connections: TaskTracker::new(),
                 settings,
                 limit: Arc::new(limit),
+                clients: Arc::new(ClientLimit::new(options.max_connections_per_client)),
                 entry: registration.entry().clone(),
                 default_max_connections,
                 metrics,
@@ -229,6 +232,11 @@ impl Server {
                     continue;
                 }
             };
+            let Some(client) = handle.clients.admit(peer_addr.ip()) else {
+                shared.metrics.client_limited.inc();
+                tracing::debug!(server = %handle.name, client.addr = %peer_addr, "closed at accept: max_connections_per_client");
+                continue; // `tcp` is dropped: closed before any byte
+            };
             // The process-wide permit is taken after accept: taken before, every idle server
             // would hold one and the limit would shrink by one per server. So at most one
             // accepted connection per server waits here for a permit.
@@ -239,8 +247,8 @@ impl Server {
                 break;
             };
             backoff.reset();
-            let permits = Some((server_permit, process_permit));
-            spawn_connection(&shared, &handle, &abort, tcp, peer_addr, permits);
+            let held = Some((server_permit, process_permit, client));
+            spawn_connection(&shared, &handle, &abort, tcp, peer_addr, held);
         }
 
         if shared.reuse_port {
@@ -271,8 +279,9 @@ fn take_queued(
     }
 }
 
-/// Both permits a connection holds until it ends: this server's and the process-wide one.
-type Permits = (OwnedSemaphorePermit, OwnedSemaphorePermit);
+/// What a connection holds until it ends: this server's permit, the process-wide one, and its
+/// client address's slot.
+type Permits = (OwnedSemaphorePermit, OwnedSemaphorePermit, ClientSlot);
 
 /// Runs one accepted connection in its own task on the server's tracker, in a span naming the
 /// server and client; `abort` drops it at the end of the grace period.

@@ -28,6 +28,7 @@ pub struct ServerOptions {
     pub(crate) handler: Option<ConnectionHandler>,
     pub(crate) handshake_timeout: Option<Duration>,
     pub(crate) max_connections: Option<usize>,
+    pub(crate) max_connections_per_client: Option<usize>,
     pub(crate) tls: TlsPolicy,
     pub(crate) backlog: u32,
     pub(crate) access_log: bool,
@@ -53,6 +54,7 @@ impl ServerOptions {
             handler: None,
             handshake_timeout: None,
             max_connections: None,
+            max_connections_per_client: None,
             tls: TlsPolicy::default(),
             backlog: 1024,
             access_log: false,
@@ -109,6 +111,13 @@ impl ServerOptions {
     /// Concurrent connections this server holds at most (at least 1).
     pub fn max_connections(mut self, limit: usize) -> Self {
         self.max_connections = Some(limit.max(1));
+        self
+    }
+
+    /// Connections one client address may hold on this server at once (at least 1); one more
+    /// is closed at accept. None by default.
+    pub fn max_connections_per_client(mut self, limit: usize) -> Self {
+        self.max_connections_per_client = Some(limit.max(1));
         self
     }
 
@@ -191,6 +200,10 @@ impl std::fmt::Debug for ServerOptions {
             .field("certs", &self.certs)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("max_connections", &self.max_connections)
+            .field(
+                "max_connections_per_client",
+                &self.max_connections_per_client,
+            )
             .field("tls", &self.tls)
             .field("routes", &self.routes)
             .finish_non_exhaustive()

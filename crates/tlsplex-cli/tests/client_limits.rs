@@ -1,0 +1,133 @@
+//! `max_connections_per_client` against the daemon: a client address past the limit is closed
+//! at accept while others are served, and floods from 4,500 distinct loopback addresses
+//! (127.0.0.0/8) leave nothing behind: descriptors come back and memory levels off.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on failure
+
+mod common;
+
+use std::io::Read;
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::admin::{http, register};
+use common::{available, free_port, raise_own_open_files, Daemon};
+use tlsplex_testkit::TestPki;
+
+/// A TCP connection from `from` to the server.
+fn connect_from(from: Ipv4Addr, port: u16) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&SocketAddr::from((from, 0)).into()).unwrap();
+    socket
+        .connect(&SocketAddr::from(([127, 0, 0, 1], port)).into())
+        .unwrap();
+    socket.into()
+}
+
+/// curl's status for the status page, from `interface`.
+fn curl_from(interface: &str, port: u16) -> String {
+    let out = Command::new("curl")
+        .args([
+            "-sk",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "10",
+        ])
+        .args(["--interface", interface])
+        .arg(format!("https://127.0.0.1:{port}/"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn one_address_holds_at_most_its_share_and_a_flood_leaves_nothing_behind() {
+    if !available("curl") {
+        return;
+    }
+    raise_own_open_files();
+    let pki = TestPki::new();
+    pki.issue("web", &["web.test"]);
+    let (port, admin) = (free_port(), free_port());
+    let config = pki.dir().join("tlsplex.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[global]\nhandshake_timeout = \"30s\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\
+             [[server]]\nname = \"web\"\nlisten = \"127.0.0.1:{port}\"\n\
+             certificates = [{{ cert = \"web.pem\", key = \"web.key\" }}]\n\
+             max_connections_per_client = 3\n"
+        ),
+    )
+    .unwrap();
+    register(admin, &pki.dir().join("admin.token"));
+    let mut daemon = Daemon::start(&["run", "-c", config.to_str().unwrap()]);
+    daemon.wait_listening(&[
+        ([127, 0, 0, 1], port).into(),
+        ([127, 0, 0, 1], admin).into(),
+    ]);
+    std::thread::sleep(Duration::from_millis(200)); // the readiness probe's connection closes
+
+    let home = Ipv4Addr::new(127, 0, 0, 7);
+    let held: Vec<TcpStream> = (0..3).map(|_| connect_from(home, port)).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut fourth = connect_from(home, port);
+    fourth
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let started = Instant::now();
+    let read = fourth.read(&mut [0u8; 16]);
+    assert!(
+        matches!(read, Ok(0) | Err(_)) && started.elapsed() < Duration::from_secs(2),
+        "the fourth from {home} is closed at accept: {read:?} after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        curl_from("127.0.0.8", port),
+        "200",
+        "another address is served"
+    );
+    drop(held);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        curl_from("127.0.0.7", port),
+        "200",
+        "slots come back when connections close"
+    );
+    let (_, metrics) = http(admin, "GET", "/metrics", None);
+    assert!(
+        metrics.contains("tlsplex_client_limited_connections_total{server=\"web\"} 1"),
+        "{metrics}"
+    );
+
+    // Three floods of 1,500 connections, each from its own address, held and then closed: the
+    // descriptors come back, and memory levels off (the table keeps no entry per address).
+    let fds = daemon.open_fds();
+    let mut rss = Vec::new();
+    for round in 0..3u8 {
+        let flood: Vec<TcpStream> = (0..1500u16)
+            .map(|i| {
+                let (hi, lo) = ((i / 250) as u8, (i % 250 + 1) as u8);
+                connect_from(Ipv4Addr::new(127, 10 + round, hi, lo), port)
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(500));
+        drop(flood);
+        std::thread::sleep(Duration::from_millis(700));
+        rss.push(daemon.rss_kib());
+    }
+    eprintln!("RSS after each flood: {rss:?} KiB");
+    assert!(
+        rss[2] <= rss[1] + 2048,
+        "a third flood from new addresses costs no more than the second: {rss:?} KiB"
+    );
+    assert!(
+        daemon.open_fds() <= fds + 2,
+        "descriptors come back: {fds} before"
+    );
+    assert_eq!(curl_from("127.0.0.9", port), "200");
+}
