@@ -81,8 +81,13 @@ async fn an_embedder_reloads_adds_stops_and_starts_through_the_admin_api() {
     let (status, body) = admin(addr, "POST", "/api/reload", "").await;
     assert_eq!(status, 200, "{body}");
     let report: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(report["added"], serde_json::json!(["b"]));
-    assert_eq!(report["updated"], serde_json::json!(["a"]));
+    // The example also polls its files every 2 s: that reload may apply the file first, and
+    // this one then finds b running (CI saw it once).
+    let by_poll = report["added"] == serde_json::json!([])
+        && report["updated"] == serde_json::json!(["a", "b"]);
+    let here = report["added"] == serde_json::json!(["b"])
+        && report["updated"] == serde_json::json!(["a"]);
+    assert!(here || by_poll, "{report}");
     assert_eq!(
         report["needs_restart"],
         serde_json::json!(["[global] shutdown_grace changed: restart to apply"])
