@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 
 use crate::handler::{
-    ConnectionHandler, ForwardHandler, ForwardOptions, Handler, PassthroughHandler, ProxyHandler,
-    ProxyOptions, RespondHandler, StaticHandler,
+    ConnectionHandler, ForwardHandler, ForwardOptions, Handler, PassthroughHandler, PathRule,
+    ProxyHandler, ProxyOptions, RespondHandler, StaticHandler,
 };
 use crate::tls::client_auth::ClientAuth;
 
@@ -33,6 +33,7 @@ pub struct Route {
     pub(crate) alpn: Option<Vec<String>>,
     pub(crate) client_auth: Option<ClientAuth>,
     pub(crate) strict_sni_host: Option<bool>,
+    pub(crate) paths: Vec<PathRule>,
 }
 
 impl Route {
@@ -53,6 +54,7 @@ impl Route {
             alpn: None,
             client_auth: None,
             strict_sni_host: None,
+            paths: Vec::new(),
         }
     }
 
@@ -97,6 +99,13 @@ impl Route {
     /// Passes the route's connections through, still encrypted, to TLS backends.
     pub fn passthrough(mut self, options: ForwardOptions) -> Self {
         self.target = RouteTarget::Passthrough(PassthroughHandler::new(options));
+        self
+    }
+
+    /// Adds a path rule in front of the route's handler, as [`crate::ServerOptions::path`]
+    /// does for a server's.
+    pub fn path(mut self, rule: PathRule) -> Self {
+        self.paths.push(rule);
         self
     }
 

@@ -53,6 +53,9 @@ pub(super) struct ServerFile {
     /// Each deserialized on its own (config/route.rs), so a problem names its route.
     #[serde(default)]
     pub route: Vec<toml::Table>,
+    /// Each deserialized on its own (config/path.rs), so a problem names its rule.
+    #[serde(default)]
+    pub path: Vec<toml::Table>,
 }
 
 /// One `[[server.route]]` table.
@@ -61,11 +64,24 @@ pub(super) struct ServerFile {
 pub(super) struct RouteFile {
     pub name: Option<String>,
     pub names: Option<Vec<String>>,
-    #[serde(default)]
-    pub handler: HandlerFile,
+    /// `None`: the status page, or a 404 in front of path rules.
+    pub handler: Option<HandlerFile>,
     pub alpn: Option<Vec<String>>,
     pub client_auth: Option<ClientAuthFile>,
     pub strict_sni_host: Option<bool>,
+    #[serde(default)]
+    pub path: Vec<toml::Table>,
+}
+
+/// One `[[server.path]]` (or `[[server.route.path]]`) table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PathFile {
+    pub exact: Option<String>,
+    pub prefix: Option<String>,
+    #[serde(default)]
+    pub strip_prefix: bool,
+    pub handler: Option<HandlerFile>,
 }
 
 /// `[server.http]`.
@@ -206,16 +222,22 @@ impl HandlerFile {
     /// SNI no route takes (a proxy-only config does not show them TLS details and addresses).
     pub(super) fn for_unrouted(has_routes: bool) -> Self {
         if has_routes {
-            Self::Respond {
-                status: 404,
-                headers: std::collections::BTreeMap::new(),
-                body: "no site is served under this name here\n".to_owned(),
-                response_headers: None,
-                compress: false,
-                access: None,
-            }
+            Self::not_found("no site is served under this name here\n")
         } else {
             Self::default()
+        }
+    }
+
+    /// `404` with `body`: what a server or route with path rules and no handler of its own
+    /// answers where no rule takes the path.
+    pub(super) fn not_found(body: &str) -> Self {
+        Self::Respond {
+            status: 404,
+            headers: std::collections::BTreeMap::new(),
+            body: body.to_owned(),
+            response_headers: None,
+            compress: false,
+            access: None,
         }
     }
 }

@@ -13,6 +13,7 @@ mod handler;
 mod http;
 mod http_redirect;
 mod outline;
+mod path;
 mod pool;
 mod proxy;
 mod route;
@@ -39,7 +40,9 @@ use server::{validate_servers, ServerKeys};
 use tls::LoadedIdentities;
 use value::{one_line, server_tables};
 
-use crate::handler::{ForwardOptions, HttpLimits, ProxyOptions, RespondHandler, StaticHandler};
+use crate::handler::{
+    ForwardOptions, HttpLimits, PathRule, ProxyOptions, RespondHandler, StaticHandler,
+};
 use crate::route::Route;
 use crate::server::ServerOptions;
 use crate::tls::certs::CertStore;
@@ -96,6 +99,8 @@ pub struct ServerSpec {
     pub reuse_port: bool,
     /// `[[server.route]]`, in file order.
     pub routes: Vec<Route>,
+    /// `[[server.path]]`, in file order.
+    pub paths: Vec<PathRule>,
     /// The other files this server's TLS material came from (OCSP responses, client CA, CRLs),
     /// for reload watching ([`Config::watched_files`]).
     pub(crate) material_files: Vec<PathBuf>,
@@ -124,6 +129,20 @@ pub enum HandlerSpec {
     Passthrough(ForwardOptions),
 }
 
+impl HandlerSpec {
+    /// Its `type` in a config file.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Status { .. } => "status",
+            Self::Forward(_) => "forward",
+            Self::Proxy(_) => "proxy",
+            Self::Static(_) => "static",
+            Self::Respond(_) => "respond",
+            Self::Passthrough(_) => "passthrough",
+        }
+    }
+}
+
 impl ServerSpec {
     /// The options to bind this server with.
     pub fn options(&self) -> ServerOptions {
@@ -144,6 +163,9 @@ impl ServerSpec {
             .reuse_port(self.reuse_port);
         for route in &self.routes {
             options = options.route(route.clone());
+        }
+        for rule in &self.paths {
+            options = options.path(rule.clone());
         }
         match &self.handler {
             HandlerSpec::Status { show_servers } => options.status_lists_servers(*show_servers),

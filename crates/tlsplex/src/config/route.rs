@@ -5,8 +5,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::error::Problems;
-use super::file::RouteFile;
+use super::file::{HandlerFile, RouteFile};
 use super::handler::{validate_handler, HandlerAt};
+use super::path::{check_owner, validate_paths};
 use super::tls::validate_client_auth;
 use super::value::deserialize;
 use super::HandlerSpec;
@@ -84,7 +85,19 @@ pub(super) fn validate_routes(
             label,
             key: &handler_key,
         };
-        let handler = validate_handler(route.handler, &at, base, problems);
+        let own = route.handler.unwrap_or_else(|| {
+            if route.path.is_empty() {
+                HandlerFile::default()
+            } else {
+                HandlerFile::not_found(super::server::NO_PATH_RULE)
+            }
+        });
+        let handler = validate_handler(own, &at, base, problems);
+        let owner = format!("route[{i}].");
+        let paths = validate_paths(route.path, &owner, label, base, problems);
+        if let (Some(handler), false) = (&handler, paths.as_ref().is_none_or(Vec::is_empty)) {
+            ok &= check_owner(handler, &owner, label, problems);
+        }
         let mut alpn_ok = true;
         if let Some(alpn) = &route.alpn {
             if !alpn.iter().all(|p| !p.is_empty() && p.len() <= 255) {
@@ -100,7 +113,7 @@ pub(super) fn validate_routes(
             .client_auth
             .as_ref()
             .map(|auth| validate_client_auth(auth, label, &key("client_auth"), base, problems));
-        let (Some(handler), true, true) = (handler, alpn_ok, ok) else {
+        let (Some(handler), Some(paths), true, true) = (handler, paths, alpn_ok, ok) else {
             ok = false;
             continue;
         };
@@ -129,6 +142,9 @@ pub(super) fn validate_routes(
             }
             Some(None) => ok = false,
             None => {}
+        }
+        for rule in paths {
+            built = built.path(rule);
         }
         routes.push(built);
     }

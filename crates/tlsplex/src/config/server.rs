@@ -8,6 +8,7 @@ use super::acme::AcmeOptions;
 use super::error::Problems;
 use super::file::{HandlerFile, ServerFile};
 use super::handler::{validate_handler, HandlerAt};
+use super::path::{check_owner, validate_paths};
 use super::route::{uncovered_names, validate_routes};
 use super::tls::{load_certificates, validate_tls, LoadedCerts, LoadedIdentities};
 
@@ -15,6 +16,10 @@ use super::tls::{load_certificates, validate_tls, LoadedCerts, LoadedIdentities}
 /// HTTP/2 into the HTTP/1.1 most backends speak (its preface reached them as garbage: curl's
 /// "Empty reply", Chromium's ERR_HTTP2_PROTOCOL_ERROR); `alpn = ["h2"]` says a backend speaks h2.
 pub(super) const FORWARD_ALPN: &str = "http/1.1";
+
+/// What a server or route with path rules and no handler of its own answers where no rule
+/// takes the path.
+pub(super) const NO_PATH_RULE: &str = "nothing is served at this path here\n";
 use super::value::{deserialize, duration, server_label};
 use super::{HandlerSpec, ServerSpec};
 
@@ -133,11 +138,18 @@ fn validate_server(
         label,
         key: "handler",
     };
-    let own = raw
-        .handler
-        .take()
-        .unwrap_or_else(|| HandlerFile::for_unrouted(!raw.route.is_empty()));
+    let own = raw.handler.take().unwrap_or_else(|| {
+        if raw.path.is_empty() {
+            HandlerFile::for_unrouted(!raw.route.is_empty())
+        } else {
+            HandlerFile::not_found(NO_PATH_RULE)
+        }
+    });
     let handler = validate_handler(own, &at, base, problems);
+    let paths = validate_paths(std::mem::take(&mut raw.path), "", label, base, problems);
+    if let (Some(handler), false) = (&handler, paths.as_ref().is_none_or(Vec::is_empty)) {
+        ok &= check_owner(handler, "", label, problems);
+    }
     if let Some(HandlerSpec::Passthrough(_)) = handler {
         problems.server(
             label,
@@ -162,8 +174,9 @@ fn validate_server(
         Some(http),
         Some(handler),
         Some((routes, route_files)),
+        Some(paths),
         true,
-    ) = (listen, certs, tls, http, handler, routes, ok)
+    ) = (listen, certs, tls, http, handler, routes, paths, ok)
     else {
         return None;
     };
@@ -189,6 +202,7 @@ fn validate_server(
         access_log: raw.access_log,
         reuse_port: raw.reuse_port,
         routes,
+        paths,
     })
 }
 

@@ -6,6 +6,7 @@
 mod forward;
 mod http;
 mod passthrough;
+mod paths;
 mod proxy;
 mod proxy_protocol;
 mod relay;
@@ -23,6 +24,8 @@ pub(crate) use http::MIN_HEADER_BYTES;
 pub use http::{ClientAccess, HeaderEdits, HttpHandler, HttpLimits};
 pub use passthrough::PassthroughHandler;
 pub(crate) use passthrough::PassthroughPeers;
+pub use paths::{PathMatch, PathMatchError, PathRule};
+pub(crate) use paths::{PathsHandler, StrippedPrefix};
 // The upstream layer's types, where a handler's options name them.
 pub(crate) use crate::upstream::pool::{BackendPool, PoolOrigin};
 pub use crate::upstream::{
@@ -86,6 +89,8 @@ pub(crate) enum ConnectionHandler {
     Proxy(ProxyHandler),
     Static(StaticHandler),
     Respond(RespondHandler),
+    /// Path rules in front of one of the above.
+    Paths(PathsHandler),
     Custom(Arc<dyn DynHandler>),
 }
 
@@ -104,7 +109,46 @@ impl ConnectionHandler {
             Self::Proxy(proxy) => Box::pin(proxy.serve(conn)),
             Self::Static(files) => Box::pin(files.serve(conn)),
             Self::Respond(fixed) => Box::pin(fixed.serve(conn)),
+            Self::Paths(paths) => Box::pin(paths.serve(conn)),
             Self::Custom(custom) => custom.serve_boxed(conn),
+        }
+    }
+
+    /// The HTTP serving of a built-in HTTP handler that answers requests one by one (what path
+    /// rules can dispatch to); `None` for the others.
+    pub(crate) fn http(&self) -> Option<&http::HttpServer> {
+        match self {
+            Self::Status(status) => Some(status.http_server()),
+            Self::Proxy(proxy) => Some(proxy.http_server()),
+            Self::Static(files) => Some(files.http_server()),
+            Self::Respond(fixed) => Some(fixed.http_server()),
+            Self::Forward(_) | Self::Paths(_) | Self::Custom(_) => None,
+        }
+    }
+
+    /// What answers `conn`'s requests one by one, for path rules (an upgrade's tunnel goes to
+    /// `tunnels`); `None` where [`ConnectionHandler::http`] is.
+    pub(crate) fn answering(
+        &self,
+        conn: &TlsConn,
+        tunnels: &proxy::TunnelSlot,
+    ) -> Option<paths::Answering> {
+        match self {
+            Self::Status(status) => Some(status.answering(conn)),
+            Self::Proxy(proxy) => Some(proxy.answering(conn, tunnels)),
+            Self::Static(files) => Some(files.answering()),
+            Self::Respond(fixed) => Some(fixed.answering()),
+            Self::Forward(_) | Self::Paths(_) | Self::Custom(_) => None,
+        }
+    }
+
+    /// The backend pools it relays to (its own, or its path rules').
+    pub(crate) fn pools(&self) -> Vec<&Arc<BackendPool>> {
+        match self {
+            Self::Forward(forward) => vec![forward.pool()],
+            Self::Proxy(proxy) => vec![proxy.pool()],
+            Self::Paths(paths) => paths.handlers().flat_map(Self::pools).collect(),
+            _ => Vec::new(),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
@@ -103,6 +103,16 @@ impl RespondHandler {
     /// The status code it answers with.
     pub fn status(&self) -> u16 {
         self.response.status.as_u16()
+    }
+
+    /// Its answer to every request of a connection, for path rules.
+    pub(super) fn answering(&self) -> super::paths::Answering {
+        let fixed = self.clone();
+        Box::new(move |_| {
+            let response = fixed.respond();
+            let response = response.map(|body| body.map_err(|never| match never {}));
+            Box::pin(std::future::ready(response.map(BodyExt::boxed_unsync)))
+        })
     }
 
     fn respond(&self) -> Response<Full<Bytes>> {

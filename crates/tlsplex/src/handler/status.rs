@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use http_body_util::BodyExt as _;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::header::{HeaderValue, ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Request, Response, Version};
@@ -73,6 +74,20 @@ impl StatusHandler {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         response
+    }
+}
+
+impl StatusHandler {
+    /// Its answers to `conn`'s requests, for path rules.
+    pub(super) fn answering(&self, conn: &TlsConn) -> super::paths::Answering {
+        let (status, info) = (self.clone(), conn.info.clone());
+        Box::new(move |request| {
+            let response = status.respond(&info, &request);
+            let response = response.map(|body| body.map_err(|never| match never {}));
+            Box::pin(std::future::ready(
+                response.map(http_body_util::BodyExt::boxed_unsync),
+            ))
+        })
     }
 }
 

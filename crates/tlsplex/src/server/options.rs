@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::handler::{
-    ConnectionHandler, ForwardHandler, ForwardOptions, Handler, HttpLimits, ProxyHandler,
+    ConnectionHandler, ForwardHandler, ForwardOptions, Handler, HttpLimits, PathRule, ProxyHandler,
     ProxyOptions, RespondHandler, StaticHandler,
 };
 use crate::route::Route;
@@ -37,6 +37,7 @@ pub struct ServerOptions {
     pub(crate) status_lists_servers: bool,
     /// Chosen by SNI before the handler above; the first match wins.
     pub(crate) routes: Vec<Route>,
+    pub(crate) paths: Vec<PathRule>,
 }
 
 impl ServerOptions {
@@ -62,6 +63,7 @@ impl ServerOptions {
             http_limits: None,
             status_lists_servers: false,
             routes: Vec::new(),
+            paths: Vec::new(),
         }
     }
 
@@ -92,6 +94,15 @@ impl ServerOptions {
     /// Answers every request with one fixed response ([`RespondHandler`]).
     pub fn respond(mut self, fixed: RespondHandler) -> Self {
         self.handler = Some(ConnectionHandler::Respond(fixed));
+        self
+    }
+
+    /// Adds a path rule in front of the server's own handler (after those added before): the
+    /// requests whose path it takes get its handler. Path rules need a built-in HTTP handler
+    /// (the status page, `static`, `respond`, `proxy`) as the server's own; in front of
+    /// another they are left out, with a warning when the server starts.
+    pub fn path(mut self, rule: PathRule) -> Self {
+        self.paths.push(rule);
         self
     }
 

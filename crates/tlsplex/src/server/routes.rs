@@ -10,7 +10,8 @@ use super::settings::ClientCheck;
 use super::ServerOptions;
 use crate::context::Context;
 use crate::handler::{
-    BackendPool, BackendStats, ConnectionHandler, PassthroughHandler, PoolOrigin, StatusHandler,
+    BackendPool, BackendStats, ConnectionHandler, PassthroughHandler, PathRule, PathsHandler,
+    PoolOrigin, StatusHandler,
 };
 use crate::metrics::BackendMetrics;
 use crate::route::{RouteMatcher, RouteTarget};
@@ -34,12 +35,10 @@ pub(crate) enum LiveTarget {
 }
 
 impl LiveTarget {
-    fn pool(&self) -> Option<&Arc<BackendPool>> {
+    fn pools(&self) -> Vec<&Arc<BackendPool>> {
         match self {
-            Self::Terminate(ConnectionHandler::Forward(forward)) => Some(forward.pool()),
-            Self::Terminate(ConnectionHandler::Proxy(proxy)) => Some(proxy.pool()),
-            Self::Passthrough(passthrough) => Some(passthrough.pool()),
-            Self::Terminate(_) => None,
+            Self::Terminate(handler) => handler.pools(),
+            Self::Passthrough(passthrough) => vec![passthrough.pool()],
         }
     }
 }
@@ -76,7 +75,7 @@ impl RouteTable {
         };
         let own = LiveRoute {
             name: None,
-            target: live_target(&own_target, &options.name, options, build),
+            target: live_target(&own_target, &options.paths, &options.name, options, build),
             tls: own_tls.clone(),
             client_check: own_check.clone(),
             strict_sni_host: options.tls.strict_sni_host(),
@@ -101,7 +100,7 @@ impl RouteTable {
             };
             routes.push(LiveRoute {
                 name: Some(route.name.as_str().into()),
-                target: live_target(&route.target, &route.name, options, build),
+                target: live_target(&route.target, &route.paths, &route.name, options, build),
                 tls,
                 client_check,
                 strict_sni_host,
@@ -147,7 +146,7 @@ impl RouteTable {
     pub(crate) fn pools(&self) -> impl Iterator<Item = &Arc<BackendPool>> {
         std::iter::once(&self.own)
             .chain(&self.routes)
-            .filter_map(|route| route.target.pool())
+            .flat_map(|route| route.target.pools())
     }
 
     /// Every backend's figures.
@@ -227,21 +226,18 @@ fn server_config(
 }
 
 /// The handler a route runs: the status page when none is set, HTTP limits applied to the
-/// built-in HTTP handlers, and a pool of its own for the relaying ones.
+/// built-in HTTP handlers, a pool of its own for the relaying ones, and its path rules (each
+/// proxy rule's pool named after the route and the rule: `site /api/`) in front.
 fn live_target(
     target: &RouteTarget,
+    paths: &[PathRule],
     pool_name: &str,
     options: &ServerOptions,
     build: &RouteBuild<'_>,
 ) -> LiveTarget {
-    let origin = PoolOrigin {
-        metrics: Some(build.metrics),
-        previous: build
-            .previous
-            .and_then(|table| table.previous_pool(pool_name)),
-    };
     let handler = match target {
         RouteTarget::Passthrough(passthrough) => {
+            let origin = pool_origin(pool_name, build);
             return LiveTarget::Passthrough(passthrough.renamed(pool_name, origin));
         }
         RouteTarget::Terminate(handler) => handler.clone(),
@@ -249,7 +245,48 @@ fn live_target(
             StatusHandler::new(build.ctx.registry().clone()).list_servers(*list_servers),
         ),
     };
-    LiveTarget::Terminate(match (handler, options.http_limits) {
+    let handler = live_handler(handler, pool_name, options, build);
+    if paths.is_empty() {
+        return LiveTarget::Terminate(handler);
+    }
+    let rules = paths
+        .iter()
+        .map(|rule| {
+            let name = format!("{pool_name} {}", rule.paths);
+            rule.with_handler(live_handler(rule.handler.clone(), &name, options, build))
+        })
+        .collect();
+    let limits = options.http_limits.unwrap_or_default();
+    match PathsHandler::new(rules, handler.clone(), limits) {
+        Some(paths) => LiveTarget::Terminate(ConnectionHandler::Paths(paths)),
+        None => {
+            tracing::warn!(
+                server = %options.name,
+                handler = pool_name,
+                "path rules need a built-in HTTP handler in front of which to sit: left out"
+            );
+            LiveTarget::Terminate(handler)
+        }
+    }
+}
+
+fn pool_origin<'a>(pool_name: &str, build: &RouteBuild<'a>) -> PoolOrigin<'a> {
+    PoolOrigin {
+        metrics: Some(build.metrics),
+        previous: build
+            .previous
+            .and_then(|table| table.previous_pool(pool_name)),
+    }
+}
+
+/// `handler` with the server's HTTP limits, and a pool of its own called `pool_name`.
+fn live_handler(
+    handler: ConnectionHandler,
+    pool_name: &str,
+    options: &ServerOptions,
+    build: &RouteBuild<'_>,
+) -> ConnectionHandler {
+    match (handler, options.http_limits) {
         (ConnectionHandler::Status(status), Some(limits)) => {
             ConnectionHandler::Status(status.limits(limits))
         }
@@ -260,15 +297,16 @@ fn live_target(
             ConnectionHandler::Respond(fixed.limits(limits))
         }
         (ConnectionHandler::Forward(forward), _) => {
+            let origin = pool_origin(pool_name, build);
             ConnectionHandler::Forward(forward.renamed(pool_name, origin))
         }
         (ConnectionHandler::Proxy(proxy), limits) => {
-            let proxy = proxy.renamed(pool_name, origin);
+            let proxy = proxy.renamed(pool_name, pool_origin(pool_name, build));
             ConnectionHandler::Proxy(match limits {
                 Some(limits) => proxy.limits(limits),
                 None => proxy,
             })
         }
         (handler, _) => handler,
-    })
+    }
 }

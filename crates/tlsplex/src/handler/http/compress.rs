@@ -4,6 +4,7 @@
 //! (but SVG), gRPC and event streams. Level 5 for both, as a proxy compresses on the fly (brotli's
 //! own default, 11, costs several times the CPU for a few percent).
 
+use std::future::Future;
 use std::task::{Context, Poll};
 
 use hyper::body::Body;
@@ -51,5 +52,54 @@ where
 
     fn call(&mut self, request: R) -> Self::Future {
         self.0.call(request)
+    }
+}
+
+/// `answer`'s response to `request`, compressed as the request's `Accept-Encoding` allows (for
+/// answers chosen per request, as path rules choose them).
+pub(crate) fn compressed<F, A, B>(
+    answer: &F,
+    request: Request<hyper::body::Incoming>,
+) -> impl Future<Output = Response<CompressionBody<B>>> + Send + 'static
+where
+    F: Fn(Request<hyper::body::Incoming>) -> A,
+    A: Future<Output = Response<B>> + Unpin + Send + 'static,
+    B: Body + Send + 'static,
+{
+    use hyper::service::Service as _;
+    let future = Compressed(AnswerFn(answer)).call(request);
+    async move {
+        match future.await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
+    }
+}
+
+/// A function answering requests, seen as a hyper service that never fails.
+struct AnswerFn<'a, F>(&'a F);
+
+impl<F, R, A> hyper::service::Service<R> for AnswerFn<'_, F>
+where
+    F: Fn(R) -> A,
+    A: Future + Unpin,
+{
+    type Response = A::Output;
+    type Error = std::convert::Infallible;
+    type Future = Answered<A>;
+
+    fn call(&self, request: R) -> Self::Future {
+        Answered((self.0)(request))
+    }
+}
+
+/// An answer as a service's result.
+struct Answered<A>(A);
+
+impl<A: Future + Unpin> Future for Answered<A> {
+    type Output = Result<A::Output, std::convert::Infallible>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx).map(Ok)
     }
 }

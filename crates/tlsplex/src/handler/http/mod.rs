@@ -23,6 +23,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 
 pub use access::ClientAccess;
+pub(crate) use compress::compressed;
 pub use edits::HeaderEdits;
 pub use limits::HttpLimits;
 pub(crate) use limits::MIN_HEADER_BYTES;
@@ -58,6 +59,11 @@ macro_rules! http_options {
         pub fn access(mut self, access: $crate::handler::ClientAccess) -> Self {
             self.http = self.http.with_access(access);
             self
+        }
+
+        #[allow(dead_code)] // Path rules dispatch to the built-in handlers only.
+        pub(crate) fn http_server(&self) -> &$crate::handler::http::HttpServer {
+            &self.http
         }
     };
 }
@@ -150,6 +156,23 @@ impl HttpServer {
         self
     }
 
+    /// Whether a client at `addr` is answered (`access`).
+    pub(crate) fn admits(&self, addr: std::net::IpAddr) -> bool {
+        self.access
+            .as_ref()
+            .is_none_or(|access| access.admits(addr))
+    }
+
+    /// Whether responses are compressed (`compress`).
+    pub(crate) fn compresses(&self) -> bool {
+        self.compress
+    }
+
+    /// The operator's edits to every response, if any (`response_headers`).
+    pub(crate) fn response_edits(&self) -> Option<&Arc<HeaderEdits>> {
+        self.response_headers.as_ref()
+    }
+
     /// Serves HTTP on `conn` with `service` until the client is done or a limit runs out; once
     /// the server stops, the request in flight finishes (or, on a fresh connection, the first
     /// request gets a moment to arrive) and the connection closes.
@@ -199,7 +222,7 @@ impl HttpServer {
             metrics,
             route: info.route.clone(),
             response_headers: self.response_headers.clone(),
-            forbidden: (self.access.as_ref()).is_some_and(|a| !a.admits(info.peer_addr.ip())),
+            forbidden: !self.admits(info.peer_addr.ip()),
         };
         let io = TokioIo::new(TrackedIo::new(stream, activity.clone()));
         let mut connection = LazyConnection::new(&self.builder, io, service);

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt as _, Full, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
@@ -39,7 +39,8 @@ use super::{ConnInfo, Handler, HandlerError, TlsConn};
 use crate::upstream::pool::{BackendPool, BackendStats, PoolOrigin};
 use connector::{BackendName, PoolConnector, Unreachable};
 use log::RequestLog;
-use tunnel::{Tunnel, TunnelSlot};
+use tunnel::Tunnel;
+pub(crate) use tunnel::TunnelSlot;
 
 /// The most a backend connection buffers (HTTP/1.1 read buffer, HTTP/2 stream window).
 const BACKEND_BUFFER: usize = 64 * 1024;
@@ -53,6 +54,12 @@ pub(crate) type ProxyBody = BoxBody<Bytes, BodyError>;
 /// `Send` for every lifetime inside the connection's future (rust-lang/rust#102211).
 #[derive(Debug)]
 pub(crate) struct BodyError(HandlerError);
+
+impl BodyError {
+    pub(crate) fn new(error: impl Into<HandlerError>) -> Self {
+        Self(error.into())
+    }
+}
 
 impl std::fmt::Display for BodyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -217,35 +224,81 @@ impl ProxyHandler {
     }
 }
 
-impl Handler for ProxyHandler {
-    async fn serve(&self, conn: TlsConn) -> Result<(), HandlerError> {
-        let info = conn.info.clone();
-        let inner = self.inner.clone();
-        let certificate = if inner.options.client_cert {
+impl ProxyHandler {
+    pub(crate) fn http_server(&self) -> &HttpServer {
+        &self.http
+    }
+
+    /// What answers `conn`'s requests (an upgrade's tunnel goes to `tunnels`).
+    fn exchanges(&self, conn: &TlsConn, tunnels: &TunnelSlot) -> Exchanges {
+        let certificate = if self.inner.options.client_cert {
             headers::ClientCert::of(conn.stream.get_ref().1.peer_certificates())
         } else {
             None
+        };
+        Exchanges {
+            inner: self.inner.clone(),
+            info: conn.info.clone(),
+            certificate: certificate.map(Arc::new),
+            tunnels: tunnels.clone(),
+            access_log: conn.access_log,
         }
-        .map(Arc::new);
-        let access_log = conn.access_log;
+    }
+
+    /// Its answers to `conn`'s requests, for path rules.
+    pub(crate) fn answering(
+        &self,
+        conn: &TlsConn,
+        tunnels: &TunnelSlot,
+    ) -> super::paths::Answering {
+        let exchanges = self.exchanges(conn, tunnels);
+        Box::new(move |request| {
+            let answer = exchanges.answer(request);
+            Box::pin(async move { answer.await.map(BodyExt::boxed_unsync) })
+        })
+    }
+}
+
+impl Handler for ProxyHandler {
+    async fn serve(&self, conn: TlsConn) -> Result<(), HandlerError> {
         let slot = TunnelSlot::default();
-        let tunnels = slot.clone();
+        let exchanges = self.exchanges(&conn, &slot);
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-            let (inner, info, tunnels) = (inner.clone(), info.clone(), tunnels.clone());
-            let certificate = certificate.clone();
-            async move {
-                let exchange = Exchange {
-                    info: &info,
-                    certificate: certificate.as_deref(),
-                    tunnels: &tunnels,
-                    access_log,
-                };
-                Ok::<_, std::convert::Infallible>(inner.proxy(&exchange, request).await)
-            }
+            let answer = exchanges.answer(request);
+            async move { Ok::<_, std::convert::Infallible>(answer.await) }
         });
         self.http.serve(conn, service).await?;
         // An upgraded connection lives on as its tunnel.
         slot.finish().await
+    }
+}
+
+/// What the requests of one connection share.
+struct Exchanges {
+    inner: Arc<Inner>,
+    info: Arc<ConnInfo>,
+    /// The client's certificate headers, when they are passed on.
+    certificate: Option<Arc<headers::ClientCert>>,
+    tunnels: TunnelSlot,
+    access_log: bool,
+}
+
+impl Exchanges {
+    fn answer(
+        &self,
+        request: Request<Incoming>,
+    ) -> impl std::future::Future<Output = Response<ProxyBody>> + Send + 'static {
+        let (inner, info, tunnels) = (self.inner.clone(), self.info.clone(), self.tunnels.clone());
+        let (certificate, access_log) = (self.certificate.clone(), self.access_log);
+        async move {
+            let exchange = Exchange {
+                info: &info,
+                certificate: certificate.as_deref(),
+                tunnels: &tunnels,
+                access_log,
+            };
+            inner.proxy(&exchange, request).await
+        }
     }
 }
 

@@ -43,7 +43,7 @@ type Running = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send>>;
 
 /// Where a connection's tunnel (at most one: an upgrade ends HTTP on it) waits to be run.
 #[derive(Clone, Default)]
-pub(super) struct TunnelSlot(Arc<Mutex<Option<Running>>>);
+pub(crate) struct TunnelSlot(Arc<Mutex<Option<Running>>>);
 
 impl TunnelSlot {
     /// Keeps `tunnel` for the connection's task to run once hyper lets go of the connection
@@ -62,7 +62,7 @@ impl TunnelSlot {
     }
 
     /// Runs the tunnel, if the connection was upgraded, to its end.
-    pub(super) async fn finish(self) -> Result<(), HandlerError> {
+    pub(crate) async fn finish(self) -> Result<(), HandlerError> {
         let running = self.0.lock().unwrap_or_else(PoisonError::into_inner).take();
         match running {
             Some(running) => running.await,

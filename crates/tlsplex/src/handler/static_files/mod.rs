@@ -34,7 +34,8 @@ use tower_http::services::ServeDir;
 use tower_service::Service as _;
 
 use super::http::{HttpLimits, HttpServer};
-use super::{Handler, HandlerError, TlsConn};
+use super::proxy::BodyError;
+use super::{Handler, HandlerError, StrippedPrefix, TlsConn};
 pub use cache::FileCacheOptions;
 use cache::{Cached, FileCache, Lookup};
 use large_file::LargeFile;
@@ -119,6 +120,20 @@ impl std::fmt::Debug for StaticHandler {
             .field("root", &self.site.root)
             .field("dotfiles", &self.site.dotfiles)
             .finish_non_exhaustive()
+    }
+}
+
+impl StaticHandler {
+    /// Its answers to a connection's requests, for path rules.
+    pub(super) fn answering(&self) -> super::paths::Answering {
+        let site = self.site.clone();
+        Box::new(move |request| {
+            let site = site.clone();
+            Box::pin(async move {
+                let response = site.respond(request).await;
+                response.map(|body| body.map_err(BodyError::new).boxed_unsync())
+            })
+        })
     }
 }
 
@@ -263,9 +278,12 @@ fn folder_redirect(request: &Request<Incoming>) -> Response<Body> {
     let uri = request.uri();
     // One leading slash: `//host/dir` must not become a redirect to another site.
     let path = uri.path().trim_start_matches('/');
+    // Under a path rule that strips its prefix, the client's path has it.
+    let prefix = request.extensions().get::<StrippedPrefix>();
+    let prefix = prefix.map_or("", |p| p.0.as_ref());
     let location = match uri.query() {
-        Some(query) => format!("/{path}/?{query}"),
-        None => format!("/{path}/"),
+        Some(query) => format!("{prefix}/{path}/?{query}"),
+        None => format!("{prefix}/{path}/"),
     };
     let mut response = status(StatusCode::TEMPORARY_REDIRECT);
     match HeaderValue::from_str(&location) {
