@@ -287,7 +287,7 @@ pub(super) struct ProxyFile {
     pub access: Option<AccessFile>,
 }
 
-/// `access = { allow = ["10.0.0.0/8"], deny = ["10.9.0.0/16"] }`.
+/// `access = { allow = ["10.0.0.0/8"], deny = ["10.9.0.0/16"], basic_auth = "htpasswd" }`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct AccessFile {
@@ -295,6 +295,9 @@ pub(super) struct AccessFile {
     pub allow: Vec<String>,
     #[serde(default)]
     pub deny: Vec<String>,
+    /// An htpasswd file of bcrypt hashes.
+    pub basic_auth: Option<String>,
+    pub realm: Option<String>,
 }
 
 /// `request_headers = { set = { … }, add = { … }, remove = [ … ] }`.

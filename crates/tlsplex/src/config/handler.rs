@@ -10,9 +10,9 @@ use super::file::{
 use super::value::duration;
 use super::HandlerSpec;
 use crate::handler::{
-    Backend, BackendTls, BackendTlsError, Balance, Cidr, ClientAccess, ExpectedStatus,
-    FileCacheOptions, ForwardOptions, HeaderEdits, HealthCheck, HttpProbe, ProxyProtocol,
-    RespondError, RespondHandler, StaticHandler,
+    Backend, BackendTls, BackendTlsError, Balance, BasicAuth, BasicAuthError, Cidr, ClientAccess,
+    ExpectedStatus, FileCacheOptions, ForwardOptions, HeaderEdits, HealthCheck, HttpProbe,
+    ProxyProtocol, RespondError, RespondHandler, StaticHandler,
 };
 use hyper::header::{HeaderName, HeaderValue};
 
@@ -46,8 +46,8 @@ pub(super) fn validate_handler(
             access,
         } => {
             let edits = response_edits(response_headers, at, problems);
-            let access = client_access(access, at, problems);
-            let (edits, access) = (edits?, access?);
+            let access = client_access(access, at, base, problems);
+            let (edits, (access, users)) = (edits?, access?);
             let root = base.join(root);
             let cache = match cache {
                 Some(raw) => Some(validate_file_cache(raw, at, problems)?),
@@ -61,7 +61,10 @@ pub(super) fn validate_handler(
                         None => files,
                     };
                     let files = files.response_headers(edits).compress(compress);
-                    let files = files.access(access);
+                    let files = match users {
+                        Some(users) => files.access(access).basic_auth(users),
+                        None => files.access(access),
+                    };
                     Some(HandlerSpec::Static(files))
                 }
                 Err(e) => {
@@ -80,12 +83,16 @@ pub(super) fn validate_handler(
             access,
         } => {
             let edits = response_edits(response_headers, at, problems);
-            let access = client_access(access, at, problems);
+            let access = client_access(access, at, base, problems);
             let headers: Vec<(String, String)> = headers.into_iter().collect();
             match RespondHandler::new(status, &headers, body) {
                 Ok(fixed) => {
                     let fixed = fixed.response_headers(edits?).compress(compress);
-                    let fixed = fixed.access(access?);
+                    let (access, users) = access?;
+                    let fixed = match users {
+                        Some(users) => fixed.access(access).basic_auth(users),
+                        None => fixed.access(access),
+                    };
                     Some(HandlerSpec::Respond(fixed))
                 }
                 Err(error) => {
@@ -340,14 +347,16 @@ pub(super) fn validate_backend_tls(
     }
 }
 
-/// A handler's `access` rules, every block checked: open when absent, `None` after a problem.
+/// A handler's `access` rules, every block checked, and the users of its `basic_auth` file:
+/// open when absent, `None` after a problem.
 pub(super) fn client_access(
     raw: Option<AccessFile>,
     at: &HandlerAt<'_>,
+    base: &Path,
     problems: &mut Problems,
-) -> Option<ClientAccess> {
+) -> Option<(ClientAccess, Option<BasicAuth>)> {
     let Some(raw) = raw else {
-        return Some(ClientAccess::default());
+        return Some((ClientAccess::default(), None));
     };
     let mut ok = true;
     let mut blocks = |key: &str, texts: &[String]| -> Vec<Cidr> {
@@ -365,8 +374,43 @@ pub(super) fn client_access(
     };
     let allow = blocks("allow", &raw.allow);
     let deny = blocks("deny", &raw.deny);
-    ok.then(|| ClientAccess::new(allow, deny))
+    let realm = raw.realm.as_deref().unwrap_or(DEFAULT_REALM);
+    let users = match (&raw.basic_auth, &raw.realm) {
+        (Some(file), _) => {
+            let path = base.join(file);
+            match BasicAuth::from_file(&path, realm) {
+                Ok(users) => Some(users),
+                Err(error) => {
+                    let message = match error {
+                        BasicAuthError::Line { .. } => format!("{}: {error}", path.display()),
+                        _ => error.to_string(),
+                    };
+                    let field = match error {
+                        BasicAuthError::Realm(_) => "access.realm",
+                        _ => "access.basic_auth",
+                    };
+                    at.report(problems, field, message);
+                    ok = false;
+                    None
+                }
+            }
+        }
+        (None, Some(_)) => {
+            at.report(
+                problems,
+                "access.realm",
+                "a realm is for basic_auth: name its file",
+            );
+            ok = false;
+            None
+        }
+        (None, None) => None,
+    };
+    ok.then(|| (ClientAccess::new(allow, deny), users))
 }
+
+/// The realm a browser shows when `access.realm` is not set.
+const DEFAULT_REALM: &str = "restricted";
 
 /// A handler's `response_headers`, checked: no edits when absent, `None` after a problem.
 fn response_edits(

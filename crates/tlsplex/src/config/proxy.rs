@@ -97,8 +97,8 @@ pub(super) fn validate_proxy(
     options.max_request_body = raw.max_request_body;
     options.client_cert = raw.client_cert;
     options.compress = raw.compress;
-    match super::handler::client_access(raw.access, at, problems) {
-        Some(access) => options.access = access,
+    match super::handler::client_access(raw.access, at, base, problems) {
+        Some((access, users)) => (options.access, options.basic_auth) = (access, users),
         None => ok = false,
     }
     for (field, edits, slot) in [

@@ -21,7 +21,10 @@ use std::sync::Arc;
 pub use crate::conn::{ConnInfo, TlsConn};
 pub use forward::{ForwardHandler, ForwardOptions, DEFAULT_FORWARD_IDLE_TIMEOUT};
 pub(crate) use http::MIN_HEADER_BYTES;
-pub use http::{ClientAccess, HeaderEdits, HttpHandler, HttpLimits};
+pub use http::{
+    BasicAuth, BasicAuthError, ClientAccess, HeaderEdits, HttpHandler, HttpLimits, MAX_BCRYPT_COST,
+    MAX_REMEMBERED,
+};
 pub use passthrough::PassthroughHandler;
 pub(crate) use passthrough::PassthroughPeers;
 pub use paths::{PathMatch, PathMatchError, PathRule};

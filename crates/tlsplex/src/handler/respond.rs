@@ -108,7 +108,7 @@ impl RespondHandler {
     /// Its answer to every request of a connection, for path rules.
     pub(super) fn answering(&self) -> super::paths::Answering {
         let fixed = self.clone();
-        Box::new(move |_| {
+        std::sync::Arc::new(move |_| {
             let response = fixed.respond();
             let response = response.map(|body| body.map_err(|never| match never {}));
             Box::pin(std::future::ready(response.map(BodyExt::boxed_unsync)))
@@ -134,8 +134,9 @@ impl std::fmt::Debug for RespondHandler {
 
 impl Handler for RespondHandler {
     async fn serve(&self, conn: TlsConn) -> Result<(), HandlerError> {
-        let service = hyper::service::service_fn(|_: Request<Incoming>| {
-            let response = self.respond();
+        let fixed = self.clone();
+        let service = hyper::service::service_fn(move |_: Request<Incoming>| {
+            let response = fixed.respond();
             async move { Ok::<_, Infallible>(response) }
         });
         self.http.serve(conn, service).await

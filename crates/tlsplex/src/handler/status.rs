@@ -81,7 +81,7 @@ impl StatusHandler {
     /// Its answers to `conn`'s requests, for path rules.
     pub(super) fn answering(&self, conn: &TlsConn) -> super::paths::Answering {
         let (status, info) = (self.clone(), conn.info.clone());
-        Box::new(move |request| {
+        Arc::new(move |request| {
             let response = status.respond(&info, &request);
             let response = response.map(|body| body.map_err(|never| match never {}));
             Box::pin(std::future::ready(
@@ -93,9 +93,9 @@ impl StatusHandler {
 
 impl Handler for StatusHandler {
     async fn serve(&self, conn: TlsConn) -> Result<(), HandlerError> {
-        let info = conn.info.clone();
-        let service = hyper::service::service_fn(|request: Request<Incoming>| {
-            let response = self.respond(&info, &request);
+        let (status, info) = (self.clone(), conn.info.clone());
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+            let response = status.respond(&info, &request);
             async move { Ok::<_, Infallible>(response) }
         });
         self.http.serve(conn, service).await

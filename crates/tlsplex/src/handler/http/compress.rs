@@ -62,7 +62,7 @@ pub(crate) fn compressed<F, A, B>(
     request: Request<hyper::body::Incoming>,
 ) -> impl Future<Output = Response<CompressionBody<B>>> + Send + 'static
 where
-    F: Fn(Request<hyper::body::Incoming>) -> A,
+    F: Fn(Request<hyper::body::Incoming>) -> A + ?Sized,
     A: Future<Output = Response<B>> + Unpin + Send + 'static,
     B: Body + Send + 'static,
 {
@@ -77,9 +77,9 @@ where
 }
 
 /// A function answering requests, seen as a hyper service that never fails.
-struct AnswerFn<'a, F>(&'a F);
+struct AnswerFn<'a, F: ?Sized>(&'a F);
 
-impl<F, R, A> hyper::service::Service<R> for AnswerFn<'_, F>
+impl<F: ?Sized, R, A> hyper::service::Service<R> for AnswerFn<'_, F>
 where
     F: Fn(R) -> A,
     A: Future + Unpin,

@@ -5,6 +5,7 @@
 
 mod access;
 mod activity;
+mod basic_auth;
 mod compress;
 mod edits;
 mod flood;
@@ -23,6 +24,8 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 
 pub use access::ClientAccess;
+pub(crate) use basic_auth::{unauthorized, Verdict};
+pub use basic_auth::{BasicAuth, BasicAuthError, MAX_BCRYPT_COST, MAX_REMEMBERED};
 pub(crate) use compress::compressed;
 pub use edits::HeaderEdits;
 pub use limits::HttpLimits;
@@ -61,6 +64,12 @@ macro_rules! http_options {
             self
         }
 
+        /// Answer only requests with a user and password `auth` knows; others get `401`.
+        pub fn basic_auth(mut self, auth: $crate::handler::BasicAuth) -> Self {
+            self.http = self.http.with_basic_auth(Some(auth));
+            self
+        }
+
         #[allow(dead_code)] // Path rules dispatch to the built-in handlers only.
         pub(crate) fn http_server(&self) -> &$crate::handler::http::HttpServer {
             &self.http
@@ -82,6 +91,8 @@ pub(crate) struct HttpServer {
     compress: bool,
     /// `None`: every client is answered.
     access: Option<Arc<ClientAccess>>,
+    /// `None`: no user and password asked for.
+    basic_auth: Option<BasicAuth>,
 }
 
 impl HttpServer {
@@ -125,6 +136,7 @@ impl HttpServer {
             response_headers: None,
             compress: false,
             access: None,
+            basic_auth: None,
         }
     }
 
@@ -134,6 +146,7 @@ impl HttpServer {
             response_headers: self.response_headers.clone(),
             compress: self.compress,
             access: self.access.clone(),
+            basic_auth: self.basic_auth.clone(),
             ..Self::build(limits, self.tunnels)
         }
     }
@@ -141,6 +154,12 @@ impl HttpServer {
     /// The same, answering only the clients `access` admits (others get 403).
     pub(crate) fn with_access(mut self, access: ClientAccess) -> Self {
         self.access = (!access.is_open()).then(|| Arc::new(access));
+        self
+    }
+
+    /// The same, asking for a user and password `auth` knows (`401` otherwise).
+    pub(crate) fn with_basic_auth(mut self, auth: Option<BasicAuth>) -> Self {
+        self.basic_auth = auth;
         self
     }
 
@@ -168,6 +187,11 @@ impl HttpServer {
         self.compress
     }
 
+    /// The users asked for, if any (`basic_auth`).
+    pub(crate) fn basic_auth(&self) -> Option<&BasicAuth> {
+        self.basic_auth.as_ref()
+    }
+
     /// The operator's edits to every response, if any (`response_headers`).
     pub(crate) fn response_edits(&self) -> Option<&Arc<HeaderEdits>> {
         self.response_headers.as_ref()
@@ -178,23 +202,38 @@ impl HttpServer {
     /// request gets a moment to arrive) and the connection closes.
     pub(crate) async fn serve<S, B>(&self, conn: TlsConn, service: S) -> Result<(), HandlerError>
     where
-        S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Send + Sync,
+        S: hyper::service::Service<Request<Incoming>, Response = Response<B>>
+            + Send
+            + Sync
+            + 'static,
         S::Future: Send + 'static,
         S::Error: Into<Box<dyn StdError + Send + Sync>>,
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn StdError + Send + Sync>> + Send,
     {
-        if self.compress {
-            // Boxed: a connection that does not compress keeps a future the size it had.
-            Box::pin(self.serve_with(conn, compress::Compressed(service))).await
-        } else {
-            self.serve_with(conn, service).await
+        // Boxed: a connection that neither compresses nor authenticates keeps a future the
+        // size it had.
+        match (self.compress, self.basic_auth.clone()) {
+            (false, None) => self.serve_with(conn, service).await,
+            (true, None) => Box::pin(self.serve_with(conn, compress::Compressed(service))).await,
+            (compress, Some(auth)) => {
+                let inner = Arc::new(service);
+                let service = basic_auth::Authenticated { inner, auth };
+                if compress {
+                    Box::pin(self.serve_with(conn, compress::Compressed(service))).await
+                } else {
+                    Box::pin(self.serve_with(conn, service)).await
+                }
+            }
         }
     }
 
     async fn serve_with<S, B>(&self, conn: TlsConn, service: S) -> Result<(), HandlerError>
     where
-        S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Send + Sync,
+        S: hyper::service::Service<Request<Incoming>, Response = Response<B>>
+            + Send
+            + Sync
+            + 'static,
         S::Future: Send + 'static,
         S::Error: Into<Box<dyn StdError + Send + Sync>>,
         B: Body<Data = Bytes> + Send + 'static,

@@ -16,13 +16,13 @@ use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt as _, Empty, Full};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use hyper::http::uri::PathAndQuery;
 use hyper::{Request, Response, StatusCode, Uri};
 
 pub use matching::{PathMatch, PathMatchError};
 
-use super::http::{HttpLimits, HttpServer};
+use super::http::{unauthorized, BasicAuth, HttpLimits, HttpServer, Verdict};
 use super::proxy::{BodyError, TunnelSlot};
 use super::{
     ConnectionHandler, Handler, HandlerError, ProxyHandler, ProxyOptions, RespondHandler,
@@ -101,7 +101,7 @@ pub(crate) type Answer = Pin<Box<dyn Future<Output = Response<RuleBody>> + Send>
 
 /// What answers the requests of one connection for one handler (made per connection: the
 /// proxy's holds the connection's facts and its client certificate).
-pub(crate) type Answering = Box<dyn Fn(Request<Incoming>) -> Answer + Send + Sync>;
+pub(crate) type Answering = Arc<dyn Fn(Request<Incoming>) -> Answer + Send + Sync>;
 
 /// Dispatches each request by its path; see the module docs.
 #[derive(Clone)]
@@ -217,25 +217,56 @@ impl Dispatch {
         if !http.admits(self.client) {
             return ready(plain(StatusCode::FORBIDDEN, ""));
         }
-        let answer = if http.compresses() {
-            let compressed = super::http::compressed(answering, request);
-            Box::pin(async move {
-                let response = compressed.await;
-                response.map(|body| body.map_err(BodyError::new).boxed_unsync())
-            })
-        } else {
-            answering(request)
+        let answer = match http.basic_auth() {
+            None => answered(http, answering, request),
+            Some(auth) => {
+                let verdict = auth.verdict(request.headers());
+                request.headers_mut().remove(AUTHORIZATION);
+                match verdict {
+                    Verdict::Allowed => answered(http, answering, request),
+                    Verdict::Refused => return ready(refused(auth)),
+                    Verdict::Check(check) => {
+                        let (http, answering) = (http.clone(), answering.clone());
+                        let auth = auth.clone();
+                        return Box::pin(async move {
+                            if check.await {
+                                answered(&http, &answering, request).await
+                            } else {
+                                refused(&auth)
+                            }
+                        });
+                    }
+                }
+            }
         };
-        let edits = http.response_edits().cloned();
-        match edits {
-            None => answer,
-            Some(edits) => Box::pin(async move {
-                let mut response = answer.await;
-                edits.apply(response.headers_mut());
-                response
-            }),
-        }
+        answer
     }
+}
+
+/// `answering`'s answer to `request`, compressed and edited as `http` says.
+fn answered(http: &HttpServer, answering: &Answering, request: Request<Incoming>) -> Answer {
+    let answer = if http.compresses() {
+        let compressed = super::http::compressed(&**answering, request);
+        Box::pin(async move {
+            let response = compressed.await;
+            response.map(|body| body.map_err(BodyError::new).boxed_unsync())
+        })
+    } else {
+        answering(request)
+    };
+    match http.response_edits().cloned() {
+        None => answer,
+        Some(edits) => Box::pin(async move {
+            let mut response = answer.await;
+            edits.apply(response.headers_mut());
+            response
+        }),
+    }
+}
+
+fn refused(auth: &BasicAuth) -> Response<RuleBody> {
+    let response = unauthorized(auth);
+    response.map(|body| body.map_err(|never| match never {}).boxed_unsync())
 }
 
 /// Puts `path` in place of the request's path, its query kept; `false` if it cannot be.

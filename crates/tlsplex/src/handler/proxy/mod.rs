@@ -34,7 +34,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 pub use trust::{Cidr, TrustedProxies};
 
 use super::forward::{ForwardOptions, Pooled};
-use super::http::{ClientAccess, HeaderEdits, HttpLimits, HttpServer};
+use super::http::{BasicAuth, ClientAccess, HeaderEdits, HttpLimits, HttpServer};
 use super::{ConnInfo, Handler, HandlerError, TlsConn};
 use crate::upstream::pool::{BackendPool, BackendStats, PoolOrigin};
 use connector::{BackendName, PoolConnector, Unreachable};
@@ -122,6 +122,8 @@ pub struct ProxyOptions {
     pub compress: bool,
     /// The client addresses answered (others get 403 and reach no backend).
     pub access: ClientAccess,
+    /// The users answered (others get 401 and reach no backend).
+    pub basic_auth: Option<BasicAuth>,
 }
 
 impl ProxyOptions {
@@ -137,6 +139,7 @@ impl ProxyOptions {
             forwarded: false,
             compress: false,
             access: ClientAccess::default(),
+            basic_auth: None,
             request_headers: HeaderEdits::default(),
             response_headers: HeaderEdits::default(),
             max_request_body: None,
@@ -166,7 +169,8 @@ impl ProxyHandler {
         let http = HttpServer::tunnelling(HttpLimits::default())
             .with_response_headers(options.response_headers.clone())
             .with_compression(options.compress)
-            .with_access(options.access.clone());
+            .with_access(options.access.clone())
+            .with_basic_auth(options.basic_auth.clone());
         Self::with_pool(options, pooled, http)
     }
 
@@ -252,7 +256,7 @@ impl ProxyHandler {
         tunnels: &TunnelSlot,
     ) -> super::paths::Answering {
         let exchanges = self.exchanges(conn, tunnels);
-        Box::new(move |request| {
+        Arc::new(move |request| {
             let answer = exchanges.answer(request);
             Box::pin(async move { answer.await.map(BodyExt::boxed_unsync) })
         })

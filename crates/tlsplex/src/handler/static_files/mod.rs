@@ -127,7 +127,7 @@ impl StaticHandler {
     /// Its answers to a connection's requests, for path rules.
     pub(super) fn answering(&self) -> super::paths::Answering {
         let site = self.site.clone();
-        Box::new(move |request| {
+        Arc::new(move |request| {
             let site = site.clone();
             Box::pin(async move {
                 let response = site.respond(request).await;
@@ -139,8 +139,9 @@ impl StaticHandler {
 
 impl Handler for StaticHandler {
     async fn serve(&self, conn: TlsConn) -> Result<(), HandlerError> {
-        let service = hyper::service::service_fn(|request: Request<Incoming>| {
-            let site = self.site.clone();
+        let site = self.site.clone();
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+            let site = site.clone();
             // Boxed: the answer's state is freed once the response is made, while an HTTP/2
             // stream's task keeps the size of its largest state for as long as the response
             // is sent (measured: ~1 KiB less per stream held open by a client).
