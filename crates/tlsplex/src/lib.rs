@@ -69,6 +69,7 @@ pub mod fuzzing;
 pub mod handler;
 mod host;
 pub mod metrics;
+pub mod rate;
 pub mod registry;
 pub mod route;
 mod server;

@@ -43,6 +43,7 @@ pub(super) struct ServerFile {
     pub handler: Option<HandlerFile>,
     pub max_connections: Option<usize>,
     pub max_connections_per_client: Option<usize>,
+    pub request_rate_per_client: Option<RateFile>,
     pub handshake_timeout: Option<String>,
     pub tls: Option<TlsFile>,
     pub http: Option<HttpFile>,
@@ -56,6 +57,15 @@ pub(super) struct ServerFile {
     /// Each deserialized on its own (config/path.rs), so a problem names its rule.
     #[serde(default)]
     pub path: Vec<toml::Table>,
+}
+
+/// `request_rate_per_client = { per_second = 20, burst = 40, clients = 16384 }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RateFile {
+    pub per_second: u32,
+    pub burst: Option<u32>,
+    pub clients: Option<usize>,
 }
 
 /// One `[[server.route]]` table.

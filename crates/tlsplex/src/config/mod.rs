@@ -43,6 +43,7 @@ use value::{one_line, server_tables};
 use crate::handler::{
     ForwardOptions, HttpLimits, PathRule, ProxyOptions, RespondHandler, StaticHandler,
 };
+use crate::rate::RequestRate;
 use crate::route::Route;
 use crate::server::ServerOptions;
 use crate::tls::certs::CertStore;
@@ -87,6 +88,8 @@ pub struct ServerSpec {
     pub max_connections: Option<usize>,
     /// Connections one client address may hold on this server.
     pub max_connections_per_client: Option<usize>,
+    /// Requests per second one client address may make, with a burst.
+    pub request_rate_per_client: Option<RequestRate>,
     /// Override of the global handshake timeout.
     pub handshake_timeout: Option<Duration>,
     /// How the server negotiates TLS (`[server.tls]`).
@@ -155,6 +158,9 @@ impl ServerSpec {
         }
         if let Some(limit) = self.max_connections_per_client {
             options = options.max_connections_per_client(limit);
+        }
+        if let Some(rate) = self.request_rate_per_client {
+            options = options.request_rate_per_client(rate);
         }
         options = options
             .tls(self.tls.clone())

@@ -22,6 +22,7 @@ pub(super) const FORWARD_ALPN: &str = "http/1.1";
 pub(super) const NO_PATH_RULE: &str = "nothing is served at this path here\n";
 use super::value::{deserialize, duration, server_label};
 use super::{HandlerSpec, ServerSpec};
+use crate::rate::{RequestRate, DEFAULT_RATE_CLIENTS};
 
 /// What validating a server needs from the rest of the file.
 #[derive(Clone, Copy)]
@@ -123,6 +124,22 @@ fn validate_server(
         problems.server(label, "max_connections_per_client", "must be at least 1");
         ok = false;
     }
+    let rate = raw.request_rate_per_client.as_ref().map(|rate| {
+        let burst = rate.burst.unwrap_or(rate.per_second);
+        let clients = rate.clients.unwrap_or(DEFAULT_RATE_CLIENTS);
+        for (field, value) in [
+            ("per_second", rate.per_second as usize),
+            ("burst", burst as usize),
+            ("clients", clients),
+        ] {
+            if value == 0 {
+                let key = format!("request_rate_per_client.{field}");
+                problems.server(label, &key, "must be at least 1");
+                ok = false;
+            }
+        }
+        RequestRate::new(rate.per_second, burst).clients(clients)
+    });
     let tls = validate_tls(raw.tls.as_ref(), label, base, problems);
     let alpn_given = raw.tls.as_ref().is_some_and(|t| t.alpn.is_some());
     let certs = load_certificates(
@@ -194,6 +211,7 @@ fn validate_server(
         handler,
         max_connections: raw.max_connections,
         max_connections_per_client: raw.max_connections_per_client,
+        request_rate_per_client: rate,
         handshake_timeout,
         tls,
         http,

@@ -27,6 +27,8 @@ pub struct TlsConn {
     pub(crate) strict_sni_host: bool,
     /// The server's `access_log`: handlers that see requests log each one.
     pub(crate) access_log: bool,
+    /// The server's `request_rate_per_client`, when it has one.
+    pub(crate) request_rate: Option<Arc<crate::rate::RateTable>>,
 }
 
 /// Facts about one connection, fixed once its handshake completed.

@@ -152,8 +152,15 @@ impl Handler for ForwardHandler {
             mut stream,
             info,
             metrics,
+            request_rate,
             ..
         } = conn;
+        // A relayed connection is one request: over the client's rate, it reaches no backend.
+        let now = std::time::Instant::now();
+        if let Some(Err(_)) = request_rate.map(|rate| rate.take(info.peer_addr.ip(), now)) {
+            let _ = stream.shutdown().await;
+            return Err("closed: request_rate_per_client".into());
+        }
         let Pooled { options, pool, .. } = &self.pooled;
         match pool.connect(options.connect_timeout).await {
             Ok((mut backend, _lease)) => {

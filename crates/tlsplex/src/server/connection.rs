@@ -1,6 +1,7 @@
 //! One connection's task: the TLS handshake under a timeout, then the handler.
 //! (The seed's `startHttpsThread` with `SSL_acceptConnection`.)
 
+use crate::rate::RateTable;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -31,6 +32,8 @@ pub(super) struct ConnectionShared {
     pub(super) metrics: Arc<ServerMetrics>,
     /// Whether the listener shares its address (`SO_REUSEPORT`).
     pub(super) reuse_port: bool,
+    /// Requests per second per client address: the handle's table.
+    pub(super) rates: Arc<RateTable>,
 }
 
 /// Handshakes and serves one accepted TCP connection; never fails outward: what goes wrong is
@@ -69,6 +72,7 @@ pub(super) async fn serve(
                 metrics: shared.metrics.clone(),
                 strict_sni_host: settings.routes.get(hello.route).strict_sni_host,
                 access_log: settings.access_log,
+                request_rate: shared.rates.is_on().then(|| shared.rates.clone()),
             };
             let outcome = match CatchPanic(handler.serve(conn)).await {
                 Ok(Ok(())) => CloseReason::Closed,

@@ -25,6 +25,8 @@ pub struct ServerHandle {
     pub(super) settings: Arc<LiveSettings>,
     pub(super) limit: Arc<ConnectionLimit>,
     pub(super) clients: Arc<super::client_limit::ClientLimit>,
+    /// Requests per second per client address (`request_rate_per_client`).
+    pub(super) rates: Arc<crate::rate::RateTable>,
     pub(super) entry: RegistryEntry,
     pub(super) default_max_connections: usize,
     pub(super) metrics: Arc<ServerMetrics>,
@@ -182,6 +184,7 @@ impl ServerHandle {
                 .unwrap_or(self.default_max_connections),
         );
         self.clients.set(options.max_connections_per_client);
+        self.rates.set(options.request_rate_per_client);
         Ok(())
     }
 

@@ -32,6 +32,7 @@ pub use handle::{CertificateStats, RouteStats, ServerHandle, ServerStats};
 pub use options::ServerOptions;
 
 use crate::context::Context;
+use crate::rate::RateTable;
 use crate::registry::{DuplicateName, Registration, ServerState};
 use accept::AcceptBackoff;
 use client_limit::{ClientLimit, ClientSlot};
@@ -134,6 +135,7 @@ impl Server {
         let limit =
             ConnectionLimit::new(options.max_connections.unwrap_or(default_max_connections));
         let settings = Arc::new(settings);
+        let rates = Arc::new(RateTable::new(options.request_rate_per_client));
         Ok(Self {
             ctx: ctx.clone(),
             listener,
@@ -144,6 +146,7 @@ impl Server {
                 stop: stop.clone(),
                 metrics: metrics.clone(),
                 reuse_port: options.reuse_port,
+                rates: rates.clone(),
             }),
             handle: ServerHandle {
                 name,
@@ -154,6 +157,7 @@ impl Server {
                 settings,
                 limit: Arc::new(limit),
                 clients: Arc::new(ClientLimit::new(options.max_connections_per_client)),
+                rates,
                 entry: registration.entry().clone(),
                 default_max_connections,
                 metrics,

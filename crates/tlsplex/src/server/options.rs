@@ -8,6 +8,7 @@ use crate::handler::{
     ConnectionHandler, ForwardHandler, ForwardOptions, Handler, HttpLimits, PathRule, ProxyHandler,
     ProxyOptions, RespondHandler, StaticHandler,
 };
+use crate::rate::RequestRate;
 use crate::route::Route;
 use crate::tls::certs::CertStore;
 use crate::tls::policy::TlsPolicy;
@@ -29,6 +30,7 @@ pub struct ServerOptions {
     pub(crate) handshake_timeout: Option<Duration>,
     pub(crate) max_connections: Option<usize>,
     pub(crate) max_connections_per_client: Option<usize>,
+    pub(crate) request_rate_per_client: Option<RequestRate>,
     pub(crate) tls: TlsPolicy,
     pub(crate) backlog: u32,
     pub(crate) access_log: bool,
@@ -56,6 +58,7 @@ impl ServerOptions {
             handshake_timeout: None,
             max_connections: None,
             max_connections_per_client: None,
+            request_rate_per_client: None,
             tls: TlsPolicy::default(),
             backlog: 1024,
             access_log: false,
@@ -129,6 +132,14 @@ impl ServerOptions {
     /// is closed at accept. None by default.
     pub fn max_connections_per_client(mut self, limit: usize) -> Self {
         self.max_connections_per_client = Some(limit.max(1));
+        self
+    }
+
+    /// Requests per second one client address may make on this server, with a burst: over
+    /// it, an HTTP request gets `429` with `Retry-After` (a `forward` connection is closed at
+    /// once). None by default.
+    pub fn request_rate_per_client(mut self, rate: RequestRate) -> Self {
+        self.request_rate_per_client = Some(rate);
         self
     }
 
@@ -215,6 +226,7 @@ impl std::fmt::Debug for ServerOptions {
                 "max_connections_per_client",
                 &self.max_connections_per_client,
             )
+            .field("request_rate_per_client", &self.request_rate_per_client)
             .field("tls", &self.tls)
             .field("routes", &self.routes)
             .finish_non_exhaustive()

@@ -245,6 +245,7 @@ impl HttpServer {
             info,
             strict_sni_host,
             metrics,
+            request_rate,
             ..
         } = conn;
         let hosts = if strict_sni_host {
@@ -262,6 +263,7 @@ impl HttpServer {
             route: info.route.clone(),
             response_headers: self.response_headers.clone(),
             forbidden: !self.admits(info.peer_addr.ip()),
+            rate: request_rate.map(|rate| (rate, info.peer_addr.ip())),
         };
         let io = TokioIo::new(TrackedIo::new(stream, activity.clone()));
         let mut connection = LazyConnection::new(&self.builder, io, service);

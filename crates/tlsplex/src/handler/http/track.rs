@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -11,7 +12,7 @@ use std::task::{Context, Poll};
 use bytes::{Buf, Bytes};
 use http_body_util::{Either, Empty};
 use hyper::body::{Body, Frame, SizeHint};
-use hyper::header::{CONTENT_LENGTH, HOST};
+use hyper::header::{CONTENT_LENGTH, HOST, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode, Version};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
@@ -20,6 +21,7 @@ use super::activity::Activity;
 use super::edits::HeaderEdits;
 use super::flood::FrameCounter;
 use crate::metrics::ServerMetrics;
+use crate::rate::RateTable;
 
 pin_project_lite::pin_project! {
     /// A connection's stream, reporting reads and writes, and counting HTTP/2 frames.
@@ -209,6 +211,8 @@ pub(crate) struct TrackedService<S> {
     pub(crate) response_headers: Option<Arc<HeaderEdits>>,
     /// The client's address is refused (`access`): every request gets 403.
     pub(crate) forbidden: bool,
+    /// The server's requests per second per client address, and this client's address.
+    pub(crate) rate: Option<(Arc<RateTable>, IpAddr)>,
 }
 
 /// Which hosts a connection's requests may name.
@@ -240,6 +244,18 @@ where
 
     fn call(&self, request: Request<hyper::body::Incoming>) -> Self::Future {
         let open = OpenRequest::new(&self.activity);
+        if let Some((rate, client)) = &self.rate {
+            if let Err(wait) = rate.take(*client, std::time::Instant::now()) {
+                Answered::new(&self.metrics, self.route.as_ref())
+                    .answer(StatusCode::TOO_MANY_REQUESTS);
+                return TrackedFuture::Refused {
+                    open: Some(open),
+                    status: StatusCode::TOO_MANY_REQUESTS,
+                    // Whole seconds, rounded up (RFC 9110 §10.2.3).
+                    retry_after: Some(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)),
+                };
+            }
+        }
         if self.forbidden {
             return self.refuse(open, StatusCode::FORBIDDEN);
         }
@@ -271,6 +287,7 @@ impl<S> TrackedService<S> {
         TrackedFuture::Refused {
             open: Some(open),
             status,
+            retry_after: None,
         }
     }
 }
@@ -312,7 +329,7 @@ pin_project_lite::pin_project! {
             answered: Answered,
             edits: Option<Arc<HeaderEdits>>,
         },
-        Refused { open: Option<OpenRequest>, status: StatusCode },
+        Refused { open: Option<OpenRequest>, status: StatusCode, retry_after: Option<u64> },
     }
 }
 
@@ -353,13 +370,22 @@ where
                 let body = TrackedBody::new(Either::Right(Empty::new()), open);
                 Poll::Ready(Ok(Response::from_parts(parts, body)))
             }
-            TrackedFutureProj::Refused { open, status } => {
+            TrackedFutureProj::Refused {
+                open,
+                status,
+                retry_after,
+            } => {
                 let Some(open) = open.take() else {
                     return Poll::Pending;
                 };
                 let mut response =
                     Response::new(TrackedBody::new(Either::Right(Empty::new()), open));
                 *response.status_mut() = *status;
+                if let Some(seconds) = retry_after {
+                    response
+                        .headers_mut()
+                        .insert(RETRY_AFTER, (*seconds).into());
+                }
                 Poll::Ready(Ok(response))
             }
         }
