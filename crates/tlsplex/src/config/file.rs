@@ -185,6 +185,13 @@ pub(super) enum HandlerFile {
         root: PathBuf,
         #[serde(default)]
         serve_dotfiles: bool,
+        index: Option<Vec<String>>,
+        #[serde(default)]
+        listing: bool,
+        #[serde(default)]
+        precompressed: bool,
+        #[serde(default)]
+        error_pages: std::collections::BTreeMap<String, String>,
         cache: Option<FileCacheFile>,
         response_headers: Option<HeaderEditsFile>,
         #[serde(default)]

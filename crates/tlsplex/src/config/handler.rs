@@ -40,6 +40,10 @@ pub(super) fn validate_handler(
         HandlerFile::Static {
             root,
             serve_dotfiles,
+            index,
+            listing,
+            precompressed,
+            error_pages,
             cache,
             response_headers,
             compress,
@@ -55,7 +59,36 @@ pub(super) fn validate_handler(
             };
             match StaticHandler::new(&root) {
                 Ok(files) => {
-                    let files = files.serve_dotfiles(serve_dotfiles);
+                    let files = files.serve_dotfiles(serve_dotfiles).listing(listing);
+                    let mut files = files.precompressed(precompressed);
+                    if let Some(index) = index {
+                        if let Some(bad) = index.iter().find(|n| !plain_name(n)) {
+                            let message = format!("{bad:?} is not a file name (no /, not . or ..)");
+                            at.report(problems, "index", message);
+                            return None;
+                        }
+                        files = files.index(index);
+                    }
+                    let mut pages_ok = true;
+                    for (status, page) in error_pages {
+                        let field = format!("error_pages.{status}");
+                        let Ok(code) = status.parse::<u16>() else {
+                            at.report(problems, &field, "not a status code");
+                            pages_ok = false;
+                            continue;
+                        };
+                        match files.clone().error_page(code, &page) {
+                            Ok(with_page) => files = with_page,
+                            Err(error) => {
+                                let message = format!("{page}: {error}");
+                                at.report(problems, &field, message);
+                                pages_ok = false;
+                            }
+                        }
+                    }
+                    if !pages_ok {
+                        return None;
+                    }
                     let files = match cache {
                         Some(options) => files.cache(options),
                         None => files,
@@ -136,6 +169,11 @@ pub(super) fn validate_handler(
             validate_pool(pool, at, problems).map(HandlerSpec::Passthrough)
         }
     }
+}
+
+/// A file name on its own: no `/`, not `.` or `..`, not empty.
+fn plain_name(name: &str) -> bool {
+    !name.is_empty() && !name.contains('/') && name != "." && name != ".." && !name.contains('\0')
 }
 
 /// `cache = { max_entries, max_bytes, revalidate }`, each defaulted.

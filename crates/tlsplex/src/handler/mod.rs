@@ -38,7 +38,7 @@ pub use crate::upstream::{
 pub use proxy::{BackendProtocol, Cidr, ProxyHandler, ProxyOptions, TrustedProxies};
 pub use proxy_protocol::ProxyProtocol;
 pub use respond::{RespondError, RespondHandler, MAX_RESPOND_BODY};
-pub use static_files::{FileCacheOptions, StaticHandler};
+pub use static_files::{FileCacheOptions, StaticHandler, MAX_ERROR_PAGE, MAX_LISTED};
 pub use status::StatusHandler;
 
 /// What a handler may fail with; the server logs it (at debug) with the connection's span.

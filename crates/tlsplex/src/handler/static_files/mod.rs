@@ -13,9 +13,12 @@
 
 mod cache;
 mod large_file;
+mod listing;
+mod precompressed;
 mod small_file;
 mod target;
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -27,7 +30,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper::header::{
     HeaderValue, ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, IF_NONE_MATCH,
-    LAST_MODIFIED, LOCATION, RANGE,
+    LAST_MODIFIED, LOCATION, RANGE, VARY,
 };
 use hyper::{Method, Request, Response, StatusCode};
 use tower_http::services::ServeDir;
@@ -39,8 +42,10 @@ use super::{Handler, HandlerError, StrippedPrefix, TlsConn};
 pub use cache::FileCacheOptions;
 use cache::{Cached, FileCache, Lookup};
 use large_file::LargeFile;
+pub use listing::MAX_LISTED;
+use precompressed::accepted;
 use small_file::SmallFile;
-use target::Target;
+use target::{Rules, Target};
 
 type Body = UnsyncBoxBody<Bytes, io::Error>;
 
@@ -52,13 +57,26 @@ pub struct StaticHandler {
 }
 
 /// What answering a request needs.
+#[derive(Clone)]
 struct Site {
     root: PathBuf,
     files: ServeDir,
-    dotfiles: bool,
+    rules: Rules,
     /// Small files kept in memory, when asked for.
-    cache: Option<FileCache>,
+    cache: Option<Arc<FileCache>>,
+    /// Bodies for the error statuses the site answers with (`error_pages`).
+    error_pages: Arc<HashMap<StatusCode, ErrorPage>>,
 }
+
+/// A page answered in place of an error's empty body.
+#[derive(Clone)]
+struct ErrorPage {
+    content_type: HeaderValue,
+    body: Bytes,
+}
+
+/// The largest error page, in bytes (held in memory).
+pub const MAX_ERROR_PAGE: u64 = 1024 * 1024;
 
 impl StaticHandler {
     /// Serves `root`, which must be a readable folder. Dotfiles (`.env`, `.git/…`) are refused
@@ -73,37 +91,81 @@ impl StaticHandler {
         }
         Ok(Self {
             site: Arc::new(Site {
-                files: ServeDir::new(&root).append_index_html_on_directories(true),
+                files: ServeDir::new(&root),
                 root,
-                dotfiles: false,
+                rules: Rules::default(),
                 cache: None,
+                error_pages: Arc::default(),
             }),
             http: HttpServer::new(HttpLimits::default()),
         })
     }
 
-    /// Serve files and folders whose names start with a dot too.
-    pub fn serve_dotfiles(mut self, serve: bool) -> Self {
-        self.site = Arc::new(Site {
-            root: self.site.root.clone(),
-            files: self.site.files.clone(),
-            dotfiles: serve,
-            cache: self.site.cache.as_ref().map(FileCache::same_options),
-        });
+    /// The same site with `change` made to it.
+    fn changed(mut self, change: impl FnOnce(&mut Site)) -> Self {
+        let mut site = (*self.site).clone();
+        // A cache belongs to one site's rules: a changed site starts its own.
+        site.cache = site.cache.as_deref().map(|c| Arc::new(c.same_options()));
+        change(&mut site);
+        self.site = Arc::new(site);
         self
+    }
+
+    /// Serve files and folders whose names start with a dot too.
+    pub fn serve_dotfiles(self, serve: bool) -> Self {
+        self.changed(|site| site.rules.dotfiles = serve)
+    }
+
+    /// A folder asked for with its trailing slash is served by the first of `names` it holds
+    /// (`["index.html"]` by default; empty: none).
+    pub fn index<I, S>(self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let names = names.into_iter().map(Into::into).collect();
+        self.changed(|site| site.rules.index = names)
+    }
+
+    /// A file asked for whole by a client that takes brotli or gzip is answered with its
+    /// `.br` or `.gz` sibling when there is one (made ahead, as nginx's `gzip_static` serves
+    /// them), with `Content-Encoding` and `Vary`; off by default.
+    pub fn precompressed(self, serve: bool) -> Self {
+        self.changed(|site| site.rules.precompressed = serve)
+    }
+
+    /// A folder without an index file is listed (its names, escaped, at most [`MAX_LISTED`]);
+    /// off by default.
+    pub fn listing(self, list: bool) -> Self {
+        self.changed(|site| site.rules.listing = list)
+    }
+
+    /// Answers `status` (400 to 599) with the file `page` (relative to the root, read now, at
+    /// most [`MAX_ERROR_PAGE`] bytes) wherever the site gives that status.
+    pub fn error_page(self, status: u16, page: impl AsRef<Path>) -> io::Result<Self> {
+        let invalid = |message: String| io::Error::new(io::ErrorKind::InvalidInput, message);
+        let status = StatusCode::from_u16(status)
+            .ok()
+            .filter(|s| s.is_client_error() || s.is_server_error())
+            .ok_or_else(|| invalid(format!("{status} is not an error status (400 to 599)")))?;
+        let path = self.site.root.join(page.as_ref());
+        let body = crate::files::read_limited(&path, MAX_ERROR_PAGE)?;
+        let page = ErrorPage {
+            content_type: content_type(&path),
+            body: Bytes::from(body),
+        };
+        Ok(self.changed(|site| {
+            let mut pages = (*site.error_pages).clone();
+            pages.insert(status, page);
+            site.error_pages = Arc::new(pages);
+        }))
     }
 
     /// Keeps small files (up to 64 KiB) in memory, bounded by `options` (see
     /// [`FileCacheOptions`]): answered with no system call while fresh, looked at again (by
     /// the same rules as any request) at most every `revalidate`.
-    pub fn cache(mut self, options: FileCacheOptions) -> Self {
-        self.site = Arc::new(Site {
-            root: self.site.root.clone(),
-            files: self.site.files.clone(),
-            dotfiles: self.site.dotfiles,
-            cache: Some(FileCache::new(options)),
-        });
-        self
+    pub fn cache(self, options: FileCacheOptions) -> Self {
+        self.changed(|site| site.cache = Some(Arc::new(FileCache::new(options))))
     }
 
     super::http::http_options!();
@@ -118,7 +180,7 @@ impl std::fmt::Debug for StaticHandler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StaticHandler")
             .field("root", &self.site.root)
-            .field("dotfiles", &self.site.dotfiles)
+            .field("rules", &self.site.rules)
             .finish_non_exhaustive()
     }
 }
@@ -157,17 +219,32 @@ const SMALL_FILE: u64 = 64 * 1024;
 
 impl Site {
     async fn respond(&self, request: Request<Incoming>) -> Response<Body> {
+        let response = self.answer(request).await;
+        if response.status().is_success() || response.status().is_redirection() {
+            return response;
+        }
+        match self.error_pages.get(&response.status()) {
+            Some(page) => page.answer(response),
+            None => response,
+        }
+    }
+
+    async fn answer(&self, mut request: Request<Incoming>) -> Response<Body> {
         let decoded = percent_encoding::percent_decode_str(request.uri().path())
             .decode_utf8_lossy()
             .into_owned();
         let if_none_match = request.headers().get(IF_NONE_MATCH).cloned();
         let whole = matches!(*request.method(), Method::GET | Method::HEAD)
             && !request.headers().contains_key(RANGE);
-        let cache = self.cache.as_ref().filter(|_| whole);
+        // With precompressed siblings, a client that takes an encoding may get one: not the
+        // cache's copy.
+        let encodings = self.rules.precompressed.then(|| accepted(&request));
+        let encoding = encodings.filter(|e| e.any());
+        let cache = (self.cache.as_deref()).filter(|_| whole && encoding.is_none());
         if let Some(Lookup::Fresh(file)) = cache.map(|cache| cache.lookup(&decoded)) {
             return validated(cached(&file), if_none_match.as_ref());
         }
-        let (path, metadata) = match target::resolve(&self.root, &decoded, self.dotfiles) {
+        let (path, metadata) = match target::resolve(&self.root, &decoded, &self.rules) {
             Target::File { path, metadata } => (path, metadata),
             other => {
                 if let Some(cache) = cache {
@@ -175,6 +252,11 @@ impl Site {
                 }
                 return match other {
                     Target::Folder => folder_redirect(&request),
+                    Target::Listing(folder) => {
+                        let prefix = request.extensions().get::<StrippedPrefix>();
+                        let shown = format!("{}{decoded}", prefix.map_or("", |p| &p.0));
+                        listing::listing(folder, shown, self.rules.dotfiles).await
+                    }
                     _ => status(StatusCode::NOT_FOUND),
                 };
             }
@@ -185,9 +267,24 @@ impl Site {
                 return validated(cached(&file), if_none_match.as_ref());
             }
         }
-        let response = match whole_file(&request, whole, path, &metadata) {
-            Some(response) => response,
+        if let Some(encodings) = encoding.filter(|_| whole) {
+            if let Some(response) = self.precompressed(&request, &decoded, &path, encodings) {
+                return validated(response, if_none_match.as_ref());
+            }
+        }
+        let response = match whole_file(&request, whole, path.clone(), &metadata) {
+            Some(mut response) => {
+                if self.rules.precompressed {
+                    (response.headers_mut())
+                        .insert(VARY, HeaderValue::from_static("accept-encoding"));
+                }
+                response
+            }
             None => {
+                // ServeDir is given the file resolved here (a folder's index among them).
+                if !served_as(&mut request, &self.root, &path) {
+                    return status(StatusCode::NOT_FOUND);
+                }
                 // Boxed: ServeDir's future is large, and inline it would size every request's
                 // task (an HTTP/2 stream's, for as long as its response lasts).
                 let Ok(response) = Box::pin(self.files.clone().call(request)).await;
@@ -195,6 +292,49 @@ impl Site {
             }
         };
         validated(response, if_none_match.as_ref())
+    }
+}
+
+impl ErrorPage {
+    /// `response` with this page as its body (a HEAD's is dropped by the HTTP layer).
+    fn answer(&self, response: Response<Body>) -> Response<Body> {
+        let (mut parts, _) = response.into_parts();
+        parts
+            .headers
+            .insert(CONTENT_TYPE, self.content_type.clone());
+        parts
+            .headers
+            .insert(CONTENT_LENGTH, HeaderValue::from(self.body.len()));
+        let body = http_body_util::Full::new(self.body.clone())
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        Response::from_parts(parts, body)
+    }
+}
+
+/// Points `request` at `path` (under `root`), its query kept; `false` if it cannot be.
+fn served_as(request: &mut Request<Incoming>, root: &Path, path: &Path) -> bool {
+    let Ok(relative) = path.strip_prefix(root) else {
+        return false;
+    };
+    let mut target = String::new();
+    for part in relative.components() {
+        target.push('/');
+        let bytes = part.as_os_str().as_encoded_bytes();
+        target.extend(percent_encoding::percent_encode(
+            bytes,
+            percent_encoding::NON_ALPHANUMERIC,
+        ));
+    }
+    if let Some(query) = request.uri().query() {
+        target = format!("{target}?{query}");
+    }
+    match hyper::Uri::builder().path_and_query(target).build() {
+        Ok(uri) => {
+            *request.uri_mut() = uri;
+            true
+        }
+        Err(_) => false,
     }
 }
 
@@ -296,8 +436,12 @@ fn folder_redirect(request: &Request<Incoming>) -> Response<Body> {
     response
 }
 
+fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed_unsync()
+}
+
 fn status(code: StatusCode) -> Response<Body> {
-    let mut response = Response::new(Empty::new().map_err(|never| match never {}).boxed_unsync());
+    let mut response = Response::new(empty());
     *response.status_mut() = code;
     response
 }
