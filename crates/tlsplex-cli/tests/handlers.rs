@@ -257,8 +257,8 @@ fn handler_keys_are_checked() {
             "handler.root: cannot serve",
         ),
         (
-            "{ type = \"static\", root = \"www\", listing = true }",
-            "unknown field `listing`",
+            "{ type = \"static\", root = \"www\", autoindex = true }",
+            "unknown field `autoindex`",
         ),
         (
             "{ type = \"respond\", status = 42 }",

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use crate::handler::{
     ConnectionHandler, ForwardHandler, ForwardOptions, Handler, PassthroughHandler, PathRule,
-    ProxyHandler, ProxyOptions, RespondHandler, StaticHandler,
+    ProxyHandler, ProxyOptions, RespondHandler, StaticHandler, StatusHandler,
 };
 use crate::tls::client_auth::ClientAuth;
 
@@ -93,6 +93,12 @@ impl Route {
     /// Serves the status page; `list_servers`: it lists every server of the process.
     pub fn status(mut self, list_servers: bool) -> Self {
         self.target = RouteTarget::Status(list_servers);
+        self
+    }
+
+    /// Serves the status page as `status` has it (response headers, compression, access).
+    pub fn status_page(mut self, status: StatusHandler) -> Self {
+        self.target = RouteTarget::Terminate(ConnectionHandler::Status(status));
         self
     }
 

@@ -177,6 +177,10 @@ pub(super) enum HandlerFile {
     Status {
         #[serde(default)]
         show_servers: bool,
+        response_headers: Option<HeaderEditsFile>,
+        #[serde(default)]
+        compress: bool,
+        access: Option<AccessFile>,
     },
     Forward(PoolFile),
     Passthrough(PoolFile),
@@ -229,6 +233,9 @@ impl Default for HandlerFile {
     fn default() -> Self {
         Self::Status {
             show_servers: false,
+            response_headers: None,
+            compress: false,
+            access: None,
         }
     }
 }

@@ -12,8 +12,9 @@ use super::HandlerSpec;
 use crate::handler::{
     Backend, BackendTls, BackendTlsError, Balance, BasicAuth, BasicAuthError, Cidr, ClientAccess,
     ExpectedStatus, FileCacheOptions, ForwardOptions, HeaderEdits, HealthCheck, HttpProbe,
-    ProxyProtocol, RespondError, RespondHandler, StaticHandler,
+    ProxyProtocol, RespondError, RespondHandler, StaticHandler, StatusHandler,
 };
+use crate::registry::ServerRegistry;
 use hyper::header::{HeaderName, HeaderValue};
 
 /// Where a handler table sits: its server's label and the key path to it (`handler`, or
@@ -36,7 +37,26 @@ pub(super) fn validate_handler(
     problems: &mut Problems,
 ) -> Option<HandlerSpec> {
     match raw {
-        HandlerFile::Status { show_servers } => Some(HandlerSpec::Status { show_servers }),
+        HandlerFile::Status {
+            show_servers,
+            response_headers,
+            compress,
+            access,
+        } => {
+            let edits = response_edits(response_headers, at, problems);
+            let access = client_access(access, at, base, problems);
+            let (edits, (access, users)) = (edits?, access?);
+            // The server's registry is given when it binds.
+            let page = StatusHandler::new(ServerRegistry::default()).list_servers(show_servers);
+            let page = page
+                .response_headers(edits)
+                .compress(compress)
+                .access(access);
+            Some(HandlerSpec::Status(match users {
+                Some(users) => page.basic_auth(users),
+                None => page,
+            }))
+        }
         HandlerFile::Static {
             root,
             serve_dotfiles,

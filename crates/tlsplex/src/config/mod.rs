@@ -42,6 +42,7 @@ use value::{one_line, server_tables};
 
 use crate::handler::{
     ForwardOptions, HttpLimits, PathRule, ProxyOptions, RespondHandler, StaticHandler,
+    StatusHandler,
 };
 use crate::rate::RequestRate;
 use crate::route::Route;
@@ -115,11 +116,8 @@ pub struct ServerSpec {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum HandlerSpec {
-    /// The built-in status page; `show_servers` lists every server of the process on it.
-    Status {
-        /// List every server of the process (off by default: it tells any client what else runs).
-        show_servers: bool,
-    },
+    /// The built-in status page (`show_servers` lists every server of the process on it).
+    Status(StatusHandler),
     /// TLS termination to a plaintext backend.
     Forward(ForwardOptions),
     /// An HTTP reverse proxy.
@@ -136,7 +134,7 @@ impl HandlerSpec {
     /// Its `type` in a config file.
     pub fn kind(&self) -> &'static str {
         match self {
-            Self::Status { .. } => "status",
+            Self::Status(_) => "status",
             Self::Forward(_) => "forward",
             Self::Proxy(_) => "proxy",
             Self::Static(_) => "static",
@@ -174,7 +172,7 @@ impl ServerSpec {
             options = options.path(rule.clone());
         }
         match &self.handler {
-            HandlerSpec::Status { show_servers } => options.status_lists_servers(*show_servers),
+            HandlerSpec::Status(status) => options.status_page(status.clone()),
             HandlerSpec::Forward(forward) => options.forward(forward.clone()),
             HandlerSpec::Proxy(proxy) => options.proxy((**proxy).clone()),
             HandlerSpec::Static(files) => options.static_files(files.clone()),

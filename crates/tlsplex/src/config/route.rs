@@ -120,7 +120,7 @@ pub(super) fn validate_routes(
         let forward = matches!(handler, HandlerSpec::Forward(_));
         let mut built = Route::new(name, names);
         built = match handler {
-            HandlerSpec::Status { show_servers } => built.status(show_servers),
+            HandlerSpec::Status(status) => built.status_page(status),
             HandlerSpec::Forward(options) => built.forward(options),
             HandlerSpec::Proxy(options) => built.proxy(*options),
             HandlerSpec::Static(files) => built.static_files(files),

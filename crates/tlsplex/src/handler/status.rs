@@ -41,6 +41,12 @@ impl StatusHandler {
         }
     }
 
+    /// The same page over `registry` (the server's, given when it binds).
+    pub(crate) fn with_registry(mut self, registry: ServerRegistry) -> Self {
+        self.registry = registry;
+        self
+    }
+
     /// Whether the page lists every server of the process. Off by default: it would tell any
     /// client what else the process runs.
     pub fn list_servers(mut self, list: bool) -> Self {
@@ -88,6 +94,14 @@ impl StatusHandler {
                 response.map(http_body_util::BodyExt::boxed_unsync),
             ))
         })
+    }
+}
+
+impl std::fmt::Debug for StatusHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatusHandler")
+            .field("list_servers", &self.list_servers)
+            .finish_non_exhaustive()
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::handler::{
     ConnectionHandler, ForwardHandler, ForwardOptions, Handler, HttpLimits, PathRule, ProxyHandler,
-    ProxyOptions, RespondHandler, StaticHandler,
+    ProxyOptions, RespondHandler, StaticHandler, StatusHandler,
 };
 use crate::rate::RequestRate;
 use crate::route::Route;
@@ -85,6 +85,13 @@ impl ServerOptions {
     /// Proxies HTTP requests to backends ([`ProxyHandler`]: nginx's `proxy_pass`).
     pub fn proxy(mut self, options: ProxyOptions) -> Self {
         self.handler = Some(ConnectionHandler::Proxy(ProxyHandler::new(options)));
+        self
+    }
+
+    /// Serves the status page as `status` has it (response headers, compression, access); the
+    /// server's registry is the one it lists.
+    pub fn status_page(mut self, status: StatusHandler) -> Self {
+        self.handler = Some(ConnectionHandler::Status(status));
         self
     }
 

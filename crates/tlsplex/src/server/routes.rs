@@ -287,8 +287,12 @@ fn live_handler(
     build: &RouteBuild<'_>,
 ) -> ConnectionHandler {
     match (handler, options.http_limits) {
-        (ConnectionHandler::Status(status), Some(limits)) => {
-            ConnectionHandler::Status(status.limits(limits))
+        (ConnectionHandler::Status(status), limits) => {
+            let status = status.with_registry(build.ctx.registry().clone());
+            ConnectionHandler::Status(match limits {
+                Some(limits) => status.limits(limits),
+                None => status,
+            })
         }
         (ConnectionHandler::Static(files), Some(limits)) => {
             ConnectionHandler::Static(files.limits(limits))
