@@ -195,7 +195,8 @@ impl ClientAuth {
         self.fingerprint
     }
 
-    pub(crate) fn verifier(
+    /// The rustls verifier that applies this policy (CAs, CRLs, mode, allow-list).
+    pub fn verifier(
         &self,
         provider: Arc<CryptoProvider>,
     ) -> Result<Arc<dyn ClientCertVerifier>, rustls::Error> {
