@@ -16,6 +16,7 @@ use tlsplex::{CertStore, Identity, ServerOptions};
 
 use crate::cli::DemoArgs;
 use crate::serve::serve;
+use tlsplex::daemon::DaemonPlan;
 
 const CERT_FILE: &str = "demo-cert.pem";
 const KEY_FILE: &str = "demo-key.pem";
@@ -52,7 +53,9 @@ pub fn run(args: &DemoArgs) -> ExitCode {
     let token = AdminToken::Generated(dir.join(tlsplex::config::DEFAULT_TOKEN_FILE));
     let admin_addr = SocketAddr::from(([127, 0, 0, 1], args.admin_port.unwrap_or(9440)));
     let admin = AdminOptions::new(admin_addr, token);
-    serve(&global, servers, Some(&admin), None, |supervisor, login| {
+    let mut plan = DaemonPlan::default();
+    (plan.servers, plan.admin) = (servers, Some(admin));
+    serve(&global, plan, |supervisor, login| {
         println!("tlsplex demo: two HTTPS servers in one process (the seed's example)");
         for server in supervisor.servers() {
             println!(

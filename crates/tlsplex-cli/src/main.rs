@@ -36,13 +36,9 @@ fn main() -> ExitCode {
                 for warning in &config.warnings {
                     tracing::warn!(file = %path.display(), "{warning}");
                 }
-                let servers = config.servers.iter().map(|s| s.options()).collect();
-                let (global, admin) = (config.global.clone(), config.admin.clone());
-                let reload = serve::ReloadSource {
-                    path: &path,
-                    config,
-                };
-                serve::serve(&global, servers, admin.as_ref(), Some(reload), |_, _| {})
+                let global = config.global.clone();
+                let plan = tlsplex::daemon::DaemonPlan::from_config(&path, config);
+                serve::serve(&global, plan, |_, _| {})
             }
             Err(error) => {
                 eprintln!("{error}");

@@ -1,31 +1,22 @@
 //! Running servers until a signal: shared by `tlsplex run` and `tlsplex demo`.
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::SystemTime;
 
-use tlsplex::admin::{AdminOptions, AdminServer};
-use tlsplex::config::{Config, GlobalSettings};
-use tlsplex::control::{ConfigSource, ControlError, Controller, ReloadCause};
-use tlsplex::{ServerOptions, Supervisor};
+use tlsplex::config::GlobalSettings;
+use tlsplex::control::{ControlError, ReloadCause};
+use tlsplex::daemon::{Daemon, DaemonPlan};
+use tlsplex::Supervisor;
 
 use crate::signals::{Request, Signals};
 
-/// Where reloads come from: the config file `tlsplex run` was started with, if any.
-pub struct ReloadSource<'a> {
-    pub path: &'a Path,
-    pub config: Config,
-}
-
-/// Binds every server (all or none) and the admin endpoint if asked for, calls `announce` (with
-/// a one-time dashboard login link when there is an admin endpoint),
-/// serves until SIGTERM or SIGINT (reloading on SIGHUP), then drains. A second SIGTERM/SIGINT
-/// exits at once with status 1.
+/// Binds everything `plan` names (all or none: servers, the admin endpoint, the plain-HTTP
+/// listener) through the library's [`Daemon`], calls `announce` (with a one-time dashboard login
+/// link when there is an admin endpoint), serves until SIGTERM or SIGINT (reloading on SIGHUP),
+/// then drains. A second SIGTERM/SIGINT exits at once with status 1.
 pub fn serve(
     global: &GlobalSettings,
-    servers: Vec<ServerOptions>,
-    admin: Option<&AdminOptions>,
-    reload: Option<ReloadSource<'_>>,
+    mut plan: DaemonPlan,
     announce: impl FnOnce(&Supervisor, Option<String>),
 ) -> ExitCode {
     let ctx = match global.context() {
@@ -51,82 +42,39 @@ pub fn serve(
                 return ExitCode::FAILURE;
             }
         };
-        let identities: Vec<_> = servers
-            .iter()
+        let identities: Vec<_> = (plan.servers.iter())
             .map(|s| (s.name().to_owned(), s.certs().default_identity().summary().clone()))
             .collect();
-        // Everything binds before anything serves: an admin or HTTP-01 address that is taken
-        // fails the start before a server has logged that it serves.
-        let admin_server = match admin {
-            Some(options) => match AdminServer::bind(options).await {
-                Ok(server) => Some(server),
-                Err(error) => {
-                    eprintln!("tlsplex: admin endpoint on {}: {error}", options.listen);
-                    return ExitCode::FAILURE;
-                }
-            },
-            None => None,
-        };
-        // The plain-HTTP port ([http_redirect], or [acme] http01_listen alone; port 80) needs
-        // binding before the privileges go; a reload does not move it.
-        let config = reload.as_ref().map(|r| &r.config);
-        let redirect = config.and_then(|c| c.http_redirect);
-        let http01 = config
-            .and_then(|c| c.acme.as_ref())
-            .and_then(|acme| acme.http01_listen);
-        let plain = redirect.map(|r| r.listen).or(http01);
-        let https_port = redirect.and_then(|r| r.https_port);
-        let http01_listener = match plain {
-            Some(addr) => match tlsplex::acme::Http01Listener::bind(addr).await {
-                Ok(listener) => Some(listener),
-                Err(error) => {
-                    eprintln!("tlsplex: plain-HTTP listener on {addr}: {error}");
-                    return ExitCode::FAILURE;
-                }
-            },
-            None => None,
-        };
-        let activated = crate::systemd::activated_listeners();
-        let supervisor = match Supervisor::start_with_listeners(&ctx, servers, activated) {
-            Ok(supervisor) => supervisor,
+        plan.listeners = crate::systemd::activated_listeners();
+        // Everything binds before anything serves (and before the privileges go: port 80).
+        let daemon = match Daemon::start(&ctx, plan).await {
+            Ok(daemon) => daemon,
             Err(error) => {
                 eprintln!("tlsplex: {error}");
                 return ExitCode::FAILURE;
             }
         };
-        for (name, cert) in identities {
-            let addr = supervisor.server(&name).map(|s| s.local_addr().to_string());
-            tracing::info!(
-                server = %name,
-                addr = addr.as_deref().unwrap_or(""),
-                cert.subject = %cert.subject,
-                cert.names = %cert.names().join(","),
-                cert.days_left = cert.days_until_expiry(SystemTime::now()),
-                "server started"
-            );
-        }
-        let source = reload.map(|r| ConfigSource::from_config(r.path, r.config));
-        let controller = Controller::new(supervisor, source);
-        let admin_stop = tokio_util::sync::CancellationToken::new();
-        // Idle unless the config has an [acme] table (a reload may add one).
-        tokio::spawn(tlsplex::acme::run(controller.clone(), admin_stop.clone()));
-        let mut login_link = None;
-        if let Some(server) = admin_server {
-            let addr = server.local_addr().map(|a| a.to_string()).unwrap_or_default();
-            tracing::info!(%addr, "admin endpoint listening");
-            login_link = server.login_link().ok();
-            tokio::spawn(server.run(controller.clone(), admin_stop.clone()));
-        }
-        if let Some(listener) = http01_listener {
-            let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-            tracing::info!(%addr, "plain-HTTP listener ready: requests are redirected to https, ACME HTTP-01 validations answered");
-            let challenges = controller.context().acme_challenges().clone();
-            tokio::spawn(listener.run(challenges, https_port, admin_stop.clone()));
-        }
+        let controller = daemon.controller().clone();
+        controller
+            .inspect(|supervisor| {
+                for (name, cert) in identities {
+                    let addr = supervisor.server(&name).map(|s| s.local_addr().to_string());
+                    tracing::info!(
+                        server = %name,
+                        addr = addr.as_deref().unwrap_or(""),
+                        cert.subject = %cert.subject,
+                        cert.names = %cert.names().join(","),
+                        cert.days_left = cert.days_until_expiry(SystemTime::now()),
+                        "server started"
+                    );
+                }
+            })
+            .await;
+        let login_link = daemon.login_link().map(str::to_owned);
         if let Some(user) = &global.user {
             if let Err(error) = crate::privileges::drop_to(user, global.group.as_deref()) {
                 eprintln!("tlsplex: {error}; refusing to serve as root");
-                controller.shutdown().await;
+                daemon.shutdown().await;
                 return ExitCode::FAILURE;
             }
         }
@@ -158,7 +106,7 @@ pub fn serve(
                 }
             }
         };
-        admin_stop.cancel();
+        daemon.stop_side_tasks();
         crate::systemd::notify("STOPPING=1");
         tracing::info!(
             signal = first,
@@ -166,7 +114,7 @@ pub fn serve(
             "shutting down: no new connections; in-flight ones may finish (signal again to exit now)"
         );
         tokio::select! {
-            () = controller.shutdown() => {
+            () = daemon.shutdown() => {
                 tracing::info!("all servers stopped");
                 ExitCode::SUCCESS
             }

@@ -1,5 +1,6 @@
 //! An operated daemon in a screenful: servers from a config file, the admin API, reload on
-//! SIGHUP and when a file the config names changes, all through one `Controller`.
+//! SIGHUP and when a file the config names changes, all through the library's `Daemon` (what
+//! `tlsplex run` runs) and its `Controller`.
 //!
 //! ```text
 //! cargo run --example operated -- tlsplex.toml     # the file needs an [admin] table
@@ -10,10 +11,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use tlsplex::admin::AdminServer;
 use tlsplex::config::Config;
-use tlsplex::control::{ConfigSource, Controller, ReloadCause};
-use tlsplex::Supervisor;
+use tlsplex::control::ReloadCause;
+use tlsplex::daemon::{Daemon, DaemonPlan};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
@@ -39,17 +39,18 @@ pub async fn operate(
     ready: impl FnOnce(SocketAddr),
 ) -> Result<(), Box<dyn Error>> {
     let config = Config::load(path)?;
+    if config.admin.is_none() {
+        return Err("the config needs an [admin] table".into());
+    }
     let ctx = config.global.context()?;
-    let supervisor = Supervisor::start(&ctx, config.servers.iter().map(|s| s.options()))?;
-    let controller = Controller::new(supervisor, Some(ConfigSource::new(path, &config)));
-
-    let admin = config
-        .admin
-        .as_ref()
-        .ok_or("the config needs an [admin] table")?;
-    let admin = AdminServer::bind(admin).await?;
-    ready(admin.local_addr()?);
-    tokio::spawn(admin.run(controller.clone(), stop.clone()));
+    // Servers, admin endpoint, plain-HTTP listener and ACME, as `tlsplex run` has them.
+    let daemon = Daemon::start(&ctx, DaemonPlan::from_config(path, config)).await?;
+    ready(
+        daemon
+            .admin_addr()
+            .ok_or("the admin endpoint has no address")?,
+    );
+    let controller = daemon.controller().clone();
 
     let mut hangup = signal(SignalKind::hangup())?;
     let mut poll = tokio::time::interval(Duration::from_secs(2));
@@ -61,6 +62,6 @@ pub async fn operate(
             _ = poll.tick() => drop(controller.reload_if_changed().await),
         }
     }
-    controller.shutdown().await;
+    daemon.shutdown().await;
     Ok(())
 }

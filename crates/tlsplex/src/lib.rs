@@ -61,6 +61,7 @@ pub mod config;
 pub mod conn;
 mod context;
 pub mod control;
+pub mod daemon;
 pub mod defaults;
 pub mod files;
 #[cfg(any(test, feature = "fuzzing"))]
