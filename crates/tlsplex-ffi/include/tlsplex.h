@@ -49,6 +49,12 @@ typedef enum {
   TLSPLEX_CLOSED = 16,
   // The context's `max_connections` are all open.
   TLSPLEX_TOO_MANY_CONNECTIONS = 17,
+  // The engine's config has problems (they are in the error text).
+  TLSPLEX_BAD_CONFIG = 18,
+  // No running server is called that.
+  TLSPLEX_UNKNOWN_SERVER = 19,
+  // An address could not be bound (in use, not this machine's, a privileged port).
+  TLSPLEX_BIND_FAILED = 20,
   // A bug in tlsplex: a panic was caught at the boundary. Please report it.
   TLSPLEX_PANIC = 99,
 } tlsplex_result;
@@ -65,6 +71,9 @@ typedef struct tlsplex_conn tlsplex_conn;
 // The global context (`SSL_init` + `SSL_settings`): made once, used by every server and
 // thread. Threads: any number at once.
 typedef struct tlsplex_context tlsplex_context;
+
+// The whole daemon, running. Threads: any number at once (calls wait for each other).
+typedef struct tlsplex_engine tlsplex_engine;
 
 // What a handshake settled. The strings are the connection's, valid until `tlsplex_conn_free`;
 // an absent one (no ALPN, no SNI, no client certificate, a resumed TLS 1.2 session's group)
@@ -164,6 +173,53 @@ tlsplex_result tlsplex_context_new(const tlsplex_settings *settings, tlsplex_con
 // # Safety
 // None beyond C's: `context` is a name, never followed.
 tlsplex_result tlsplex_context_free(tlsplex_context *context);
+
+// Starts everything the TOML config file at `config_path` asks for, all or nothing: every
+// address is bound before anything serves. On `TLSPLEX_BAD_CONFIG` (every problem, each named
+// with its server and key) and `TLSPLEX_BIND_FAILED` (an address that is taken…) the reason is
+// written into `error` (`error_len` bytes at most, NUL-terminated; null for none).
+//
+// # Safety
+// `config_path` must be null or a NUL-terminated string, `error` null or valid for writes of
+// `error_len` bytes, `out` valid for a write of a pointer.
+tlsplex_result tlsplex_engine_start(const char *config_path,
+                                    char *error,
+                                    size_t error_len,
+                                    tlsplex_engine **out);
+
+// As `tlsplex_engine_start`, from the text of a TOML config (relative paths in it resolve
+// against `base_dir`). There is no file to reload: `tlsplex_engine_reload` says so.
+//
+// # Safety
+// `toml` and `base_dir` must be null or NUL-terminated strings; `error` and `out` as for
+// `tlsplex_engine_start`.
+tlsplex_result tlsplex_engine_start_toml(const char *toml,
+                                         const char *base_dir,
+                                         char *error,
+                                         size_t error_len,
+                                         tlsplex_engine **out);
+
+// Reads the config file again and applies the difference (servers added, removed, moved,
+// updated; nothing lost). A config with problems changes nothing: `TLSPLEX_BAD_CONFIG`, the
+// problems in `error`.
+//
+// # Safety
+// `error` must be null or valid for writes of `error_len` bytes.
+tlsplex_result tlsplex_engine_reload(tlsplex_engine *engine, char *error, size_t error_len);
+
+// Stops the server called `name`: it no longer accepts, its connections drain. It can be
+// started again by a reload that still names it.
+//
+// # Safety
+// `name` must be null or a NUL-terminated string.
+tlsplex_result tlsplex_engine_stop_server(tlsplex_engine *engine, const char *name);
+
+// Drains and stops everything (for up to the config's `shutdown_grace`), then frees the
+// engine. Null is ignored.
+//
+// # Safety
+// None beyond C's: `engine` is a name, never followed.
+tlsplex_result tlsplex_engine_free(tlsplex_engine *engine);
 
 // Makes an empty cert store into `*out`.
 //

@@ -11,7 +11,7 @@ use crate::tlsplex_result::{self, TLSPLEX_INVALID_HANDLE, TLSPLEX_NULL_ARGUMENT}
 
 /// The live handles of one kind.
 pub(crate) struct Handles<T> {
-    /// Its kind, in the low bits of every handle (1, 2, 3: never 0, so a handle is never null).
+    /// Its kind, in the two low bits of every handle (a handle is never null: numbers start at 1).
     tag: u64,
     live: Mutex<HashMap<u64, Arc<T>>>,
 }

@@ -19,6 +19,7 @@
 
 mod conn;
 mod context;
+mod engine;
 mod fd;
 mod handles;
 mod store;
@@ -28,6 +29,10 @@ pub use conn::{
     tlsplex_conn_read, tlsplex_conn_write,
 };
 pub use context::{tlsplex_context, tlsplex_context_free, tlsplex_context_new, tlsplex_settings};
+pub use engine::{
+    tlsplex_engine, tlsplex_engine_free, tlsplex_engine_reload, tlsplex_engine_start,
+    tlsplex_engine_start_toml, tlsplex_engine_stop_server,
+};
 pub use store::{
     tlsplex_cert_store, tlsplex_cert_store_add_pem, tlsplex_cert_store_add_pem_files,
     tlsplex_cert_store_free, tlsplex_cert_store_new, tlsplex_cert_store_require_client_cert,
@@ -80,6 +85,12 @@ pub enum tlsplex_result {
     TLSPLEX_CLOSED = 16,
     /// The context's `max_connections` are all open.
     TLSPLEX_TOO_MANY_CONNECTIONS = 17,
+    /// The engine's config has problems (they are in the error text).
+    TLSPLEX_BAD_CONFIG = 18,
+    /// No running server is called that.
+    TLSPLEX_UNKNOWN_SERVER = 19,
+    /// An address could not be bound (in use, not this machine's, a privileged port).
+    TLSPLEX_BIND_FAILED = 20,
     /// A bug in tlsplex: a panic was caught at the boundary. Please report it.
     TLSPLEX_PANIC = 99,
 }
@@ -98,7 +109,7 @@ pub extern "C" fn tlsplex_result_message(result: c_int) -> *const c_char {
     text.as_ptr().cast()
 }
 
-const RESULTS: [tlsplex_result; 19] = [
+const RESULTS: [tlsplex_result; 22] = [
     TLSPLEX_OK,
     TLSPLEX_NULL_ARGUMENT,
     TLSPLEX_INVALID_HANDLE,
@@ -117,6 +128,9 @@ const RESULTS: [tlsplex_result; 19] = [
     TLSPLEX_UNEXPECTED_EOF,
     TLSPLEX_CLOSED,
     TLSPLEX_TOO_MANY_CONNECTIONS,
+    TLSPLEX_BAD_CONFIG,
+    TLSPLEX_UNKNOWN_SERVER,
+    TLSPLEX_BIND_FAILED,
     TLSPLEX_PANIC,
 ];
 
@@ -146,6 +160,9 @@ fn message(result: tlsplex_result) -> &'static [u8] {
         TLSPLEX_UNEXPECTED_EOF => b"the peer closed the connection without close_notify\0",
         TLSPLEX_CLOSED => b"the connection is closed\0",
         TLSPLEX_TOO_MANY_CONNECTIONS => b"the context's max_connections are all open\0",
+        TLSPLEX_BAD_CONFIG => b"the config has problems (see the error text)\0",
+        TLSPLEX_UNKNOWN_SERVER => b"no running server is called that\0",
+        TLSPLEX_BIND_FAILED => b"an address could not be bound (see the error text)\0",
         TLSPLEX_PANIC => b"a bug in tlsplex (a panic was caught); please report it\0",
     }
 }

@@ -5,16 +5,15 @@
 //! that get their result code while the other server keeps serving. Then once under
 //! AddressSanitizer and once under valgrind, each with no error and no leak reported.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 mod common;
 
-use common::compile;
+use common::{compile, Program};
 use tlsplex_testkit::{available, free_port, TestPki};
 
 /// The PKI the program reads: `a` and `b` servers, clients of `clients-ca.pem` on b, `alice`.
@@ -26,76 +25,6 @@ fn pki() -> TestPki {
     std::fs::copy(pki.ca_file(), pki.dir().join("clients-ca.pem"))
         .unwrap_or_else(|e| panic!("{e}"));
     pki
-}
-
-struct Program {
-    child: Child,
-    /// What it printed so far (a thread reads its output as it comes).
-    printed: Arc<Mutex<String>>,
-    reader: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Program {
-    /// Starts it and waits until it says both servers listen (a probe connection would count
-    /// as one of the connections it was told to take).
-    fn start(command: &mut Command, ports: [u16; 2]) -> Self {
-        let mut child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{e}"));
-        let printed = Arc::new(Mutex::new(String::new()));
-        let stdout = child.stdout.take();
-        let sink = printed.clone();
-        let reader = std::thread::spawn(move || {
-            for line in stdout
-                .into_iter()
-                .flat_map(|out| BufReader::new(out).lines())
-            {
-                let Ok(line) = line else { break };
-                let mut text = sink.lock().unwrap_or_else(PoisonError::into_inner);
-                text.push_str(&line);
-                text.push('\n');
-            }
-        });
-        let program = Self {
-            child,
-            printed,
-            reader: Some(reader),
-        };
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while !ports
-            .iter()
-            .all(|p| program.output().contains(&format!("port {p}: listening")))
-        {
-            assert!(
-                Instant::now() < deadline,
-                "the program listens on both ports"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        program
-    }
-
-    fn output(&self) -> String {
-        self.printed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    /// Waits for it to exit (by itself, or killed): its status, output and errors.
-    fn finish(mut self) -> (std::process::ExitStatus, String, String) {
-        let mut stderr = String::new();
-        if let Some(mut err) = self.child.stderr.take() {
-            let _ = err.read_to_string(&mut stderr);
-        }
-        let status = self.child.wait().unwrap_or_else(|e| panic!("{e}"));
-        if let Some(reader) = self.reader.take() {
-            let _ = reader.join();
-        }
-        (status, self.output(), stderr)
-    }
 }
 
 /// curl's body from `port` as `name`, with `extra` arguments.

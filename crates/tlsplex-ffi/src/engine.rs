@@ -1,0 +1,244 @@
+//! The engine's level: the whole daemon in the C program's process, from a TOML file or string
+//! (everything the config can do: routes, paths, proxy, static, ACME, the admin endpoint,
+//! metrics), on threads of its own. Reload, stop one server by name, and drain and stop all.
+//! The C program's own handler for connections (the seed's `startHttpsThread` as a callback) is
+//! not here yet: the servers run the config's handlers.
+
+use std::ffi::c_char;
+use std::path::Path;
+use std::sync::{Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use tlsplex::config::Config;
+use tlsplex::control::{ControlError, ReloadCause};
+use tlsplex::daemon::{Daemon, DaemonError, DaemonPlan};
+
+use crate::handles::Handles;
+use crate::tlsplex_result::{self, *};
+use crate::{guard, put, text};
+
+/// The whole daemon, running. Threads: any number at once (calls wait for each other).
+#[allow(non_camel_case_types)]
+pub enum tlsplex_engine {}
+
+pub(crate) struct Engine {
+    running: Mutex<Option<(tokio::runtime::Runtime, Daemon)>>,
+}
+
+fn engines() -> &'static Handles<Engine> {
+    static ENGINES: OnceLock<Handles<Engine>> = OnceLock::new();
+    ENGINES.get_or_init(|| Handles::new(0))
+}
+
+/// How long `tlsplex_engine_free` waits for the engine's threads once the servers drained.
+const THREADS_GRACE: Duration = Duration::from_secs(5);
+
+/// Writes `message` into the caller's `error` buffer of `len` bytes (cut to fit, always
+/// NUL-terminated); nothing when the buffer is null or empty.
+///
+/// # Safety
+/// `error` must be null or valid for writes of `len` bytes.
+unsafe fn tell(error: *mut c_char, len: usize, message: &str) {
+    if error.is_null() || len == 0 {
+        return;
+    }
+    let bytes = message.as_bytes();
+    let n = bytes.len().min(len - 1);
+    // SAFETY: `error` is valid for `len` bytes (the caller's promise) and `n + 1 <= len`; the
+    // source is our own string, which cannot overlap the caller's buffer.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), error.cast::<u8>(), n);
+        error.add(n).write(0);
+    }
+}
+
+fn daemon_error(error: &DaemonError) -> tlsplex_result {
+    match error {
+        DaemonError::Config(_) => TLSPLEX_BAD_CONFIG,
+        DaemonError::Admin { .. } | DaemonError::PlainHttp { .. } | DaemonError::Server(_) => {
+            TLSPLEX_BIND_FAILED
+        }
+        _ => TLSPLEX_IO_ERROR,
+    }
+}
+
+/// Starts `config` (read from `path`; `None`: given as text, so there is no file to reload).
+fn start(config: Config, path: Option<&Path>) -> Result<Engine, (tlsplex_result, String)> {
+    let ctx = (config.global.context()).map_err(|e| (TLSPLEX_BAD_CONFIG, e.to_string()))?;
+    let runtime = ctx
+        .runtime()
+        .map_err(|e| (TLSPLEX_IO_ERROR, e.to_string()))?;
+    let mut plan = DaemonPlan::from_config(path.unwrap_or(Path::new("")), config);
+    if path.is_none() {
+        plan.source = None;
+    }
+    let daemon = runtime
+        .block_on(Daemon::start(&ctx, plan))
+        .map_err(|e| (daemon_error(&e), e.to_string()))?;
+    Ok(Engine {
+        running: Mutex::new(Some((runtime, daemon))),
+    })
+}
+
+/// Puts the started engine in `*out`, or the reason it did not start in `error`.
+///
+/// # Safety
+/// `error` must be null or valid for writes of `error_len` bytes, `out` valid for a write of a
+/// pointer.
+unsafe fn started(
+    result: Result<Engine, (tlsplex_result, String)>,
+    error: *mut c_char,
+    error_len: usize,
+    out: *mut *mut tlsplex_engine,
+) -> Result<(), tlsplex_result> {
+    match result {
+        // SAFETY: valid for a write as the caller promises (null is refused by `put`).
+        Ok(engine) => unsafe { put(out, engines().add(engine)) },
+        Err((result, message)) => {
+            // SAFETY: the caller promises `error` is null or valid for `error_len` bytes.
+            unsafe { tell(error, error_len, &message) };
+            Err(result)
+        }
+    }
+}
+
+/// Starts everything the TOML config file at `config_path` asks for, all or nothing: every
+/// address is bound before anything serves. On `TLSPLEX_BAD_CONFIG` (every problem, each named
+/// with its server and key) and `TLSPLEX_BIND_FAILED` (an address that is taken…) the reason is
+/// written into `error` (`error_len` bytes at most, NUL-terminated; null for none).
+///
+/// # Safety
+/// `config_path` must be null or a NUL-terminated string, `error` null or valid for writes of
+/// `error_len` bytes, `out` valid for a write of a pointer.
+#[no_mangle]
+pub unsafe extern "C" fn tlsplex_engine_start(
+    config_path: *const c_char,
+    error: *mut c_char,
+    error_len: usize,
+    out: *mut *mut tlsplex_engine,
+) -> tlsplex_result {
+    guard(|| {
+        if out.is_null() {
+            return Err(TLSPLEX_NULL_ARGUMENT);
+        }
+        // SAFETY: the caller promises a NUL-terminated string (or null, refused).
+        let path = Path::new(unsafe { text(config_path) }?);
+        let result = Config::load(path)
+            .map_err(|e| (TLSPLEX_BAD_CONFIG, e.to_string()))
+            .and_then(|config| start(config, Some(path)));
+        // SAFETY: the caller's promises, passed on.
+        unsafe { started(result, error, error_len, out) }
+    })
+}
+
+/// As `tlsplex_engine_start`, from the text of a TOML config (relative paths in it resolve
+/// against `base_dir`). There is no file to reload: `tlsplex_engine_reload` says so.
+///
+/// # Safety
+/// `toml` and `base_dir` must be null or NUL-terminated strings; `error` and `out` as for
+/// `tlsplex_engine_start`.
+#[no_mangle]
+pub unsafe extern "C" fn tlsplex_engine_start_toml(
+    toml: *const c_char,
+    base_dir: *const c_char,
+    error: *mut c_char,
+    error_len: usize,
+    out: *mut *mut tlsplex_engine,
+) -> tlsplex_result {
+    guard(|| {
+        if out.is_null() {
+            return Err(TLSPLEX_NULL_ARGUMENT);
+        }
+        // SAFETY: the caller promises NUL-terminated strings (or null, refused).
+        let (toml, base) = unsafe { (text(toml)?, text(base_dir)?) };
+        let result = Config::parse(toml, Path::new("<toml>"), Path::new(base))
+            .map_err(|e| (TLSPLEX_BAD_CONFIG, e.to_string()))
+            .and_then(|config| start(config, None));
+        // SAFETY: the caller's promises, passed on.
+        unsafe { started(result, error, error_len, out) }
+    })
+}
+
+/// Reads the config file again and applies the difference (servers added, removed, moved,
+/// updated; nothing lost). A config with problems changes nothing: `TLSPLEX_BAD_CONFIG`, the
+/// problems in `error`.
+///
+/// # Safety
+/// `error` must be null or valid for writes of `error_len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn tlsplex_engine_reload(
+    engine: *mut tlsplex_engine,
+    error: *mut c_char,
+    error_len: usize,
+) -> tlsplex_result {
+    guard(|| {
+        let engine = engines().get(engine)?;
+        let running = engine
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (runtime, daemon) = running.as_ref().ok_or(TLSPLEX_CLOSED)?;
+        let reloaded = runtime.block_on(daemon.controller().reload(ReloadCause::Signal));
+        reloaded.map(drop).map_err(|e| {
+            // SAFETY: the caller promises `error` is null or valid for `error_len` bytes.
+            unsafe { tell(error, error_len, &e.to_string()) };
+            match e {
+                ControlError::Server(_) => TLSPLEX_BIND_FAILED,
+                _ => TLSPLEX_BAD_CONFIG,
+            }
+        })
+    })
+}
+
+/// Stops the server called `name`: it no longer accepts, its connections drain. It can be
+/// started again by a reload that still names it.
+///
+/// # Safety
+/// `name` must be null or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn tlsplex_engine_stop_server(
+    engine: *mut tlsplex_engine,
+    name: *const c_char,
+) -> tlsplex_result {
+    guard(|| {
+        let engine = engines().get(engine)?;
+        // SAFETY: the caller promises a NUL-terminated string (or null, refused).
+        let name = unsafe { text(name) }?;
+        let running = engine
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (runtime, daemon) = running.as_ref().ok_or(TLSPLEX_CLOSED)?;
+        runtime
+            .block_on(daemon.controller().stop(name))
+            .map_err(|e| match e {
+                ControlError::NotRunning(_) | ControlError::Stopped(_) => TLSPLEX_UNKNOWN_SERVER,
+                _ => TLSPLEX_IO_ERROR,
+            })
+    })
+}
+
+/// Drains and stops everything (for up to the config's `shutdown_grace`), then frees the
+/// engine. Null is ignored.
+///
+/// # Safety
+/// None beyond C's: `engine` is a name, never followed.
+#[no_mangle]
+pub unsafe extern "C" fn tlsplex_engine_free(engine: *mut tlsplex_engine) -> tlsplex_result {
+    guard(|| {
+        if engine.is_null() {
+            return Ok(());
+        }
+        let engine = engines().remove(engine)?;
+        let running = engine
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some((runtime, daemon)) = running {
+            runtime.block_on(daemon.shutdown());
+            runtime.shutdown_timeout(THREADS_GRACE);
+        }
+        Ok(())
+    })
+}

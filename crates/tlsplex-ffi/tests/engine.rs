@@ -1,0 +1,127 @@
+//! The engine's level from C (`examples/c/engine.c`): the whole daemon started from a TOML file
+//! inside a C program, serving what the config says (a `respond` server and a `static` one with
+//! a path rule), one server stopped by name while the other serves, a reload that adds a server,
+//! a reload of a broken file that changes nothing and says why, an unknown name, a config that
+//! cannot start (its problems named), and a drain that frees everything.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+
+use common::{compile, Program};
+use tlsplex_testkit::{available, free_port, TestPki};
+
+fn server(name: &str, port: u16, handler: &str) -> String {
+    format!(
+        "[[server]]\nname = \"{name}\"\nlisten = \"127.0.0.1:{port}\"\n\
+         certificates = [{{ cert = \"web.pem\", key = \"web.key\" }}]\nhandler = {handler}\n"
+    )
+}
+
+fn curl(pki: &TestPki, port: u16, path: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "10", "--cacert"])
+        .arg(pki.ca_file())
+        .args(["--resolve", &format!("web.test:{port}:127.0.0.1")])
+        .arg(format!("https://web.test:{port}{path}"))
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_c_program_runs_reloads_and_stops_the_daemon() {
+    if !["cc", "curl"].iter().all(|p| available(p)) {
+        return;
+    }
+    let pki = TestPki::new();
+    pki.issue("web", &["web.test"]);
+    let dir = pki.dir();
+    std::fs::create_dir_all(dir.join("www")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.join("www/index.html"), "static page\n").unwrap_or_else(|e| panic!("{e}"));
+    let binary = compile("examples/c/engine.c", dir, &[]);
+    let (a, b, c) = (free_port(), free_port(), free_port());
+    let config = dir.join("tlsplex.toml");
+    let two = server("a", a, "{ type = \"respond\", body = \"from a\\n\" }")
+        + &server("b", b, "{ type = \"static\", root = \"www\" }")
+        + "[[server.path]]\nexact = \"/healthz\"\nhandler = { type = \"respond\", body = \"ok\\n\" }\n";
+    std::fs::write(&config, &two).unwrap_or_else(|e| panic!("{e}"));
+
+    let mut program = Program::spawn(Command::new(&binary).arg(&config).stdin(Stdio::piped()));
+    let mut stdin = program
+        .child
+        .stdin
+        .take()
+        .unwrap_or_else(|| panic!("stdin"));
+    let mut say = |line: &str| {
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+        stdin.flush().unwrap_or_else(|e| panic!("{e}"));
+    };
+    program.wait_for(&["started".to_owned()]);
+    assert_eq!(curl(&pki, a, "/"), "from a\n");
+    assert_eq!(curl(&pki, b, "/"), "static page\n");
+    assert_eq!(curl(&pki, b, "/healthz"), "ok\n", "a path rule");
+
+    say("stop b");
+    program.wait_for(&["stop b: 0 ok".to_owned()]);
+    assert!(
+        TcpStream::connect(("127.0.0.1", b)).is_err(),
+        "b no longer listens"
+    );
+    assert_eq!(curl(&pki, a, "/"), "from a\n", "a goes on");
+    say("stop nope");
+    program.wait_for(&["stop nope: 19 no running server is called that".to_owned()]);
+
+    let three = two.clone() + &server("c", c, "{ type = \"respond\", body = \"from c\\n\" }");
+    std::fs::write(&config, three).unwrap_or_else(|e| panic!("{e}"));
+    say("reload");
+    program.wait_for(&["reload: 0 ok".to_owned()]);
+    assert_eq!(curl(&pki, c, "/"), "from c\n", "added by the reload");
+
+    std::fs::write(&config, two.replace(&format!("127.0.0.1:{a}"), "nowhere"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    say("reload");
+    program.wait_for(&[
+        "reload: 18 the config has problems".to_owned(),
+        "server \"a\": listen".to_owned(),
+    ]);
+    assert_eq!(
+        curl(&pki, a, "/"),
+        "from a\n",
+        "a broken file changes nothing"
+    );
+
+    say("quit");
+    let (status, printed, errors) = program.finish();
+    assert!(status.success(), "{printed}\n{errors}");
+    assert!(printed.contains("stopped: 0 ok"), "{printed}");
+    assert!(
+        TcpStream::connect(("127.0.0.1", a)).is_err(),
+        "everything stopped"
+    );
+
+    // A config that cannot start: every problem named, nothing left running.
+    std::fs::write(
+        &config,
+        server("a", a, "{ type = \"static\", root = \"missing\" }")
+            + &server("b", b, "{ type = \"respond\", status = 42 }"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let out = Command::new(&binary)
+        .arg(&config)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(printed.contains("start failed: 18"), "{printed}");
+    assert!(printed.contains("server \"a\": handler.root"), "{printed}");
+    assert!(
+        printed.contains("server \"b\": handler.status"),
+        "{printed}"
+    );
+}

@@ -1,0 +1,50 @@
+/*
+ * The whole daemon inside a C program: tlsplex's engine started from a TOML config file, then
+ * driven from standard input, one command per line:
+ *
+ *   reload        read the config file again and apply the difference
+ *   stop NAME     stop the server called NAME (its connections drain)
+ *   quit          drain and stop everything, free the engine, exit
+ *
+ * Usage: engine CONFIG.toml
+ * Build: make -C examples/c engine
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "tlsplex.h"
+
+int main(int argc, char **argv) {
+  if (argc != 2) {
+    fprintf(stderr, "usage: %s CONFIG.toml\n", argv[0]);
+    return 2;
+  }
+  char error[4096];
+  tlsplex_engine *engine = NULL;
+  tlsplex_result result = tlsplex_engine_start(argv[1], error, sizeof error, &engine);
+  if (result != TLSPLEX_OK) {
+    printf("start failed: %d %s\n%s\n", (int)result, tlsplex_result_message(result), error);
+    return 1;
+  }
+  printf("started\n");
+  fflush(stdout);
+  char line[512];
+  while (fgets(line, sizeof line, stdin) != NULL) {
+    line[strcspn(line, "\r\n")] = '\0';
+    if (strcmp(line, "reload") == 0) {
+      error[0] = '\0';
+      result = tlsplex_engine_reload(engine, error, sizeof error);
+      printf("reload: %d %s%s%s\n", (int)result, tlsplex_result_message(result),
+             error[0] ? "\n" : "", error);
+    } else if (strncmp(line, "stop ", 5) == 0) {
+      result = tlsplex_engine_stop_server(engine, line + 5);
+      printf("stop %s: %d %s\n", line + 5, (int)result, tlsplex_result_message(result));
+    } else if (strcmp(line, "quit") == 0) {
+      break;
+    }
+    fflush(stdout);
+  }
+  result = tlsplex_engine_free(engine);
+  printf("stopped: %d %s\n", (int)result, tlsplex_result_message(result));
+  return result == TLSPLEX_OK ? 0 : 1;
+}
