@@ -6,6 +6,10 @@
  *   stop NAME     stop the server called NAME (its connections drain)
  *   quit          drain and stop everything, free the engine, exit
  *
+ * A server whose config says `handler = { type = "external", name = "hello" }` hands each
+ * connection to the C function `hello` below (the seed's startHttpsThread), on a thread of its
+ * own, handshake done.
+ *
  * Usage: engine CONFIG.toml
  * Build: make -C examples/c engine
  */
@@ -14,6 +18,33 @@
 
 #include "tlsplex.h"
 
+/* One HTTP exchange on a connection tlsplex accepted and handshook. */
+static void hello(void *greeting, tlsplex_conn *conn) {
+  char request[8192];
+  size_t have = 0, got = 0;
+  while (have < sizeof request - 1 &&
+         tlsplex_conn_read(conn, (uint8_t *)request + have, sizeof request - 1 - have, &got) ==
+             TLSPLEX_OK &&
+         got > 0) {
+    have += got;
+    request[have] = '\0';
+    if (strstr(request, "\r\n\r\n") != NULL) {
+      break;
+    }
+  }
+  tlsplex_conn_info_t info;
+  tlsplex_conn_info(conn, &info);
+  char body[512];
+  int length = snprintf(body, sizeof body, "%s from C over %s, sni %s\n", (const char *)greeting,
+                        info.tls_version, info.sni ? info.sni : "-");
+  char response[1024];
+  int total = snprintf(response, sizeof response,
+                       "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
+                       length, body);
+  tlsplex_conn_write(conn, (const uint8_t *)response, (size_t)total);
+  tlsplex_conn_close(conn);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: %s CONFIG.toml\n", argv[0]);
@@ -21,7 +52,9 @@ int main(int argc, char **argv) {
   }
   char error[4096];
   tlsplex_engine *engine = NULL;
-  tlsplex_result result = tlsplex_engine_start(argv[1], error, sizeof error, &engine);
+  static char greeting[] = "hello";
+  tlsplex_handler handlers[] = {{"hello", hello, greeting}};
+  tlsplex_result result = tlsplex_engine_start(argv[1], handlers, 1, error, sizeof error, &engine);
   if (result != TLSPLEX_OK) {
     printf("start failed: %d %s\n%s\n", (int)result, tlsplex_result_message(result), error);
     return 1;

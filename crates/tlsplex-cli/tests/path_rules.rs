@@ -191,7 +191,7 @@ fn mistakes_in_rules_are_named_in_one_pass() {
         "server \"s\": path[5].handler: a path rule needs a handler: static, respond or proxy",
         "server \"s\": path[6].prefix: a path rule needs exact = \"/path\" or prefix = \"/path/\"",
         "server \"s\": path[7].handler.access.allow[0]: \"ten\"",
-        "server \"t\": path: path rules need an HTTP handler to sit in front of: forward relays whole connections",
+        "server \"t\": path: path rules need an HTTP handler to sit in front of: forward takes whole connections",
         "server \"t\": route[0].path[1].exact: unreachable: path[0] (exact /) comes first",
     ] {
         assert!(said.contains(expected), "{expected}\nnot in:\n{said}");

@@ -110,6 +110,22 @@ typedef struct {
   uint16_t min_tls_version;
 } tlsplex_settings;
 
+// A C function serving one connection: it gets the `user_data` it was given with and the
+// connection (handshake done), may read, write, close and ask for its facts, and returns when
+// done; tlsplex then frees the connection. It runs on a thread of its own per connection, so
+// it and its `user_data` must be safe to use from several threads at once.
+typedef void (*tlsplex_connection_fn)(void *user_data, tlsplex_conn *conn);
+
+// A handler for the config's `handler = { type = "external", name = NAME }`.
+typedef struct {
+  // The name the config gives it.
+  const char *name;
+  // The function (not null).
+  tlsplex_connection_fn serve;
+  // Passed to it as it is.
+  void *user_data;
+} tlsplex_handler;
+
 // A sentence for a result code, in static storage (never freed, never null). It takes an
 // `int`, so any value is safe to pass: one that is no result gets "not a tlsplex result code".
 const char *tlsplex_result_message(int result);
@@ -175,14 +191,19 @@ tlsplex_result tlsplex_context_new(const tlsplex_settings *settings, tlsplex_con
 tlsplex_result tlsplex_context_free(tlsplex_context *context);
 
 // Starts everything the TOML config file at `config_path` asks for, all or nothing: every
-// address is bound before anything serves. On `TLSPLEX_BAD_CONFIG` (every problem, each named
-// with its server and key) and `TLSPLEX_BIND_FAILED` (an address that is taken…) the reason is
-// written into `error` (`error_len` bytes at most, NUL-terminated; null for none).
+// address is bound before anything serves. `handlers` (`handler_count` of them; null and 0 for
+// none) are the functions the config's `external` handlers name. On `TLSPLEX_BAD_CONFIG`
+// (every problem, each named with its server and key) and `TLSPLEX_BIND_FAILED` (an address
+// that is taken…) the reason is written into `error` (`error_len` bytes at most,
+// NUL-terminated; null for none).
 //
 // # Safety
-// `config_path` must be null or a NUL-terminated string, `error` null or valid for writes of
-// `error_len` bytes, `out` valid for a write of a pointer.
+// `config_path` must be null or a NUL-terminated string, `handlers` null or valid for reads of
+// `handler_count` handlers, `error` null or valid for writes of `error_len` bytes, `out` valid
+// for a write of a pointer.
 tlsplex_result tlsplex_engine_start(const char *config_path,
+                                    const tlsplex_handler *handlers,
+                                    size_t handler_count,
                                     char *error,
                                     size_t error_len,
                                     tlsplex_engine **out);
@@ -191,10 +212,12 @@ tlsplex_result tlsplex_engine_start(const char *config_path,
 // against `base_dir`). There is no file to reload: `tlsplex_engine_reload` says so.
 //
 // # Safety
-// `toml` and `base_dir` must be null or NUL-terminated strings; `error` and `out` as for
-// `tlsplex_engine_start`.
+// `toml` and `base_dir` must be null or NUL-terminated strings; `handlers`, `error` and `out`
+// as for `tlsplex_engine_start`.
 tlsplex_result tlsplex_engine_start_toml(const char *toml,
                                          const char *base_dir,
+                                         const tlsplex_handler *handlers,
+                                         size_t handler_count,
                                          char *error,
                                          size_t error_len,
                                          tlsplex_engine **out);

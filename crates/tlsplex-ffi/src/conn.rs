@@ -4,9 +4,11 @@
 
 use std::ffi::{c_char, c_int, CString};
 use std::io::{self, Read as _, Write as _};
+
 use std::os::fd::RawFd;
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Instant;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use rustls::ServerConnection;
 
@@ -46,8 +48,22 @@ pub struct tlsplex_conn_info_t {
 }
 
 pub(crate) struct Conn {
-    state: Mutex<State>,
+    transport: Mutex<Transport>,
     info: Info,
+}
+
+/// What a connection's bytes go through.
+enum Transport {
+    /// The caller's socket, driven here (`tlsplex_accept`); boxed, as rustls' state is large.
+    Socket(Box<State>),
+    /// A connection the engine accepted, handed to a C handler on a thread of its own.
+    Engine(EngineState),
+}
+
+struct EngineState {
+    stream: tlsplex::TlsStream,
+    runtime: tokio::runtime::Handle,
+    closed: bool,
 }
 
 struct State {
@@ -78,6 +94,18 @@ fn c_string(text: impl Into<Vec<u8>>) -> Option<CString> {
 }
 
 impl Info {
+    fn of_engine(info: &tlsplex::ConnInfo) -> Self {
+        Self {
+            tls_version: c_string(info.tls_version.as_str()),
+            cipher_suite: c_string(info.cipher_suite.as_str()),
+            key_exchange_group: info.key_exchange_group.and_then(c_string),
+            alpn: info.alpn.as_deref().and_then(c_string),
+            sni: info.sni.as_deref().and_then(c_string),
+            client_subject: (info.client_cert.as_ref()).and_then(|c| c_string(c.subject.as_str())),
+            resumed: info.resumed,
+        }
+    }
+
     fn of(tls: &ServerConnection) -> Self {
         let version = tls.protocol_version().and_then(|v| v.as_str());
         let suite = tls.negotiated_cipher_suite();
@@ -211,12 +239,12 @@ pub unsafe extern "C" fn tlsplex_accept(
         handshake(&mut tls, &mut socket, started + ctx.handshake_timeout)?;
         let info = Info::of(&tls);
         let conn = Conn {
-            state: Mutex::new(State {
+            transport: Mutex::new(Transport::Socket(Box::new(State {
                 tls,
                 fd,
                 closed: false,
                 _permit: permit,
-            }),
+            }))),
             info,
         };
         // SAFETY: not null (checked above), and the caller promises it is valid for a write.
@@ -248,11 +276,105 @@ pub unsafe extern "C" fn tlsplex_conn_read(
         // SAFETY: not null, `len` in range, and valid for writes of `len` bytes as the caller
         // promises; nothing else refers to it during the call.
         let buf = unsafe { std::slice::from_raw_parts_mut(buf, len) };
-        let mut state = conn.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let n = state.read(buf)?;
+        let n = conn.lock().read(buf)?;
         // SAFETY: not null (checked above), valid for a write as the caller promises.
         unsafe { put(read, n) }
     })
+}
+
+impl Conn {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Transport> {
+        self.transport
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Transport {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, tlsplex_result> {
+        match self {
+            Self::Socket(state) => state.read(buf),
+            Self::Engine(engine) => engine.read(buf),
+        }
+    }
+
+    fn write(&mut self, data: &[u8]) -> Result<(), tlsplex_result> {
+        match self {
+            Self::Socket(state) => state.write(data),
+            Self::Engine(engine) => engine.write(data),
+        }
+    }
+
+    fn close(&mut self) -> Result<(), tlsplex_result> {
+        match self {
+            Self::Socket(state) => {
+                if std::mem::replace(&mut state.closed, true) {
+                    return Ok(());
+                }
+                state.tls.send_close_notify();
+                let mut socket = Socket::new(state.fd)?;
+                flush(&mut state.tls, &mut socket, None)
+            }
+            Self::Engine(engine) => {
+                if std::mem::replace(&mut engine.closed, true) {
+                    return Ok(());
+                }
+                let stream = &mut engine.stream;
+                engine
+                    .runtime
+                    .block_on(stream.shutdown())
+                    .map_err(|e| io_error(&e))
+            }
+        }
+    }
+}
+
+impl EngineState {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, tlsplex_result> {
+        if self.closed {
+            return Err(TLSPLEX_CLOSED);
+        }
+        let stream = &mut self.stream;
+        match self.runtime.block_on(stream.read(buf)) {
+            Ok(n) => Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(TLSPLEX_UNEXPECTED_EOF),
+            Err(e) => Err(io_error(&e)),
+        }
+    }
+
+    fn write(&mut self, data: &[u8]) -> Result<(), tlsplex_result> {
+        if self.closed {
+            return Err(TLSPLEX_CLOSED);
+        }
+        let stream = &mut self.stream;
+        let written = self.runtime.block_on(async {
+            stream.write_all(data).await?;
+            stream.flush().await
+        });
+        written.map_err(|e| io_error(&e))
+    }
+}
+
+/// Registers a connection the engine accepted, for a C handler: its handle, as a number (the
+/// handler's thread turns it back into the pointer C is given).
+pub(crate) fn engine_conn(conn: tlsplex::TlsConn, runtime: tokio::runtime::Handle) -> usize {
+    let info = Info::of_engine(&conn.info);
+    let state = EngineState {
+        stream: conn.stream,
+        runtime,
+        closed: false,
+    };
+    let handle: *mut tlsplex_conn = conns().add(Conn {
+        transport: Mutex::new(Transport::Engine(state)),
+        info,
+    });
+    handle.addr()
+}
+
+/// Forgets an engine connection's handle once its C handler returned.
+pub(crate) fn forget_engine_conn(handle: usize) {
+    let handle: *const tlsplex_conn = std::ptr::without_provenance(handle);
+    let _ = conns().remove(handle);
 }
 
 impl State {
@@ -311,8 +433,8 @@ pub unsafe extern "C" fn tlsplex_conn_write(
         let conn = conns().get(conn)?;
         // SAFETY: the caller promises `data` is valid for reads of `len` bytes.
         let data = unsafe { crate::bytes(data, len) }?;
-        let mut state = conn.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.write(data)
+        let written = conn.lock().write(data);
+        written
     })
 }
 
@@ -324,14 +446,8 @@ pub unsafe extern "C" fn tlsplex_conn_write(
 pub unsafe extern "C" fn tlsplex_conn_close(conn: *mut tlsplex_conn) -> tlsplex_result {
     guard(|| {
         let conn = conns().get(conn)?;
-        let mut state = conn.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if state.closed {
-            return Ok(());
-        }
-        state.closed = true;
-        state.tls.send_close_notify();
-        let mut socket = Socket::new(state.fd)?;
-        flush(&mut state.tls, &mut socket, None)
+        let mut transport = conn.lock();
+        transport.close()
     })
 }
 

@@ -1,10 +1,11 @@
 //! The engine's level: the whole daemon in the C program's process, from a TOML file or string
 //! (everything the config can do: routes, paths, proxy, static, ACME, the admin endpoint,
 //! metrics), on threads of its own. Reload, stop one server by name, and drain and stop all.
-//! The C program's own handler for connections (the seed's `startHttpsThread` as a callback) is
-//! not here yet: the servers run the config's handlers.
+//! A server whose config says `handler = { type = "external", name = "app" }` hands each
+//! connection, handshake done, to the C function given as `app` (the seed's
+//! `startHttpsThread`), on a thread of its own, as a blocking `tlsplex_conn`.
 
-use std::ffi::c_char;
+use std::ffi::{c_char, c_void};
 use std::path::Path;
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
@@ -12,6 +13,10 @@ use std::time::Duration;
 use tlsplex::config::Config;
 use tlsplex::control::{ControlError, ReloadCause};
 use tlsplex::daemon::{Daemon, DaemonError, DaemonPlan};
+use tlsplex::handler::NamedHandlers;
+use tlsplex::{Handler, HandlerError, TlsConn};
+
+use crate::conn::tlsplex_conn;
 
 use crate::handles::Handles;
 use crate::tlsplex_result::{self, *};
@@ -23,6 +28,96 @@ pub enum tlsplex_engine {}
 
 pub(crate) struct Engine {
     running: Mutex<Option<(tokio::runtime::Runtime, Daemon)>>,
+}
+
+/// A C function serving one connection: it gets the `user_data` it was given with and the
+/// connection (handshake done), may read, write, close and ask for its facts, and returns when
+/// done; tlsplex then frees the connection. It runs on a thread of its own per connection, so
+/// it and its `user_data` must be safe to use from several threads at once.
+#[allow(non_camel_case_types)]
+pub type tlsplex_connection_fn =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, conn: *mut tlsplex_conn)>;
+
+/// A handler for the config's `handler = { type = "external", name = NAME }`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+#[allow(non_camel_case_types)]
+pub struct tlsplex_handler {
+    /// The name the config gives it.
+    pub name: *const c_char,
+    /// The function (not null).
+    pub serve: tlsplex_connection_fn,
+    /// Passed to it as it is.
+    pub user_data: *mut c_void,
+}
+
+/// A C handler, as the engine runs it.
+struct CHandler {
+    serve: unsafe extern "C" fn(*mut c_void, *mut tlsplex_conn),
+    user_data: UserData,
+}
+
+/// The C program's pointer, passed back to it untouched.
+#[derive(Clone, Copy)]
+struct UserData(*mut c_void);
+
+// SAFETY: tlsplex never reads or writes through the pointer: it only hands it back to the C
+// function, which tlsplex.h requires to be safe to call from several threads at once with it.
+unsafe impl Send for UserData {}
+// SAFETY: as for `Send`: shared only to be passed back to the C function.
+unsafe impl Sync for UserData {}
+
+impl Handler for CHandler {
+    async fn serve(&self, conn: TlsConn) -> Result<(), HandlerError> {
+        let runtime = tokio::runtime::Handle::current();
+        let handle = crate::conn::engine_conn(conn, runtime);
+        let (serve, user_data) = (self.serve, self.user_data);
+        let (done, finished) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("tlsplex-handler".to_owned())
+            .spawn(move || {
+                let user_data = user_data;
+                let conn: *mut tlsplex_conn = std::ptr::without_provenance_mut(handle);
+                // SAFETY: a C function the program gave (not null: checked when given), called
+                // as tlsplex.h describes: its own user_data and a live connection handle. A
+                // panic cannot come out of C; an unwinding C++ exception would abort.
+                unsafe { serve(user_data.0, conn) };
+                crate::conn::forget_engine_conn(handle);
+                drop(done);
+            })?;
+        // The connection's task lasts as long as the C function: it holds the connection's
+        // place under the limits and in the server's drain.
+        let _ = finished.await;
+        Ok(())
+    }
+}
+
+/// The program's handlers, by name.
+///
+/// # Safety
+/// `handlers` must be null with `count` 0, or valid for reads of `count` handlers whose names
+/// are NUL-terminated strings.
+unsafe fn named(
+    handlers: *const tlsplex_handler,
+    count: usize,
+) -> Result<NamedHandlers, tlsplex_result> {
+    let mut named = NamedHandlers::default();
+    if count == 0 {
+        return Ok(named);
+    }
+    if handlers.is_null() {
+        return Err(TLSPLEX_NULL_ARGUMENT);
+    }
+    // SAFETY: not null, and the caller promises `count` handlers there.
+    let given = unsafe { std::slice::from_raw_parts(handlers, count) };
+    for handler in given {
+        // SAFETY: the caller promises a NUL-terminated name (or null, refused).
+        let name = unsafe { text(handler.name) }?;
+        let serve = handler.serve.ok_or(TLSPLEX_NULL_ARGUMENT)?;
+        let user_data = UserData(handler.user_data);
+        named.add(name, CHandler { serve, user_data });
+    }
+    Ok(named)
 }
 
 fn engines() -> &'static Handles<Engine> {
@@ -63,12 +158,16 @@ fn daemon_error(error: &DaemonError) -> tlsplex_result {
 }
 
 /// Starts `config` (read from `path`; `None`: given as text, so there is no file to reload).
-fn start(config: Config, path: Option<&Path>) -> Result<Engine, (tlsplex_result, String)> {
+fn start(
+    config: Config,
+    path: Option<&Path>,
+    handlers: NamedHandlers,
+) -> Result<Engine, (tlsplex_result, String)> {
     let ctx = (config.global.context()).map_err(|e| (TLSPLEX_BAD_CONFIG, e.to_string()))?;
     let runtime = ctx
         .runtime()
         .map_err(|e| (TLSPLEX_IO_ERROR, e.to_string()))?;
-    let mut plan = DaemonPlan::from_config(path.unwrap_or(Path::new("")), config);
+    let mut plan = DaemonPlan::from_config_with(path.unwrap_or(Path::new("")), config, handlers);
     if path.is_none() {
         plan.source = None;
     }
@@ -103,16 +202,21 @@ unsafe fn started(
 }
 
 /// Starts everything the TOML config file at `config_path` asks for, all or nothing: every
-/// address is bound before anything serves. On `TLSPLEX_BAD_CONFIG` (every problem, each named
-/// with its server and key) and `TLSPLEX_BIND_FAILED` (an address that is taken…) the reason is
-/// written into `error` (`error_len` bytes at most, NUL-terminated; null for none).
+/// address is bound before anything serves. `handlers` (`handler_count` of them; null and 0 for
+/// none) are the functions the config's `external` handlers name. On `TLSPLEX_BAD_CONFIG`
+/// (every problem, each named with its server and key) and `TLSPLEX_BIND_FAILED` (an address
+/// that is taken…) the reason is written into `error` (`error_len` bytes at most,
+/// NUL-terminated; null for none).
 ///
 /// # Safety
-/// `config_path` must be null or a NUL-terminated string, `error` null or valid for writes of
-/// `error_len` bytes, `out` valid for a write of a pointer.
+/// `config_path` must be null or a NUL-terminated string, `handlers` null or valid for reads of
+/// `handler_count` handlers, `error` null or valid for writes of `error_len` bytes, `out` valid
+/// for a write of a pointer.
 #[no_mangle]
 pub unsafe extern "C" fn tlsplex_engine_start(
     config_path: *const c_char,
+    handlers: *const tlsplex_handler,
+    handler_count: usize,
     error: *mut c_char,
     error_len: usize,
     out: *mut *mut tlsplex_engine,
@@ -123,9 +227,11 @@ pub unsafe extern "C" fn tlsplex_engine_start(
         }
         // SAFETY: the caller promises a NUL-terminated string (or null, refused).
         let path = Path::new(unsafe { text(config_path) }?);
+        // SAFETY: the caller promises `handler_count` handlers (or null and 0).
+        let handlers = unsafe { named(handlers, handler_count) }?;
         let result = Config::load(path)
             .map_err(|e| (TLSPLEX_BAD_CONFIG, e.to_string()))
-            .and_then(|config| start(config, Some(path)));
+            .and_then(|config| start(config, Some(path), handlers));
         // SAFETY: the caller's promises, passed on.
         unsafe { started(result, error, error_len, out) }
     })
@@ -135,12 +241,14 @@ pub unsafe extern "C" fn tlsplex_engine_start(
 /// against `base_dir`). There is no file to reload: `tlsplex_engine_reload` says so.
 ///
 /// # Safety
-/// `toml` and `base_dir` must be null or NUL-terminated strings; `error` and `out` as for
-/// `tlsplex_engine_start`.
+/// `toml` and `base_dir` must be null or NUL-terminated strings; `handlers`, `error` and `out`
+/// as for `tlsplex_engine_start`.
 #[no_mangle]
 pub unsafe extern "C" fn tlsplex_engine_start_toml(
     toml: *const c_char,
     base_dir: *const c_char,
+    handlers: *const tlsplex_handler,
+    handler_count: usize,
     error: *mut c_char,
     error_len: usize,
     out: *mut *mut tlsplex_engine,
@@ -151,9 +259,11 @@ pub unsafe extern "C" fn tlsplex_engine_start_toml(
         }
         // SAFETY: the caller promises NUL-terminated strings (or null, refused).
         let (toml, base) = unsafe { (text(toml)?, text(base_dir)?) };
+        // SAFETY: the caller promises `handler_count` handlers (or null and 0).
+        let handlers = unsafe { named(handlers, handler_count) }?;
         let result = Config::parse(toml, Path::new("<toml>"), Path::new(base))
             .map_err(|e| (TLSPLEX_BAD_CONFIG, e.to_string()))
-            .and_then(|config| start(config, None));
+            .and_then(|config| start(config, None, handlers));
         // SAFETY: the caller's promises, passed on.
         unsafe { started(result, error, error_len, out) }
     })

@@ -30,8 +30,8 @@ pub use conn::{
 };
 pub use context::{tlsplex_context, tlsplex_context_free, tlsplex_context_new, tlsplex_settings};
 pub use engine::{
-    tlsplex_engine, tlsplex_engine_free, tlsplex_engine_reload, tlsplex_engine_start,
-    tlsplex_engine_start_toml, tlsplex_engine_stop_server,
+    tlsplex_connection_fn, tlsplex_engine, tlsplex_engine_free, tlsplex_engine_reload,
+    tlsplex_engine_start, tlsplex_engine_start_toml, tlsplex_engine_stop_server, tlsplex_handler,
 };
 pub use store::{
     tlsplex_cert_store, tlsplex_cert_store_add_pem, tlsplex_cert_store_add_pem_files,

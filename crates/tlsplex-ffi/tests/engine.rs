@@ -2,7 +2,8 @@
 //! inside a C program, serving what the config says (a `respond` server and a `static` one with
 //! a path rule), one server stopped by name while the other serves, a reload that adds a server,
 //! a reload of a broken file that changes nothing and says why, an unknown name, a config that
-//! cannot start (its problems named), and a drain that frees everything.
+//! cannot start (its problems named), and a drain that frees everything; a server whose handler
+//! is the C program's own function (`type = "external"`), over HTTP/1.1 from curl, many at once.
 
 mod common;
 
@@ -42,11 +43,12 @@ fn a_c_program_runs_reloads_and_stops_the_daemon() {
     std::fs::create_dir_all(dir.join("www")).unwrap_or_else(|e| panic!("{e}"));
     std::fs::write(dir.join("www/index.html"), "static page\n").unwrap_or_else(|e| panic!("{e}"));
     let binary = compile("examples/c/engine.c", dir, &[]);
-    let (a, b, c) = (free_port(), free_port(), free_port());
+    let (a, b, c, d) = (free_port(), free_port(), free_port(), free_port());
     let config = dir.join("tlsplex.toml");
     let two = server("a", a, "{ type = \"respond\", body = \"from a\\n\" }")
         + &server("b", b, "{ type = \"static\", root = \"www\" }")
-        + "[[server.path]]\nexact = \"/healthz\"\nhandler = { type = \"respond\", body = \"ok\\n\" }\n";
+        + "[[server.path]]\nexact = \"/healthz\"\nhandler = { type = \"respond\", body = \"ok\\n\" }\n"
+        + &server("from-c", d, "{ type = \"external\", name = \"hello\" }");
     std::fs::write(&config, &two).unwrap_or_else(|e| panic!("{e}"));
 
     let mut program = Program::spawn(Command::new(&binary).arg(&config).stdin(Stdio::piped()));
@@ -65,6 +67,32 @@ fn a_c_program_runs_reloads_and_stops_the_daemon() {
     assert_eq!(curl(&pki, a, "/"), "from a\n");
     assert_eq!(curl(&pki, b, "/"), "static page\n");
     assert_eq!(curl(&pki, b, "/healthz"), "ok\n", "a path rule");
+    assert_eq!(
+        curl(&pki, d, "/"),
+        "hello from C over TLSv1.3, sni web.test\n"
+    );
+    let many: Vec<_> = (0..20)
+        .map(|_| {
+            let pki_ca = pki.ca_file();
+            std::thread::spawn(move || {
+                let out = Command::new("curl")
+                    .args(["-s", "--max-time", "20", "--cacert"])
+                    .arg(pki_ca)
+                    .args(["--resolve", &format!("web.test:{d}:127.0.0.1")])
+                    .arg(format!("https://web.test:{d}/"))
+                    .output()
+                    .unwrap_or_else(|e| panic!("{e}"));
+                String::from_utf8_lossy(&out.stdout).into_owned()
+            })
+        })
+        .collect();
+    for answer in many {
+        let answer = answer.join().unwrap_or_else(|_| panic!("curl"));
+        assert!(
+            answer.starts_with("hello from C"),
+            "twenty at once: {answer:?}"
+        );
+    }
 
     say("stop b");
     program.wait_for(&["stop b: 0 ok".to_owned()]);

@@ -19,6 +19,7 @@ use crate::acme::Http01Listener;
 use crate::admin::{AdminOptions, AdminServer};
 use crate::config::{Config, ConfigError};
 use crate::control::{ConfigSource, Controller};
+use crate::handler::NamedHandlers;
 use crate::{Context, ServerError, ServerOptions, Supervisor};
 
 /// What a daemon runs: built from a [`Config`] ([`DaemonPlan::from_config`]) or by hand (the
@@ -36,11 +37,18 @@ pub struct DaemonPlan {
     pub source: Option<ConfigSource>,
     /// Listening sockets handed over (systemd socket activation), by server name.
     pub listeners: HashMap<String, std::net::TcpListener>,
+    /// The handlers the config's `external` handlers name.
+    pub handlers: NamedHandlers,
 }
 
 impl DaemonPlan {
     /// What `config` (read from `path`) asks for.
     pub fn from_config(path: &Path, config: Config) -> Self {
+        Self::from_config_with(path, config, NamedHandlers::default())
+    }
+
+    /// What `config` (read from `path`) asks for, its `external` handlers from `handlers`.
+    pub fn from_config_with(path: &Path, config: Config, handlers: NamedHandlers) -> Self {
         let redirect = config.http_redirect;
         let http01 = config.acme.as_ref().and_then(|acme| acme.http01_listen);
         let plain_http = match redirect {
@@ -48,11 +56,14 @@ impl DaemonPlan {
             None => http01.map(|addr| (addr, None)),
         };
         Self {
-            servers: config.servers.iter().map(|s| s.options()).collect(),
+            servers: (config.servers.iter())
+                .map(|s| s.options_with(&handlers))
+                .collect(),
             admin: config.admin.clone(),
             plain_http,
             source: Some(ConfigSource::from_config(path, config)),
             listeners: HashMap::new(),
+            handlers,
         }
     }
 }
@@ -123,7 +134,7 @@ impl Daemon {
             None => None,
         };
         let supervisor = Supervisor::start_with_listeners(ctx, plan.servers, plan.listeners)?;
-        let controller = Controller::new(supervisor, plan.source);
+        let controller = Controller::new(supervisor, plan.source).with_handlers(plan.handlers);
         let stop = CancellationToken::new();
         // Idle unless the config has an [acme] table (a reload may add one).
         tokio::spawn(crate::acme::run(controller.clone(), stop.clone()));

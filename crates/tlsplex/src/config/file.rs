@@ -184,6 +184,10 @@ pub(super) enum HandlerFile {
     },
     Forward(PoolFile),
     Passthrough(PoolFile),
+    /// A handler the program running the config gives by name.
+    External {
+        name: String,
+    },
     Proxy(Box<ProxyFile>),
     Static {
         root: PathBuf,

@@ -169,6 +169,17 @@ pub(super) fn validate_handler(
             Some(HandlerSpec::Forward(options))
         }
         HandlerFile::Proxy(raw) => super::proxy::validate_proxy(*raw, at, base, problems),
+        HandlerFile::External { name } => {
+            if name.is_empty() || name.len() > 64 {
+                at.report(
+                    problems,
+                    "name",
+                    "name the handler the program gives: 1 to 64 characters",
+                );
+                return None;
+            }
+            Some(HandlerSpec::External(name))
+        }
         HandlerFile::Passthrough(pool) => {
             if pool.health_check.as_ref().is_some_and(|c| c.path.is_some()) {
                 at.report(

@@ -41,8 +41,8 @@ use tls::LoadedIdentities;
 use value::{one_line, server_tables};
 
 use crate::handler::{
-    ForwardOptions, HttpLimits, PathRule, ProxyOptions, RespondHandler, StaticHandler,
-    StatusHandler,
+    ForwardOptions, HttpLimits, NamedHandlers, PathRule, ProxyOptions, RespondHandler,
+    StaticHandler, StatusHandler,
 };
 use crate::rate::RequestRate;
 use crate::route::Route;
@@ -128,6 +128,9 @@ pub enum HandlerSpec {
     Respond(RespondHandler),
     /// TLS passed through, unterminated, to TLS backends (routes only).
     Passthrough(ForwardOptions),
+    /// A handler the program running the config gives under this name
+    /// ([`crate::handler::NamedHandlers`]).
+    External(String),
 }
 
 impl HandlerSpec {
@@ -140,13 +143,20 @@ impl HandlerSpec {
             Self::Static(_) => "static",
             Self::Respond(_) => "respond",
             Self::Passthrough(_) => "passthrough",
+            Self::External(_) => "external",
         }
     }
 }
 
 impl ServerSpec {
-    /// The options to bind this server with.
+    /// The options to bind this server with (an `external` handler closes its connections:
+    /// see [`ServerSpec::options_with`]).
     pub fn options(&self) -> ServerOptions {
+        self.options_with(&NamedHandlers::default())
+    }
+
+    /// The options to bind this server with, its `external` handler taken from `handlers`.
+    pub fn options_with(&self, handlers: &NamedHandlers) -> ServerOptions {
         let mut options = ServerOptions::new(&self.name, self.listen, self.certs.clone());
         if let Some(timeout) = self.handshake_timeout {
             options = options.handshake_timeout(timeout);
@@ -177,6 +187,7 @@ impl ServerSpec {
             HandlerSpec::Proxy(proxy) => options.proxy((**proxy).clone()),
             HandlerSpec::Static(files) => options.static_files(files.clone()),
             HandlerSpec::Respond(fixed) => options.respond(fixed.clone()),
+            HandlerSpec::External(name) => options.with_handler(handlers.get(name)),
             // Refused by validation: the server's own connections are terminated.
             HandlerSpec::Passthrough(_) => options,
         }

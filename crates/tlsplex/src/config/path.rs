@@ -133,13 +133,13 @@ pub(super) fn check_owner(
 ) -> bool {
     if matches!(
         handler,
-        HandlerSpec::Forward(_) | HandlerSpec::Passthrough(_)
+        HandlerSpec::Forward(_) | HandlerSpec::Passthrough(_) | HandlerSpec::External(_)
     ) {
         problems.server(
             label,
             &format!("{owner}path"),
             format!(
-                "path rules need an HTTP handler to sit in front of: {} relays whole connections",
+                "path rules need an HTTP handler to sit in front of: {} takes whole connections",
                 handler.kind()
             ),
         );

@@ -98,6 +98,14 @@ pub(super) fn validate_routes(
         if let (Some(handler), false) = (&handler, paths.as_ref().is_none_or(Vec::is_empty)) {
             ok &= check_owner(handler, &owner, label, problems);
         }
+        if let Some(HandlerSpec::External(_)) = handler {
+            problems.server(
+                label,
+                &key("handler.type"),
+                "an external handler is a server's own for now: give this name its own server",
+            );
+            ok = false;
+        }
         let mut alpn_ok = true;
         if let Some(alpn) = &route.alpn {
             if !alpn.iter().all(|p| !p.is_empty() && p.len() <= 255) {
@@ -126,6 +134,7 @@ pub(super) fn validate_routes(
             HandlerSpec::Static(files) => built.static_files(files),
             HandlerSpec::Respond(fixed) => built.respond(fixed),
             HandlerSpec::Passthrough(options) => built.passthrough(options),
+            HandlerSpec::External(_) => continue, // refused above
         };
         match route.alpn {
             Some(alpn) => built = built.alpn(alpn),

@@ -200,8 +200,13 @@ fn validate_server(
     material_files.extend(client_auth_files);
     material_files.extend(route_files);
     let mut tls = tls;
-    if !alpn_given && matches!(handler, HandlerSpec::Forward(_)) {
-        tls.alpn = vec![FORWARD_ALPN.to_owned()];
+    if !alpn_given {
+        match handler {
+            HandlerSpec::Forward(_) => tls.alpn = vec![FORWARD_ALPN.to_owned()],
+            // What the program's handler speaks is its own: nothing is offered for it.
+            HandlerSpec::External(_) => tls.alpn = Vec::new(),
+            _ => {}
+        }
     }
     Some(ServerSpec {
         name: raw.name,

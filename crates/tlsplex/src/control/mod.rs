@@ -36,6 +36,7 @@ pub use source::ConfigSource;
 
 use crate::config::{AcmeCertificate, AcmeOptions, Config, ServerSpec};
 use crate::context::Context;
+use crate::handler::NamedHandlers;
 use crate::server::ServerStats;
 use crate::supervisor::{ReloadReport, Supervisor};
 
@@ -69,6 +70,8 @@ impl fmt::Display for ReloadCause {
 pub struct Controller {
     ctx: Context,
     state: Arc<Mutex<State>>,
+    /// The `external` handlers the program gave, for the servers a reload or `start` makes.
+    handlers: Arc<NamedHandlers>,
 }
 
 struct State {
@@ -105,7 +108,15 @@ impl Controller {
                 added: BTreeMap::new(),
                 stopped: BTreeMap::new(),
             })),
+            handlers: Arc::default(),
         }
+    }
+
+    /// The same, making the servers a reload or `start` binds with `handlers` for their
+    /// `external` handlers (the first ones were made by whoever made the supervisor).
+    pub fn with_handlers(mut self, handlers: NamedHandlers) -> Self {
+        self.handlers = Arc::new(handlers);
+        self
     }
 
     /// The context the servers share.
@@ -158,7 +169,9 @@ impl Controller {
                 return Err(error.into());
             }
         };
-        let desired = config.servers.iter().map(ServerSpec::options).collect();
+        let desired = (config.servers.iter())
+            .map(|spec| spec.options_with(&self.handlers))
+            .collect();
         let mut report = supervisor.reload(desired).await;
         // The file decides what runs: servers it names were started, others were removed.
         added.retain(|name, _| supervisor.server(name).is_some());
@@ -211,7 +224,10 @@ impl Controller {
         if state.stopped.contains_key(&spec.name) {
             return Err(ControlError::Stopped(spec.name));
         }
-        let stats = state.supervisor()?.add(spec.options())?.stats();
+        let stats = state
+            .supervisor()?
+            .add(spec.options_with(&self.handlers))?
+            .stats();
         tracing::info!(server = %stats.name, addr = %stats.listen, "server added");
         state.added.insert(spec.name.clone(), spec);
         Ok(stats)
@@ -235,7 +251,7 @@ impl Controller {
             .get(name)
             .or_else(|| source.as_ref().and_then(|source| source.server(name)))
             .ok_or_else(|| ControlError::NotConfigured(name.to_owned()))?;
-        let stats = supervisor.add(spec.options())?.stats();
+        let stats = supervisor.add(spec.options_with(&self.handlers))?.stats();
         stopped.remove(name);
         tracing::info!(server = %stats.name, addr = %stats.listen, "server started");
         Ok(stats)

@@ -5,6 +5,7 @@
 
 mod forward;
 mod http;
+mod named;
 mod passthrough;
 mod paths;
 mod proxy;
@@ -25,6 +26,7 @@ pub use http::{
     BasicAuth, BasicAuthError, ClientAccess, HeaderEdits, HttpHandler, HttpLimits, MAX_BCRYPT_COST,
     MAX_REMEMBERED,
 };
+pub use named::NamedHandlers;
 pub use passthrough::PassthroughHandler;
 pub(crate) use passthrough::PassthroughPeers;
 pub use paths::{PathMatch, PathMatchError, PathRule};

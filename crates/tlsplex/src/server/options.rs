@@ -76,6 +76,12 @@ impl ServerOptions {
         self
     }
 
+    /// Serves connections with a handler already made (a named one).
+    pub(crate) fn with_handler(mut self, handler: ConnectionHandler) -> Self {
+        self.handler = Some(handler);
+        self
+    }
+
     /// Relays connections to a plaintext backend (TLS termination, as stunnel does).
     pub fn forward(mut self, options: ForwardOptions) -> Self {
         self.handler = Some(ConnectionHandler::Forward(ForwardHandler::new(options)));
