@@ -7,7 +7,7 @@
  *   3. in each, accept TCP connections (TCP_ACCEPT_SOCKET): accept(2);
  *   4. for each accepted connection, spawn a thread (startHttpsThread);
  *   5. in it, establish TLS (SSL_acceptConnection(socket, certStore)): tlsplex_accept,
- *      and answer HTTPS.
+ *      and answer HTTPS (HTTP/1.1, kept alive).
  *
  * Usage: seed DIR [PORT_A PORT_B [CONNECTIONS [HANDSHAKE_MS]]]
  *   DIR holds a.pem/a.key (port A's certificate) and b.pem/b.key (port B's); with
@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "tlsplex.h"
@@ -52,7 +53,26 @@ static void report(int port, const char *what, tlsplex_result result) {
   fflush(stdout);
 }
 
-/* Step 5: the handshake with this server's certificates, then one HTTP exchange. */
+/* Reads one request head into `request`; 0 when the client is done (or the socket timed out). */
+static size_t read_request(tlsplex_conn *conn, char *request, size_t size) {
+  size_t have = 0;
+  while (have < size - 1) {
+    size_t got = 0;
+    tlsplex_result result = tlsplex_conn_read(conn, (uint8_t *)request + have, size - 1 - have, &got);
+    if (result != TLSPLEX_OK || got == 0) {
+      return 0;
+    }
+    have += got;
+    request[have] = '\0';
+    if (strstr(request, "\r\n\r\n") != NULL) {
+      return have;
+    }
+  }
+  return 0;
+}
+
+/* Step 5: the handshake with this server's certificates, then HTTP/1.1 requests (kept alive
+ * until the client says close or goes quiet for 30 s). */
 static void *https_thread(void *arg) {
   struct worker *worker = arg;
   tlsplex_conn *conn = NULL;
@@ -63,23 +83,13 @@ static void *https_thread(void *arg) {
     free(worker);
     return NULL;
   }
+  struct timeval idle = {30, 0};
+  setsockopt(worker->socket, SOL_SOCKET, SO_RCVTIMEO, &idle, sizeof idle);
+  tlsplex_conn_info_t info;
+  tlsplex_conn_info(conn, &info);
   char request[8192];
-  size_t have = 0;
-  while (have < sizeof request - 1) {
-    size_t got = 0;
-    result = tlsplex_conn_read(conn, (uint8_t *)request + have, sizeof request - 1 - have, &got);
-    if (result != TLSPLEX_OK || got == 0) {
-      break;
-    }
-    have += got;
-    request[have] = '\0';
-    if (strstr(request, "\r\n\r\n") != NULL) {
-      break;
-    }
-  }
-  if (have > 0 && strstr(request, "\r\n\r\n") != NULL) {
-    tlsplex_conn_info_t info;
-    tlsplex_conn_info(conn, &info);
+  while (read_request(conn, request, sizeof request) > 0) {
+    int last = strstr(request, "Connection: close") != NULL || strstr(request, "HTTP/1.0") != NULL;
     char body[1024];
     int length = snprintf(body, sizeof body,
                           "hello from port %d over %s (%s, %s), alpn %s, sni %s, resumed %d, client %s\n",
@@ -89,17 +99,13 @@ static void *https_thread(void *arg) {
                           info.client_subject ? info.client_subject : "-");
     char response[1400];
     int total = snprintf(response, sizeof response,
-                         "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
-                         "Connection: close\r\n\r\n%s",
-                         length, body);
+                         "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n%s\r\n%s",
+                         length, last ? "Connection: close\r\n" : "", body);
     result = tlsplex_conn_write(conn, (const uint8_t *)response, (size_t)total);
-    if (result == TLSPLEX_OK) {
-      report(worker->port, "served", result);
-    } else {
-      report(worker->port, "write failed", result);
+    report(worker->port, result == TLSPLEX_OK ? "served" : "write failed", result);
+    if (result != TLSPLEX_OK || last) {
+      break;
     }
-  } else {
-    report(worker->port, "no request", result);
   }
   tlsplex_conn_close(conn);
   tlsplex_conn_free(conn);

@@ -1,5 +1,6 @@
 //! The caller's socket, borrowed for a call: it is read and written as it is (blocking, or with
 //! the caller's own timeouts), waited on with `poll` during the handshake, and never closed.
+//! Writes never raise SIGPIPE.
 
 use std::io;
 use std::os::fd::{BorrowedFd, RawFd};
@@ -66,7 +67,13 @@ impl io::Read for Socket {
 
 impl io::Write for Socket {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        Ok(rustix::io::write(self.fd(), buf)?)
+        // `send` with MSG_NOSIGNAL: a peer that went away is an error for this connection, not
+        // a SIGPIPE that kills the C program (whose signal handling is its own).
+        Ok(rustix::net::send(
+            self.fd(),
+            buf,
+            rustix::net::SendFlags::NOSIGNAL,
+        )?)
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -65,10 +65,26 @@ fn s_client(pki: &TestPki, port: u16, session: &Path, reuse: bool) -> String {
         .spawn()
         .unwrap_or_else(|e| panic!("{e}"));
     if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n");
+        let _ = stdin.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n");
     }
     let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A full handshake and a request, then a reset (SO_LINGER 0) before reading the answer.
+fn ask_and_reset(pki: &TestPki, port: u16) {
+    let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("{e}"));
+    let name = rustls::pki_types::ServerName::try_from("a.test").unwrap_or_else(|e| panic!("{e}"));
+    let mut tls = rustls::ClientConnection::new(pki.client(&["http/1.1"]), name)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut tcp = tcp;
+    while tls.is_handshaking() {
+        tls.complete_io(&mut tcp).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let mut stream = rustls::Stream::new(&mut tls, &mut tcp);
+    let _ = stream.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n");
+    let socket = socket2::SockRef::from(&tcp);
+    let _ = socket.set_linger(Some(Duration::ZERO));
 }
 
 /// Garbage instead of a ClientHello: the server answers with an alert and closes.
@@ -166,6 +182,18 @@ fn the_seed_program_serves_two_ports_and_names_each_failure() {
     assert!(body(&during).starts_with(&format!("hello from port {b}")));
     std::thread::sleep(Duration::from_millis(2500));
     drop(stalled);
+
+    // Clients that ask and then reset the connection before the answer: the program's writes
+    // to them fail (EPIPE), which must cost only those connections, never the process
+    // (SIGPIPE is not raised by tlsplex's writes).
+    for _ in 0..10 {
+        ask_and_reset(&pki, a);
+    }
+    let after = body(&curl(&pki, a, "a.test", &[]));
+    assert!(
+        after.starts_with(&format!("hello from port {a}")),
+        "still serving: {after:?}"
+    );
 
     let dom = Command::new("timeout")
         .args([

@@ -71,18 +71,21 @@ fn a_c_program_runs_reloads_and_stops_the_daemon() {
         curl(&pki, d, "/"),
         "hello from C over TLSv1.3, sni web.test\n"
     );
+    // `ca_file` writes the file each time: once, before the twenty read it.
+    let ca = pki.ca_file();
     let many: Vec<_> = (0..20)
         .map(|_| {
-            let pki_ca = pki.ca_file();
+            let pki_ca = ca.clone();
             std::thread::spawn(move || {
                 let out = Command::new("curl")
-                    .args(["-s", "--max-time", "20", "--cacert"])
+                    .args(["-sS", "--max-time", "20", "--cacert"])
                     .arg(pki_ca)
                     .args(["--resolve", &format!("web.test:{d}:127.0.0.1")])
                     .arg(format!("https://web.test:{d}/"))
                     .output()
                     .unwrap_or_else(|e| panic!("{e}"));
                 String::from_utf8_lossy(&out.stdout).into_owned()
+                    + &String::from_utf8_lossy(&out.stderr)
             })
         })
         .collect();
