@@ -8,7 +8,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{available, chromium, free_port, spki_pin, tlsplex, Daemon};
+use common::{available, chromium_dom, free_port, tlsplex, Daemon};
 use tlsplex_testkit::TestPki;
 
 #[test]
@@ -81,15 +81,7 @@ fn plain_http_is_sent_to_https_and_a_browser_follows() {
     );
 
     if available("chromium") {
-        let der = std::fs::read(&cert.cert_path).unwrap();
-        let der: rustls::pki_types::CertificateDer<'static> =
-            rustls::pki_types::pem::PemObject::from_pem_slice(&der).unwrap();
-        let extra = [
-            format!("--ignore-certificate-errors-spki-list={}", spki_pin(&der)),
-            "--host-resolver-rules=MAP web.test 127.0.0.1".to_owned(),
-            "--dump-dom".to_owned(),
-        ];
-        let dom = chromium(&format!("http://web.test:{http}/"), &extra);
+        let dom = chromium_dom(&cert.cert_path, &format!("http://web.test:{http}/"), &[]);
         assert!(
             dom.contains("<p id=\"p\">over https</p>"),
             "Chromium followed it:\n{dom}"

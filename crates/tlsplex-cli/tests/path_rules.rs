@@ -11,7 +11,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{available, chromium, free_port, spki_pin, tlsplex, Daemon};
+use common::{available, chromium_dom, free_port, tlsplex, Daemon};
 use tlsplex_testkit::http_backend::HttpBackend;
 use tlsplex_testkit::TestPki;
 
@@ -134,17 +134,9 @@ async fn requests_take_the_rule_their_normalised_path_names() {
     assert_eq!(targets, twice);
 
     if available("chromium") {
-        let der = std::fs::read(&cert.cert_path).unwrap();
-        let der: rustls::pki_types::CertificateDer<'static> =
-            rustls::pki_types::pem::PemObject::from_pem_slice(&der).unwrap();
-        let extra = [
-            format!("--ignore-certificate-errors-spki-list={}", spki_pin(&der)),
-            "--host-resolver-rules=MAP web.test 127.0.0.1".to_owned(),
-            "--virtual-time-budget=10000".to_owned(),
-            "--dump-dom".to_owned(),
-        ];
-        let dom =
-            tokio::task::block_in_place(|| chromium(&format!("https://web.test:{port}/"), &extra));
+        let url = format!("https://web.test:{port}/");
+        let budget = ["--virtual-time-budget=10000"];
+        let dom = tokio::task::block_in_place(|| chromium_dom(&cert.cert_path, &url, &budget));
         assert!(
             dom.contains("<p id=\"out\">app saw /hello?from=page</p>"),
             "the page's call reached the app:\n{dom}"

@@ -486,10 +486,5 @@ pub unsafe extern "C" fn tlsplex_conn_info(
 /// to be used after.
 #[no_mangle]
 pub unsafe extern "C" fn tlsplex_conn_free(conn: *mut tlsplex_conn) -> tlsplex_result {
-    guard(|| {
-        if conn.is_null() {
-            return Ok(());
-        }
-        conns().remove(conn).map(drop)
-    })
+    guard(|| conns().free(conn))
 }

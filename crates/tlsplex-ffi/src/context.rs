@@ -165,10 +165,5 @@ pub unsafe extern "C" fn tlsplex_context_new(
 /// None beyond C's: `context` is a name, never followed.
 #[no_mangle]
 pub unsafe extern "C" fn tlsplex_context_free(context: *mut tlsplex_context) -> tlsplex_result {
-    guard(|| {
-        if context.is_null() {
-            return Ok(());
-        }
-        contexts().remove(context).map(drop)
-    })
+    guard(|| contexts().free(context))
 }

@@ -11,7 +11,7 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use tlsplex::config::Config;
-use tlsplex::control::{ControlError, ReloadCause};
+use tlsplex::control::{ControlError, Controller, ReloadCause};
 use tlsplex::daemon::{Daemon, DaemonError, DaemonPlan};
 use tlsplex::handler::NamedHandlers;
 use tlsplex::{Handler, HandlerError, TlsConn};
@@ -269,6 +269,23 @@ pub unsafe extern "C" fn tlsplex_engine_start_toml(
     })
 }
 
+/// `request`'s answer from the running engine's controller, waited for here.
+fn running<F, T>(
+    engine: *mut tlsplex_engine,
+    request: impl FnOnce(Controller) -> F,
+) -> Result<T, tlsplex_result>
+where
+    F: std::future::Future<Output = T>,
+{
+    let engine = engines().get(engine)?;
+    let running = engine
+        .running
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let (runtime, daemon) = running.as_ref().ok_or(TLSPLEX_CLOSED)?;
+    Ok(runtime.block_on(request(daemon.controller().clone())))
+}
+
 /// Reads the config file again and applies the difference (servers added, removed, moved,
 /// updated; nothing lost). A config with problems changes nothing: `TLSPLEX_BAD_CONFIG`, the
 /// problems in `error`.
@@ -282,13 +299,10 @@ pub unsafe extern "C" fn tlsplex_engine_reload(
     error_len: usize,
 ) -> tlsplex_result {
     guard(|| {
-        let engine = engines().get(engine)?;
-        let running = engine
-            .running
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let (runtime, daemon) = running.as_ref().ok_or(TLSPLEX_CLOSED)?;
-        let reloaded = runtime.block_on(daemon.controller().reload(ReloadCause::Signal));
+        let reloaded = running(
+            engine,
+            |c| async move { c.reload(ReloadCause::Signal).await },
+        )?;
         reloaded.map(drop).map_err(|e| {
             // SAFETY: the caller promises `error` is null or valid for `error_len` bytes.
             unsafe { tell(error, error_len, &e.to_string()) };
@@ -311,20 +325,12 @@ pub unsafe extern "C" fn tlsplex_engine_stop_server(
     name: *const c_char,
 ) -> tlsplex_result {
     guard(|| {
-        let engine = engines().get(engine)?;
         // SAFETY: the caller promises a NUL-terminated string (or null, refused).
         let name = unsafe { text(name) }?;
-        let running = engine
-            .running
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let (runtime, daemon) = running.as_ref().ok_or(TLSPLEX_CLOSED)?;
-        runtime
-            .block_on(daemon.controller().stop(name))
-            .map_err(|e| match e {
-                ControlError::NotRunning(_) | ControlError::Stopped(_) => TLSPLEX_UNKNOWN_SERVER,
-                _ => TLSPLEX_IO_ERROR,
-            })
+        running(engine, |c| async move { c.stop(name).await })?.map_err(|e| match e {
+            ControlError::NotRunning(_) | ControlError::Stopped(_) => TLSPLEX_UNKNOWN_SERVER,
+            _ => TLSPLEX_IO_ERROR,
+        })
     })
 }
 

@@ -51,6 +51,14 @@ impl<T> Handles<T> {
         self.lock().remove(&number).ok_or(TLSPLEX_INVALID_HANDLE)
     }
 
+    /// Frees `handle` (null: nothing to free).
+    pub(crate) fn free<H>(&self, handle: *const H) -> Result<(), tlsplex_result> {
+        if handle.is_null() {
+            return Ok(());
+        }
+        self.remove(handle).map(drop)
+    }
+
     /// How many are live.
     #[cfg(test)]
     pub(crate) fn count(&self) -> usize {

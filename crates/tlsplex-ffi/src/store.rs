@@ -194,10 +194,5 @@ pub unsafe extern "C" fn tlsplex_cert_store_require_client_cert(
 /// None beyond C's: `store` is a name, never followed.
 #[no_mangle]
 pub unsafe extern "C" fn tlsplex_cert_store_free(store: *mut tlsplex_cert_store) -> tlsplex_result {
-    guard(|| {
-        if store.is_null() {
-            return Ok(());
-        }
-        stores().remove(store).map(drop)
-    })
+    guard(|| stores().free(store))
 }

@@ -39,6 +39,14 @@ fn curl(pki: &TestPki, port: u16, name: &str, extra: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// curl's answer from `port` (b.test) with alice's client certificate.
+fn as_alice(pki: &TestPki, port: u16) -> Output {
+    let alice = pki.dir().join("alice");
+    let (cert, key) = (alice.with_extension("pem"), alice.with_extension("key"));
+    let (cert, key) = (cert.to_string_lossy(), key.to_string_lossy());
+    curl(pki, port, "b.test", &["--cert", &cert, "--key", &key])
+}
+
 fn body(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -146,18 +154,7 @@ fn the_seed_program_serves_two_ports_and_names_each_failure() {
     // b asks for a client certificate: none is refused, alice's is taken.
     let refused = curl(&pki, b, "b.test", &[]);
     assert!(!refused.status.success() && body(&refused).is_empty());
-    let alice = pki.dir().join("alice");
-    let with_cert = curl(
-        &pki,
-        b,
-        "b.test",
-        &[
-            "--cert",
-            &format!("{}.pem", alice.display()),
-            "--key",
-            &format!("{}.key", alice.display()),
-        ],
-    );
+    let with_cert = as_alice(&pki, b);
     assert!(
         body(&with_cert).contains("client CN=alice"),
         "{}",
@@ -168,17 +165,7 @@ fn the_seed_program_serves_two_ports_and_names_each_failure() {
     // goes on serving.
     garbage(a);
     let stalled = TcpStream::connect(("127.0.0.1", a)).unwrap_or_else(|e| panic!("{e}"));
-    let during = curl(
-        &pki,
-        b,
-        "b.test",
-        &[
-            "--cert",
-            &format!("{}.pem", alice.display()),
-            "--key",
-            &format!("{}.key", alice.display()),
-        ],
-    );
+    let during = as_alice(&pki, b);
     assert!(body(&during).starts_with(&format!("hello from port {b}")));
     std::thread::sleep(Duration::from_millis(2500));
     drop(stalled);
@@ -270,18 +257,7 @@ fn checked_run(
     let [a, b] = ports;
     assert!(body(&curl(pki, a, "a.test", &[])).starts_with("hello"));
     garbage(a);
-    let alice = pki.dir().join("alice");
-    let served = curl(
-        pki,
-        b,
-        "b.test",
-        &[
-            "--cert",
-            &format!("{}.pem", alice.display()),
-            "--key",
-            &format!("{}.key", alice.display()),
-        ],
-    );
+    let served = as_alice(pki, b);
     assert!(
         body(&served).contains("client CN=alice"),
         "{}",

@@ -283,6 +283,21 @@ pub fn spki_pin(cert_der: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
 }
 
+/// The DOM headless Chromium ends with at `url`, trusting the certificate of the PEM file
+/// `cert` (by its SPKI pin) and taking `web.test` to 127.0.0.1; `extra` flags besides.
+pub fn chromium_dom(cert: &Path, url: &str, extra: &[&str]) -> String {
+    let pem = std::fs::read(cert).unwrap();
+    let der: rustls::pki_types::CertificateDer<'static> =
+        rustls::pki_types::pem::PemObject::from_pem_slice(&pem).unwrap();
+    let mut flags = vec![
+        format!("--ignore-certificate-errors-spki-list={}", spki_pin(&der)),
+        "--host-resolver-rules=MAP web.test 127.0.0.1".to_owned(),
+        "--dump-dom".to_owned(),
+    ];
+    flags.extend(extra.iter().map(|f| (*f).to_owned()));
+    chromium(url, &flags)
+}
+
 /// A daemon running one server `app` (certificate `app.pem` for `app.test`, issued here) with
 /// `handler` (a TOML inline table) and `extra` TOML after it: (daemon, its address).
 pub fn one_server(

@@ -48,14 +48,8 @@ pub(super) fn validate_handler(
             let (edits, (access, users)) = (edits?, access?);
             // The server's registry is given when it binds.
             let page = StatusHandler::new(ServerRegistry::default()).list_servers(show_servers);
-            let page = page
-                .response_headers(edits)
-                .compress(compress)
-                .access(access);
-            Some(HandlerSpec::Status(match users {
-                Some(users) => page.basic_auth(users),
-                None => page,
-            }))
+            let page = page.response_headers(edits).compress(compress);
+            Some(HandlerSpec::Status(page.guarded(access, users)))
         }
         HandlerFile::Static {
             root,
@@ -114,10 +108,7 @@ pub(super) fn validate_handler(
                         None => files,
                     };
                     let files = files.response_headers(edits).compress(compress);
-                    let files = match users {
-                        Some(users) => files.access(access).basic_auth(users),
-                        None => files.access(access),
-                    };
+                    let files = files.guarded(access, users);
                     Some(HandlerSpec::Static(files))
                 }
                 Err(e) => {
@@ -142,10 +133,7 @@ pub(super) fn validate_handler(
                 Ok(fixed) => {
                     let fixed = fixed.response_headers(edits?).compress(compress);
                     let (access, users) = access?;
-                    let fixed = match users {
-                        Some(users) => fixed.access(access).basic_auth(users),
-                        None => fixed.access(access),
-                    };
+                    let fixed = fixed.guarded(access, users);
                     Some(HandlerSpec::Respond(fixed))
                 }
                 Err(error) => {

@@ -70,6 +70,21 @@ macro_rules! http_options {
             self
         }
 
+        /// [`Self::access`], and [`Self::basic_auth`] when there are `users` (a config's
+        /// `access` table).
+        #[allow(dead_code)] // The config's built-in handlers only.
+        pub(crate) fn guarded(
+            self,
+            access: $crate::handler::ClientAccess,
+            users: Option<$crate::handler::BasicAuth>,
+        ) -> Self {
+            let guarded = self.access(access);
+            match users {
+                Some(users) => guarded.basic_auth(users),
+                None => guarded,
+            }
+        }
+
         #[allow(dead_code)] // Path rules dispatch to the built-in handlers only.
         pub(crate) fn http_server(&self) -> &$crate::handler::http::HttpServer {
             &self.http
