@@ -4,34 +4,168 @@
 //! (but SVG), gRPC and event streams. Level 5 for both, as a proxy compresses on the fly (brotli's
 //! own default, 11, costs several times the CPU for a few percent).
 
+//!
+//! An encoder's state is large (brotli's about 2 MiB, gzip's a few hundred KiB) and lives as long
+//! as its response, which a client can hold open at a zero HTTP/2 window: 100 such streams cost
+//! 214 MiB per connection before this bound. So at most [`COMPRESSING_PER_CONNECTION`] responses
+//! of a connection and [`COMPRESSING_IN_PROCESS`] of the process are compressed at once; the
+//! others are sent as they are (with `Vary: Accept-Encoding` all the same), which HTTP allows.
+
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
-use hyper::body::Body;
+use bytes::Bytes;
+use http_body_util::Either;
+use hyper::body::{Body, Frame, SizeHint};
+use hyper::header::{HeaderValue, VARY};
 use hyper::{Request, Response};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_http::compression::predicate::DefaultPredicate;
 use tower_http::compression::{Compression, CompressionBody, CompressionLevel, ResponseFuture};
 
-/// A service whose responses are compressed.
-pub(super) struct Compressed<S>(pub(super) S);
+/// Responses of one connection compressed at once, at most.
+pub const COMPRESSING_PER_CONNECTION: usize = 2;
+
+/// Responses of the whole process compressed at once, at most (about 70 MiB of encoders).
+pub const COMPRESSING_IN_PROCESS: usize = 32;
+
+fn in_process() -> &'static Arc<Semaphore> {
+    static ENCODERS: OnceLock<Arc<Semaphore>> = OnceLock::new();
+    ENCODERS.get_or_init(|| Arc::new(Semaphore::new(COMPRESSING_IN_PROCESS)))
+}
+
+/// One connection's share of encoders.
+#[derive(Clone)]
+pub(crate) struct Encoders(Arc<Semaphore>);
+
+impl Encoders {
+    pub(crate) fn new() -> Self {
+        Self(Arc::new(Semaphore::new(COMPRESSING_PER_CONNECTION)))
+    }
+
+    /// A place for one more encoder, if the connection and the process have room.
+    fn take(&self) -> Option<EncoderPermit> {
+        let connection = self.0.clone().try_acquire_owned().ok()?;
+        let process = in_process().clone().try_acquire_owned().ok()?;
+        Some(EncoderPermit {
+            _connection: connection,
+            _process: process,
+        })
+    }
+}
+
+/// Held by a compressed body until it is dropped (the places are given back then).
+struct EncoderPermit {
+    _connection: OwnedSemaphorePermit,
+    _process: OwnedSemaphorePermit,
+}
+
+/// A service whose responses are compressed, as far as there are encoders.
+pub(super) struct Compressed<S> {
+    pub(super) inner: S,
+    pub(super) encoders: Encoders,
+}
+
+/// A response body: compressed (holding its encoder's place) or as it was.
+pub(crate) type MaybeCompressed<B> = Either<Permitted<CompressionBody<B>>, B>;
 
 impl<S, R, B> hyper::service::Service<Request<R>> for Compressed<S>
 where
     S: hyper::service::Service<Request<R>, Response = Response<B>>,
     B: Body,
 {
-    type Response = Response<CompressionBody<B>>;
+    type Response = Response<MaybeCompressed<B>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, DefaultPredicate>;
+    type Future = CompressedFuture<S::Future>;
 
     fn call(&self, request: Request<R>) -> Self::Future {
+        let Some(permit) = self.encoders.take() else {
+            return CompressedFuture::Plain {
+                inner: self.inner.call(request),
+            };
+        };
         // The layer is a few flags: made per request around a borrow of the service, so its
         // future owns nothing of it.
-        let mut layer = Compression::new(AsTower(&self.0))
+        let mut layer = Compression::new(AsTower(&self.inner))
             .gzip(true)
             .br(true)
             .quality(CompressionLevel::Precise(5));
-        tower_service::Service::call(&mut layer, request)
+        CompressedFuture::Compressing {
+            inner: tower_service::Service::call(&mut layer, request),
+            permit: Some(permit),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// [`Compressed`]'s future.
+    #[project = CompressedProj]
+    pub(super) enum CompressedFuture<F> {
+        Compressing {
+            #[pin] inner: ResponseFuture<F, DefaultPredicate>,
+            permit: Option<EncoderPermit>,
+        },
+        Plain { #[pin] inner: F },
+    }
+}
+
+impl<F, B, E> Future for CompressedFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: Body,
+{
+    type Output = Result<Response<MaybeCompressed<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            CompressedProj::Compressing { inner, permit } => {
+                let response = std::task::ready!(inner.poll(cx))?;
+                let permit = permit.take();
+                Poll::Ready(Ok(response.map(|body| {
+                    Either::Left(Permitted {
+                        inner: body,
+                        _permit: permit,
+                    })
+                })))
+            }
+            CompressedProj::Plain { inner } => {
+                let mut response = std::task::ready!(inner.poll(cx))?;
+                // It could have been compressed: caches must still tell the encodings apart.
+                (response.headers_mut()).append(VARY, HeaderValue::from_static("accept-encoding"));
+                Poll::Ready(Ok(response.map(Either::Right)))
+            }
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A compressed body, with its place among the encoders.
+    pub(crate) struct Permitted<B> {
+        #[pin]
+        inner: B,
+        _permit: Option<EncoderPermit>,
+    }
+}
+
+impl<B: Body<Data = Bytes>> Body for Permitted<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -55,19 +189,24 @@ where
     }
 }
 
-/// `answer`'s response to `request`, compressed as the request's `Accept-Encoding` allows (for
-/// answers chosen per request, as path rules choose them).
+/// `answer`'s response to `request`, compressed as the request's `Accept-Encoding` allows and
+/// `encoders` have room (for answers chosen per request, as path rules choose them).
 pub(crate) fn compressed<F, A, B>(
     answer: &F,
     request: Request<hyper::body::Incoming>,
-) -> impl Future<Output = Response<CompressionBody<B>>> + Send + 'static
+    encoders: &Encoders,
+) -> impl Future<Output = Response<MaybeCompressed<B>>> + Send + 'static
 where
     F: Fn(Request<hyper::body::Incoming>) -> A + ?Sized,
     A: Future<Output = Response<B>> + Unpin + Send + 'static,
     B: Body + Send + 'static,
 {
     use hyper::service::Service as _;
-    let future = Compressed(AnswerFn(answer)).call(request);
+    let service = Compressed {
+        inner: AnswerFn(answer),
+        encoders: encoders.clone(),
+    };
+    let future = service.call(request);
     async move {
         match future.await {
             Ok(response) => response,

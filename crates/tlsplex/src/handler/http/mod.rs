@@ -26,7 +26,8 @@ use hyper_util::service::TowerToHyperService;
 pub use access::ClientAccess;
 pub(crate) use basic_auth::{unauthorized, Verdict};
 pub use basic_auth::{BasicAuth, BasicAuthError, MAX_BCRYPT_COST, MAX_REMEMBERED};
-pub(crate) use compress::compressed;
+pub(crate) use compress::{compressed, Encoders};
+pub use compress::{COMPRESSING_IN_PROCESS, COMPRESSING_PER_CONNECTION};
 pub use edits::HeaderEdits;
 pub use limits::HttpLimits;
 pub(crate) use limits::MIN_HEADER_BYTES;
@@ -230,12 +231,22 @@ impl HttpServer {
         // size it had.
         match (self.compress, self.basic_auth.clone()) {
             (false, None) => self.serve_with(conn, service).await,
-            (true, None) => Box::pin(self.serve_with(conn, compress::Compressed(service))).await,
+            (true, None) => {
+                let service = compress::Compressed {
+                    inner: service,
+                    encoders: Encoders::new(),
+                };
+                Box::pin(self.serve_with(conn, service)).await
+            }
             (compress, Some(auth)) => {
                 let inner = Arc::new(service);
                 let service = basic_auth::Authenticated { inner, auth };
                 if compress {
-                    Box::pin(self.serve_with(conn, compress::Compressed(service))).await
+                    let service = compress::Compressed {
+                        inner: service,
+                        encoders: Encoders::new(),
+                    };
+                    Box::pin(self.serve_with(conn, service)).await
                 } else {
                     Box::pin(self.serve_with(conn, service)).await
                 }

@@ -22,7 +22,7 @@ use hyper::{Request, Response, StatusCode, Uri};
 
 pub use matching::{PathMatch, PathMatchError};
 
-use super::http::{unauthorized, BasicAuth, HttpLimits, HttpServer, Verdict};
+use super::http::{unauthorized, BasicAuth, Encoders, HttpLimits, HttpServer, Verdict};
 use super::proxy::{BodyError, TunnelSlot};
 use super::{
     ConnectionHandler, Handler, HandlerError, ProxyHandler, ProxyOptions, RespondHandler,
@@ -155,6 +155,7 @@ impl Handler for PathsHandler {
         let dispatch = Dispatch {
             paths: self.clone(),
             answering,
+            encoders: Encoders::new(),
             client: conn.info.peer_addr.ip(),
         };
         self.http.serve(conn, dispatch).await?;
@@ -167,6 +168,8 @@ impl Handler for PathsHandler {
 struct Dispatch {
     paths: PathsHandler,
     answering: Vec<Option<Answering>>,
+    /// The connection's share of compressing encoders, for the rules that compress.
+    encoders: Encoders,
     client: IpAddr,
 }
 
@@ -218,19 +221,19 @@ impl Dispatch {
             return ready(plain(StatusCode::FORBIDDEN, ""));
         }
         let answer = match http.basic_auth() {
-            None => answered(http, answering, request),
+            None => answered(http, answering, request, &self.encoders),
             Some(auth) => {
                 let verdict = auth.verdict(request.headers());
                 request.headers_mut().remove(AUTHORIZATION);
                 match verdict {
-                    Verdict::Allowed => answered(http, answering, request),
+                    Verdict::Allowed => answered(http, answering, request, &self.encoders),
                     Verdict::Refused => return ready(refused(auth)),
                     Verdict::Check(check) => {
                         let (http, answering) = (http.clone(), answering.clone());
-                        let auth = auth.clone();
+                        let (auth, encoders) = (auth.clone(), self.encoders.clone());
                         return Box::pin(async move {
                             if check.await {
-                                answered(&http, &answering, request).await
+                                answered(&http, &answering, request, &encoders).await
                             } else {
                                 refused(&auth)
                             }
@@ -244,9 +247,14 @@ impl Dispatch {
 }
 
 /// `answering`'s answer to `request`, compressed and edited as `http` says.
-fn answered(http: &HttpServer, answering: &Answering, request: Request<Incoming>) -> Answer {
+fn answered(
+    http: &HttpServer,
+    answering: &Answering,
+    request: Request<Incoming>,
+    encoders: &Encoders,
+) -> Answer {
     let answer = if http.compresses() {
-        let compressed = super::http::compressed(&**answering, request);
+        let compressed = super::http::compressed(&**answering, request, encoders);
         Box::pin(async move {
             let response = compressed.await;
             response.map(|body| body.map_err(BodyError::new).boxed_unsync())
