@@ -156,3 +156,64 @@ fn a_c_program_runs_reloads_and_stops_the_daemon() {
         "{printed}"
     );
 }
+
+/// The engine's short run (start, a request answered by the C function, quit) under a checker;
+/// its verdict is the exit status.
+fn checked_engine(wrapper: &[&str], flags: &[&str]) {
+    let pki = TestPki::new();
+    pki.issue("web", &["web.test"]);
+    let dir = pki.dir();
+    let binary = compile("examples/c/engine.c", dir, flags);
+    let port = free_port();
+    let config = dir.join("tlsplex.toml");
+    let text = "[global]\nworker_threads = 2\nshutdown_grace = \"5s\"\n".to_owned()
+        + &server("from-c", port, "{ type = \"external\", name = \"hello\" }");
+    std::fs::write(&config, text).unwrap_or_else(|e| panic!("{e}"));
+    let mut command = match wrapper.split_first() {
+        Some((checker, args)) => {
+            let mut command = Command::new(checker);
+            command.args(args).arg(&binary);
+            command
+        }
+        None => Command::new(&binary),
+    };
+    let mut program = Program::spawn(command.arg(&config).stdin(Stdio::piped()));
+    let mut stdin = program
+        .child
+        .stdin
+        .take()
+        .unwrap_or_else(|| panic!("stdin"));
+    program.wait_for(&["started".to_owned()]);
+    assert_eq!(
+        curl(&pki, port, "/"),
+        "hello from C over TLSv1.3, sni web.test\n"
+    );
+    stdin.write_all(b"quit\n").unwrap_or_else(|e| panic!("{e}"));
+    drop(stdin);
+    let (status, printed, errors) = program.finish();
+    assert!(status.success(), "{printed}\n{errors}");
+    assert!(printed.contains("stopped: 0 ok"), "{printed}");
+}
+
+#[test]
+fn the_engine_under_address_sanitizer() {
+    if !["cc", "curl"].iter().all(|p| available(p)) {
+        return;
+    }
+    checked_engine(&[], common::ASAN);
+}
+
+#[test]
+fn the_engine_under_valgrind() {
+    if !["cc", "curl", "valgrind"].iter().all(|p| available(p)) {
+        return;
+    }
+    let wrapper = [
+        "valgrind",
+        "--error-exitcode=99",
+        "--leak-check=full",
+        "--errors-for-leak-kinds=definite,indirect",
+        "--quiet",
+    ];
+    checked_engine(&wrapper, &[]);
+}
