@@ -136,12 +136,14 @@ fn mistakes_are_named_in_one_pass() {
     let pki = TestPki::new();
     pki.issue("web", &["web.test"]);
     std::fs::create_dir_all(pki.dir().join("www")).unwrap();
+    // One byte over the bound of what an error page may hold in memory.
+    std::fs::write(pki.dir().join("www/big.html"), vec![b'x'; 1024 * 1024 + 1]).unwrap();
     let config = pki.dir().join("bad.toml");
     std::fs::write(
         &config,
         "[[server]]\nname = \"s\"\nlisten = \"127.0.0.1:0\"\n\
          certificates = [{ cert = \"web.pem\", key = \"web.key\" }]\n\
-         handler = { type = \"static\", root = \"www\", error_pages = { 200 = \"ok.html\", abc = \"x\", 404 = \"missing.html\" } }\n\
+         handler = { type = \"static\", root = \"www\", error_pages = { 200 = \"ok.html\", abc = \"x\", 404 = \"missing.html\", 500 = \"big.html\" } }\n\
          [[server]]\nname = \"t\"\nlisten = \"127.0.0.1:0\"\n\
          certificates = [{ cert = \"web.pem\", key = \"web.key\" }]\n\
          handler = { type = \"static\", root = \"www\", index = [\"../index.html\"] }\n",
@@ -155,6 +157,7 @@ fn mistakes_are_named_in_one_pass() {
         "server \"s\": handler.error_pages.200: ok.html: 200 is not an error status (400 to 599)",
         "server \"s\": handler.error_pages.abc: not a status code",
         "server \"s\": handler.error_pages.404: missing.html: No such file",
+        "server \"s\": handler.error_pages.500: big.html: the file is 1048577 bytes; at most 1048576 are read",
         "server \"t\": handler.index: \"../index.html\" is not a file name",
     ] {
         assert!(said.contains(expected), "{expected}\nnot in:\n{said}");

@@ -179,19 +179,29 @@ fn start(
     })
 }
 
-/// Puts the started engine in `*out`, or the reason it did not start in `error`.
+/// Starts the engine from `config` (read from `path`, or given as text) into `*out`, or writes
+/// why it did not start into `error`.
 ///
 /// # Safety
-/// `error` must be null or valid for writes of `error_len` bytes, `out` valid for a write of a
-/// pointer.
-unsafe fn started(
-    result: Result<Engine, (tlsplex_result, String)>,
-    error: *mut c_char,
-    error_len: usize,
+/// `handlers` must be null with a count of 0, or valid for reads of that many handlers; `error`
+/// null or valid for writes of its length; `out` valid for a write of a pointer.
+unsafe fn start_from(
+    config: Result<Config, tlsplex::config::ConfigError>,
+    path: Option<&Path>,
+    (handlers, handler_count): (*const tlsplex_handler, usize),
+    (error, error_len): (*mut c_char, usize),
     out: *mut *mut tlsplex_engine,
 ) -> Result<(), tlsplex_result> {
+    if out.is_null() {
+        return Err(TLSPLEX_NULL_ARGUMENT);
+    }
+    // SAFETY: the caller promises `handler_count` handlers (or null and 0).
+    let handlers = unsafe { named(handlers, handler_count) }?;
+    let result = config
+        .map_err(|e| (TLSPLEX_BAD_CONFIG, e.to_string()))
+        .and_then(|config| start(config, path, handlers));
     match result {
-        // SAFETY: valid for a write as the caller promises (null is refused by `put`).
+        // SAFETY: not null (checked above), valid for a write as the caller promises.
         Ok(engine) => unsafe { put(out, engines().add(engine)) },
         Err((result, message)) => {
             // SAFETY: the caller promises `error` is null or valid for `error_len` bytes.
@@ -222,18 +232,18 @@ pub unsafe extern "C" fn tlsplex_engine_start(
     out: *mut *mut tlsplex_engine,
 ) -> tlsplex_result {
     guard(|| {
-        if out.is_null() {
-            return Err(TLSPLEX_NULL_ARGUMENT);
-        }
         // SAFETY: the caller promises a NUL-terminated string (or null, refused).
         let path = Path::new(unsafe { text(config_path) }?);
-        // SAFETY: the caller promises `handler_count` handlers (or null and 0).
-        let handlers = unsafe { named(handlers, handler_count) }?;
-        let result = Config::load(path)
-            .map_err(|e| (TLSPLEX_BAD_CONFIG, e.to_string()))
-            .and_then(|config| start(config, Some(path), handlers));
         // SAFETY: the caller's promises, passed on.
-        unsafe { started(result, error, error_len, out) }
+        unsafe {
+            start_from(
+                Config::load(path),
+                Some(path),
+                (handlers, handler_count),
+                (error, error_len),
+                out,
+            )
+        }
     })
 }
 
@@ -254,18 +264,19 @@ pub unsafe extern "C" fn tlsplex_engine_start_toml(
     out: *mut *mut tlsplex_engine,
 ) -> tlsplex_result {
     guard(|| {
-        if out.is_null() {
-            return Err(TLSPLEX_NULL_ARGUMENT);
-        }
         // SAFETY: the caller promises NUL-terminated strings (or null, refused).
         let (toml, base) = unsafe { (text(toml)?, text(base_dir)?) };
-        // SAFETY: the caller promises `handler_count` handlers (or null and 0).
-        let handlers = unsafe { named(handlers, handler_count) }?;
-        let result = Config::parse(toml, Path::new("<toml>"), Path::new(base))
-            .map_err(|e| (TLSPLEX_BAD_CONFIG, e.to_string()))
-            .and_then(|config| start(config, None, handlers));
+        let config = Config::parse(toml, Path::new("<toml>"), Path::new(base));
         // SAFETY: the caller's promises, passed on.
-        unsafe { started(result, error, error_len, out) }
+        unsafe {
+            start_from(
+                config,
+                None,
+                (handlers, handler_count),
+                (error, error_len),
+                out,
+            )
+        }
     })
 }
 

@@ -11,8 +11,8 @@ use super::value::duration;
 use super::HandlerSpec;
 use crate::handler::{
     Backend, BackendTls, BackendTlsError, Balance, BasicAuth, BasicAuthError, Cidr, ClientAccess,
-    ExpectedStatus, FileCacheOptions, ForwardOptions, HeaderEdits, HealthCheck, HttpProbe,
-    ProxyProtocol, RespondError, RespondHandler, StaticHandler, StatusHandler,
+    ExpectedStatus, FileCacheOptions, ForwardOptions, HeaderEdits, HealthCheck, HttpPolicy,
+    HttpProbe, ProxyProtocol, RespondError, RespondHandler, StaticHandler, StatusHandler,
 };
 use crate::registry::ServerRegistry;
 use hyper::header::{HeaderName, HeaderValue};
@@ -43,13 +43,10 @@ pub(super) fn validate_handler(
             compress,
             access,
         } => {
-            let edits = response_edits(response_headers, at, problems);
-            let access = client_access(access, at, base, problems);
-            let (edits, (access, users)) = (edits?, access?);
+            let policy = http_policy((response_headers, compress, access), at, base, problems)?;
             // The server's registry is given when it binds.
             let page = StatusHandler::new(ServerRegistry::default()).list_servers(show_servers);
-            let page = page.response_headers(edits).compress(compress);
-            Some(HandlerSpec::Status(page.guarded(access, users)))
+            Some(HandlerSpec::Status(page.with_policy(policy)))
         }
         HandlerFile::Static {
             root,
@@ -63,9 +60,7 @@ pub(super) fn validate_handler(
             compress,
             access,
         } => {
-            let edits = response_edits(response_headers, at, problems);
-            let access = client_access(access, at, base, problems);
-            let (edits, (access, users)) = (edits?, access?);
+            let policy = http_policy((response_headers, compress, access), at, base, problems)?;
             let root = base.join(root);
             let cache = match cache {
                 Some(raw) => Some(validate_file_cache(raw, at, problems)?),
@@ -107,9 +102,7 @@ pub(super) fn validate_handler(
                         Some(options) => files.cache(options),
                         None => files,
                     };
-                    let files = files.response_headers(edits).compress(compress);
-                    let files = files.guarded(access, users);
-                    Some(HandlerSpec::Static(files))
+                    Some(HandlerSpec::Static(files.with_policy(policy)))
                 }
                 Err(e) => {
                     let message = format!("cannot serve {}: {e}", root.display());
@@ -126,16 +119,10 @@ pub(super) fn validate_handler(
             compress,
             access,
         } => {
-            let edits = response_edits(response_headers, at, problems);
-            let access = client_access(access, at, base, problems);
+            let policy = http_policy((response_headers, compress, access), at, base, problems);
             let headers: Vec<(String, String)> = headers.into_iter().collect();
             match RespondHandler::new(status, &headers, body) {
-                Ok(fixed) => {
-                    let fixed = fixed.response_headers(edits?).compress(compress);
-                    let (access, users) = access?;
-                    let fixed = fixed.guarded(access, users);
-                    Some(HandlerSpec::Respond(fixed))
-                }
+                Ok(fixed) => Some(HandlerSpec::Respond(fixed.with_policy(policy?))),
                 Err(error) => {
                     let field = match error {
                         RespondError::Status(_) => "status",
@@ -469,16 +456,26 @@ pub(super) fn client_access(
 /// The realm a browser shows when `access.realm` is not set.
 const DEFAULT_REALM: &str = "restricted";
 
-/// A handler's `response_headers`, checked: no edits when absent, `None` after a problem.
-fn response_edits(
-    raw: Option<HeaderEditsFile>,
+/// A handler table's `response_headers`, `compress` and `access`, every part checked (so one
+/// pass reports every problem); `None` after any.
+fn http_policy(
+    (response_headers, compress, access): (Option<HeaderEditsFile>, bool, Option<AccessFile>),
     at: &HandlerAt<'_>,
+    base: &Path,
     problems: &mut Problems,
-) -> Option<HeaderEdits> {
-    match raw {
+) -> Option<HttpPolicy> {
+    let edits = match response_headers {
         Some(raw) => header_edits(raw, "response_headers", at, problems),
         None => Some(HeaderEdits::default()),
-    }
+    };
+    let access = client_access(access, at, base, problems);
+    let (edits, (access, users)) = (edits?, access?);
+    Some(HttpPolicy {
+        edits,
+        compress,
+        access,
+        users,
+    })
 }
 
 /// `{ set, add, remove }`, every name and value checked; `None` after reporting any problem.

@@ -21,11 +21,11 @@ use std::sync::Arc;
 
 pub use crate::conn::{ConnInfo, TlsConn};
 pub use forward::{ForwardHandler, ForwardOptions, DEFAULT_FORWARD_IDLE_TIMEOUT};
-pub(crate) use http::MIN_HEADER_BYTES;
 pub use http::{
     BasicAuth, BasicAuthError, ClientAccess, HeaderEdits, HttpHandler, HttpLimits,
     COMPRESSING_IN_PROCESS, COMPRESSING_PER_CONNECTION, MAX_BCRYPT_COST, MAX_REMEMBERED,
 };
+pub(crate) use http::{HttpPolicy, MIN_HEADER_BYTES};
 pub use named::NamedHandlers;
 pub use passthrough::PassthroughHandler;
 pub(crate) use passthrough::PassthroughPeers;

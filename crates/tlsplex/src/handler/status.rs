@@ -269,8 +269,9 @@ impl StatusPage<'_> {
     }
 }
 
-/// Escapes text for HTML element content and attribute values.
-fn escape(text: &str) -> String {
+/// Escapes text for HTML element content and attribute values (the status page's, a folder's
+/// listing).
+pub(super) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for ch in text.chars() {
         match ch {

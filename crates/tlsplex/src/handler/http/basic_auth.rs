@@ -262,8 +262,17 @@ fn bcrypt_cost(hash: &str) -> Result<u32, String> {
 /// A service whose requests need the user and password `auth` knows: `401` with a challenge
 /// otherwise. `Authorization` is not passed on: the password was for tlsplex.
 pub(super) struct Authenticated<S> {
-    pub(super) inner: Arc<S>,
-    pub(super) auth: BasicAuth,
+    inner: Arc<S>,
+    auth: BasicAuth,
+}
+
+impl<S> Authenticated<S> {
+    pub(super) fn new(inner: S, auth: BasicAuth) -> Self {
+        Self {
+            inner: Arc::new(inner),
+            auth,
+        }
+    }
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -68,6 +68,16 @@ pub(super) struct Compressed<S> {
     pub(super) encoders: Encoders,
 }
 
+impl<S> Compressed<S> {
+    /// `inner` compressed, with a connection's own share of encoders.
+    pub(super) fn new(inner: S) -> Self {
+        Self {
+            inner,
+            encoders: Encoders::new(),
+        }
+    }
+}
+
 /// A response body: compressed (holding its encoder's place) or as it was.
 pub(crate) type MaybeCompressed<B> = Either<Permitted<CompressionBody<B>>, B>;
 

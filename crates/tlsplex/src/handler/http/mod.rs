@@ -71,18 +71,16 @@ macro_rules! http_options {
             self
         }
 
-        /// [`Self::access`], and [`Self::basic_auth`] when there are `users` (a config's
-        /// `access` table).
+        /// What a config's handler table says of every answer, applied at once.
         #[allow(dead_code)] // The config's built-in handlers only.
-        pub(crate) fn guarded(
-            self,
-            access: $crate::handler::ClientAccess,
-            users: Option<$crate::handler::BasicAuth>,
-        ) -> Self {
-            let guarded = self.access(access);
-            match users {
-                Some(users) => guarded.basic_auth(users),
-                None => guarded,
+        pub(crate) fn with_policy(self, policy: $crate::handler::http::HttpPolicy) -> Self {
+            let this = self
+                .response_headers(policy.edits)
+                .compress(policy.compress);
+            let this = this.access(policy.access);
+            match policy.users {
+                Some(users) => this.basic_auth(users),
+                None => this,
             }
         }
 
@@ -93,6 +91,16 @@ macro_rules! http_options {
     };
 }
 pub(crate) use http_options;
+
+/// What a config's HTTP handler table says of every answer: `response_headers`, `compress` and
+/// `access` (with its `basic_auth` users).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct HttpPolicy {
+    pub(crate) edits: HeaderEdits,
+    pub(crate) compress: bool,
+    pub(crate) access: ClientAccess,
+    pub(crate) users: Option<BasicAuth>,
+}
 
 /// HTTP/1.1 and HTTP/2 serving under a set of [`HttpLimits`], with the operator's response
 /// header edits applied to every answer; built once per handler.
@@ -229,27 +237,17 @@ impl HttpServer {
     {
         // Boxed: a connection that neither compresses nor authenticates keeps a future the
         // size it had.
+        use basic_auth::Authenticated;
+        use compress::Compressed;
         match (self.compress, self.basic_auth.clone()) {
             (false, None) => self.serve_with(conn, service).await,
-            (true, None) => {
-                let service = compress::Compressed {
-                    inner: service,
-                    encoders: Encoders::new(),
-                };
-                Box::pin(self.serve_with(conn, service)).await
+            (true, None) => Box::pin(self.serve_with(conn, Compressed::new(service))).await,
+            (false, Some(auth)) => {
+                Box::pin(self.serve_with(conn, Authenticated::new(service, auth))).await
             }
-            (compress, Some(auth)) => {
-                let inner = Arc::new(service);
-                let service = basic_auth::Authenticated { inner, auth };
-                if compress {
-                    let service = compress::Compressed {
-                        inner: service,
-                        encoders: Encoders::new(),
-                    };
-                    Box::pin(self.serve_with(conn, service)).await
-                } else {
-                    Box::pin(self.serve_with(conn, service)).await
-                }
+            (true, Some(auth)) => {
+                let service = Compressed::new(Authenticated::new(service, auth));
+                Box::pin(self.serve_with(conn, service)).await
             }
         }
     }

@@ -12,6 +12,7 @@ use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 use percent_encoding::{percent_encode, AsciiSet, CONTROLS};
 
+use super::super::status::escape;
 use super::target::hidden;
 use super::Body;
 
@@ -114,25 +115,21 @@ fn page(shown: &str, names: &[Entry], more: bool) -> String {
     page
 }
 
-/// `text` safe inside HTML text and double-quoted attributes.
-fn escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            c => escaped.push(c),
-        }
-    }
-    escaped
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_folder_of_more_names_costs_one_bounded_page() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        for i in 0..MAX_LISTED + 5 {
+            std::fs::write(dir.path().join(format!("f{i}")), "").unwrap_or_else(|e| panic!("{e}"));
+        }
+        let (names, more) = names(dir.path(), false).unwrap_or_else(|| panic!("readable"));
+        assert_eq!((names.len(), more), (MAX_LISTED, true));
+        let page = page("/big/", &names, more);
+        assert!(page.len() < MAX_LISTED * 80, "{} bytes", page.len());
+    }
 
     #[test]
     fn names_are_escaped_and_links_encoded() {
