@@ -49,7 +49,13 @@ pub fn run(path: &Path) -> ExitCode {
                     } else {
                         "not issued yet"
                     };
-                    println!("    acme {:<15} {}", acme.names.join(", "), state);
+                    let names = acme.names.join(", ");
+                    let profile = acme
+                        .profile
+                        .as_ref()
+                        .map(|p| format!(", profile {p}"))
+                        .unwrap_or_default();
+                    println!("    acme {names:<15} {}{profile} ({state})", acme.challenge);
                 }
                 for route in &server.routes {
                     let kind = if route.is_passthrough() {
@@ -67,7 +73,7 @@ pub fn run(path: &Path) -> ExitCode {
             for warning in &config.warnings {
                 eprintln!("{}: warning: {warning}", path.display());
             }
-            ExitCode::SUCCESS
+            check_profiles(path, &config)
         }
         Err(error) => {
             eprintln!("{error}");
@@ -76,6 +82,71 @@ pub fn run(path: &Path) -> ExitCode {
                 path.display(),
                 error.problems.len()
             );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Certificate profiles must be listed by the CA's directory, which is asked now (the one
+/// check that needs the network, only when a profile is asked for).
+fn check_profiles(path: &Path, config: &Config) -> ExitCode {
+    let Some(acme) = &config.acme else {
+        return ExitCode::SUCCESS;
+    };
+    let wanted: Vec<(&str, &tlsplex::config::AcmeCertificate)> = config
+        .servers
+        .iter()
+        .flat_map(|s| s.acme_certificates.iter().map(|c| (s.name.as_str(), c)))
+        .filter(|(_, c)| c.profile.is_some())
+        .collect();
+    if wanted.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!(
+                "{}: cannot check certificate profiles: {error}",
+                path.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let limit = std::time::Duration::from_secs(10);
+    let offered = match runtime.block_on(tlsplex::acme::offered_profiles(acme, limit)) {
+        Ok(offered) => offered,
+        Err(error) => {
+            eprintln!(
+                "{}: warning: certificate profiles not checked: {error}",
+                path.display()
+            );
+            return ExitCode::SUCCESS;
+        }
+    };
+    let mut refused = 0;
+    for (server, certificate) in wanted {
+        let profile = certificate.profile.as_deref().unwrap_or_default();
+        if !offered.iter().any(|o| o == profile) {
+            let offers = match offered.is_empty() {
+                true => "no profiles".to_owned(),
+                false => offered.join(", "),
+            };
+            eprintln!(
+                "{}: server {server:?}: acme {}: profile {profile:?} is not offered by {} (it offers: {offers})",
+                path.display(),
+                certificate.names.join(", "),
+                acme.directory
+            );
+            refused += 1;
+        }
+    }
+    match refused {
+        0 => ExitCode::SUCCESS,
+        n => {
+            eprintln!("{}: {n} problem(s) found", path.display());
             ExitCode::FAILURE
         }
     }

@@ -205,7 +205,9 @@ fn certificates_are_issued_served_reused_at_restart_and_renewed_without_dropping
     }
     let (_, metrics) = common::admin::http(admin, "GET", "/metrics", None);
     assert!(
-        metrics.contains("tlsplex_acme_orders_total{result=\"ok\"} 2"),
+        metrics.contains(
+            r#"tlsplex_acme_orders_total{challenge="tls-alpn-01",result="ok",failed_step=""} 2"#
+        ),
         "{metrics}"
     );
 

@@ -20,6 +20,8 @@ pub struct Pebble {
     pub directory: String,
     /// Issuances counted so far (the log is read once).
     issued: std::cell::Cell<usize>,
+    /// The DNS server Pebble asks instead of pebble-challtestsrv's.
+    dns: Option<SocketAddr>,
 }
 
 impl Pebble {
@@ -57,12 +59,29 @@ impl Pebble {
             ports,
             directory: format!("https://localhost:{acme}/dir"),
             issued: std::cell::Cell::new(0),
+            dns: None,
         }
+    }
+
+    /// Makes Pebble resolve names (DNS-01's TXT records) through `dns` once started.
+    pub fn resolve_with(&mut self, dns: SocketAddr) {
+        self.dns = Some(dns);
+    }
+
+    /// pebble-challtestsrv's DNS server (the one Pebble asks unless told otherwise).
+    pub fn challtestsrv_dns(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.ports[2]))
+    }
+
+    /// pebble-challtestsrv's management API (`/set-txt`, `/clear-txt`, …).
+    pub fn challtestsrv_management(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports[3])
     }
 
     pub fn start(&mut self) {
         let [acme, _, dns, dns_management] = self.ports;
         let dns_addr = format!("127.0.0.1:{dns}");
+        let resolver = self.dns.map_or(dns_addr.clone(), |dns| dns.to_string());
         let dns_management = format!("127.0.0.1:{dns_management}");
         let mut challtestsrv = Daemon::start_program(
             "pebble-challtestsrv",
@@ -92,7 +111,7 @@ impl Pebble {
                 "-config",
                 self.config.to_str().unwrap(),
                 "-dnsserver",
-                &dns_addr,
+                &resolver,
             ],
             &[("PEBBLE_VA_NOSLEEP", "1"), ("PEBBLE_WFE_NONCEREJECT", "0")],
         );

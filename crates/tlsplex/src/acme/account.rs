@@ -88,3 +88,33 @@ async fn from_credentials(
         .await
         .map_err(|e| format!("ACME account: {e}"))
 }
+
+/// The certificate profiles `options.directory` lists, read from the directory now without an
+/// account (for `tlsplex check`); bounded by `limit`.
+pub async fn offered_profiles(
+    options: &AcmeOptions,
+    limit: std::time::Duration,
+) -> Result<Vec<String>, String> {
+    let read = async {
+        let builder = match &options.directory_ca {
+            Some(ca) => Account::builder_with_root(ca),
+            None => Account::builder(),
+        }
+        .map_err(|e| format!("ACME client: {e}"))?;
+        // A throwaway key: reading the directory needs no account.
+        let (_, key) =
+            instant_acme::Key::generate_pkcs8().map_err(|e| format!("ACME client: {e}"))?;
+        let directory = builder
+            .from_parts(String::new(), key, options.directory.clone())
+            .await
+            .map_err(|e| format!("cannot read the directory {}: {e}", options.directory))?;
+        Ok(directory.profiles().map(|p| p.name.to_owned()).collect())
+    };
+    tokio::time::timeout(limit, read).await.unwrap_or_else(|_| {
+        Err(format!(
+            "the directory {} did not answer within {}s",
+            options.directory,
+            limit.as_secs()
+        ))
+    })
+}

@@ -17,9 +17,11 @@
 //! per order.
 
 mod account;
+mod dns01;
 mod fleet;
 mod http01;
 mod order;
+mod renewal;
 mod storage;
 
 use std::collections::HashMap;
@@ -34,10 +36,11 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{AcmeCertificate, AcmeOptions, RedisUrl};
 use crate::control::{Controller, ReloadCause};
 use crate::tls::managed::Event;
-use crate::tls::CertSummary;
+use crate::tls::{CertSummary, DnsStep};
 use fleet::{Fleet, FleetError};
 use storage::{write_private, Storage};
 
+pub use account::offered_profiles;
 pub use http01::{
     Http01Listener, HTTP01_CONNECTION_TIME, HTTP01_HEADER_TIMEOUT, MAX_HTTP01_CONNECTIONS,
 };
@@ -77,12 +80,27 @@ pub async fn run(controller: Controller, stop: CancellationToken) {
 /// Who orders a due certificate.
 enum Turn {
     /// This process did: what came of it.
-    Ours(Result<Option<CertSummary>, String>),
+    Ours(Result<Option<CertSummary>, Failed>),
     /// Another process holds the order lock.
     Peers,
     /// Another process stored a fresh certificate (ending then) while this one waited for the
     /// lock.
     PeerStored(Option<SystemTime>),
+}
+
+/// The certificate an order replaces (RFC 9773), when the CA spoke of it.
+type Replaces = Option<instant_acme::CertificateIdentifier<'static>>;
+
+/// Why an order failed: what to show, and the DNS-01 step it stopped at, if it was one.
+struct Failed {
+    error: String,
+    step: Option<DnsStep>,
+}
+
+impl From<String> for Failed {
+    fn from(error: String) -> Self {
+        Self { error, step: None }
+    }
 }
 
 #[derive(Default)]
@@ -100,6 +118,8 @@ struct Manager {
     fleet_down: bool,
     /// The end of validity of each stored certificate as last seen (`None`: none usable).
     seen: HashMap<Vec<String>, Option<SystemTime>>,
+    /// The renewal windows the CA suggested.
+    schedule: renewal::Schedule,
 }
 
 impl Manager {
@@ -185,6 +205,7 @@ impl Manager {
         let fleet = self.reach_fleet(controller).await;
         let mut copied = false;
         for certificate in wanted {
+            let who = (certificate.names.as_slice(), certificate.challenge);
             // A peer's certificate is taken whenever it arrives, even between two retries.
             if let Some(Ok(fleet)) = &fleet {
                 if copy_from_fleet(fleet, certificate).await {
@@ -198,8 +219,8 @@ impl Manager {
                     continue;
                 }
             }
-            let stored = stored_summary(certificate);
-            let not_after = stored.as_ref().map(|s| s.not_after);
+            let stored = stored_identity(certificate);
+            let not_after = stored.as_ref().map(|s| s.summary().not_after);
             // Another process sharing the storage may have replaced it: serve the new one.
             if self
                 .seen
@@ -208,17 +229,18 @@ impl Manager {
             {
                 copied = true;
             }
-            if let Some(wait) = renewal_wait(certificate, stored.as_ref(), self.jitter()) {
+            let due = self
+                .due(options, certificate, stored.as_ref(), &fleet)
+                .await;
+            if let Some(wait) = due.wait {
                 next = next.min(Instant::now() + wait);
                 let next = SystemTime::now() + wait;
-                managed.record(&certificate.names, not_after, Event::Valid { next });
+                managed.record(who, not_after, Event::Valid { next });
                 continue;
             }
-            managed.record(&certificate.names, not_after, Event::Ordering);
-            let result = match self
-                .order_due(controller, options, certificate, &fleet)
-                .await
-            {
+            managed.record(who, not_after, Event::Ordering);
+            let order = (certificate, not_after, due.replaces);
+            let result = match self.order_due(controller, options, order, &fleet).await {
                 Turn::Ours(result) => result,
                 Turn::Peers => {
                     // Another process orders it; its certificate is taken once stored.
@@ -231,31 +253,36 @@ impl Manager {
                     continue;
                 }
             };
-            controller.context().metrics().acme_order(result.is_ok());
+            let step = result.as_ref().err().and_then(|failed| failed.step);
+            let metrics = controller.context().metrics();
+            metrics.acme_order(certificate.challenge, result.is_ok(), step);
             match result {
                 Ok(issued) => {
                     self.retries.remove(&certificate.names);
                     let not_after = issued.as_ref().map(|s| s.not_after);
                     self.seen.insert(certificate.names.clone(), not_after);
-                    let wait = renewal_wait(certificate, issued.as_ref(), self.jitter())
+                    self.schedule.forget(&certificate.names);
+                    let wait = renewal::lifetime_wait(certificate, issued.as_ref(), self.jitter())
                         .unwrap_or_default();
                     let next = SystemTime::now() + wait;
-                    managed.record(&certificate.names, not_after, Event::Valid { next });
+                    managed.record(who, not_after, Event::Valid { next });
                     // Served at once, before the next order of this pass.
                     copied = false;
                     if let Err(error) = controller.reload(ReloadCause::Acme).await {
                         tracing::error!(%error, "the issued certificate could not be loaded");
                     }
                 }
-                Err(error) => {
+                Err(Failed { error, step }) => {
                     let (at, delay) = self
                         .retries
                         .entry(certificate.names.clone())
                         .or_insert((Instant::now(), FIRST_RETRY));
-                    tracing::warn!(names = %certificate.names.join(","), %error, retry_in_s = delay.as_secs(), "ACME order failed; it will be tried again");
+                    let challenge = certificate.challenge.as_str();
+                    let failed_step = step.map(DnsStep::as_str);
+                    tracing::warn!(names = %certificate.names.join(","), challenge, failed_step, %error, retry_in_s = delay.as_secs(), "ACME order failed; it will be tried again");
                     let retry = SystemTime::now() + *delay;
-                    let event = Event::Failed { retry, error };
-                    managed.record(&certificate.names, not_after, event);
+                    let event = Event::Failed { retry, error, step };
+                    managed.record(who, not_after, event);
                     *at = Instant::now() + *delay;
                     next = next.min(*at);
                     *delay = (*delay * 2).min(MAX_RETRY);
@@ -276,26 +303,29 @@ impl Manager {
         &mut self,
         controller: &Controller,
         options: &AcmeOptions,
-        certificate: &AcmeCertificate,
+        (certificate, seen, replaces): (&AcmeCertificate, Option<SystemTime>, Replaces),
         fleet: &Option<Result<Fleet, String>>,
     ) -> Turn {
         let fleet = match fleet {
             Some(Ok(fleet)) => Some(fleet),
-            Some(Err(error)) => return Turn::Ours(Err(error.clone())),
+            Some(Err(error)) => return Turn::Ours(Err(error.clone().into())),
             None => None,
         };
         // The folder's lock is released when `_folder_lock` drops, the fleet's below.
         let locked = match fleet {
             Some(fleet) => match fleet.lock(&certificate.names).await {
                 Ok(lock) => lock.map(|lock| (Some(lock), None)),
-                Err(e) => return Turn::Ours(Err(format!("the fleet store is unreachable: {e}"))),
+                Err(e) => {
+                    return Turn::Ours(Err(format!("the fleet store is unreachable: {e}").into()))
+                }
             },
             None => match Storage::new(&options.storage).lock(&certificate.names, fleet::LOCK_TIME)
             {
                 Ok(lock) => lock.map(|lock| (None, Some(lock))),
                 Err(e) => {
                     let folder = options.storage.display();
-                    return Turn::Ours(Err(format!("cannot take the order lock in {folder}: {e}")));
+                    let error = format!("cannot take the order lock in {folder}: {e}");
+                    return Turn::Ours(Err(error.into()));
                 }
             },
         };
@@ -307,10 +337,13 @@ impl Manager {
             copy_from_fleet(fleet, certificate).await;
         }
         let stored = stored_summary(certificate);
-        let turn = if renewal_wait(certificate, stored.as_ref(), self.jitter()).is_some() {
-            Turn::PeerStored(stored.map(|s| s.not_after))
+        let not_after = stored.as_ref().map(|s| s.not_after);
+        let fresh = renewal::lifetime_wait(certificate, stored.as_ref(), self.jitter()).is_some();
+        let turn = if not_after != seen && fresh {
+            Turn::PeerStored(not_after)
         } else {
-            Turn::Ours(self.order(controller, options, certificate, fleet).await)
+            let order = (certificate, replaces);
+            Turn::Ours(self.order(controller, options, order, fleet).await)
         };
         if let (Some(fleet), Some(lock)) = (fleet, fleet_lock) {
             if let Err(error) = fleet.unlock(lock).await {
@@ -324,23 +357,28 @@ impl Manager {
         &mut self,
         controller: &Controller,
         options: &AcmeOptions,
-        certificate: &AcmeCertificate,
+        (certificate, replaces): (&AcmeCertificate, Replaces),
         fleet: Option<&Fleet>,
-    ) -> Result<Option<CertSummary>, String> {
+    ) -> Result<Option<CertSummary>, Failed> {
         let account = self.account(options, fleet).await?;
         let names = certificate.names.join(",");
-        tracing::info!(%names, directory = %options.directory, "ordering a certificate");
+        let challenge = certificate.challenge.as_str();
+        tracing::info!(%names, challenge, directory = %options.directory, "ordering a certificate");
         let started = std::time::Instant::now();
         let ctx = controller.context();
-        let issued = order::issue(
-            &account,
-            &certificate.names,
-            ctx.acme_challenges(),
-            ctx.crypto_provider(),
+        let validation = order::Validation {
+            challenge: certificate.challenge,
+            dns01: options.dns01.as_ref(),
+            challenges: ctx.acme_challenges(),
+            provider: ctx.crypto_provider(),
             fleet,
-            options.http01_listen.is_some(),
-        )
-        .await;
+        };
+        let request = order::Request {
+            names: &certificate.names,
+            profile: certificate.profile.as_deref(),
+            replaces,
+        };
+        let issued = order::issue(&account, request, &validation).await;
         if let Some(fleet) = fleet {
             for name in &certificate.names {
                 if let Err(error) = fleet.withdraw_challenge(name).await {
@@ -348,15 +386,16 @@ impl Manager {
                 }
             }
         }
-        let issued = issued.map_err(|e| e.to_string())?;
+        let issued = issued.map_err(|e| Failed {
+            step: e.dns_step(),
+            error: e.to_string(),
+        })?;
         // The key first: a chain is only ever next to its own key once both are written.
         write_private(&certificate.key, issued.key_pem.as_bytes())
             .and_then(|()| write_private(&certificate.cert, issued.chain_pem.as_bytes()))
             .map_err(|e| {
-                format!(
-                    "cannot store the certificate in {}: {e}",
-                    certificate.cert.display()
-                )
+                let file = certificate.cert.display();
+                format!("cannot store the certificate in {file}: {e}")
             })?;
         if let Some(fleet) = fleet {
             fleet
@@ -370,6 +409,29 @@ impl Manager {
             .map(|s| humantime::format_rfc3339_seconds(s.not_after).to_string());
         tracing::info!(%names, elapsed_ms = started.elapsed().as_millis() as u64, not_after = not_after.unwrap_or_default(), "certificate issued");
         Ok(issued)
+    }
+
+    /// When `stored` is due: by the CA's renewal window when its directory offers one (the
+    /// account is loaded for asking), else by its lifetime.
+    async fn due(
+        &mut self,
+        options: &AcmeOptions,
+        certificate: &AcmeCertificate,
+        stored: Option<&crate::tls::Identity>,
+        fleet: &Option<Result<Fleet, String>>,
+    ) -> renewal::Due {
+        let jitter = self.jitter();
+        let lifetime = renewal::lifetime_wait(certificate, stored.map(|s| s.summary()), jitter);
+        // Only a served certificate not yet due by its lifetime may be due earlier by the CA.
+        let account = match (lifetime, fleet) {
+            (None, _) | (_, Some(Err(_))) => None,
+            (Some(_), Some(Ok(fleet))) => self.account(options, Some(fleet)).await.ok(),
+            (Some(_), None) => self.account(options, None).await.ok(),
+        };
+        let schedule = &mut self.schedule;
+        schedule
+            .due(certificate, stored, account.as_ref(), jitter)
+            .await
     }
 
     /// The account for `options.directory`, loaded once.
@@ -437,32 +499,12 @@ async fn copy_from_fleet(fleet: &Fleet, certificate: &AcmeCertificate) -> bool {
     }
 }
 
-/// What the stored certificate says, if it is there and parses.
-fn stored_summary(certificate: &AcmeCertificate) -> Option<CertSummary> {
-    crate::tls::Identity::from_pem_files(&certificate.cert, &certificate.key)
-        .ok()
-        .map(|identity| identity.summary().clone())
+/// The stored certificate, if it is there and parses.
+fn stored_identity(certificate: &AcmeCertificate) -> Option<crate::tls::Identity> {
+    crate::tls::Identity::from_pem_files(&certificate.cert, &certificate.key).ok()
 }
 
-/// How long until `stored` (the certificate stored for `certificate`) is due for renewal: when a
-/// third of its lifetime is left, less `jitter` (in [0, 1)) of a thirtieth of it. `None` when it
-/// is due now, or missing, or unusable, or for other names than wanted.
-fn renewal_wait(
-    certificate: &AcmeCertificate,
-    stored: Option<&CertSummary>,
-    jitter: f64,
-) -> Option<Duration> {
-    let summary = stored?;
-    let covers = certificate.names.iter().all(|name| {
-        summary
-            .dns_names
-            .iter()
-            .any(|n| n.eq_ignore_ascii_case(name))
-    });
-    if !covers {
-        return None;
-    }
-    let lifetime = summary.not_after.duration_since(summary.not_before).ok()?;
-    let due = summary.not_before + lifetime.mul_f64(2.0 / 3.0) - lifetime.mul_f64(jitter / 30.0);
-    due.duration_since(SystemTime::now()).ok()
+/// What the stored certificate says, if it is there and parses.
+fn stored_summary(certificate: &AcmeCertificate) -> Option<CertSummary> {
+    stored_identity(certificate).map(|identity| identity.summary().clone())
 }

@@ -1,14 +1,17 @@
-//! One order: authorizations answered by TLS-ALPN-01 through the context's challenge store, a
-//! CSR for a fresh ECDSA P-256 key, and the chain the CA issues.
+//! One order: authorizations answered by TLS-ALPN-01 or HTTP-01 through the context's challenge
+//! store, or by DNS-01 records; a CSR for a fresh ECDSA P-256 key, and the chain the CA issues.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use instant_acme::{
-    Account, AuthorizationStatus, ChallengeType, Identifier, NewOrder, OrderStatus, RetryPolicy,
+    Account, AuthorizationHandle, AuthorizationStatus, ChallengeType, Identifier, NewOrder, Order,
+    OrderStatus, RetryPolicy,
 };
 
+use super::dns01::{Dns01, DnsError, TxtRecord};
 use super::fleet::{Fleet, Pending};
+use crate::config::{Challenge, Dns01Options};
 use crate::tls::ChallengeStore;
 
 /// What an issuance produced: the PEM chain and the PEM private key.
@@ -35,7 +38,19 @@ pub(crate) enum OrderError {
         problem: Option<instant_acme::Problem>,
     },
     #[error("{0}")]
+    Dns(#[from] DnsError),
+    #[error("{0}")]
     Local(String),
+}
+
+impl OrderError {
+    /// The DNS-01 step it stopped at, when it was one.
+    pub(crate) fn dns_step(&self) -> Option<crate::tls::DnsStep> {
+        match self {
+            Self::Dns(error) => Some(error.step),
+            _ => None,
+        }
+    }
 }
 
 /// How long the CA may take to validate and to issue.
@@ -44,31 +59,127 @@ const VALIDATION_POLICY: RetryPolicy = RetryPolicy::new()
     .backoff(1.5)
     .timeout(Duration::from_secs(60));
 
-/// Orders a certificate for `names`, validated by HTTP-01 when `http01` (the listener is
-/// there), TLS-ALPN-01 otherwise; the challenges it publishes here are withdrawn whatever
-/// the end (those announced to the `fleet`, by the caller).
+/// What is ordered.
+pub(crate) struct Request<'a> {
+    pub(crate) names: &'a [String],
+    /// The certificate profile asked for (draft-ietf-acme-profiles), checked against the
+    /// directory's list.
+    pub(crate) profile: Option<&'a str>,
+    /// The certificate this one replaces (RFC 9773 section 5).
+    pub(crate) replaces: Option<instant_acme::CertificateIdentifier<'static>>,
+}
+
+/// How an order's names are validated, and what that needs.
+pub(crate) struct Validation<'a> {
+    pub(crate) challenge: Challenge,
+    /// `[acme.dns01]` (needed for DNS-01).
+    pub(crate) dns01: Option<&'a Dns01Options>,
+    /// Where TLS-ALPN-01 and HTTP-01 answers are published for this process's listeners.
+    pub(crate) challenges: &'a ChallengeStore,
+    pub(crate) provider: &'a Arc<rustls::crypto::CryptoProvider>,
+    /// The fleet, whose every process must answer TLS-ALPN-01 and HTTP-01.
+    pub(crate) fleet: Option<&'a Fleet>,
+}
+
+/// Orders a certificate for `names`, validated as `validation` says; the challenges it
+/// publishes are withdrawn whatever the end (DNS records removed; those announced to the
+/// fleet, by the caller).
 pub(crate) async fn issue(
     account: &Account,
-    names: &[String],
-    challenges: &ChallengeStore,
-    provider: &Arc<rustls::crypto::CryptoProvider>,
-    fleet: Option<&Fleet>,
-    http01: bool,
+    request: Request<'_>,
+    validation: &Validation<'_>,
 ) -> Result<Issued, OrderError> {
-    let published = Published {
-        challenges,
-        names: names.to_vec(),
-    };
+    let names = request.names;
     let identifiers: Vec<Identifier> = names.iter().cloned().map(Identifier::Dns).collect();
-    let mut order = account.new_order(&NewOrder::new(&identifiers)).await?;
+    if let Some(profile) = request.profile {
+        if !account.profiles().any(|offered| offered.name == profile) {
+            let offered: Vec<&str> = account.profiles().map(|p| p.name).collect();
+            let offered = match offered.is_empty() {
+                true => "none".to_owned(),
+                false => offered.join(", "),
+            };
+            return Err(OrderError::Local(format!(
+                "the CA offers no certificate profile {profile:?} (it offers: {offered})"
+            )));
+        }
+    }
+    let new_order = || {
+        let order = NewOrder::new(&identifiers);
+        match request.profile {
+            Some(profile) => order.profile(profile),
+            None => order,
+        }
+    };
+    let mut order = match request.replaces.clone() {
+        Some(replaced) => match account.new_order(&new_order().replaces(replaced)).await {
+            Ok(order) => order,
+            // Already replaced, or unknown to the CA: a plain order then (as Certbot does).
+            Err(error) => {
+                tracing::debug!(%error, "the CA took no order naming the certificate it replaces; ordering without");
+                account.new_order(&new_order()).await?
+            }
+        },
+        None => account.new_order(&new_order()).await?,
+    };
+    match (validation.challenge, validation.dns01) {
+        (Challenge::Dns01, Some(dns01)) => {
+            let dns = Dns01(dns01);
+            let mut published = Vec::new();
+            let validated = validate_by_dns(&mut order, &dns, &mut published).await;
+            // Always removed, also after a failure; a failed removal does not undo the order.
+            for record in &published {
+                if let Err(error) = dns.clean_up(record).await {
+                    tracing::warn!(%error, "a DNS-01 record could not be removed; remove it by hand");
+                }
+            }
+            validated?;
+        }
+        (Challenge::Dns01, None) => {
+            return Err(OrderError::Local("dns-01 needs [acme.dns01]".to_owned()))
+        }
+        (challenge, _) => {
+            let _published = Published {
+                challenges: validation.challenges,
+                names: names.to_vec(),
+            };
+            validate_here(&mut order, challenge == Challenge::Http01, validation).await?;
+        }
+    }
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .map_err(|e| OrderError::Local(e.to_string()))?;
+    let mut params = rcgen::CertificateParams::new(names.to_vec())
+        .map_err(|e| OrderError::Local(e.to_string()))?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    let csr = params
+        .serialize_request(&key)
+        .map_err(|e| OrderError::Local(e.to_string()))?;
+    order.finalize_csr(csr.der()).await?;
+    let chain_pem = order.poll_certificate(&VALIDATION_POLICY).await?;
+    Ok(Issued {
+        chain_pem,
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// Answers each pending authorization by TLS-ALPN-01 (or HTTP-01) from this process (and the
+/// fleet's), until the order is ready.
+async fn validate_here(
+    order: &mut Order,
+    http01: bool,
+    validation: &Validation<'_>,
+) -> Result<(), OrderError> {
+    let Validation {
+        challenges,
+        provider,
+        fleet,
+        ..
+    } = *validation;
     let mut authorizations = order.authorizations();
     while let Some(authorization) = authorizations.next().await {
         let mut authorization = authorization?;
         let name = authorization.identifier().to_string();
-        match authorization.status {
-            AuthorizationStatus::Valid => continue,
-            AuthorizationStatus::Pending => {}
-            status => return Err(OrderError::Authorization { name, status }),
+        if !pending(&authorization, &name)? {
+            continue;
         }
         let (kind, label) = match http01 {
             true => (ChallengeType::Http01, "http-01"),
@@ -116,26 +227,72 @@ pub(crate) async fn issue(
         }
         challenge.set_ready().await?;
     }
+    ready(order).await
+}
+
+/// Publishes a TXT record for each pending authorization (each added to `published` before it
+/// is tried, so that it is removed whatever happens), waits until the zone's servers answer
+/// them all, then tells the CA to look, until the order is ready.
+async fn validate_by_dns(
+    order: &mut Order,
+    dns: &Dns01<'_>,
+    published: &mut Vec<TxtRecord>,
+) -> Result<(), OrderError> {
+    let mut authorizations = order.authorizations();
+    while let Some(authorization) = authorizations.next().await {
+        let mut authorization = authorization?;
+        let name = authorization.identifier().to_string();
+        if !pending(&authorization, &name)? {
+            continue;
+        }
+        let challenge = authorization
+            .challenge(ChallengeType::Dns01)
+            .ok_or_else(|| OrderError::NoChallenge {
+                kind: "dns-01",
+                name: name.clone(),
+            })?;
+        let record = TxtRecord::for_identifier(&name, challenge.key_authorization().dns_value());
+        published.push(record.clone());
+        dns.present(&record).await?;
+        tracing::info!(%name, record = %record.name, "DNS-01 record published");
+    }
+    dns.propagated(published).await?;
+    // The second pass finds the same authorizations, now told to be checked.
+    let mut authorizations = order.authorizations();
+    while let Some(authorization) = authorizations.next().await {
+        let mut authorization = authorization?;
+        let name = authorization.identifier().to_string();
+        if !pending(&authorization, &name)? {
+            continue;
+        }
+        if let Some(mut challenge) = authorization.challenge(ChallengeType::Dns01) {
+            challenge.set_ready().await?;
+        }
+    }
+    ready(order).await
+}
+
+/// Whether an authorization still needs its challenge answered (a valid one does not); an
+/// error when it can no longer be.
+fn pending(authorization: &AuthorizationHandle<'_>, name: &str) -> Result<bool, OrderError> {
+    match authorization.status {
+        AuthorizationStatus::Valid => Ok(false),
+        AuthorizationStatus::Pending => Ok(true),
+        status => Err(OrderError::Authorization {
+            name: name.to_owned(),
+            status,
+        }),
+    }
+}
+
+/// Waits for the CA to validate every authorization.
+async fn ready(order: &mut Order) -> Result<(), OrderError> {
     let status = order.poll_ready(&VALIDATION_POLICY).await?;
     if status != OrderStatus::Ready {
         let problem = order.state().error.clone();
         return Err(OrderError::Order { status, problem });
     }
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-        .map_err(|e| OrderError::Local(e.to_string()))?;
-    let mut params = rcgen::CertificateParams::new(names.to_vec())
-        .map_err(|e| OrderError::Local(e.to_string()))?;
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    let csr = params
-        .serialize_request(&key)
-        .map_err(|e| OrderError::Local(e.to_string()))?;
-    order.finalize_csr(csr.der()).await?;
-    let chain_pem = order.poll_certificate(&VALIDATION_POLICY).await?;
-    drop(published);
-    Ok(Issued {
-        chain_pem,
-        key_pem: key.serialize_pem(),
-    })
+    Ok(())
 }
 
 /// Withdraws an order's challenges when dropped (issued, failed or cancelled).

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::dns01::{validate_dns01, Challenge, Dns01File, Dns01Options};
 use super::error::Problems;
 use super::value::deserialize;
 
@@ -35,6 +36,13 @@ pub struct AcmeOptions {
     /// Where to answer HTTP-01 validations (port 80 of the names); orders then use HTTP-01, and
     /// every other request there is redirected to https.
     pub http01_listen: Option<SocketAddr>,
+    /// `challenge = "..."`: how certificates are validated unless their entry says otherwise.
+    pub challenge: Option<Challenge>,
+    /// `[acme.dns01]`: how DNS-01's records are published and checked.
+    pub dns01: Option<Dns01Options>,
+    /// `profile = "..."`: the certificate profile asked of the CA unless an entry says
+    /// otherwise (the CA must list it).
+    pub profile: Option<String>,
 }
 
 impl fmt::Debug for AcmeOptions {
@@ -48,11 +56,25 @@ impl fmt::Debug for AcmeOptions {
             .field("directory_ca", &self.directory_ca)
             .field("eab", &self.eab.as_ref().map(|(kid, _)| kid))
             .field("http01_listen", &self.http01_listen)
+            .field("challenge", &self.challenge)
+            .field("dns01", &self.dns01)
+            .field("profile", &self.profile)
             .finish()
     }
 }
 
 impl AcmeOptions {
+    /// The challenge a certificate entry is validated by: its own, else `[acme] challenge`,
+    /// else HTTP-01 where there is an HTTP-01 listener, else TLS-ALPN-01.
+    pub fn challenge_for(&self, entry: Option<Challenge>) -> Challenge {
+        entry
+            .or(self.challenge)
+            .unwrap_or(match self.http01_listen {
+                Some(_) => Challenge::Http01,
+                None => Challenge::TlsAlpn01,
+            })
+    }
+
     /// The certificate chain and key files of the certificate for `names` (named after the
     /// first, `*` spelled `_`).
     pub fn certificate_files(&self, names: &[String]) -> (PathBuf, PathBuf) {
@@ -108,6 +130,10 @@ pub struct AcmeCertificate {
     pub cert: PathBuf,
     /// Where the key is kept.
     pub key: PathBuf,
+    /// How the CA validates the names.
+    pub challenge: Challenge,
+    /// The certificate profile asked of the CA.
+    pub profile: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -121,6 +147,9 @@ struct AcmeFile {
     key_type: Option<String>,
     eab: Option<EabFile>,
     http01_listen: Option<String>,
+    challenge: Option<Challenge>,
+    dns01: Option<Dns01File>,
+    profile: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -135,6 +164,7 @@ pub(super) fn validate_acme(
     value: toml::Value,
     base: &Path,
     state_dir: &Path,
+    strict_permissions: bool,
     problems: &mut Problems,
 ) -> Option<AcmeOptions> {
     let toml::Value::Table(table) = value else {
@@ -218,6 +248,28 @@ pub(super) fn validate_acme(
             })
             .ok()
     });
+    if let Some(profile) = raw.profile.as_deref() {
+        if let Err(message) = check_profile(profile) {
+            problems.global("acme.profile", message);
+            ok = false;
+        }
+    }
+    let dns01_given = raw.dns01.is_some();
+    let dns01 = match raw.dns01 {
+        Some(dns01) => {
+            let dns01 = validate_dns01(dns01, base, strict_permissions, problems);
+            ok &= dns01.is_some();
+            dns01
+        }
+        None => None,
+    };
+    if raw.challenge == Some(Challenge::Dns01) && !dns01_given {
+        problems.global(
+            "acme.challenge",
+            "dns-01 needs [acme.dns01] (rfc2136 = {...} or hook = {...})",
+        );
+        ok = false;
+    }
     let (storage, redis) = match raw.storage {
         Some(url) if url.contains("://") => {
             if let Err(error) = redis::Client::open(url.as_str()) {
@@ -243,7 +295,25 @@ pub(super) fn validate_acme(
         http01_listen,
         directory_ca,
         eab,
+        challenge: raw.challenge,
+        dns01,
+        profile: raw.profile,
     })
+}
+
+/// A certificate profile's name as CAs spell them ("classic", "shortlived", "tlsserver").
+pub(super) fn check_profile(profile: &str) -> Result<(), String> {
+    let fine = !profile.is_empty()
+        && profile.len() <= 64
+        && profile
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    match fine {
+        true => Ok(()),
+        false => Err(format!(
+            "{profile:?} is not a profile name (a word the CA's directory lists, e.g. \"shortlived\")"
+        )),
+    }
 }
 
 /// Base64url, padded or not (as CAs hand out EAB keys); `None` for anything else.

@@ -168,6 +168,8 @@ pub(super) struct CertificateFile {
     pub key: Option<PathBuf>,
     pub ocsp: Option<PathBuf>,
     pub acme: Option<Vec<String>>,
+    pub challenge: Option<super::dns01::Challenge>,
+    pub profile: Option<String>,
 }
 
 /// `handler = { type = "..." , ... }`.

@@ -6,6 +6,7 @@
 
 mod acme;
 mod admin;
+mod dns01;
 mod error;
 mod file;
 mod global;
@@ -30,6 +31,7 @@ use acme::validate_acme;
 pub use acme::{AcmeCertificate, AcmeOptions, RedisUrl, LETSENCRYPT, LETSENCRYPT_STAGING};
 use admin::validate_admin;
 pub use admin::{AdminOptions, AdminToken, DEFAULT_TOKEN_FILE};
+pub use dns01::{Challenge, Dns01Options, DnsHook, DnsProvider, Rfc2136, TsigAlgorithm, TsigKey};
 use error::Problems;
 pub use error::{ConfigError, Problem};
 use global::validate_global;
@@ -273,8 +275,10 @@ impl Config {
             let strict = global.strict_key_permissions;
             validate_admin(value, base, &global.state_dir, strict, &mut problems)
         });
-        let mut acme =
-            acme.and_then(|value| validate_acme(value, base, &global.state_dir, &mut problems));
+        let mut acme = acme.and_then(|value| {
+            let strict = global.strict_key_permissions;
+            validate_acme(value, base, &global.state_dir, strict, &mut problems)
+        });
         let http_redirect = http_redirect.and_then(|value| {
             http_redirect::validate_http_redirect(value, acme.as_mut(), &mut problems)
         });

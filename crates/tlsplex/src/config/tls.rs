@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::acme::{AcmeCertificate, AcmeOptions};
+use super::acme::{check_profile, AcmeCertificate, AcmeOptions};
+use super::dns01::Challenge;
 use super::error::Problems;
 use super::file::{ClientAuthFile, ClientAuthModeFile, ServerFile, TlsFile};
 use crate::tls::allow::AllowList;
@@ -241,8 +242,18 @@ pub(super) fn load_certificates(
                     problems.server(label, &at("acme"), "name at least one DNS name");
                     continue;
                 }
+                let challenge = acme.challenge_for(entry.challenge);
+                if let Err(message) = check_challenge(acme, challenge, names) {
+                    problems.server(label, &at("challenge"), message);
+                    continue;
+                }
+                if let Some(Err(message)) = entry.profile.as_deref().map(check_profile) {
+                    problems.server(label, &at("profile"), message);
+                    continue;
+                }
+                let profile = entry.profile.clone().or_else(|| acme.profile.clone());
                 let (cert, key) = acme.certificate_files(names);
-                (cert, key, Some(names.clone()))
+                (cert, key, Some((names.clone(), challenge, profile)))
             }
             (_, _, Some(_)) => {
                 problems.server(
@@ -265,14 +276,24 @@ pub(super) fn load_certificates(
                 continue;
             }
         };
+        for (field, given) in [
+            ("challenge", entry.challenge.is_some()),
+            ("profile", entry.profile.is_some()),
+        ] {
+            if given && names.is_none() {
+                problems.server(label, &at(field), "only for { acme = [...] } entries");
+            }
+        }
         let ocsp = entry.ocsp.as_ref().map(|path| base.join(path));
         files.push((cert.clone(), key.clone()));
         extra_files.extend(ocsp.clone());
-        if let Some(names) = names {
+        if let Some((names, challenge, profile)) = names {
             acme_certificates.push(AcmeCertificate {
                 names: names.clone(),
                 cert: cert.clone(),
                 key: key.clone(),
+                challenge,
+                profile,
             });
             // Not issued yet, or unusable: a stand-in until ACME writes new files.
             let stored = Identity::from_pem_files(&cert, &key);
@@ -341,4 +362,28 @@ pub(super) fn load_certificates(
         store: Arc::new(CertStore::new(default, identities.collect())),
         acme: acme_certificates,
     })
+}
+
+/// Whether `acme` can validate `names` by `challenge`: DNS-01 needs `[acme.dns01]`, HTTP-01 a
+/// listener, and a wildcard DNS-01.
+fn check_challenge(
+    acme: &AcmeOptions,
+    challenge: Challenge,
+    names: &[String],
+) -> Result<(), String> {
+    match challenge {
+        Challenge::Dns01 if acme.dns01.is_none() => {
+            return Err("dns-01 needs [acme.dns01] (rfc2136 = {...} or hook = {...})".to_owned())
+        }
+        Challenge::Http01 if acme.http01_listen.is_none() => {
+            return Err("http-01 needs [acme] http01_listen or [http_redirect]".to_owned())
+        }
+        _ => {}
+    }
+    match names.iter().find(|name| name.starts_with("*.")) {
+        Some(wildcard) if challenge != Challenge::Dns01 => Err(format!(
+            "{wildcard} is a wildcard: only dns-01 validates wildcards (challenge = \"dns-01\", with [acme.dns01])"
+        )),
+        _ => Ok(()),
+    }
 }

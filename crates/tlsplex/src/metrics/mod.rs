@@ -6,6 +6,7 @@
 //! atomics. The series every server has are kept per server in one table (`per_server.rs`); the
 //! families here hold the series by a value only some servers see.
 
+mod acme;
 mod http;
 mod per_server;
 mod process;
@@ -117,7 +118,7 @@ pub struct Metrics {
     route_requests: Family<http::RouteClassLabels, Counter>,
     backends: BackendFamilies,
     reloads: Family<ResultLabel, Counter>,
-    acme_orders: Family<ResultLabel, Counter>,
+    acme_orders: Family<acme::OrderLabels, Counter>,
 }
 
 #[derive(Clone, Debug)]
@@ -237,14 +238,6 @@ impl Metrics {
     pub(crate) fn reload(&self, ok: bool) {
         let result = if ok { "ok" } else { "failed" };
         self.reloads.get_or_create(&ResultLabel { result }).inc();
-    }
-
-    /// Counts an ACME order (the ACME manager does).
-    pub(crate) fn acme_order(&self, ok: bool) {
-        let result = if ok { "ok" } else { "failed" };
-        self.acme_orders
-            .get_or_create(&ResultLabel { result })
-            .inc();
     }
 
     /// Drops every series of a server that was stopped or removed (not one replaced by a

@@ -15,7 +15,7 @@ pub use allow::AllowList;
 pub use certs::{CertLoadError, CertStore, Identity};
 pub use challenge::{ChallengeError, ChallengeStore, ACME_TLS_ALPN};
 pub use client_auth::{ClientAuth, ClientAuthError, ClientAuthMode};
-pub use managed::{ManagedCertificate, ManagedCertificates, ManagedState};
+pub use managed::{Challenge, DnsStep, ManagedCertificate, ManagedCertificates, ManagedState};
 pub use ocsp::{OcspCertStatus, OcspSummary};
 pub use policy::{
     TlsPolicy, UnknownName, CLIENT_HELLO_LIMITS, DEFAULT_ALPN, DEFAULT_CIPHER_SUITES,
