@@ -173,12 +173,28 @@ fn render(action: &CtlAction, value: &Value) -> String {
             },
         ),
         CtlAction::Acme => table(
-            &["NAMES", "STATE", "NOT AFTER", "NEXT ORDER", "LAST ERROR"],
+            &[
+                "NAMES",
+                "STATE",
+                "CHALLENGE",
+                "NOT AFTER",
+                "NEXT ORDER",
+                "FAILED STEP",
+                "LAST ERROR",
+            ],
             &|m| {
-                ["names", "state", "not_after", "next_order", "last_error"]
-                    .iter()
-                    .map(|k| cell(&m[*k]))
-                    .collect()
+                [
+                    "names",
+                    "state",
+                    "challenge",
+                    "not_after",
+                    "next_order",
+                    "failed_step",
+                    "last_error",
+                ]
+                .iter()
+                .map(|k| cell(&m[*k]))
+                .collect()
             },
         ),
         CtlAction::Reload => reload_lines(value),

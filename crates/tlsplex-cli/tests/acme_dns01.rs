@@ -211,6 +211,30 @@ propagation_timeout = "20s"
         ),
         "{metrics}"
     );
+    // ctl and the dashboard show each entry's challenge and the step that failed.
+    let table = common::tlsplex(&["ctl", "-c", config, "acme"]);
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert!(
+        table.contains("CHALLENGE")
+            && table.lines().any(|l| {
+                l.starts_with("locked.test") && l.contains("dns-01") && l.contains("present")
+            }),
+        "{table}"
+    );
+    if available("chromium") {
+        let dom = common::chromium(
+            &common::admin::login_link(admin),
+            &[
+                "--virtual-time-budget=5000".to_owned(),
+                "--dump-dom".to_owned(),
+            ],
+        );
+        assert!(
+            dom.contains("<td class=\"failing\">failing</td><td>dns-01</td>")
+                && dom.contains("<td>present</td>"),
+            "the dashboard:\n{dom}"
+        );
+    }
     let all = log.join("\n") + &more.join("\n") + &daemon.stderr_text();
     assert!(
         !all.contains(&knot.secret),
@@ -222,25 +246,34 @@ propagation_timeout = "20s"
     assert!(daemon.wait_exit(Duration::from_secs(10)).unwrap().success());
     let wrong = dir.join("wrong.tsig");
     write_private(&wrong, &knot::random_secret());
-    std::fs::write(
-        config,
-        std::fs::read_to_string(config).unwrap().replace(
+    // Names never validated by this account (Pebble reuses valid authorizations, as CAs do).
+    let text = std::fs::read_to_string(config).unwrap();
+    let text = text
+        .replace(
             &key_file.display().to_string(),
             &wrong.display().to_string(),
-        ),
-    )
-    .unwrap();
+        )
+        .replace(
+            "\"*.example.test\", \"example.test\"",
+            "\"*.new.example.test\", \"new.example.test\"",
+        );
+    std::fs::write(config, text).unwrap();
     // A certificate that lacks a name is due at once: the order runs with the wrong key.
-    let old_site = place_old(&pki, &storage, &["*.example.test", "example.test"]);
+    let old_site = place_old(&pki, &storage, &["*.new.example.test", "new.example.test"]);
     let mut daemon = Daemon::start(&["run", "-c", config, "--log-format", "json"]);
     daemon.wait_listening(&[SocketAddr::from(([127, 0, 0, 1], site))]);
-    let error = wait_failed(admin, "*.example.test", "present", Duration::from_secs(20));
+    let error = wait_failed(
+        admin,
+        "*.new.example.test",
+        "present",
+        Duration::from_secs(20),
+    );
     assert!(
         error.contains("BADSIG") && error.contains(&format!("key {KEY_NAME}'s secret")),
         "{error}"
     );
-    assert_eq!(leaf(site, "a.example.test", &anyone), old_site);
-    assert!(knot.txt("_acme-challenge.example.test").is_empty());
+    assert_eq!(leaf(site, "a.new.example.test", &anyone), old_site);
+    assert!(knot.txt("_acme-challenge.new.example.test").is_empty());
 }
 
 #[test]

@@ -19,8 +19,8 @@ use common::{available, free_port, Daemon};
 use pebble::{client, try_leaf_at, Pebble, ISSUED};
 use tlsplex_testkit::TestPki;
 
-/// Process `i`'s config: one server on `addr` with two ACME certificates, the fleet in Redis;
-/// HTTP-01 on `http01` of the same address when given.
+/// Process `i`'s config: one server on `addr` with two ACME certificates, the fleet in Redis,
+/// `acme` (more of `[acme]`) after the storage.
 fn config(
     dir: &Path,
     i: usize,
@@ -28,11 +28,8 @@ fn config(
     pebble: &Pebble,
     ca: &Path,
     redis: u16,
-    http01: Option<u16>,
+    acme: &str,
 ) -> String {
-    let http01 = http01
-        .map(|port| format!("http01_listen = \"{}:{port}\"\n", addr.ip()))
-        .unwrap_or_default();
     let own = dir.join(format!("process{i}"));
     std::fs::create_dir_all(&own).unwrap();
     let path = own.join("tlsplex.toml");
@@ -43,7 +40,7 @@ fn config(
 directory = "{}"
 directory_ca = "{}"
 storage = "redis://127.0.0.1:{redis}/"
-{http01}
+{acme}
 [[server]]
 name = "web"
 listen = "{addr}"
@@ -147,7 +144,7 @@ fn two_processes_sharing_redis_order_once_answer_each_validation_and_resume_each
         .iter()
         .enumerate()
         .map(|(i, addr)| {
-            let config = config(&dir, i, *addr, &pebble, &pki.ca_file(), redis_port, None);
+            let config = config(&dir, i, *addr, &pebble, &pki.ca_file(), redis_port, "");
             Daemon::start(&["run", "-c", &config, "--log-format", "json"])
         })
         .collect();
@@ -285,7 +282,7 @@ fn a_fleet_validating_by_http01_answers_on_every_process() {
                 &pebble,
                 &pki.ca_file(),
                 redis_port,
-                Some(http),
+                &format!("http01_listen = \"{}:{http}\"\n", addr.ip()),
             );
             let mut daemon = Daemon::start(&["run", "-c", &config, "--log-format", "json"]);
             daemon.wait_listening(&[*addr, SocketAddr::new(addr.ip(), http)]);
@@ -308,6 +305,65 @@ fn a_fleet_validating_by_http01_answers_on_every_process() {
         assert!(!log.contains("ACME order failed"), "{log}");
         assert!(log.contains("answered an ACME HTTP-01 validation"), "{log}");
     }
+}
+
+#[test]
+fn a_fleet_validating_by_dns01_publishes_each_record_once() {
+    if !available("pebble") || !available("pebble-challtestsrv") || !available("redis-server") {
+        return;
+    }
+    let pki = TestPki::new();
+    let dir = pki.dir().to_owned();
+    let redis_port = free_port();
+    let addrs = [
+        SocketAddr::from(([127, 0, 0, 1], free_port())),
+        SocketAddr::from(([127, 0, 0, 1], free_port())),
+    ];
+    // Nothing on Pebble's TLS-ALPN-01 or HTTP-01 ports: DNS-01 is the only way.
+    let mut pebble = Pebble::with_http_port(&dir, &pki, free_port(), free_port(), 3600);
+    pebble.start();
+    let _redis = start_redis(redis_port);
+    let calls = dir.join("hook-calls.log");
+    let hook = dir.join("dns-hook");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\necho \"$1 $2\" >> {calls}\ncase \"$1\" in\n  present) curl -sS -d \"{{\\\"host\\\":\\\"$2\\\",\\\"value\\\":\\\"$3\\\"}}\" {api}/set-txt ;;\n  cleanup) curl -sS -d \"{{\\\"host\\\":\\\"$2\\\"}}\" {api}/clear-txt ;;\nesac\n",
+            calls = calls.display(),
+            api = pebble.challtestsrv_management(),
+        ),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let dns01 = format!(
+        "challenge = \"dns-01\"\n[acme.dns01]\nhook = {{ command = [\"{}\"] }}\ncheck_servers = [\"{}\"]\npropagation_interval = \"200ms\"\n",
+        hook.display(),
+        pebble.challtestsrv_dns()
+    );
+    let daemons: Vec<Daemon> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| {
+            let config = config(&dir, i, *addr, &pebble, &pki.ca_file(), redis_port, &dns01);
+            let mut daemon = Daemon::start(&["run", "-c", &config, "--log-format", "json"]);
+            daemon.wait_listening(&[*addr]);
+            daemon
+        })
+        .collect();
+    let verify = client(pebble.root(&pki.ca_file()));
+    for (daemon, addr) in daemons.iter().zip(addrs) {
+        served(addr, "b.test", &verify, daemon);
+        served(addr, "c.test", &verify, daemon);
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(pebble.issued(), 2, "one order per certificate in the fleet");
+    // Three names, each record published and removed once, by whichever process ordered.
+    let calls = std::fs::read_to_string(&calls).unwrap();
+    assert_eq!(calls.matches("present ").count(), 3, "{calls}");
+    assert_eq!(calls.matches("cleanup ").count(), 3, "{calls}");
 }
 
 /// One command to the Redis at `port` (RESP, as redis-cli would send it); its reply's first line.
@@ -351,7 +407,7 @@ fn an_oversized_certificate_in_the_fleet_store_is_refused_unread() {
     );
     assert_eq!(stored, ":2");
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let config = config(&dir, 0, addr, &pebble, &pki.ca_file(), redis_port, None);
+    let config = config(&dir, 0, addr, &pebble, &pki.ca_file(), redis_port, "");
     let mut daemon = Daemon::start(&["run", "-c", &config, "--log-format", "json"]);
     daemon.wait_listening(&[addr]);
     let verify = client(pebble.root(&pki.ca_file()));

@@ -370,6 +370,105 @@ fn acme_problems_are_named_and_redis_passwords_are_not_shown() {
 }
 
 #[test]
+fn dns01_problems_are_named_in_one_pass_and_the_tsig_secret_is_not_shown() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let pki = pki();
+    let web_key = pki.dir().join("web.key");
+    std::fs::set_permissions(&web_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let key = pki.dir().join("acme.tsig");
+    std::fs::write(
+        &key,
+        "key \"acme\" { algorithm hmac-sha256; secret \"c2VjcmV0LXNlY3JldA==\"; };\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let acme = "[acme]\ndirectory = \"letsencrypt\"\nprofile = \"short lived\"\n";
+    // Strict permissions: a key readable by others is refused; every problem in one pass.
+    let shown = errors(
+        &pki,
+        &format!(
+            "[global]\nstrict_key_permissions = true\n{acme}[acme.dns01]\nrfc2136 = {{ server = \"ns1\", key_name = \"bad name\", algorithm = \"hmac-md5\", key_file = \"acme.tsig\" }}\npropagation_timeout = \"forever\"\nttl = 0\n{WEB}"
+        ),
+    );
+    // A value the file's types cannot hold stops [acme] there (as it stops any table).
+    assert_has(
+        &shown,
+        "acme.dns01.rfc2136.algorithm: unknown variant `hmac-md5`",
+    );
+    let shown = errors(
+        &pki,
+        &format!(
+            "[global]\nstrict_key_permissions = true\n{acme}[acme.dns01]\nrfc2136 = {{ server = \"ns1\", key_name = \"bad name\", key_file = \"acme.tsig\" }}\npropagation_timeout = \"forever\"\nttl = 0\n{WEB}"
+        ),
+    );
+    for expected in [
+        "acme.profile: \"short lived\" is not a profile name",
+        "acme.dns01.rfc2136.server: \"ns1\" is not an address with a port",
+        "acme.dns01.rfc2136.key_name: \"bad name\" is not a key name",
+        "acme.dns01.rfc2136.key_file:",
+        "is readable by group or others: chmod 600 it",
+        "acme.dns01.propagation_timeout: invalid duration \"forever\"",
+        "acme.dns01.ttl: 0 is not between 1 and 86400 seconds",
+    ] {
+        assert_has(&shown, expected);
+    }
+    assert!(!shown.contains("c2VjcmV0"), "{shown}");
+
+    // A hook that is not there; then, with one that is: a hook needs check servers (or no
+    // check), an entry's challenge must be usable, wildcards need dns-01.
+    let shown = errors(
+        &pki,
+        &format!(
+            "[acme]\ndirectory = \"letsencrypt\"\n[acme.dns01]\nhook = {{ command = [\"./missing-hook\"] }}\npropagation_timeout = \"0s\"\n{WEB}"
+        ),
+    );
+    assert_has(&shown, "acme.dns01.hook.command: cannot use");
+    assert_has(&shown, "missing-hook: No such file or directory");
+    let hook = pki.dir().join("hook");
+    std::fs::write(&hook, "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let shown = errors(
+        &pki,
+        "[acme]\ndirectory = \"letsencrypt\"\n[acme.dns01]\nhook = { command = [\"./hook\"] }\npropagation_timeout = \"0s\"\n[[server]]\nname = \"wild\"\nlisten = \"127.0.0.1:0\"\ncertificates = [{ acme = [\"*.example.test\"], challenge = \"tls-alpn-01\" }, { acme = [\"a.test\"], challenge = \"http-01\" }, { cert = \"web.pem\", key = \"web.key\", challenge = \"dns-01\" }]\n",
+    );
+    for expected in [
+        "server \"wild\": certificates[0].challenge: *.example.test is a wildcard: only dns-01 validates wildcards",
+        "server \"wild\": certificates[1].challenge: http-01 needs [acme] http01_listen or [http_redirect]",
+        "server \"wild\": certificates[2].challenge: only for { acme = [...] } entries",
+    ] {
+        assert_has(&shown, expected);
+    }
+    let shown = errors(
+        &pki,
+        &format!("[acme]\ndirectory = \"letsencrypt\"\nchallenge = \"dns-01\"\n[acme.dns01]\nhook = {{ command = [\"./hook\", \"--zone\", \"example.test\"] }}\n{WEB}"),
+    );
+    assert_has(&shown, "acme.dns01.check_servers: a hook's records are checked on the zone's authoritative servers");
+    let shown = errors(
+        &pki,
+        &format!("[acme]\ndirectory = \"letsencrypt\"\nchallenge = \"dns-01\"\n{WEB}"),
+    );
+    assert_has(&shown, "acme.challenge: dns-01 needs [acme.dns01]");
+
+    // Loaded: the key's secret is kept but never shown; the hook's path resolved.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let path = pki.dir().join("tlsplex.toml");
+    let text = "[acme]\ndirectory = \"letsencrypt\"\nchallenge = \"dns-01\"\n[acme.dns01]\nrfc2136 = { server = \"127.0.0.1:53\", key_name = \"Acme.\", key_file = \"acme.tsig\" }\n[[server]]\nname = \"wild\"\nlisten = \"127.0.0.1:0\"\ncertificates = [{ acme = [\"*.example.test\", \"example.test\"] }]\n";
+    std::fs::write(&path, text).unwrap();
+    let config = Config::load(&path).unwrap();
+    let acme = config.acme.as_ref().unwrap();
+    let dns01 = acme.dns01.as_ref().unwrap();
+    assert_eq!(dns01.check_servers, vec!["127.0.0.1:53".parse().unwrap()]);
+    let tlsplex::config::DnsProvider::Rfc2136(rfc2136) = &dns01.provider else {
+        panic!("{dns01:?}")
+    };
+    assert_eq!(rfc2136.key.name, "acme");
+    assert_eq!(rfc2136.key.secret(), b"secret-secret");
+    assert!(!format!("{config:?}").contains("secret-secret"));
+    let wanted = &config.servers[0].acme_certificates[0];
+    assert_eq!(wanted.challenge, tlsplex::config::Challenge::Dns01);
+}
+
+#[test]
 fn a_forward_offers_http1_unless_told_otherwise() {
     let pki = pki();
     let path = pki.dir().join("tlsplex.toml");

@@ -234,7 +234,7 @@ pub(super) fn load_certificates(
                     problems.server(
                         label,
                         &at("acme"),
-                        "needs an [acme] table (directory, contact) in the file",
+                        "needs an [acme] table (directory, contact) in the file, without problems",
                     );
                     continue;
                 };
