@@ -114,7 +114,20 @@ impl Dns01<'_> {
         let started = Instant::now();
         let deadline = started + options.propagation_timeout;
         loop {
-            let Some((record, missing)) = self.first_missing(records).await else {
+            // Slow servers (each exchange may take 10 s) do not stretch the timeout.
+            let left = deadline.saturating_duration_since(Instant::now());
+            let checked = tokio::time::timeout(left, self.first_missing(records)).await;
+            let Ok(missing) = checked else {
+                return Err(DnsError {
+                    step: DnsStep::Propagation,
+                    name: records.first().map(|r| r.name.clone()).unwrap_or_default(),
+                    message: format!(
+                        "the check servers did not all answer within {}s",
+                        options.propagation_timeout.as_secs_f64()
+                    ),
+                });
+            };
+            let Some((record, missing)) = missing else {
                 tracing::info!(
                     records = records.len(),
                     servers = options.check_servers.len(),
