@@ -57,9 +57,13 @@ fn each_connection_gets_one_access_log_event() {
     // garbage.
     assert_eq!(events.len(), 4, "one per connection:\n{logs}");
     assert!(!logs.contains("handler error"), "{logs}");
-    // The probe ends the same way once it has seen the handshake.
+    // The probe ends the same way once it has seen the handshake, or with its close_notify
+    // when that reaches the server first (CI saw both): never as an error.
     let gone = events.iter().filter(|e| e["close"] == "client went away");
-    assert_eq!(gone.count(), 2, "{logs}");
+    let ended = |e: &&serde_json::Value| e["close"] == "client went away" || e["close"] == "closed";
+    let served_both = events.iter().filter(|e| e["tls.sni"] == "web.test");
+    assert!(gone.count() >= 1, "{logs}");
+    assert_eq!(served_both.filter(ended).count(), 2, "{logs}");
     let served = events
         .iter()
         .find(|e| e["tls.sni"] == "web.test")
