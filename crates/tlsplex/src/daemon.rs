@@ -16,7 +16,9 @@ use std::path::Path;
 use tokio_util::sync::CancellationToken;
 
 use crate::acme::Http01Listener;
-use crate::admin::{AdminOptions, AdminServer};
+#[cfg(feature = "admin")]
+use crate::admin::AdminServer;
+use crate::config::AdminOptions;
 use crate::config::{Config, ConfigError};
 use crate::control::{ConfigSource, Controller};
 use crate::handler::NamedHandlers;
@@ -111,6 +113,7 @@ pub struct Daemon {
 impl Daemon {
     /// Binds everything `plan` names under `ctx`, then serves it.
     pub async fn start(ctx: &Context, plan: DaemonPlan) -> Result<Self, DaemonError> {
+        #[cfg(feature = "admin")]
         let admin = match &plan.admin {
             Some(options) => {
                 Some(
@@ -124,6 +127,13 @@ impl Daemon {
             }
             None => None,
         };
+        #[cfg(not(feature = "admin"))]
+        if plan.admin.is_some() {
+            return Err(DaemonError::Runtime(
+                "this tlsplex is built without the admin endpoint (the cargo feature `admin`)"
+                    .to_owned(),
+            ));
+        }
         let plain = match plan.plain_http {
             Some((addr, https_port)) => {
                 let listener = Http01Listener::bind(addr)
@@ -137,6 +147,7 @@ impl Daemon {
         let controller = Controller::new(supervisor, plan.source).with_handlers(plan.handlers);
         let stop = CancellationToken::new();
         // Idle unless the config has an [acme] table (a reload may add one).
+        #[cfg(feature = "acme")]
         tokio::spawn(crate::acme::run(controller.clone(), stop.clone()));
         let mut daemon = Self {
             controller: controller.clone(),
@@ -145,6 +156,7 @@ impl Daemon {
             login_link: None,
             plain_addr: None,
         };
+        #[cfg(feature = "admin")]
         if let Some(server) = admin {
             daemon.admin_addr = server.local_addr().ok();
             daemon.login_link = server.login_link().ok();

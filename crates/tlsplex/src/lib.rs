@@ -55,6 +55,7 @@
 #![warn(missing_docs)]
 
 pub mod acme;
+#[cfg(feature = "admin")]
 pub mod admin;
 mod cidr;
 pub mod config;

@@ -272,6 +272,7 @@ pub(super) fn validate_acme(
     }
     let (storage, redis) = match raw.storage {
         Some(url) if url.contains("://") => {
+            #[cfg(feature = "acme")]
             if let Err(error) = redis::Client::open(url.as_str()) {
                 problems.global(
                     "acme.storage",

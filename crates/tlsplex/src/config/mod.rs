@@ -270,6 +270,21 @@ impl Config {
         for (i, server) in servers.iter_mut().enumerate() {
             pool::resolve_pools(server, i, &pools, &mut problems);
         }
+        // What a lean build leaves out is refused by name, not ignored.
+        #[cfg(not(feature = "acme"))]
+        if acme.take().is_some() {
+            problems.global(
+                "acme",
+                "this tlsplex is built without ACME (the cargo feature `acme`)",
+            );
+        }
+        #[cfg(not(feature = "admin"))]
+        if admin.take().is_some() {
+            problems.global(
+                "admin",
+                "this tlsplex is built without the admin endpoint (the cargo feature `admin`)",
+            );
+        }
         let global = validate_global(global, base, &mut problems);
         let admin = admin.and_then(|value| {
             let strict = global.strict_key_permissions;
@@ -310,5 +325,27 @@ pub(crate) fn base_of(path: &Path) -> &Path {
     match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
+    }
+}
+
+#[cfg(all(test, not(feature = "acme")))]
+mod lean_build {
+    #[test]
+    fn a_build_without_acme_or_admin_refuses_their_tables_by_name() {
+        let text = "[acme]\ndirectory = \"letsencrypt\"\n[admin]\nlisten = \"127.0.0.1:9440\"\n";
+        let error = super::Config::parse(
+            text,
+            std::path::Path::new("lean.toml"),
+            std::path::Path::new("."),
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(
+            error.contains("acme: this tlsplex is built without ACME (the cargo feature `acme`)"),
+            "{error}"
+        );
+        #[cfg(not(feature = "admin"))]
+        assert!(error.contains("admin: this tlsplex is built without the admin endpoint"));
     }
 }

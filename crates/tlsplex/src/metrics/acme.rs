@@ -3,6 +3,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 
 use super::Metrics;
+#[cfg(feature = "acme")]
 use crate::tls::{Challenge, DnsStep};
 
 /// An ACME order's challenge, result and (for a failed DNS-01 order) the step it stopped at.
@@ -16,6 +17,7 @@ pub(super) struct OrderLabels {
 impl Metrics {
     /// Counts an ACME order validated by `challenge` (the ACME manager does), with the DNS-01
     /// step a failed one stopped at.
+    #[cfg(feature = "acme")]
     pub(crate) fn acme_order(&self, challenge: Challenge, ok: bool, step: Option<DnsStep>) {
         let result = if ok { "ok" } else { "failed" };
         let failed_step = step.map_or("", DnsStep::as_str);

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Mutex, PoisonError};
+#[cfg(feature = "acme")]
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -106,11 +107,13 @@ pub struct ManagedCertificate {
 #[derive(Debug, Default)]
 pub struct ManagedCertificates(Mutex<BTreeMap<Vec<String>, ManagedCertificate>>);
 
+#[cfg(feature = "acme")]
 fn rfc3339(time: SystemTime) -> String {
     humantime::format_rfc3339_seconds(time).to_string()
 }
 
 /// What the manager learnt of a certificate.
+#[cfg(feature = "acme")]
 #[derive(Debug)]
 pub(crate) enum Event {
     /// Served and not due: the next order is at `next`.
@@ -128,6 +131,7 @@ pub(crate) enum Event {
 impl ManagedCertificates {
     /// Records `event` for the certificate for `names`, whose served certificate ends at
     /// `not_after` (if there is one).
+    #[cfg(feature = "acme")]
     pub(crate) fn record(
         &self,
         (names, challenge): (&[String], Challenge),
@@ -175,6 +179,7 @@ impl ManagedCertificates {
     }
 
     /// Keeps only the certificates for these sets of names (a reload may drop some).
+    #[cfg(feature = "acme")]
     pub(crate) fn retain(&self, wanted: &[Vec<String>]) {
         let mut all = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         all.retain(|names, _| wanted.contains(names));

@@ -103,6 +103,7 @@ impl TicketKeys {
 
     /// Takes a fleet's shared master secret (see [`crate::acme`]), unless the secret came from
     /// a key file, which wins. Whether the secret changed.
+    #[cfg(feature = "acme")]
     pub(crate) fn share(&self, master: [u8; MASTER_LEN]) -> bool {
         if self.file.is_some() {
             return false;
