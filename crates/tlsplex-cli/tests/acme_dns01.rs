@@ -296,7 +296,7 @@ fn a_hook_publishes_through_a_providers_api_and_bad_hooks_fail_cleanly() {
 set -eu
 echo "$1 $2 $3" >> {calls}
 case "$2" in
-  *hang*) sleep 120 ;;
+  *hang*) sleep 117 ;;
   *fail*) echo "provider: no zone for $2" >&2; exit 3 ;;
   *loud*) head -c 5000000 /dev/zero | tr '\0' 'x'; exit 1 ;;
   *silent*) exit 0 ;;
@@ -394,6 +394,20 @@ propagation_timeout = "3s"
 
     let hang = wait_failed(admin, "hang.test", "present", Duration::from_secs(30));
     assert!(hang.contains("did not finish within 2s: killed"), "{hang}");
+    // Killed with what it started: no `sleep 117` outlives its hook.
+    let sleeping = || {
+        let out = std::process::Command::new("pgrep")
+            .args(["-f", "^sleep 117$"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sleeping() > 1 {
+        // At most the one of a retry under way.
+        assert!(Instant::now() < deadline, "{} left running", sleeping());
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let fail = wait_failed(admin, "fail.test", "present", Duration::from_secs(30));
     assert!(
         fail.contains("exit status: 3") && fail.contains("provider: no zone for _acme-challenge."),

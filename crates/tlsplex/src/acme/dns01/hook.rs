@@ -30,6 +30,8 @@ pub(super) async fn run(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
+        // Its own process group: a timeout kills what it started too (a `sleep` in a script).
+        .process_group(0)
         .spawn()
         .map_err(|e| format!("cannot run {program}: {e}"))?;
     let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
@@ -38,6 +40,12 @@ pub(super) async fn run(
     })
     .await;
     let Ok((stdout, stderr, status)) = finished else {
+        let group = child
+            .id()
+            .and_then(|id| rustix::process::Pid::from_raw(id as i32));
+        if let Some(group) = group {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        }
         // kill_on_drop would too; killing here also reaps it before the error is reported.
         let _ = child.kill().await;
         return Err(format!(
