@@ -289,17 +289,7 @@ fn a_fleet_validating_by_http01_answers_on_every_process() {
             daemon
         })
         .collect();
-    let verify = client(pebble.root(&pki.ca_file()));
-    for (daemon, addr) in daemons.iter().zip(addrs) {
-        served(addr, "b.test", &verify, daemon);
-        served(addr, "c.test", &verify, daemon);
-    }
-    std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(
-        pebble.issued(),
-        2,
-        "one order per certificate in the whole fleet"
-    );
+    served_by_all_ordered_once(&daemons, addrs, &pebble, &pki);
     let logs: Vec<String> = daemons.iter().map(Daemon::stderr_text).collect();
     for log in &logs {
         assert!(!log.contains("ACME order failed"), "{log}");
@@ -353,17 +343,32 @@ fn a_fleet_validating_by_dns01_publishes_each_record_once() {
             daemon
         })
         .collect();
+    served_by_all_ordered_once(&daemons, addrs, &pebble, &pki);
+    // Three names, each record published and removed once, by whichever process ordered.
+    let calls = std::fs::read_to_string(&calls).unwrap();
+    assert_eq!(calls.matches("present ").count(), 3, "{calls}");
+    assert_eq!(calls.matches("cleanup ").count(), 3, "{calls}");
+}
+
+/// Both certificates (b.test with a.test, c.test) served by every process, and ordered once
+/// in the whole fleet.
+fn served_by_all_ordered_once(
+    daemons: &[Daemon],
+    addrs: [SocketAddr; 2],
+    pebble: &Pebble,
+    pki: &TestPki,
+) {
     let verify = client(pebble.root(&pki.ca_file()));
     for (daemon, addr) in daemons.iter().zip(addrs) {
         served(addr, "b.test", &verify, daemon);
         served(addr, "c.test", &verify, daemon);
     }
     std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(pebble.issued(), 2, "one order per certificate in the fleet");
-    // Three names, each record published and removed once, by whichever process ordered.
-    let calls = std::fs::read_to_string(&calls).unwrap();
-    assert_eq!(calls.matches("present ").count(), 3, "{calls}");
-    assert_eq!(calls.matches("cleanup ").count(), 3, "{calls}");
+    assert_eq!(
+        pebble.issued(),
+        2,
+        "one order per certificate in the whole fleet"
+    );
 }
 
 /// One command to the Redis at `port` (RESP, as redis-cli would send it); its reply's first line.

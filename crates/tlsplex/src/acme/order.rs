@@ -177,10 +177,9 @@ async fn validate_here(
     let mut authorizations = order.authorizations();
     while let Some(authorization) = authorizations.next().await {
         let mut authorization = authorization?;
-        let name = authorization.identifier().to_string();
-        if !pending(&authorization, &name)? {
+        let Some(name) = pending(&authorization)? else {
             continue;
-        }
+        };
         let (kind, label) = match http01 {
             true => (ChallengeType::Http01, "http-01"),
             false => (ChallengeType::TlsAlpn01, "tls-alpn-01"),
@@ -241,10 +240,9 @@ async fn validate_by_dns(
     let mut authorizations = order.authorizations();
     while let Some(authorization) = authorizations.next().await {
         let mut authorization = authorization?;
-        let name = authorization.identifier().to_string();
-        if !pending(&authorization, &name)? {
+        let Some(name) = pending(&authorization)? else {
             continue;
-        }
+        };
         let challenge = authorization
             .challenge(ChallengeType::Dns01)
             .ok_or_else(|| OrderError::NoChallenge {
@@ -261,8 +259,7 @@ async fn validate_by_dns(
     let mut authorizations = order.authorizations();
     while let Some(authorization) = authorizations.next().await {
         let mut authorization = authorization?;
-        let name = authorization.identifier().to_string();
-        if !pending(&authorization, &name)? {
+        if pending(&authorization)?.is_none() {
             continue;
         }
         if let Some(mut challenge) = authorization.challenge(ChallengeType::Dns01) {
@@ -272,16 +269,14 @@ async fn validate_by_dns(
     ready(order).await
 }
 
-/// Whether an authorization still needs its challenge answered (a valid one does not); an
-/// error when it can no longer be.
-fn pending(authorization: &AuthorizationHandle<'_>, name: &str) -> Result<bool, OrderError> {
+/// The name of an authorization that still needs its challenge answered (`None`: valid
+/// already); an error when it can no longer be.
+fn pending(authorization: &AuthorizationHandle<'_>) -> Result<Option<String>, OrderError> {
+    let name = authorization.identifier().to_string();
     match authorization.status {
-        AuthorizationStatus::Valid => Ok(false),
-        AuthorizationStatus::Pending => Ok(true),
-        status => Err(OrderError::Authorization {
-            name: name.to_owned(),
-            status,
-        }),
+        AuthorizationStatus::Valid => Ok(None),
+        AuthorizationStatus::Pending => Ok(Some(name)),
+        status => Err(OrderError::Authorization { name, status }),
     }
 }
 
