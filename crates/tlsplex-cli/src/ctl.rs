@@ -224,6 +224,10 @@ fn reload_lines(report: &Value) -> String {
             lines.push(format!("{what}: {}", names.join(", ")));
         }
     }
+    if let Some(names) = report["unchanged"].as_array().filter(|n| !n.is_empty()) {
+        // Names would run to thousands: a count.
+        lines.push(format!("unchanged: {} server(s)", names.len()));
+    }
     if let Some(changes) = report["needs_restart"].as_array().filter(|n| !n.is_empty()) {
         for change in changes {
             lines.push(format!("needs a restart: {}", text_of(change)));

@@ -5,10 +5,11 @@
 //! `/dev/zero` never ends: both once froze the control loop. So a file is opened non-blocking,
 //! must be a regular file, and may hold at most a stated number of bytes.
 
+use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The most a certificate, key, CA bundle, CRL, OCSP response or config file may hold. A large
 /// CA bundle is about 250 KiB and a large CRL a few MiB.
@@ -52,7 +53,58 @@ pub fn read_limited(path: &Path, max: u64) -> io::Result<Vec<u8>> {
     if contents.len() as u64 > max {
         return Err(too_large(contents.len() as u64));
     }
+    if RECORDING.with(|stack| !stack.borrow().is_empty()) {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &contents);
+        let mut sha256 = [0u8; 32];
+        sha256.copy_from_slice(digest.as_ref());
+        note(&[FileRead {
+            path: path.to_owned(),
+            sha256,
+        }]);
+    }
     Ok(contents)
+}
+
+/// A file read while recording: its path and the SHA-256 of what it held.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct FileRead {
+    pub(crate) path: PathBuf,
+    pub(crate) sha256: [u8; 32],
+}
+
+thread_local! {
+    /// The reads of each recording under way on this thread, innermost last.
+    static RECORDING: RefCell<Vec<Vec<FileRead>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f`, and returns with its result every file [`read_limited`] read on this thread
+/// meanwhile (what a server's validation read, to tell whether its inputs changed). A
+/// recording within another passes its reads on to the outer one.
+pub(crate) fn recording<T>(f: impl FnOnce() -> T) -> (T, Vec<FileRead>) {
+    /// Ends the recording also if `f` unwinds.
+    struct Recording;
+    impl Drop for Recording {
+        fn drop(&mut self) {
+            let reads = RECORDING.with(|stack| stack.borrow_mut().pop());
+            note(&reads.unwrap_or_default());
+        }
+    }
+    RECORDING.with(|stack| stack.borrow_mut().push(Vec::new()));
+    let guard = Recording;
+    let value = f();
+    let reads = RECORDING.with(|stack| stack.borrow().last().cloned().unwrap_or_default());
+    drop(guard);
+    (value, reads)
+}
+
+/// Counts `reads` as made now by the recording under way (a result kept from an earlier read
+/// stands for the reads that made it); nothing when none is.
+pub(crate) fn note(reads: &[FileRead]) {
+    RECORDING.with(|stack| {
+        if let Some(current) = stack.borrow_mut().last_mut() {
+            current.extend_from_slice(reads);
+        }
+    });
 }
 
 /// [`read_limited`] as UTF-8 text.

@@ -238,3 +238,93 @@ async fn a_reload_that_cannot_bind_changes_nothing() {
     .unwrap();
     assert_eq!(page.status, 200, "web still serves on its old address");
 }
+
+#[tokio::test]
+async fn a_reload_rebuilds_only_the_servers_whose_inputs_changed() {
+    let pki = TestPki::new();
+    pki.issue("one", &["web.test"]);
+    pki.issue("two", &["api.test"]);
+    let site = pki.dir().join("site");
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::write(site.join("404.html"), "first").unwrap();
+    let files = "{ type = \"static\", root = \"site\", error_pages = { 404 = \"404.html\" } }";
+    let ports = [free_port(), free_port(), free_port(), free_port()];
+    let servers = |timeout: &str| {
+        [
+            ("a", ports[0], "one", STATUS.to_owned()),
+            ("b", ports[1], "one", STATUS.to_owned()),
+            ("c", ports[2], "two", STATUS.to_owned()),
+            ("d", ports[3], "one", files.to_owned()),
+        ]
+        .map(|(name, port, cert, handler)| (name, port, cert, format!("{handler}{timeout}")))
+    };
+    let config = |timeout: &str| {
+        let servers = servers(timeout);
+        let refs: Vec<(&str, u16, &str, &str)> = servers
+            .iter()
+            .map(|(n, p, c, h)| (*n, *p, *c, h.as_str()))
+            .collect();
+        write_config(&pki, &refs)
+    };
+    let first = config("");
+    let ctx = first.global.context().unwrap();
+    let mut supervisor =
+        Supervisor::start(&ctx, first.servers.iter().map(|s| s.options())).unwrap();
+
+    // Nothing changed: nothing rebuilt.
+    let (updated, unchanged) = reload(&mut supervisor, config("")).await;
+    assert!(updated.is_empty(), "{updated:?}");
+    assert_eq!(unchanged, ["a", "b", "c", "d"]);
+    // A certificate file two servers name: those two; an error page's content: its server.
+    pki.issue("two", &["api.test", "www.api.test"]);
+    let (updated, _) = reload(&mut supervisor, config("")).await;
+    assert_eq!(updated, ["c"]);
+    std::fs::write(site.join("404.html"), "second").unwrap();
+    let (updated, _) = reload(&mut supervisor, config("")).await;
+    assert_eq!(updated, ["d"]);
+    pki.issue("one", &["web.test", "www.web.test"]);
+    let (updated, unchanged) = reload(&mut supervisor, config("")).await;
+    assert_eq!(
+        (updated, unchanged),
+        (
+            vec!["a".into(), "b".into(), "d".into()],
+            vec!["c".to_owned()]
+        )
+    );
+    // A server's own table; then a setting every server is built with ([global]).
+    let (updated, _) = reload(&mut supervisor, config("\naccess_log = true")).await;
+    assert_eq!(updated, ["a", "b", "c", "d"]);
+    std::fs::write(
+        pki.dir().join("tlsplex.toml"),
+        format!(
+            "[global]\nhandshake_timeout = \"7s\"\n{}",
+            std::fs::read_to_string(pki.dir().join("tlsplex.toml")).unwrap()
+        ),
+    )
+    .unwrap();
+    let (updated, _) = reload(
+        &mut supervisor,
+        Config::load(pki.dir().join("tlsplex.toml")).unwrap(),
+    )
+    .await;
+    assert_eq!(updated, ["a", "b", "c", "d"]);
+    // The served certificate is the new one where it changed.
+    let two = std::fs::read(pki.dir().join("two.pem")).unwrap();
+    let at = std::net::SocketAddr::from(([127, 0, 0, 1], ports[2]));
+    let (_, presented) = get(at, "www.api.test", "/", pki.client(&["http/1.1"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        rustls::pki_types::pem::PemObject::from_pem_slice(&two).ok(),
+        Some(presented)
+    );
+    supervisor.shutdown().await;
+}
+
+/// Reloads `config`: the servers updated and those left unchanged.
+async fn reload(supervisor: &mut Supervisor, config: Config) -> (Vec<String>, Vec<String>) {
+    let options = config.servers.iter().map(|s| s.options()).collect();
+    let report = supervisor.reload(options).await;
+    assert!(report.errors.is_empty(), "{report:?}");
+    (report.updated, report.unchanged)
+}

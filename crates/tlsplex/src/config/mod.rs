@@ -48,7 +48,7 @@ use crate::handler::{
 };
 use crate::rate::RequestRate;
 use crate::route::Route;
-use crate::server::ServerOptions;
+use crate::server::{ServerInputs, ServerOptions};
 use crate::tls::certs::CertStore;
 use crate::tls::policy::TlsPolicy;
 
@@ -112,6 +112,8 @@ pub struct ServerSpec {
     pub(crate) material_files: Vec<PathBuf>,
     /// The certificates ACME provides (their files are among `certificate_files`).
     pub acme_certificates: Vec<AcmeCertificate>,
+    /// What it was built from, for a reload to leave it alone when that did not change.
+    pub(crate) inputs: Option<ServerInputs>,
 }
 
 /// The handler a config file can name.
@@ -160,6 +162,9 @@ impl ServerSpec {
     /// The options to bind this server with, its `external` handler taken from `handlers`.
     pub fn options_with(&self, handlers: &NamedHandlers) -> ServerOptions {
         let mut options = ServerOptions::new(&self.name, self.listen, self.certs.clone());
+        if let Some(inputs) = self.inputs {
+            options = options.inputs(inputs);
+        }
         if let Some(timeout) = self.handshake_timeout {
             options = options.handshake_timeout(timeout);
         }
@@ -234,6 +239,7 @@ impl Config {
         let mut problems = Problems::default();
         let identities = LoadedIdentities::default();
         let keys = ServerKeys {
+            shared_inputs: &base.display().to_string(),
             strict_key_permissions: false,
             acme: None,
             identities: &identities,
@@ -285,6 +291,11 @@ impl Config {
                 "this tlsplex is built without the admin endpoint (the cargo feature `admin`)",
             );
         }
+        // Every server is also built from these: a change here updates them all.
+        let shared_inputs = [global.as_ref(), acme.as_ref()]
+            .map(|table| table.map(toml::Value::to_string).unwrap_or_default())
+            .join("\n");
+        let shared_inputs = format!("{}\n{shared_inputs}", base.display());
         let global = validate_global(global, base, &mut problems);
         let admin = admin.and_then(|value| {
             let strict = global.strict_key_permissions;
@@ -299,6 +310,7 @@ impl Config {
         });
         let identities = LoadedIdentities::default();
         let keys = ServerKeys {
+            shared_inputs: &shared_inputs,
             strict_key_permissions: global.strict_key_permissions,
             acme: acme.as_ref(),
             identities: &identities,

@@ -23,10 +23,13 @@ pub(super) const NO_PATH_RULE: &str = "nothing is served at this path here\n";
 use super::value::{deserialize, duration, server_label};
 use super::{HandlerSpec, ServerSpec};
 use crate::rate::{RequestRate, DEFAULT_RATE_CLIENTS};
+use crate::server::ServerInputs;
 
 /// What validating a server needs from the rest of the file.
 #[derive(Clone, Copy)]
 pub(super) struct ServerKeys<'a> {
+    /// What every server is also built from: the config's folder, `[global]` and `[acme]`.
+    pub(super) shared_inputs: &'a str,
     pub(super) strict_key_permissions: bool,
     pub(super) acme: Option<&'a AcmeOptions>,
     pub(super) identities: &'a LoadedIdentities,
@@ -46,6 +49,7 @@ pub(super) fn validate_servers(
     let mut specs = Vec::with_capacity(tables.len());
     for (i, table) in tables.into_iter().enumerate() {
         let label = server_label(&table, i);
+        let own_inputs = toml::to_string(&table).unwrap_or_default();
         let Some(raw) = deserialize::<ServerFile>(table, &mut |k, m| problems.server(&label, k, m))
         else {
             continue;
@@ -71,8 +75,12 @@ pub(super) fn validate_servers(
                 ),
             );
         }
-        if let Some(spec) = validate_server(raw, &label, base, keys, &listens, problems) {
+        let (spec, reads) = crate::files::recording(|| {
+            validate_server(raw, &label, base, keys, &listens, problems)
+        });
+        if let Some(mut spec) = spec {
             listens.add(spec.listen, &spec.name);
+            spec.inputs = Some(inputs_of(keys.shared_inputs, &own_inputs, &reads));
             specs.push(spec);
         }
     }
@@ -226,7 +234,27 @@ fn validate_server(
         reuse_port: raw.reuse_port,
         routes,
         paths,
+        inputs: None,
     })
+}
+
+/// The digest of what a server is built from: the settings around it, its own table and each
+/// file its validation read (path and content).
+fn inputs_of(shared: &str, own: &str, reads: &[crate::files::FileRead]) -> ServerInputs {
+    let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for part in [shared, own] {
+        digest.update(&(part.len() as u64).to_be_bytes());
+        digest.update(part.as_bytes());
+    }
+    for read in reads {
+        let path = read.path.as_os_str().as_encoded_bytes();
+        digest.update(&(path.len() as u64).to_be_bytes());
+        digest.update(path);
+        digest.update(&read.sha256);
+    }
+    let mut inputs = [0u8; 32];
+    inputs.copy_from_slice(digest.finish().as_ref());
+    ServerInputs(inputs)
 }
 
 /// The addresses of the servers validated so far, by port: a config of 10,000 servers checks

@@ -10,6 +10,7 @@ use super::acme::{check_profile, AcmeCertificate, AcmeOptions};
 use super::dns01::Challenge;
 use super::error::Problems;
 use super::file::{ClientAuthFile, ClientAuthModeFile, ServerFile, TlsFile};
+use crate::files::FileRead;
 use crate::tls::allow::AllowList;
 use crate::tls::certs::{CertStore, Identity};
 use crate::tls::client_auth::{ClientAuth, ClientAuthMode};
@@ -194,17 +195,22 @@ pub(super) struct LoadedCerts {
 /// servers name is read, parsed and checked once (10,000 servers sharing one certificate
 /// would otherwise parse its key 10,000 times and hold 10,000 copies).
 #[derive(Default)]
-pub(super) struct LoadedIdentities(RefCell<HashMap<IdentityFiles, Identity>>);
+pub(super) struct LoadedIdentities(RefCell<HashMap<IdentityFiles, (Identity, Vec<FileRead>)>>);
 
 type IdentityFiles = (PathBuf, PathBuf, Option<PathBuf>);
 
 impl LoadedIdentities {
+    /// The identity loaded from `files` already; its reads count as made again (a server's
+    /// inputs name the files it uses, loaded once or not).
     fn get(&self, files: &IdentityFiles) -> Option<Identity> {
-        self.0.borrow().get(files).cloned()
+        let loaded = self.0.borrow();
+        let (identity, reads) = loaded.get(files)?;
+        crate::files::note(reads);
+        Some(identity.clone())
     }
 
-    fn keep(&self, files: IdentityFiles, identity: &Identity) {
-        self.0.borrow_mut().insert(files, identity.clone());
+    fn keep(&self, files: IdentityFiles, identity: &Identity, reads: Vec<FileRead>) {
+        self.0.borrow_mut().insert(files, (identity.clone(), reads));
     }
 }
 
@@ -328,15 +334,17 @@ pub(super) fn load_certificates(
             }
             continue;
         }
-        let identity = Identity::check_key_permissions(&key, strict_keys)
-            .and_then(|()| Identity::from_pem_files(&cert, &key))
-            .and_then(|identity| match &ocsp {
-                Some(path) => identity.with_ocsp_file(path),
-                None => Ok(identity),
-            });
+        let (identity, reads) = crate::files::recording(|| {
+            Identity::check_key_permissions(&key, strict_keys)
+                .and_then(|()| Identity::from_pem_files(&cert, &key))
+                .and_then(|identity| match &ocsp {
+                    Some(path) => identity.with_ocsp_file(path),
+                    None => Ok(identity),
+                })
+        });
         match identity {
             Ok(identity) => {
-                loaded.keep(identity_files, &identity);
+                loaded.keep(identity_files, &identity, reads);
                 identities.push(identity);
             }
             Err(e) => {

@@ -328,6 +328,7 @@ fn log_report(report: &ReloadReport) {
         removed = %report.removed.join(","),
         rebound = %report.rebound.join(","),
         updated = %report.updated.join(","),
+        unchanged = report.unchanged.len(),
         "reloaded"
     );
 }

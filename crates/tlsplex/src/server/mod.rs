@@ -29,6 +29,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 pub use handle::{CertificateStats, RouteStats, ServerHandle, ServerStats};
+pub(crate) use options::ServerInputs;
 pub use options::ServerOptions;
 
 use crate::context::Context;

@@ -40,7 +40,15 @@ pub struct ServerOptions {
     /// Chosen by SNI before the handler above; the first match wins.
     pub(crate) routes: Vec<Route>,
     pub(crate) paths: Vec<PathRule>,
+    /// What a config built it from; `None` (built in code) is always applied on a reload.
+    pub(crate) inputs: Option<ServerInputs>,
 }
+
+/// A digest (SHA-256) of what a server was built from: its config table, the settings around
+/// it and the content of every file its validation read. A reload leaves a running server
+/// whose inputs are unchanged as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ServerInputs(pub(crate) [u8; 32]);
 
 impl ServerOptions {
     /// A server called `name` (unique in its context) on `listen` (port 0 picks a free port),
@@ -67,7 +75,14 @@ impl ServerOptions {
             status_lists_servers: false,
             routes: Vec::new(),
             paths: Vec::new(),
+            inputs: None,
         }
+    }
+
+    /// What a config built these options from.
+    pub(crate) fn inputs(mut self, inputs: ServerInputs) -> Self {
+        self.inputs = Some(inputs);
+        self
     }
 
     /// Serves connections with `handler` instead of the status page.

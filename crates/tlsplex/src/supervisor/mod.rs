@@ -10,7 +10,7 @@ mod plan;
 pub use plan::ReloadPlan;
 
 use crate::context::Context;
-use crate::server::{listener, Server, ServerError, ServerHandle, ServerOptions};
+use crate::server::{listener, Server, ServerError, ServerHandle, ServerInputs, ServerOptions};
 
 /// Runs a set of servers: binds them all before any serves, reloads by name, shuts all down.
 #[derive(Debug)]
@@ -25,6 +25,8 @@ pub struct Supervisor {
 struct Running {
     handle: ServerHandle,
     task: JoinHandle<Result<(), ServerError>>,
+    /// What its current settings were built from (`None`: options built in code).
+    inputs: Option<ServerInputs>,
 }
 
 /// What [`Supervisor::reload`] did, by server name.
@@ -39,6 +41,9 @@ pub struct ReloadReport {
     pub rebound: Vec<String>,
     /// Servers updated in place (certificates, TLS policy, handler, timeout, limit).
     pub updated: Vec<String>,
+    /// Servers left as they were: built from the same inputs (their config table, the
+    /// settings around it, the content of the files it names) as the running one.
+    pub unchanged: Vec<String>,
     /// What could not be applied, one sentence each, naming the server or file. When binding a
     /// new address fails, nothing at all is applied.
     pub errors: Vec<String>,
@@ -72,9 +77,13 @@ impl Supervisor {
     ) -> Result<Self, ServerError> {
         let bound = options
             .into_iter()
-            .map(|opts| match listeners.remove(opts.name()) {
-                Some(listener) => Server::from_listener(ctx, opts, listener),
-                None => Server::bind(ctx, opts),
+            .map(|opts| {
+                let inputs = opts.inputs;
+                let server = match listeners.remove(opts.name()) {
+                    Some(listener) => Server::from_listener(ctx, opts, listener),
+                    None => Server::bind(ctx, opts),
+                };
+                server.map(|server| (server, inputs))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let mut supervisor = Self {
@@ -82,8 +91,8 @@ impl Supervisor {
             servers: BTreeMap::new(),
             draining: Vec::new(),
         };
-        for server in bound {
-            supervisor.spawn(server);
+        for (server, inputs) in bound {
+            supervisor.spawn(server, inputs);
         }
         Ok(supervisor)
     }
@@ -95,17 +104,23 @@ impl Supervisor {
 
     /// Binds and starts one more server.
     pub fn add(&mut self, options: ServerOptions) -> Result<ServerHandle, ServerError> {
+        let inputs = options.inputs;
         let server = Server::bind(&self.ctx, options)?;
         let handle = server.handle();
-        self.spawn(server);
+        self.spawn(server, inputs);
         Ok(handle)
     }
 
-    fn spawn(&mut self, server: Server) {
+    fn spawn(&mut self, server: Server, inputs: Option<ServerInputs>) {
         let handle = server.handle();
         let task = tokio::spawn(server.run());
+        let running = Running {
+            handle,
+            task,
+            inputs,
+        };
         self.servers
-            .insert(handle.name().to_owned(), Running { handle, task });
+            .insert(running.handle.name().to_owned(), running);
     }
 
     /// Handles to every running server, by name.
@@ -122,6 +137,8 @@ impl Supervisor {
     /// - a new name is bound and started;
     /// - a missing name stops accepting and drains in the background;
     /// - a changed `listen` gets its new socket bound and serving before the old one closes;
+    /// - a server built from the same inputs as the running one (same config table, settings
+    ///   and file contents, see `ServerInputs`) is left as it is;
     /// - every other server is updated in place ([`ServerHandle::update`]): new connections get
     ///   the new certificates, policy, handler, timeout and limit; open ones keep theirs.
     ///
@@ -160,10 +177,18 @@ impl Supervisor {
 
         for options in desired {
             let name = options.name().to_owned();
-            match (fresh.remove(&name), self.servers.get(&name)) {
+            match (fresh.remove(&name), self.servers.get_mut(&name)) {
                 (Some(socket), _) => self.start_or_replace(options, socket, &mut report),
+                (None, Some(running))
+                    if options.inputs.is_some() && running.inputs == options.inputs =>
+                {
+                    report.unchanged.push(name)
+                }
                 (None, Some(running)) => match running.handle.update(&options) {
-                    Ok(()) => report.updated.push(name),
+                    Ok(()) => {
+                        running.inputs = options.inputs;
+                        report.updated.push(name)
+                    }
                     Err(error) => report.errors.push(error.to_string()),
                 },
                 (None, None) => report.errors.push(format!("server {name:?}: not bound")),
@@ -195,6 +220,7 @@ impl Supervisor {
         if let Some(old) = &old {
             old.set_replaced(true); // lets the successor register the same name
         }
+        let inputs = options.inputs;
         match Server::from_listener(&self.ctx, options, socket) {
             Ok(server) => {
                 if old.is_some() {
@@ -203,7 +229,7 @@ impl Supervisor {
                 } else {
                     report.added.push(name);
                 }
-                self.spawn(server);
+                self.spawn(server, inputs);
             }
             Err(error) => {
                 if let Some(old) = &old {
@@ -267,7 +293,7 @@ impl Supervisor {
             running.handle.stop();
         }
         let everything = self.servers.into_values().chain(self.draining);
-        for Running { handle, task } in everything {
+        for Running { handle, task, .. } in everything {
             join(handle.name(), task).await;
         }
     }
