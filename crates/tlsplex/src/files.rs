@@ -35,8 +35,20 @@ pub(crate) fn open_regular(path: &Path) -> io::Result<(File, std::fs::Metadata)>
     Ok((file, metadata))
 }
 
-/// The whole of `path`, a regular file of at most `max` bytes.
+/// The whole of `path`, a regular file of at most `max` bytes. While a [`recording`] is under
+/// way on this thread, the read (or its failure) is noted with a digest of the contents.
 pub fn read_limited(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    let contents = read_regular(path, max);
+    if RECORDING.with(|stack| !stack.borrow().is_empty()) {
+        note(&[FileRead {
+            path: path.to_owned(),
+            sha256: contents.as_deref().ok().map(sha256),
+        }]);
+    }
+    contents
+}
+
+fn read_regular(path: &Path, max: u64) -> io::Result<Vec<u8>> {
     let (file, metadata) = open_regular(path)?;
     let too_large = |size: u64| {
         io::Error::new(
@@ -53,23 +65,38 @@ pub fn read_limited(path: &Path, max: u64) -> io::Result<Vec<u8>> {
     if contents.len() as u64 > max {
         return Err(too_large(contents.len() as u64));
     }
-    if RECORDING.with(|stack| !stack.borrow().is_empty()) {
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &contents);
-        let mut sha256 = [0u8; 32];
-        sha256.copy_from_slice(digest.as_ref());
-        note(&[FileRead {
-            path: path.to_owned(),
-            sha256,
-        }]);
-    }
     Ok(contents)
 }
 
-/// A file read while recording: its path and the SHA-256 of what it held.
+fn sha256(contents: &[u8]) -> [u8; 32] {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, contents);
+    let mut sha256 = [0u8; 32];
+    sha256.copy_from_slice(digest.as_ref());
+    sha256
+}
+
+/// A file read while recording: its path and the SHA-256 of what it held (`None`: it could not
+/// be read, e.g. an ACME certificate not issued yet).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct FileRead {
     pub(crate) path: PathBuf,
-    pub(crate) sha256: [u8; 32],
+    pub(crate) sha256: Option<[u8; 32]>,
+}
+
+impl FileRead {
+    /// Whether `path` holds now what it held when read (`cache`: this pass's answers, so a
+    /// file many servers name is read once).
+    pub(crate) fn still_holds(
+        &self,
+        cache: &mut std::collections::HashMap<PathBuf, Option<[u8; 32]>>,
+    ) -> bool {
+        let now = cache.entry(self.path.clone()).or_insert_with(|| {
+            read_regular(&self.path, MAX_MATERIAL_FILE)
+                .ok()
+                .map(|contents| sha256(&contents))
+        });
+        *now == self.sha256
+    }
 }
 
 thread_local! {

@@ -270,20 +270,36 @@ async fn a_reload_rebuilds_only_the_servers_whose_inputs_changed() {
     let ctx = first.global.context().unwrap();
     let mut supervisor =
         Supervisor::start(&ctx, first.servers.iter().map(|s| s.options())).unwrap();
+    let path = pki.dir().join("tlsplex.toml");
+    let mut last = first.servers;
+    let mut reload =
+        async |supervisor: &mut Supervisor| reload_after(supervisor, &path, &mut last).await;
 
     // Nothing changed: nothing rebuilt.
-    let (updated, unchanged) = reload(&mut supervisor, config("")).await;
+    let (updated, unchanged) = {
+        config("");
+        reload(&mut supervisor).await
+    };
     assert!(updated.is_empty(), "{updated:?}");
     assert_eq!(unchanged, ["a", "b", "c", "d"]);
     // A certificate file two servers name: those two; an error page's content: its server.
     pki.issue("two", &["api.test", "www.api.test"]);
-    let (updated, _) = reload(&mut supervisor, config("")).await;
+    let (updated, _) = {
+        config("");
+        reload(&mut supervisor).await
+    };
     assert_eq!(updated, ["c"]);
     std::fs::write(site.join("404.html"), "second").unwrap();
-    let (updated, _) = reload(&mut supervisor, config("")).await;
+    let (updated, _) = {
+        config("");
+        reload(&mut supervisor).await
+    };
     assert_eq!(updated, ["d"]);
     pki.issue("one", &["web.test", "www.web.test"]);
-    let (updated, unchanged) = reload(&mut supervisor, config("")).await;
+    let (updated, unchanged) = {
+        config("");
+        reload(&mut supervisor).await
+    };
     assert_eq!(
         (updated, unchanged),
         (
@@ -292,7 +308,10 @@ async fn a_reload_rebuilds_only_the_servers_whose_inputs_changed() {
         )
     );
     // A server's own table; then a setting every server is built with ([global]).
-    let (updated, _) = reload(&mut supervisor, config("\naccess_log = true")).await;
+    let (updated, _) = {
+        config("\naccess_log = true");
+        reload(&mut supervisor).await
+    };
     assert_eq!(updated, ["a", "b", "c", "d"]);
     std::fs::write(
         pki.dir().join("tlsplex.toml"),
@@ -302,11 +321,7 @@ async fn a_reload_rebuilds_only_the_servers_whose_inputs_changed() {
         ),
     )
     .unwrap();
-    let (updated, _) = reload(
-        &mut supervisor,
-        Config::load(pki.dir().join("tlsplex.toml")).unwrap(),
-    )
-    .await;
+    let (updated, _) = reload(&mut supervisor).await;
     assert_eq!(updated, ["a", "b", "c", "d"]);
     // The served certificate is the new one where it changed.
     let two = std::fs::read(pki.dir().join("two.pem")).unwrap();
@@ -321,10 +336,28 @@ async fn a_reload_rebuilds_only_the_servers_whose_inputs_changed() {
     supervisor.shutdown().await;
 }
 
-/// Reloads `config`: the servers updated and those left unchanged.
-async fn reload(supervisor: &mut Supervisor, config: Config) -> (Vec<String>, Vec<String>) {
+/// Loads the file at `path` after `last` (taking unchanged servers from it) and reloads: the
+/// servers updated and those left unchanged. An unchanged server's spec is the previous one
+/// (not validated again: the same certificate store); an updated one's is new.
+async fn reload_after(
+    supervisor: &mut Supervisor,
+    path: &std::path::Path,
+    last: &mut Vec<tlsplex::config::ServerSpec>,
+) -> (Vec<String>, Vec<String>) {
+    let config = Config::load_after(path, last).unwrap();
     let options = config.servers.iter().map(|s| s.options()).collect();
     let report = supervisor.reload(options).await;
     assert!(report.errors.is_empty(), "{report:?}");
+    for spec in &config.servers {
+        let before = last.iter().find(|s| s.name == spec.name).unwrap();
+        let reused = Arc::ptr_eq(&before.certs, &spec.certs);
+        assert_eq!(
+            reused,
+            report.unchanged.contains(&spec.name),
+            "{}",
+            spec.name
+        );
+    }
+    *last = config.servers;
     (report.updated, report.unchanged)
 }

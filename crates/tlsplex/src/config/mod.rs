@@ -22,6 +22,7 @@ mod server;
 mod tls;
 mod value;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -114,6 +115,10 @@ pub struct ServerSpec {
     pub acme_certificates: Vec<AcmeCertificate>,
     /// What it was built from, for a reload to leave it alone when that did not change.
     pub(crate) inputs: Option<ServerInputs>,
+    /// The digest of its table and the settings around it (part of `inputs`).
+    pub(crate) table_digest: [u8; 32],
+    /// The files its validation read, as they were (the rest of `inputs`).
+    pub(crate) reads: Vec<crate::files::FileRead>,
 }
 
 /// The handler a config file can name.
@@ -222,11 +227,16 @@ impl Config {
 
     /// Reads, validates and loads `path`; relative paths inside resolve against its folder.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
-        let path = path.as_ref();
+        Self::load_after(path.as_ref(), &[])
+    }
+
+    /// As [`Config::load`], taking from `previous` (the servers of the last load) each server
+    /// whose table, settings around it and files are unchanged, without validating it again.
+    pub fn load_after(path: &Path, previous: &[ServerSpec]) -> Result<Self, ConfigError> {
         let text = crate::files::read_text(path, crate::files::MAX_MATERIAL_FILE).map_err(|e| {
             ConfigError::whole_file(path, format!("cannot read the config file: {e}"))
         })?;
-        Self::parse(&text, path, base_of(path))
+        Self::parse_after(&text, path, base_of(path), previous)
     }
 
     /// Validates one `[[server]]` table given on its own (as the admin API receives it), against
@@ -240,6 +250,7 @@ impl Config {
         let identities = LoadedIdentities::default();
         let keys = ServerKeys {
             shared_inputs: &base.display().to_string(),
+            previous: &HashMap::new(),
             strict_key_permissions: false,
             acme: None,
             identities: &identities,
@@ -251,6 +262,16 @@ impl Config {
 
     /// Validates `text` as if read from `file`; relative paths resolve against `base`.
     pub fn parse(text: &str, file: &Path, base: &Path) -> Result<Self, ConfigError> {
+        Self::parse_after(text, file, base, &[])
+    }
+
+    /// As [`Config::parse`], taking unchanged servers from `previous` ([`Config::load_after`]).
+    pub fn parse_after(
+        text: &str,
+        file: &Path,
+        base: &Path,
+        previous: &[ServerSpec],
+    ) -> Result<Self, ConfigError> {
         let document = value::document(text, file)?;
         let mut problems = Problems::default();
         let mut global = None;
@@ -309,8 +330,10 @@ impl Config {
             http_redirect::validate_http_redirect(value, acme.as_mut(), &mut problems)
         });
         let identities = LoadedIdentities::default();
+        let previous = previous.iter().map(|s| (s.name.as_str(), s)).collect();
         let keys = ServerKeys {
             shared_inputs: &shared_inputs,
+            previous: &previous,
             strict_key_permissions: global.strict_key_permissions,
             acme: acme.as_ref(),
             identities: &identities,

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::acme::AcmeOptions;
 use super::error::Problems;
@@ -22,6 +22,7 @@ pub(super) const FORWARD_ALPN: &str = "http/1.1";
 pub(super) const NO_PATH_RULE: &str = "nothing is served at this path here\n";
 use super::value::{deserialize, duration, server_label};
 use super::{HandlerSpec, ServerSpec};
+use crate::files::FileRead;
 use crate::rate::{RequestRate, DEFAULT_RATE_CLIENTS};
 use crate::server::ServerInputs;
 
@@ -30,6 +31,9 @@ use crate::server::ServerInputs;
 pub(super) struct ServerKeys<'a> {
     /// What every server is also built from: the config's folder, `[global]` and `[acme]`.
     pub(super) shared_inputs: &'a str,
+    /// The servers of the previous load, by name: one whose table and files did not change is
+    /// taken as it is, not validated again.
+    pub(super) previous: &'a HashMap<&'a str, &'a ServerSpec>,
     pub(super) strict_key_permissions: bool,
     pub(super) acme: Option<&'a AcmeOptions>,
     pub(super) identities: &'a LoadedIdentities,
@@ -46,10 +50,25 @@ pub(super) fn validate_servers(
     }
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut listens = Listens::default();
+    let mut files = HashMap::new();
     let mut specs = Vec::with_capacity(tables.len());
     for (i, table) in tables.into_iter().enumerate() {
         let label = server_label(&table, i);
-        let own_inputs = toml::to_string(&table).unwrap_or_default();
+        let table_digest = table_digest(
+            keys.shared_inputs,
+            &toml::to_string(&table).unwrap_or_default(),
+        );
+        // The same table around the same files as the running server: its spec as it is.
+        let previous = unchanged(keys.previous, &table, &table_digest, &mut files);
+        if let Some(previous) = previous.filter(|p| !names.contains_key(&p.name)) {
+            names.insert(previous.name.clone(), i);
+            if let Some(problem) = listens.clash_problem(previous.listen) {
+                problems.server(&label, "listen", problem);
+            }
+            listens.add(previous.listen, &previous.name);
+            specs.push(previous.clone());
+            continue;
+        }
         let Some(raw) = deserialize::<ServerFile>(table, &mut |k, m| problems.server(&label, k, m))
         else {
             continue;
@@ -80,7 +99,9 @@ pub(super) fn validate_servers(
         });
         if let Some(mut spec) = spec {
             listens.add(spec.listen, &spec.name);
-            spec.inputs = Some(inputs_of(keys.shared_inputs, &own_inputs, &reads));
+            spec.inputs = Some(inputs_of(&table_digest, &reads));
+            spec.table_digest = table_digest;
+            spec.reads = reads;
             specs.push(spec);
         }
     }
@@ -105,12 +126,8 @@ fn validate_server(
     let mut ok = true;
     let listen = match super::value::listen_address(&raw.listen) {
         Ok(addr) => {
-            if let Some(other) = listens.clash(addr) {
-                problems.server(
-                    label,
-                    "listen",
-                    format!("{addr} is already used by server {other:?}"),
-                );
+            if let Some(problem) = listens.clash_problem(addr) {
+                problems.server(label, "listen", problem);
                 ok = false;
             }
             Some(addr)
@@ -235,26 +252,57 @@ fn validate_server(
         routes,
         paths,
         inputs: None,
+        table_digest: [0; 32],
+        reads: Vec::new(),
     })
 }
 
-/// The digest of what a server is built from: the settings around it, its own table and each
-/// file its validation read (path and content).
-fn inputs_of(shared: &str, own: &str, reads: &[crate::files::FileRead]) -> ServerInputs {
+/// The previous load's spec of the server `table` describes, when neither the table (nor the
+/// settings around it: `digest`) nor any file it read changed since.
+fn unchanged<'a>(
+    previous: &'a HashMap<&str, &ServerSpec>,
+    table: &toml::Table,
+    digest: &[u8; 32],
+    files: &mut HashMap<PathBuf, Option<[u8; 32]>>,
+) -> Option<&'a ServerSpec> {
+    let name = table.get("name")?.as_str()?;
+    let spec = *previous.get(name)?;
+    let same = spec.inputs.is_some()
+        && spec.table_digest == *digest
+        && spec.reads.iter().all(|read| read.still_holds(files));
+    same.then_some(spec)
+}
+
+/// The digest of what a server is built from: its table's (`table`, see [`table_digest`]) and
+/// each file its validation read (path and content, or that it could not be read).
+fn inputs_of(table: &[u8; 32], reads: &[FileRead]) -> ServerInputs {
+    let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    digest.update(table);
+    for read in reads {
+        let path = read.path.as_os_str().as_encoded_bytes();
+        digest.update(&(path.len() as u64).to_be_bytes());
+        digest.update(path);
+        match &read.sha256 {
+            Some(sha256) => digest.update(&[&[1u8][..], sha256].concat()),
+            None => digest.update(&[0]),
+        }
+    }
+    let mut inputs = [0u8; 32];
+    inputs.copy_from_slice(digest.finish().as_ref());
+    ServerInputs(inputs)
+}
+
+/// The digest of a server's table (pools resolved) and of the settings around it (`shared`:
+/// the config's folder, `[global]`, `[acme]`).
+fn table_digest(shared: &str, own: &str) -> [u8; 32] {
     let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     for part in [shared, own] {
         digest.update(&(part.len() as u64).to_be_bytes());
         digest.update(part.as_bytes());
     }
-    for read in reads {
-        let path = read.path.as_os_str().as_encoded_bytes();
-        digest.update(&(path.len() as u64).to_be_bytes());
-        digest.update(path);
-        digest.update(&read.sha256);
-    }
-    let mut inputs = [0u8; 32];
-    inputs.copy_from_slice(digest.finish().as_ref());
-    ServerInputs(inputs)
+    let mut table = [0u8; 32];
+    table.copy_from_slice(digest.finish().as_ref());
+    table
 }
 
 /// The addresses of the servers validated so far, by port: a config of 10,000 servers checks
@@ -270,13 +318,11 @@ impl Listens {
             .push((addr, server.to_owned()));
     }
 
-    /// The server already listening where `addr` would.
-    fn clash(&self, addr: SocketAddr) -> Option<&str> {
+    /// What is wrong with listening on `addr`: a server already listens where it would.
+    fn clash_problem(&self, addr: SocketAddr) -> Option<String> {
         let same_port = self.0.get(&addr.port())?;
-        same_port
-            .iter()
-            .find(|(a, _)| overlaps(*a, addr))
-            .map(|(_, server)| server.as_str())
+        let (_, other) = same_port.iter().find(|(a, _)| overlaps(*a, addr))?;
+        Some(format!("{addr} is already used by server {other:?}"))
     }
 }
 

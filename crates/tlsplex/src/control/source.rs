@@ -3,6 +3,7 @@
 //! seen without signals (mounted secrets, `reload_check_interval`).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::config::{
@@ -14,8 +15,9 @@ use crate::config::{
 pub struct ConfigSource {
     path: PathBuf,
     files: Vec<(PathBuf, Seen)>,
-    /// The servers as last loaded, for `start` of a stopped one.
-    servers: Vec<ServerSpec>,
+    /// The servers as last loaded, for `start` of a stopped one, and for the next load to take
+    /// those that did not change.
+    servers: Arc<Vec<ServerSpec>>,
     /// `[global]` as the process started with it: what a reload compares against.
     started_with: GlobalSettings,
     /// `[acme]` as last loaded.
@@ -28,7 +30,7 @@ impl ConfigSource {
         Self {
             path: path.to_owned(),
             files: seen_now(config),
-            servers: config.servers.clone(),
+            servers: Arc::new(config.servers.clone()),
             started_with: config.global.clone(),
             acme: config.acme.clone(),
         }
@@ -40,7 +42,7 @@ impl ConfigSource {
         Self {
             path: path.to_owned(),
             files: seen_now(&config),
-            servers: config.servers,
+            servers: Arc::new(config.servers),
             started_with: config.global,
             acme: config.acme,
         }
@@ -67,7 +69,7 @@ impl ConfigSource {
     /// After a reload of `config`: its files and servers are the ones watched now.
     pub(crate) fn loaded(&mut self, config: &Config) {
         self.files = seen_now(config);
-        self.servers = config.servers.clone();
+        self.servers = Arc::new(config.servers.clone());
         self.acme = config.acme.clone();
     }
 
@@ -108,10 +110,13 @@ impl ConfigSource {
     }
 
     /// Loads the file again, off the async workers (reads never wait: FIFOs and devices are
-    /// refused, but a slow disk should not stall connections).
+    /// refused, but a slow disk should not stall connections). Servers whose table and files
+    /// did not change are taken from the last load ([`Config::load_after`]).
     pub(crate) async fn load(&self) -> Result<Config, ConfigError> {
         let path = self.path.clone();
-        let loaded = tokio::task::spawn_blocking(move || Config::load(&path)).await;
+        let previous = self.servers.clone();
+        let loaded =
+            tokio::task::spawn_blocking(move || Config::load_after(&path, &previous)).await;
         loaded.unwrap_or_else(|panicked| {
             Err(ConfigError::whole_file(
                 &self.path,
