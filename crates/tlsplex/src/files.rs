@@ -90,12 +90,14 @@ impl FileRead {
         &self,
         cache: &mut std::collections::HashMap<PathBuf, Option<[u8; 32]>>,
     ) -> bool {
-        let now = cache.entry(self.path.clone()).or_insert_with(|| {
-            read_regular(&self.path, MAX_MATERIAL_FILE)
-                .ok()
-                .map(|contents| sha256(&contents))
-        });
-        *now == self.sha256
+        if let Some(now) = cache.get(&self.path) {
+            return *now == self.sha256;
+        }
+        let now = read_regular(&self.path, MAX_MATERIAL_FILE)
+            .ok()
+            .map(|contents| sha256(&contents));
+        cache.insert(self.path.clone(), now);
+        now == self.sha256
     }
 }
 
