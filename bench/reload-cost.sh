@@ -32,14 +32,26 @@ cpu() { awk '{print $14 + $15}' "/proc/$pid/stat"; }   # clock ticks
 tick=$(getconf CLK_TCK)
 started=$(date +%s.%N)
 "$bin" run -c "$work/tlsplex.toml" --log-format json > "$work/out.log" 2>&1 & pid=$!
-until (exec 3<>"/dev/tcp/127.0.0.1/$((first + servers))") 2>/dev/null; do sleep 0.05; done
+deadline=$((SECONDS + 120))
+until (exec 3<>"/dev/tcp/127.0.0.1/$((first + servers))") 2>/dev/null; do
+  if [ "$SECONDS" -ge "$deadline" ] || ! kill -0 "$pid" 2>/dev/null; then
+    echo "the servers did not all listen within 120 s:" >&2; tail -5 "$work/out.log" >&2; exit 1
+  fi
+  sleep 0.05
+done
 echo "servers: $((servers + 1)), all listening after $(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b-a}') s, RSS $(awk '/VmRSS/{print $2}' "/proc/$pid/status") KiB"
 reload() { # label; waits for the next "reloaded" line
   local before c0 t0 c1 t1 line
   before=$(grep -c '"reloaded"' "$work/out.log" || true)
   c0=$(cpu); t0=$(date +%s.%N)
   kill -HUP "$pid"
-  until [ "$(grep -c '"reloaded"' "$work/out.log" || true)" -gt "$before" ]; do sleep 0.01; done
+  local deadline=$((SECONDS + 120))
+  until [ "$(grep -c '"reloaded"' "$work/out.log" || true)" -gt "$before" ]; do
+    if [ "$SECONDS" -ge "$deadline" ] || ! kill -0 "$pid" 2>/dev/null; then
+      echo "no reload within 120 s:" >&2; tail -5 "$work/out.log" >&2; exit 1
+    fi
+    sleep 0.01
+  done
   t1=$(date +%s.%N); c1=$(cpu)
   line=$(grep '"reloaded"' "$work/out.log" | tail -1)
   updated=$(printf '%s' "$line" | sed -n 's/.*"updated":"\([^"]*\)".*/\1/p' | tr ',' '\n' | grep -c . || true)
