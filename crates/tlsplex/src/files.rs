@@ -35,7 +35,7 @@ pub(crate) fn open_regular(path: &Path) -> io::Result<(File, std::fs::Metadata)>
     Ok((file, metadata))
 }
 
-/// The whole of `path`, a regular file of at most `max` bytes. While a [`recording`] is under
+/// The whole of `path`, a regular file of at most `max` bytes. While a recording is under
 /// way on this thread, the read (or its failure) is noted with a digest of the contents.
 pub fn read_limited(path: &Path, max: u64) -> io::Result<Vec<u8>> {
     let contents = read_regular(path, max);
