@@ -182,24 +182,7 @@ fn the_seed_program_serves_two_ports_and_names_each_failure() {
         "still serving: {after:?}"
     );
 
-    let dom = Command::new("timeout")
-        .args([
-            "60",
-            "chromium",
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-        ])
-        .args([
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-quic",
-        ])
-        .arg(format!(
-            "--user-data-dir={}",
-            pki.dir().join("chromium").display()
-        ))
+    let dom = tlsplex_testkit::headless_chromium(&pki.dir().join("chromium"), Some(60))
         .arg(format!(
             "--ignore-certificate-errors-spki-list={}",
             spki_pin(&pki.dir().join("a.pem"))
@@ -207,7 +190,6 @@ fn the_seed_program_serves_two_ports_and_names_each_failure() {
         .arg("--host-resolver-rules=MAP a.test 127.0.0.1")
         .arg("--dump-dom")
         .arg(format!("https://a.test:{a}/"))
-        .stderr(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(

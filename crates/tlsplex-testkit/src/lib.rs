@@ -85,6 +85,36 @@ pub async fn echo<S: tokio::io::AsyncRead + tokio::io::AsyncWrite>(stream: S) {
     let _ = write.shutdown().await;
 }
 
+/// Headless Chromium with the flags every browser test uses (no sandbox, GPU, background
+/// traffic, sync or QUIC), its profile in `profile`, stderr dropped, under `timeout SECS` when
+/// `limit` is given; the caller adds its own flags and the URL.
+pub fn headless_chromium(profile: &std::path::Path, limit: Option<u64>) -> std::process::Command {
+    let mut command = match limit {
+        Some(secs) => {
+            let mut timeout = std::process::Command::new("timeout");
+            timeout.arg(secs.to_string()).arg("chromium");
+            timeout
+        }
+        None => std::process::Command::new("chromium"),
+    };
+    command
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+        ])
+        .args([
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-quic",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .stderr(std::process::Stdio::null());
+    command
+}
+
 /// Whether `program` can be run; with `CI=true` a missing one fails the test instead.
 pub fn available(program: &str) -> bool {
     let found = std::process::Command::new("sh")

@@ -201,25 +201,9 @@ pub fn chromium(url: &str, extra: &[String]) -> String {
 
 /// [`chromium`] with the profile in `profile`, kept between calls (cookies, say).
 pub fn chromium_in(profile: &Path, url: &str, extra: &[String]) -> String {
-    let out = Command::new("timeout")
-        .arg("90")
-        .arg("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-        ])
-        .args([
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-        ])
-        .arg("--disable-quic")
-        .arg(format!("--user-data-dir={}", profile.display()))
+    let out = tlsplex_testkit::headless_chromium(profile, Some(90))
         .args(extra)
         .arg(url)
-        .stderr(Stdio::null())
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
