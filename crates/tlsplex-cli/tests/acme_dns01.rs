@@ -395,12 +395,15 @@ propagation_timeout = "3s"
     let hang = wait_failed(admin, "hang.test", "present", Duration::from_secs(30));
     assert!(hang.contains("did not finish within 2s: killed"), "{hang}");
     // Killed with what it started: no `sleep 117` outlives its hook.
+    // From /proc, as pgrep would (a fresh machine may have no procps).
     let sleeping = || {
-        let out = std::process::Command::new("pgrep")
-            .args(["-f", "^sleep 117$"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).lines().count()
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|entry| {
+                std::fs::read(entry.path().join("cmdline")).is_ok_and(|c| c == b"sleep\x00117\x00")
+            })
+            .count()
     };
     let deadline = Instant::now() + Duration::from_secs(5);
     while sleeping() > 1 {

@@ -299,7 +299,11 @@ fn a_fleet_validating_by_http01_answers_on_every_process() {
 
 #[test]
 fn a_fleet_validating_by_dns01_publishes_each_record_once() {
-    if !available("pebble") || !available("pebble-challtestsrv") || !available("redis-server") {
+    if !available("pebble")
+        || !available("pebble-challtestsrv")
+        || !available("redis-server")
+        || !available("curl")
+    {
         return;
     }
     let pki = TestPki::new();

@@ -182,4 +182,60 @@ mod tests {
         assert_eq!(wildcard.name, "_acme-challenge.example.com");
         assert_eq!(apex.name, wildcard.name);
     }
+
+    /// `[acme.dns01]` with a hook nothing runs, checking `server`, waiting at most `timeout`.
+    fn checking(server: std::net::SocketAddr, timeout: std::time::Duration) -> super::Dns01Options {
+        super::Dns01Options {
+            provider: super::DnsProvider::Hook(crate::config::DnsHook {
+                command: vec!["true".to_owned()],
+                timeout,
+            }),
+            check_servers: vec![server],
+            propagation_timeout: timeout,
+            propagation_interval: std::time::Duration::from_millis(100),
+            ttl: 60,
+        }
+    }
+
+    /// A check server that answers every connection with `answer` and then holds it open.
+    async fn hostile(answer: &'static [u8]) -> std::net::SocketAddr {
+        use tokio::io::AsyncWriteExt as _;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                let _ = tcp.write_all(answer).await;
+                held.push(tcp);
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn hostile_check_servers_cost_the_timeout_at_most() {
+        let record = [TxtRecord::for_identifier("a.test", "value".into())];
+        let limit = std::time::Duration::from_secs(1);
+        for (answer, expected) in [
+            // Accepts and never answers: the propagation timeout, not 10 s per exchange.
+            (&b""[..], "did not all answer within 1s"),
+            // Answers junk, or claims 64 KiB and sends four bytes.
+            (&b"\x00\x04junk"[..], "a malformed answer"),
+            (&b"\xff\xffjunk"[..], "did not all answer within 1s"),
+        ] {
+            let options = checking(hostile(answer).await, limit);
+            let started = std::time::Instant::now();
+            let error = super::Dns01(&options)
+                .propagated(&record)
+                .await
+                .unwrap_err();
+            let took = started.elapsed();
+            assert_eq!(error.step, crate::tls::DnsStep::Propagation);
+            assert!(error.to_string().contains(expected), "{error}");
+            assert!(
+                took < limit + std::time::Duration::from_millis(500),
+                "{took:?}"
+            );
+        }
+    }
 }
