@@ -145,7 +145,7 @@ async fn reload_adds_removes_rebinds_and_updates_by_name() {
         ],
     );
     let report = supervisor
-        .reload(second.servers.iter().map(|s| s.options()).collect())
+        .reload(second.servers.iter().map(|s| s.options()))
         .await;
     assert!(report.errors.is_empty(), "{report:?}");
     assert_eq!(report.added, ["extra"]);
@@ -215,7 +215,7 @@ async fn a_reload_that_cannot_bind_changes_nothing() {
         ],
     );
     let report = supervisor
-        .reload(second.servers.iter().map(|s| s.options()).collect())
+        .reload(second.servers.iter().map(|s| s.options()))
         .await;
     assert_eq!(report.errors.len(), 1, "{report:?}");
     assert!(report.errors[0].contains(&format!(
@@ -271,7 +271,7 @@ async fn a_reload_rebuilds_only_the_servers_whose_inputs_changed() {
     let mut supervisor =
         Supervisor::start(&ctx, first.servers.iter().map(|s| s.options())).unwrap();
     let path = pki.dir().join("tlsplex.toml");
-    let mut last = first.servers;
+    let mut last = first;
     let mut reload =
         async |supervisor: &mut Supervisor| reload_after(supervisor, &path, &mut last).await;
 
@@ -342,14 +342,14 @@ async fn a_reload_rebuilds_only_the_servers_whose_inputs_changed() {
 async fn reload_after(
     supervisor: &mut Supervisor,
     path: &std::path::Path,
-    last: &mut Vec<tlsplex::config::ServerSpec>,
+    last: &mut Config,
 ) -> (Vec<String>, Vec<String>) {
-    let config = Config::load_after(path, last).unwrap();
-    let options = config.servers.iter().map(|s| s.options()).collect();
+    let config = Config::load_after(path, Some(last)).unwrap();
+    let options = config.servers.iter().map(|s| s.options());
     let report = supervisor.reload(options).await;
     assert!(report.errors.is_empty(), "{report:?}");
     for spec in &config.servers {
-        let before = last.iter().find(|s| s.name == spec.name).unwrap();
+        let before = last.servers.iter().find(|s| s.name == spec.name).unwrap();
         let reused = Arc::ptr_eq(&before.certs, &spec.certs);
         assert_eq!(
             reused,
@@ -358,6 +358,6 @@ async fn reload_after(
             spec.name
         );
     }
-    *last = config.servers;
+    *last = config;
     (report.updated, report.unchanged)
 }

@@ -7,6 +7,7 @@
 mod acme;
 mod admin;
 mod dns01;
+mod document;
 mod error;
 mod file;
 mod global;
@@ -41,7 +42,7 @@ pub use http_redirect::HttpRedirect;
 pub use outline::{AdminOutline, ConfigOutline, ServerOutline};
 use server::{validate_servers, ServerKeys};
 use tls::LoadedIdentities;
-use value::{one_line, server_tables};
+use value::one_line;
 
 use crate::handler::{
     ForwardOptions, HttpLimits, NamedHandlers, PathRule, ProxyOptions, RespondHandler,
@@ -54,7 +55,7 @@ use crate::tls::certs::CertStore;
 use crate::tls::policy::TlsPolicy;
 
 /// A validated config: global settings and servers, certificates loaded.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Config {
     /// The file it came from.
@@ -68,10 +69,12 @@ pub struct Config {
     /// `[http_redirect]`: the plain-HTTP port that redirects to https.
     pub http_redirect: Option<HttpRedirect>,
     /// Every `[[server]]`, in file order.
-    pub servers: Vec<ServerSpec>,
+    pub servers: Vec<Arc<ServerSpec>>,
     /// What would run, but likely not as meant (a route name no certificate covers); `check`
     /// prints them and `run` logs them.
     pub warnings: Vec<Problem>,
+    /// The text as read, for a load of the same text to start from.
+    document: Option<Arc<document::Document>>,
 }
 
 /// One `[[server]]`, validated, certificates loaded.
@@ -211,28 +214,33 @@ impl Config {
     /// file, the ticket key file, each server's certificates and keys, OCSP responses, client
     /// CAs and CRLs.
     pub fn watched_files(&self) -> Vec<PathBuf> {
-        let mut paths = vec![self.file.clone()];
-        paths.extend(self.global.ticket_key_file.clone());
-        for server in &self.servers {
-            for (cert, key) in &server.certificate_files {
-                paths.extend([cert.clone(), key.clone()]);
-            }
-            paths.extend(server.material_files.iter().cloned());
-        }
+        let global = std::iter::once(&self.file).chain(&self.global.ticket_key_file);
+        let servers = self.servers.iter().flat_map(|server| {
+            let pairs = server.certificate_files.iter();
+            pairs
+                .flat_map(|(cert, key)| [cert, key])
+                .chain(&server.material_files)
+        });
         // Each file once, however many servers name it: the watcher stats and digests each.
+        // (Told apart by the path's bytes: hashing 20,000 paths' components took a tenth of a
+        // reload.)
         let mut seen = std::collections::HashSet::new();
-        paths.retain(|path| seen.insert(path.clone()));
-        paths
+        global
+            .chain(servers)
+            .filter(|path| seen.insert(path.as_os_str()))
+            .cloned()
+            .collect()
     }
 
     /// Reads, validates and loads `path`; relative paths inside resolve against its folder.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
-        Self::load_after(path.as_ref(), &[])
+        Self::load_after(path.as_ref(), None)
     }
 
-    /// As [`Config::load`], taking from `previous` (the servers of the last load) each server
-    /// whose table, settings around it and files are unchanged, without validating it again.
-    pub fn load_after(path: &Path, previous: &[ServerSpec]) -> Result<Self, ConfigError> {
+    /// As [`Config::load`], after `previous` (the last load): each server whose table, the
+    /// settings around it and the files it read are unchanged is taken from it without being
+    /// validated again, and the same text is not parsed again.
+    pub fn load_after(path: &Path, previous: Option<&Config>) -> Result<Self, ConfigError> {
         let text = crate::files::read_text(path, crate::files::MAX_MATERIAL_FILE).map_err(|e| {
             ConfigError::whole_file(path, format!("cannot read the config file: {e}"))
         })?;
@@ -249,53 +257,49 @@ impl Config {
         let mut problems = Problems::default();
         let identities = LoadedIdentities::default();
         let keys = ServerKeys {
-            shared_inputs: &base.display().to_string(),
             previous: &HashMap::new(),
             strict_key_permissions: false,
             acme: None,
             identities: &identities,
         };
-        let mut specs = validate_servers(vec![table], base, keys, &mut problems);
+        let read = document::single(table, base);
+        let servers = &read.document.servers;
+        let mut specs = validate_servers(servers, read.tables, base, keys, &mut problems);
         let spec = problems.into_result(source.to_owned(), specs.pop())?;
-        spec.ok_or_else(|| fail("no server in the table".to_owned()))
+        spec.map(Arc::unwrap_or_clone)
+            .ok_or_else(|| fail("no server in the table".to_owned()))
     }
 
     /// Validates `text` as if read from `file`; relative paths resolve against `base`.
     pub fn parse(text: &str, file: &Path, base: &Path) -> Result<Self, ConfigError> {
-        Self::parse_after(text, file, base, &[])
+        Self::parse_after(text, file, base, None)
     }
 
-    /// As [`Config::parse`], taking unchanged servers from `previous` ([`Config::load_after`]).
+    /// As [`Config::parse`], after `previous` ([`Config::load_after`]).
     pub fn parse_after(
         text: &str,
         file: &Path,
         base: &Path,
-        previous: &[ServerSpec],
+        previous: Option<&Config>,
     ) -> Result<Self, ConfigError> {
-        let document = value::document(text, file)?;
         let mut problems = Problems::default();
+        let last = previous.and_then(|p| p.document.as_ref());
+        let read = document::read(text, file, base, last, &mut problems)?;
         let mut global = None;
         let mut admin = None;
         let mut acme = None;
         let mut http_redirect = None;
-        let mut servers = Vec::new();
-        let mut pools = std::collections::BTreeMap::new();
-        for (key, value) in document {
+        for (key, value) in read.document.top.clone() {
             match key.as_str() {
                 "global" => global = Some(value),
                 "admin" => admin = Some(value),
                 "acme" => acme = Some(value),
                 "http_redirect" => http_redirect = Some(value),
-                "server" => servers = server_tables(value, &mut problems),
-                "pool" => pools = pool::pool_tables(value, &mut problems),
                 other => problems.global(
                     other,
                     "unknown top-level key (expected [global], [admin], [acme], [http_redirect], [[pool]] or [[server]])",
                 ),
             }
-        }
-        for (i, server) in servers.iter_mut().enumerate() {
-            pool::resolve_pools(server, i, &pools, &mut problems);
         }
         // What a lean build leaves out is refused by name, not ignored.
         #[cfg(not(feature = "acme"))]
@@ -312,11 +316,6 @@ impl Config {
                 "this tlsplex is built without the admin endpoint (the cargo feature `admin`)",
             );
         }
-        // Every server is also built from these: a change here updates them all.
-        let shared_inputs = [global.as_ref(), acme.as_ref()]
-            .map(|table| table.map(toml::Value::to_string).unwrap_or_default())
-            .join("\n");
-        let shared_inputs = format!("{}\n{shared_inputs}", base.display());
         let global = validate_global(global, base, &mut problems);
         let admin = admin.and_then(|value| {
             let strict = global.strict_key_permissions;
@@ -330,15 +329,17 @@ impl Config {
             http_redirect::validate_http_redirect(value, acme.as_mut(), &mut problems)
         });
         let identities = LoadedIdentities::default();
-        let previous = previous.iter().map(|s| (s.name.as_str(), s)).collect();
+        let previous = previous.map_or_else(HashMap::new, |p| {
+            p.servers.iter().map(|s| (s.name.as_str(), s)).collect()
+        });
         let keys = ServerKeys {
-            shared_inputs: &shared_inputs,
             previous: &previous,
             strict_key_permissions: global.strict_key_permissions,
             acme: acme.as_ref(),
             identities: &identities,
         };
-        let servers = validate_servers(servers, base, keys, &mut problems);
+        let servers = &read.document.servers;
+        let servers = validate_servers(servers, read.tables, base, keys, &mut problems);
         let warnings = problems.take_warnings();
         problems.into_result(
             file.to_owned(),
@@ -350,6 +351,7 @@ impl Config {
                 http_redirect,
                 servers,
                 warnings,
+                document: Some(read.document),
             },
         )
     }

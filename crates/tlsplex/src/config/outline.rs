@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::Problems;
 use super::file::{AdminFile, GlobalFile, ServerFile};
-use super::value::{deserialize, document, server_label, server_tables};
+use super::value::{deserialize, document, server_label, server_name, server_tables};
 use super::ConfigError;
 
 /// A config file's addresses and file names, nothing loaded.
@@ -97,7 +97,7 @@ impl ConfigOutline {
             None => Vec::new(),
         };
         for (index, table) in tables.into_iter().enumerate() {
-            let label = server_label(&table, index);
+            let label = server_label(server_name(&table), index);
             let raw: Option<ServerFile> = deserialize(table, &mut |key, message| {
                 problems.server(&label, key, message)
             });

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use super::error::Problems;
-use super::value::server_label;
+use super::value::{server_label, server_name};
 
 /// The keys a `[[pool]]` may hold besides `name`: what says which backends and how to reach
 /// them, not what a handler does with a connection.
@@ -74,7 +74,7 @@ pub(super) fn resolve_pools(
     pools: &BTreeMap<String, toml::Table>,
     problems: &mut Problems,
 ) {
-    let label = server_label(server, index);
+    let label = server_label(server_name(server), index);
     if let Some(toml::Value::Table(handler)) = server.get_mut("handler") {
         resolve(handler, "handler", &label, pools, problems);
     }

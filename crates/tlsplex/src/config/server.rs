@@ -1,8 +1,10 @@
 //! `[[server]]`: each table validated into a [`ServerSpec`], every problem named with its server.
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
 use super::acme::AcmeOptions;
 use super::error::Problems;
@@ -20,6 +22,7 @@ pub(super) const FORWARD_ALPN: &str = "http/1.1";
 /// What a server or route with path rules and no handler of its own answers where no rule
 /// takes the path.
 pub(super) const NO_PATH_RULE: &str = "nothing is served at this path here\n";
+use super::document::ServerText;
 use super::value::{deserialize, duration, server_label};
 use super::{HandlerSpec, ServerSpec};
 use crate::files::FileRead;
@@ -29,46 +32,52 @@ use crate::server::ServerInputs;
 /// What validating a server needs from the rest of the file.
 #[derive(Clone, Copy)]
 pub(super) struct ServerKeys<'a> {
-    /// What every server is also built from: the config's folder, `[global]` and `[acme]`.
-    pub(super) shared_inputs: &'a str,
     /// The servers of the previous load, by name: one whose table and files did not change is
     /// taken as it is, not validated again.
-    pub(super) previous: &'a HashMap<&'a str, &'a ServerSpec>,
+    pub(super) previous: &'a HashMap<&'a str, &'a Arc<ServerSpec>>,
     pub(super) strict_key_permissions: bool,
     pub(super) acme: Option<&'a AcmeOptions>,
     pub(super) identities: &'a LoadedIdentities,
 }
 
 pub(super) fn validate_servers(
-    tables: Vec<toml::Table>,
+    servers: &[ServerText],
+    mut tables: Vec<Option<toml::Table>>,
     base: &Path,
     keys: ServerKeys<'_>,
     problems: &mut Problems,
-) -> Vec<ServerSpec> {
-    if tables.is_empty() {
+) -> Vec<Arc<ServerSpec>> {
+    if servers.is_empty() {
         problems.global("server", "no [[server]] is defined: nothing to run");
     }
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut listens = Listens::default();
     let mut files = HashMap::new();
-    let mut specs = Vec::with_capacity(tables.len());
-    for (i, table) in tables.into_iter().enumerate() {
-        let label = server_label(&table, i);
-        let table_digest = table_digest(
-            keys.shared_inputs,
-            &toml::to_string(&table).unwrap_or_default(),
-        );
+    let mut specs = Vec::with_capacity(servers.len());
+    for (i, server) in servers.iter().enumerate() {
+        let label = || server_label(server.name.as_deref(), i);
         // The same table around the same files as the running server: its spec as it is.
-        let previous = unchanged(keys.previous, &table, &table_digest, &mut files);
+        let previous = unchanged(keys.previous, server, &mut files);
         if let Some(previous) = previous.filter(|p| !names.contains_key(&p.name)) {
             names.insert(previous.name.clone(), i);
             if let Some(problem) = listens.clash_problem(previous.listen) {
-                problems.server(&label, "listen", problem);
+                problems.server(&label(), "listen", problem);
             }
             listens.add(previous.listen, &previous.name);
-            specs.push(previous.clone());
+            specs.push(Arc::clone(previous));
             continue;
         }
+        let label = label();
+        let table = match tables.get_mut(i).and_then(Option::take) {
+            Some(table) => table,
+            None => match server.table() {
+                Ok(table) => table,
+                Err(message) => {
+                    problems.server(&label, "", message);
+                    continue;
+                }
+            },
+        };
         let Some(raw) = deserialize::<ServerFile>(table, &mut |k, m| problems.server(&label, k, m))
         else {
             continue;
@@ -99,10 +108,10 @@ pub(super) fn validate_servers(
         });
         if let Some(mut spec) = spec {
             listens.add(spec.listen, &spec.name);
-            spec.inputs = Some(inputs_of(&table_digest, &reads));
-            spec.table_digest = table_digest;
+            spec.inputs = Some(inputs_of(&server.digest, &reads));
+            spec.table_digest = server.digest;
             spec.reads = reads;
-            specs.push(spec);
+            specs.push(Arc::new(spec));
         }
     }
     specs
@@ -257,23 +266,21 @@ fn validate_server(
     })
 }
 
-/// The previous load's spec of the server `table` describes, when neither the table (nor the
-/// settings around it: `digest`) nor any file it read changed since.
+/// The previous load's spec of `server`, when neither its table (nor the settings around it:
+/// its digest) nor any file it read changed since.
 fn unchanged<'a>(
-    previous: &'a HashMap<&str, &ServerSpec>,
-    table: &toml::Table,
-    digest: &[u8; 32],
-    files: &mut HashMap<PathBuf, Option<[u8; 32]>>,
-) -> Option<&'a ServerSpec> {
-    let name = table.get("name")?.as_str()?;
-    let spec = *previous.get(name)?;
+    previous: &'a HashMap<&str, &Arc<ServerSpec>>,
+    server: &ServerText,
+    files: &mut HashMap<OsString, Option<[u8; 32]>>,
+) -> Option<&'a Arc<ServerSpec>> {
+    let spec = *previous.get(server.name.as_deref()?)?;
     let same = spec.inputs.is_some()
-        && spec.table_digest == *digest
+        && spec.table_digest == server.digest
         && spec.reads.iter().all(|read| read.still_holds(files));
     same.then_some(spec)
 }
 
-/// The digest of what a server is built from: its table's (`table`, see [`table_digest`]) and
+/// The digest of what a server is built from: its table's (`table`, see `ServerText`) and
 /// each file its validation read (path and content, or that it could not be read).
 fn inputs_of(table: &[u8; 32], reads: &[FileRead]) -> ServerInputs {
     let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
@@ -290,19 +297,6 @@ fn inputs_of(table: &[u8; 32], reads: &[FileRead]) -> ServerInputs {
     let mut inputs = [0u8; 32];
     inputs.copy_from_slice(digest.finish().as_ref());
     ServerInputs(inputs)
-}
-
-/// The digest of a server's table (pools resolved) and of the settings around it (`shared`:
-/// the config's folder, `[global]`, `[acme]`).
-fn table_digest(shared: &str, own: &str) -> [u8; 32] {
-    let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-    for part in [shared, own] {
-        digest.update(&(part.len() as u64).to_be_bytes());
-        digest.update(part.as_bytes());
-    }
-    let mut table = [0u8; 32];
-    table.copy_from_slice(digest.finish().as_ref());
-    table
 }
 
 /// The addresses of the servers validated so far, by port: a config of 10,000 servers checks

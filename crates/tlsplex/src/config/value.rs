@@ -23,10 +23,15 @@ pub(super) fn document(text: &str, file: &Path) -> Result<toml::Table, ConfigErr
     })
 }
 
-/// The name problems of the `index`th `[[server]]` table are reported under: its `name` when
-/// valid, else its position (`#1`, `#2`, …).
-pub(super) fn server_label(table: &toml::Table, index: usize) -> String {
-    match table.get("name").and_then(toml::Value::as_str) {
+/// A `[[server]]` table's `name`, when it is a string.
+pub(super) fn server_name(table: &toml::Table) -> Option<&str> {
+    table.get("name").and_then(toml::Value::as_str)
+}
+
+/// The name problems of the `index`th `[[server]]` table (called `name`) are reported under:
+/// its `name` when valid, else its position (`#1`, `#2`, …).
+pub(super) fn server_label(name: Option<&str>, index: usize) -> String {
+    match name {
         Some(name) if super::server::valid_name(name) => name.to_owned(),
         _ => format!("#{}", index + 1),
     }

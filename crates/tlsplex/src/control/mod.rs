@@ -38,7 +38,7 @@ use crate::config::{AcmeCertificate, AcmeOptions, Config, ServerSpec};
 use crate::context::Context;
 use crate::handler::NamedHandlers;
 use crate::server::ServerStats;
-use crate::supervisor::{ReloadReport, Supervisor};
+use crate::supervisor::{Desired, ReloadReport, Supervisor};
 
 /// What asked for a reload, for the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,9 +169,13 @@ impl Controller {
                 return Err(error.into());
             }
         };
-        let desired = (config.servers.iter())
-            .map(|spec| spec.options_with(&self.handlers))
-            .collect();
+        let handlers = &self.handlers;
+        let desired = config.servers.iter().map(|spec| match spec.inputs {
+            Some(inputs) => Desired::lazy(&spec.name, spec.listen, inputs, move || {
+                spec.options_with(handlers)
+            }),
+            None => spec.options_with(handlers).into(),
+        });
         let mut report = supervisor.reload(desired).await;
         // The file decides what runs: servers it names were started, others were removed.
         added.retain(|name, _| supervisor.server(name).is_some());
@@ -193,7 +197,7 @@ impl Controller {
         }
         log_report(&report);
         self.ctx.metrics().reload(report.errors.is_empty());
-        source.loaded(&config);
+        source.loaded(config);
         Ok(report)
     }
 

@@ -15,45 +15,36 @@ use crate::config::{
 pub struct ConfigSource {
     path: PathBuf,
     files: Vec<(PathBuf, Seen)>,
-    /// The servers as last loaded, for `start` of a stopped one, and for the next load to take
-    /// those that did not change.
-    servers: Arc<Vec<ServerSpec>>,
+    /// The config as last loaded: its servers for `start` of a stopped one, and what the next
+    /// load starts from (the text as read, the servers that did not change).
+    last: Arc<Config>,
     /// `[global]` as the process started with it: what a reload compares against.
     started_with: GlobalSettings,
-    /// `[acme]` as last loaded.
-    acme: Option<AcmeOptions>,
 }
 
 impl ConfigSource {
     /// The source of `config`, loaded from `path`: every file it names as they are now.
     pub fn new(path: &Path, config: &Config) -> Self {
-        Self {
-            path: path.to_owned(),
-            files: seen_now(config),
-            servers: Arc::new(config.servers.clone()),
-            started_with: config.global.clone(),
-            acme: config.acme.clone(),
-        }
+        Self::from_config(path, config.clone())
     }
 
-    /// As [`ConfigSource::new`], keeping `config`'s servers instead of copying them (a config
-    /// of 10,000 servers would otherwise be held twice).
+    /// As [`ConfigSource::new`], keeping `config` instead of copying it (a config of 10,000
+    /// servers would otherwise be held twice).
     pub fn from_config(path: &Path, config: Config) -> Self {
         Self {
             path: path.to_owned(),
             files: seen_now(&config),
-            servers: Arc::new(config.servers),
-            started_with: config.global,
-            acme: config.acme,
+            started_with: config.global.clone(),
+            last: Arc::new(config),
         }
     }
 
     /// `[acme]` and every certificate the servers want from it (each set of names once), as
     /// last loaded.
     pub fn acme(&self) -> Option<(AcmeOptions, Vec<AcmeCertificate>)> {
-        let acme = self.acme.clone()?;
+        let acme = self.last.acme.clone()?;
         let mut wanted: Vec<AcmeCertificate> = Vec::new();
-        for certificate in self.servers.iter().flat_map(|s| &s.acme_certificates) {
+        for certificate in self.last.servers.iter().flat_map(|s| &s.acme_certificates) {
             if !wanted.iter().any(|w| w.names == certificate.names) {
                 wanted.push(certificate.clone());
             }
@@ -67,10 +58,9 @@ impl ConfigSource {
     }
 
     /// After a reload of `config`: its files and servers are the ones watched now.
-    pub(crate) fn loaded(&mut self, config: &Config) {
-        self.files = seen_now(config);
-        self.servers = Arc::new(config.servers.clone());
-        self.acme = config.acme.clone();
+    pub(crate) fn loaded(&mut self, config: Config) {
+        self.files = seen_now(&config);
+        self.last = Arc::new(config);
     }
 
     /// The config file.
@@ -80,7 +70,8 @@ impl ConfigSource {
 
     /// The configured server called `name`, as last loaded.
     pub fn server(&self, name: &str) -> Option<&ServerSpec> {
-        self.servers.iter().find(|spec| spec.name == name)
+        let spec = self.last.servers.iter().find(|spec| spec.name == name);
+        spec.map(|spec| &**spec)
     }
 
     /// The folder relative paths resolve against: the config file's.
@@ -114,9 +105,9 @@ impl ConfigSource {
     /// did not change are taken from the last load ([`Config::load_after`]).
     pub(crate) async fn load(&self) -> Result<Config, ConfigError> {
         let path = self.path.clone();
-        let previous = self.servers.clone();
+        let last = self.last.clone();
         let loaded =
-            tokio::task::spawn_blocking(move || Config::load_after(&path, &previous)).await;
+            tokio::task::spawn_blocking(move || Config::load_after(&path, Some(&last))).await;
         loaded.unwrap_or_else(|panicked| {
             Err(ConfigError::whole_file(
                 &self.path,

@@ -1,12 +1,14 @@
 //! `Supervisor`: owns a context's servers by name; starts them together, applies a new config as
 //! a diff, stops one, or shuts all down.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use tokio::task::JoinHandle;
 
+mod desired;
 mod plan;
 
+pub use desired::Desired;
 pub use plan::ReloadPlan;
 
 use crate::context::Context;
@@ -145,20 +147,34 @@ impl Supervisor {
     /// New addresses are bound first: if any fails, nothing changes. No connection of an
     /// unchanged server notices. Returns once the ports of removed and moved servers are closed
     /// (their connections may still be draining).
-    pub async fn reload(&mut self, desired: Vec<ServerOptions>) -> ReloadReport {
+    pub async fn reload<'a>(
+        &mut self,
+        desired: impl IntoIterator<Item = impl Into<Desired<'a>>>,
+    ) -> ReloadReport {
         let mut report = ReloadReport::default();
         self.draining.retain(|retired| !retired.task.is_finished());
+        let desired: Vec<Desired<'a>> = desired.into_iter().map(Into::into).collect();
         let running = self
             .servers
             .values()
             .map(|r| (r.handle.name(), r.handle.local_addr()));
-        let plan = ReloadPlan::new(running, desired.iter().map(|o| (o.name(), o.listen)));
+        let plan = ReloadPlan::new(running, desired.iter().map(|d| (d.name(), d.listen())));
 
+        // Servers that need a socket: built now, to bind with their settings.
+        let to_bind: HashSet<String> = plan.to_bind().map(str::to_owned).collect();
+        let desired: Vec<Desired<'a>> = desired
+            .into_iter()
+            .map(|d| {
+                if to_bind.contains(d.name()) {
+                    d.build().into()
+                } else {
+                    d
+                }
+            })
+            .collect();
         let mut fresh: HashMap<String, std::net::TcpListener> = HashMap::new();
-        for options in desired
-            .iter()
-            .filter(|o| plan.to_bind().any(|n| n == o.name()))
-        {
+        let binding = desired.iter().filter(|d| to_bind.contains(d.name()));
+        for options in binding.filter_map(Desired::built) {
             match listener::bind(options.listen, options.backlog, options.reuse_port) {
                 Ok(socket) => drop(fresh.insert(options.name().to_owned(), socket)),
                 Err(source) => report.errors.push(
@@ -175,22 +191,25 @@ impl Supervisor {
             return report; // the sockets bound so far close here; nothing was changed
         }
 
-        for options in desired {
-            let name = options.name().to_owned();
+        for desired in desired {
+            let name = desired.name().to_owned();
             match (fresh.remove(&name), self.servers.get_mut(&name)) {
-                (Some(socket), _) => self.start_or_replace(options, socket, &mut report),
+                (Some(socket), _) => self.start_or_replace(desired.build(), socket, &mut report),
                 (None, Some(running))
-                    if options.inputs.is_some() && running.inputs == options.inputs =>
+                    if desired.inputs().is_some() && running.inputs == desired.inputs() =>
                 {
                     report.unchanged.push(name)
                 }
-                (None, Some(running)) => match running.handle.update(&options) {
-                    Ok(()) => {
-                        running.inputs = options.inputs;
-                        report.updated.push(name)
+                (None, Some(running)) => {
+                    let options = desired.build();
+                    match running.handle.update(&options) {
+                        Ok(()) => {
+                            running.inputs = options.inputs;
+                            report.updated.push(name)
+                        }
+                        Err(error) => report.errors.push(error.to_string()),
                     }
-                    Err(error) => report.errors.push(error.to_string()),
-                },
+                }
                 (None, None) => report.errors.push(format!("server {name:?}: not bound")),
             }
         }
