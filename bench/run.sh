@@ -103,11 +103,15 @@ http { access_log off; sendfile on;
 EOF
 taskset -c 1 nginx -c "$work/backend.conf" &
 backend_pid=$!
+# The WebSocket backend for the proxied-WebSocket row (answers 101 and holds), also on CPU 1.
+ws_port=18081
+taskset -c 1 $tools ws-backend "$ws_port" &
+ws_backend_pid=$!
 
 server_pid=""
 cleanup() {
   [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
-  kill "$backend_pid" 2>/dev/null || true
+  kill "$backend_pid" "$ws_backend_pid" 2>/dev/null || true
   wait 2>/dev/null || true
   rm -rf "$work" # the bulk file and the SNI certificates: over a gigabyte in a full run
 }
@@ -142,6 +146,8 @@ start_system() { # name index -> server_pid, port_a, port_b, port_f
   # Caddy runs only that one.
   port_r=$((port_a + 3)); fixed=1
   port_p=$((port_a + 4)); proxy=1
+  # Port w proxies WebSockets to the WebSocket backend (where there is a port p).
+  port_w=$((port_a + 5))
   mkdir -p "$dir"
   case "$name" in
     tlsplex)
@@ -173,6 +179,11 @@ name = "p"
 listen = "127.0.0.1:$port_p"
 certificates = [{ cert = "$work/cert.pem", key = "$work/key.pem" }]
 handler = { type = "proxy", backend = "127.0.0.1:$backend_port" }
+[[server]]
+name = "w"
+listen = "127.0.0.1:$port_w"
+certificates = [{ cert = "$work/cert.pem", key = "$work/key.pem" }]
+handler = { type = "proxy", backend = "127.0.0.1:$ws_port" }
 EOF
       taskset -c "$server_cpus" "$tlsplex" run -c "$dir/tlsplex.toml" >"$dir/out.log" 2>&1 &
       ;;
@@ -192,7 +203,11 @@ http { access_log off; sendfile on;
   server { listen 127.0.0.1:$port_p ssl;
     location / { proxy_pass http://plain; proxy_http_version 1.1; proxy_set_header Connection "";
       proxy_set_header Host \$host; proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-      proxy_set_header X-Forwarded-Proto https; } } }
+      proxy_set_header X-Forwarded-Proto https; } }
+  server { listen 127.0.0.1:$port_w ssl;
+    location / { proxy_pass http://127.0.0.1:$ws_port; proxy_http_version 1.1;
+      proxy_set_header Upgrade \$http_upgrade; proxy_set_header Connection "upgrade";
+      proxy_set_header Host \$host; } } }
 stream { server { listen 127.0.0.1:$port_f ssl;
   ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem;
   proxy_pass 127.0.0.1:$backend_port; } }
@@ -227,6 +242,11 @@ frontend p
   default_backend files
 backend files
   server s1 127.0.0.1:$backend_port
+frontend w
+  bind 127.0.0.1:$port_w ssl crt $work/combined.pem alpn http/1.1
+  default_backend ws
+backend ws
+  server s1 127.0.0.1:$ws_port
 frontend f
   mode tcp
   bind 127.0.0.1:$port_f ssl crt $work/combined.pem
@@ -247,6 +267,10 @@ EOF
 https://127.0.0.1:$port_p {
   tls $work/cert.pem $work/key.pem
   reverse_proxy 127.0.0.1:$backend_port
+}
+https://127.0.0.1:$port_w {
+  tls $work/cert.pem $work/key.pem
+  reverse_proxy 127.0.0.1:$ws_port
 }
 EOF
       XDG_DATA_HOME="$dir" XDG_CONFIG_HOME="$dir" GOMAXPROCS=$workers taskset -c "$server_cpus" \
@@ -310,6 +334,23 @@ cpu() { $tools cpu "$server_pid"; }
 measure_proxy() { # name
   keepalive "$1" keepalive_proxy "$port_p"
   bulk "$1" bulk_proxy "$port_p"
+}
+
+# RSS per idle proxied WebSocket: on a fresh process (as the idle TLS row), $held connections
+# upgraded through port w and held open (the proxy then holds a TLS connection, a backend
+# connection and the tunnel between them each).
+ws_round() { # name index
+  start_system "$1" "$2" || { stop_system; return 0; }
+  if [ "$proxy" = 1 ] && wait_port "$port_w"; then
+    local idle with
+    idle=$($tools rss "$server_pid")
+    if with=$(taskset -c 1 $tools hold-ws "$port_w" "$held" "$server_pid"); then
+      record "$1" rss_per_ws_kib "$(awk -v a="$idle" -v b="$with" -v n="$held" 'BEGIN {printf "%.1f", (b - a) / n}')"
+    else
+      log "$1: WebSockets through the proxy failed"
+    fi
+  fi
+  stop_system
 }
 
 measure_system() { # name
@@ -537,6 +578,7 @@ for round in $(seq 1 "$rounds"); do
       measure_system "${systems[$i]}"
     fi
     stop_system
+    ws_round "${systems[$i]}" "$i"
   done
   [ "$proxy_only" = 1 ] && continue
   # Two workers on two CPUs, shared with the clients: server CPU per operation.
@@ -584,7 +626,7 @@ if [ "$quick" = 1 ]; then
   for metric in full_handshake_us resumed_handshake_us keepalive_us keepalive_fixed_us bulk_https_mbps bulk_forward_mbps \
     rss_per_conn_kib scale_start_s scale_many_start_s spread_per_conn_kib pq_x25519_full_us pq_mlkem_full_us \
     pq_mlkem_resumed_us full_handshake_us_w2 keepalive_fixed_us_w2 sni_start_s sni_handshake_us \
-    keepalive_proxy_us bulk_proxy_mbps; do
+    keepalive_proxy_us bulk_proxy_mbps rss_per_ws_kib; do
     grep -q "\"$metric\"" "$raw" || { log "quick run: no $metric"; exit 1; }
   done
 fi

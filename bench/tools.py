@@ -71,6 +71,77 @@ def hold(port, count, pid, ports=1):
         c.close()
 
 
+# The Host is the address, as wrk sends it (Caddy's sites match it; another host gets an empty 200).
+WS_UPGRADE = (
+    "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+def hold_ws(port, count, pid):
+    """Opens `count` TLS connections to an HTTP reverse proxy, upgrades each to a WebSocket
+    (the proxy answers the backend's 101), prints the server's RSS with them held open (KiB),
+    then closes them."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["http/1.1"])
+    conns = []
+    for _ in range(count):
+        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+        conn = ctx.wrap_socket(raw, server_hostname="bench.test")
+        conn.sendall(WS_UPGRADE.format(port=port).encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = conn.recv(4096)
+            if not chunk:
+                sys.exit("the proxy closed before answering the upgrade")
+            head += chunk
+        if not head.startswith(b"HTTP/1.1 101"):
+            sys.exit(f"no 101 from the proxy: {head[:60]!r}")
+        conns.append(conn)
+    time.sleep(1.0)
+    print(rss_kib(pid))
+    for c in conns:
+        c.close()
+
+
+def ws_backend(port):
+    """A WebSocket backend for the proxies: answers each upgrade with 101 and holds the
+    connection, reading and dropping whatever comes, until the peer closes."""
+    import asyncio
+    import base64
+    import hashlib
+
+    guid = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+    async def serve(reader, writer):
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            key = b""
+            for line in head.split(b"\r\n"):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"sec-websocket-key":
+                    key = value.strip()
+            accept = base64.b64encode(hashlib.sha1(key + guid).digest())
+            writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                         b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+            await writer.drain()
+            while await reader.read(65536):
+                pass
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            writer.close()
+
+    async def main():
+        server = await asyncio.start_server(serve, "127.0.0.1", port, backlog=4096)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
 def ports_up(first, count, limit):
     """Seconds until every port first..first+count-1 accepts a TCP connection."""
     started = time.monotonic()
@@ -154,6 +225,7 @@ METRICS = [
     ("keepalive_fixed_rps_w2", "2 workers: keep-alive requests/s achieved, fixed answer", "/s", True),
     ("rss_idle_kib", "RSS idle (all processes)", "KiB", False),
     ("rss_per_conn_kib", "RSS per idle TLS connection", "KiB", False),
+    ("rss_per_ws_kib", "RSS per idle WebSocket through the HTTP reverse proxy", "KiB", False),
     ("scale_start_s", "1,000 servers: start until all ports answer", "s", False),
     ("scale_rss_kib", "1,000 servers: RSS", "KiB", False),
     ("scale_many_start_s", "10,000 servers: start until all ports answer", "s", False),
@@ -263,6 +335,10 @@ if __name__ == "__main__":
         print(rss_kib(args[0]))
     elif command == "hold":
         hold(int(args[0]), int(args[1]), args[2], int(args[3]) if len(args) > 3 else 1)
+    elif command == "hold-ws":
+        hold_ws(int(args[0]), int(args[1]), args[2])
+    elif command == "ws-backend":
+        ws_backend(int(args[0]))
     elif command == "ports-up":
         ports_up(int(args[0]), int(args[1]), float(args[2]))
     elif command == "sni-certs":

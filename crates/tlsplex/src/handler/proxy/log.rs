@@ -3,7 +3,7 @@
 //! each way, the time to the response head and in all, and the request id the backend saw.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -21,7 +21,7 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 pub(super) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The request's id: the client's `X-Request-Id` when it is a plain token (at most 128
-/// visible ASCII characters), else a new random one, set on the request either way.
+/// visible ASCII characters), else a new one, set on the request either way.
 pub(super) fn request_id(headers: &mut HeaderMap) -> HeaderValue {
     let given = headers.get(&REQUEST_ID).filter(|v| {
         let bytes = v.as_bytes();
@@ -30,15 +30,43 @@ pub(super) fn request_id(headers: &mut HeaderMap) -> HeaderValue {
     if let Some(id) = given {
         return id.clone();
     }
-    let mut random = [0u8; 16];
-    let _ = aws_lc_rs::rand::fill(&mut random);
     let mut hex = [0u8; 32];
-    for (pair, byte) in hex.chunks_exact_mut(2).zip(random) {
+    for (pair, byte) in hex.chunks_exact_mut(2).zip(new_request_id()) {
         pair[0] = HEX[usize::from(byte >> 4)];
         pair[1] = HEX[usize::from(byte & 0xf)];
     }
     let id = HeaderValue::from_bytes(&hex).unwrap_or(HeaderValue::from_static("-"));
     headers.insert(REQUEST_ID, id.clone());
+    id
+}
+
+/// A new request id: a random half drawn once per process, and the process's request count
+/// through a bijection keyed by random numbers, so ids are unique within a process, differ
+/// between processes, and do not show the count. Not a secret: one random draw per request was
+/// 1.5 % of a proxied request's CPU.
+fn new_request_id() -> [u8; 16] {
+    static KEYS: OnceLock<[u64; 3]> = OnceLock::new();
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let [process, multiplier, offset] = *KEYS.get_or_init(|| {
+        let mut random = [0u8; 24];
+        let _ = aws_lc_rs::rand::fill(&mut random);
+        let key = |i: usize| {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(&random[i * 8..i * 8 + 8]);
+            u64::from_le_bytes(bytes)
+        };
+        // An odd multiplier makes the map a bijection of the 64-bit counts.
+        [key(0), key(1) | 1, key(2)]
+    });
+    let count = COUNT.fetch_add(1, Ordering::Relaxed);
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&process.to_be_bytes());
+    id[8..].copy_from_slice(
+        &count
+            .wrapping_mul(multiplier)
+            .wrapping_add(offset)
+            .to_be_bytes(),
+    );
     id
 }
 
