@@ -1,5 +1,6 @@
-//! Copying bytes both ways between a client and a backend, with an idle timeout: what `forward`
-//! and `passthrough` share.
+//! Copying bytes both ways between a client and a backend, with an idle timeout: what `forward`,
+//! `passthrough` and the proxy's tunnels share. The copy (`copy.rs`) holds no buffer while
+//! nothing moves.
 
 use std::io;
 use std::pin::Pin;
@@ -12,6 +13,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
 use super::HandlerError;
+
+mod copy;
 
 /// Copies both ways until both directions are done, or nothing moved for `idle`.
 pub(crate) async fn relay<A, B>(
@@ -27,10 +30,9 @@ where
     let last_activity = Arc::new(AtomicU64::new(0));
     let mut client = Tracked::new(client, started, last_activity.clone());
     let mut backend = Tracked::new(backend, started, last_activity.clone());
-    // 16 KiB toward the client fills one whole TLS record per write (8 KiB, the default,
-    // makes twice the records); the other direction keeps the default.
-    let copy =
-        tokio::io::copy_bidirectional_with_sizes(&mut client, &mut backend, 8 * 1024, 16 * 1024);
+    // 16 KiB toward the client fills one whole TLS record per write (8 KiB, tokio's default,
+    // makes twice the records); the other direction reads 8 KiB at a time.
+    let copy = copy::both_ways(&mut client, &mut backend, 8 * 1024, 16 * 1024);
     let Some(idle) = idle else {
         copy.await?;
         return Ok(());
