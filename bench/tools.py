@@ -53,14 +53,20 @@ def rss_kib(root):
     return total
 
 
-def hold(port, count, pid, ports=1):
-    """Opens `count` TLS connections, spread round-robin over `ports` consecutive ports from
-    `port`, completes each handshake, prints the server's RSS with them held open (KiB), then
-    closes them."""
+def client_context():
+    """A TLS client context that trusts anything and offers HTTP/1.1."""
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+def hold(port, count, pid, ports=1):
+    """Opens `count` TLS connections, spread round-robin over `ports` consecutive ports from
+    `port`, completes each handshake, prints the server's RSS with them held open (KiB), then
+    closes them."""
+    ctx = client_context()
     conns = []
     for i in range(count):
         raw = socket.create_connection(("127.0.0.1", port + i % ports), timeout=10)
@@ -82,10 +88,7 @@ def hold_ws(port, count, pid):
     """Opens `count` TLS connections to an HTTP reverse proxy, upgrades each to a WebSocket
     (the proxy answers the backend's 101), prints the server's RSS with them held open (KiB),
     then closes them."""
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    ctx.set_alpn_protocols(["http/1.1"])
+    ctx = client_context()
     conns = []
     for _ in range(count):
         raw = socket.create_connection(("127.0.0.1", port), timeout=10)
