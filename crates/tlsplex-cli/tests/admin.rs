@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::admin::{anonymous, http, login_link, send, send_as, start};
+use common::admin::{anonymous, dashboard_dom, http, login_link, send, send_as, start};
 use common::{available, chromium, free_port, tlsplex};
 use tlsplex_testkit::TestPki;
 
@@ -364,13 +364,7 @@ fn every_certificate_is_listed_and_the_dashboard_shows_the_soonest_expiry() {
     if !available("chromium") {
         return;
     }
-    let dom = chromium(
-        &login_link(admin),
-        &[
-            "--virtual-time-budget=5000".to_owned(),
-            "--dump-dom".to_owned(),
-        ],
-    );
+    let dom = dashboard_dom(admin);
     assert!(
         dom.contains("Soonest certificate expiry: <strong>b.test</strong> on server b")
             && dom.contains("<span class=\"warn\">11</span> days"),

@@ -68,6 +68,12 @@ pub fn login_link(port: u16) -> String {
     value["url"].as_str().unwrap().to_owned()
 }
 
+/// The dashboard as headless Chromium renders it, logged in through a one-time link.
+pub fn dashboard_dom(port: u16) -> String {
+    let flags = ["--virtual-time-budget=5000", "--dump-dom"].map(str::to_owned);
+    super::chromium(&login_link(port), &flags)
+}
+
 /// A request with `headers` (each ending in CRLF) and `body`, with the operator's token:
 /// (status, body).
 pub fn send(port: u16, method: &str, path: &str, headers: &str, body: &str) -> (u16, String) {

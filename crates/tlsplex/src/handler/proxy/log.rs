@@ -166,3 +166,35 @@ impl Drop for Done {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_new_hex_for_each_request_and_a_plain_given_one_is_kept() {
+        let made: Vec<HeaderValue> = (0..1000)
+            .map(|_| request_id(&mut HeaderMap::new()))
+            .collect();
+        for id in &made {
+            let id = id.as_bytes();
+            assert!(
+                id.len() == 32 && id.iter().all(u8::is_ascii_hexdigit),
+                "{id:?}"
+            );
+        }
+        let distinct: std::collections::HashSet<_> = made.iter().collect();
+        assert_eq!(distinct.len(), made.len());
+        // Ids do not count up in the open: consecutive ones differ beyond their last digits.
+        assert_ne!(made[0].as_bytes()[16..30], made[1].as_bytes()[16..30]);
+
+        let mut given = HeaderMap::new();
+        given.insert(REQUEST_ID, HeaderValue::from_static("abc-123"));
+        assert_eq!(request_id(&mut given), "abc-123");
+        let mut bad = HeaderMap::new();
+        bad.insert(REQUEST_ID, HeaderValue::from_static("two words"));
+        let replaced = request_id(&mut bad);
+        assert_ne!(replaced, "two words");
+        assert_eq!(bad.get(REQUEST_ID), Some(&replaced));
+    }
+}

@@ -110,8 +110,9 @@ impl OneWay {
         loop {
             // What the writer did not take last time goes first; then the buffer is let go.
             while self.written < self.held.len() {
-                let n = ready!(self.poll_write(cx, to, None))?;
+                let n = ready!(poll_write(cx, to, &self.held[self.written..]))?;
                 self.written += n;
+                self.unflushed = true;
             }
             if !self.held.is_empty() {
                 self.held = Vec::new();
@@ -132,8 +133,11 @@ impl OneWay {
                     Poll::Ready(Ok(())) => {
                         let read = buf.filled();
                         // Written on at once; the writer's refusal keeps the rest.
-                        let taken = match self.poll_write(cx, to, Some(read)) {
-                            Poll::Ready(Ok(n)) => n,
+                        let taken = match poll_write(cx, to, read) {
+                            Poll::Ready(Ok(n)) => {
+                                self.unflushed = true;
+                                n
+                            }
                             Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
                             Poll::Pending => 0,
                         };
@@ -160,22 +164,19 @@ impl OneWay {
             }
         }
     }
+}
 
-    /// Writes `data` (or what is held) to `to`: how much it took.
-    fn poll_write<W: AsyncWrite + Unpin>(
-        &mut self,
-        cx: &mut Context<'_>,
-        to: &mut W,
-        data: Option<&[u8]>,
-    ) -> Poll<io::Result<usize>> {
-        let data = data.unwrap_or(&self.held[self.written..]);
-        let n = ready!(Pin::new(&mut *to).poll_write(cx, data))?;
-        if n == 0 {
-            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-        }
-        self.unflushed = true;
-        Poll::Ready(Ok(n))
+/// Writes `data` to `to`: how much it took (none is an error: the writer is gone).
+fn poll_write<W: AsyncWrite + Unpin>(
+    cx: &mut Context<'_>,
+    to: &mut W,
+    data: &[u8],
+) -> Poll<io::Result<usize>> {
+    let n = ready!(Pin::new(&mut *to).poll_write(cx, data))?;
+    if n == 0 {
+        return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
     }
+    Poll::Ready(Ok(n))
 }
 
 /// Runs `f` on the first `size` bytes of this thread's scratch buffer (on a buffer of its own
