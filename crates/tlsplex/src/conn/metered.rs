@@ -10,14 +10,15 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use crate::metrics::Traffic;
+use crate::metrics::ServerSeries;
 
 /// A client's TCP connection under its TLS session, counting bytes for the server's metrics
 /// and for this connection's access-log line.
 #[derive(Debug)]
 pub struct MeteredTcp {
     tcp: TcpStream,
-    traffic: Traffic,
+    /// The server's series, for its byte counts.
+    server: Arc<ServerSeries>,
     connection: Arc<ConnectionBytes>,
 }
 
@@ -29,10 +30,14 @@ pub(crate) struct ConnectionBytes {
 }
 
 impl MeteredTcp {
-    pub(crate) fn new(tcp: TcpStream, traffic: Traffic, connection: Arc<ConnectionBytes>) -> Self {
+    pub(crate) fn new(
+        tcp: TcpStream,
+        server: Arc<ServerSeries>,
+        connection: Arc<ConnectionBytes>,
+    ) -> Self {
         Self {
             tcp,
-            traffic,
+            server,
             connection,
         }
     }
@@ -49,7 +54,7 @@ impl MeteredTcp {
 
     fn count_received(&self, read: usize) {
         if read > 0 {
-            self.traffic.received.inc_by(read as u64);
+            self.server.received.inc_by(read as u64);
             self.connection
                 .received
                 .fetch_add(read as u64, Ordering::Relaxed);
@@ -58,7 +63,7 @@ impl MeteredTcp {
 
     fn count_sent(&self, polled: &Poll<io::Result<usize>>) {
         if let Poll::Ready(Ok(written)) = polled {
-            self.traffic.sent.inc_by(*written as u64);
+            self.server.sent.inc_by(*written as u64);
             self.connection
                 .sent
                 .fetch_add(*written as u64, Ordering::Relaxed);

@@ -170,7 +170,7 @@ impl Handler for ForwardHandler {
                 relay(stream, backend, options.idle_timeout).await
             }
             Err(exhausted) => {
-                metrics.backend_errors.inc();
+                metrics.series.backend_errors.inc();
                 pool.log_exhausted(&info.server, &exhausted);
                 let _ = stream.shutdown().await; // close_notify, then FIN
                 Ok(())

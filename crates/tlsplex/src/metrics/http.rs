@@ -5,10 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::histogram::Histogram;
 
-use super::SeenCounters;
+use super::{SeenCounters, ServerSeries};
 
 /// The status classes, in the order of [`HttpMetrics`]' counters.
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
@@ -36,22 +34,22 @@ pub(super) fn route_class_labels(
 }
 
 /// A server's HTTP request series, for the HTTP layer to count responses with.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct HttpMetrics {
-    pub(super) requests: [Counter; 5],
-    pub(super) duration: Histogram,
+    /// Where the counts by status class and the durations are.
+    pub(super) series: Arc<ServerSeries>,
     pub(super) routes: RouteRequestCounters,
 }
 
 impl HttpMetrics {
     /// Responses so far.
     pub(crate) fn total(&self) -> u64 {
-        self.requests.iter().map(Counter::get).sum()
+        self.series.requests.iter().map(|count| count.get()).sum()
     }
 
     /// 5xx responses so far.
     pub(crate) fn server_errors(&self) -> u64 {
-        self.requests[4].get()
+        self.series.requests[4].get()
     }
 
     /// `(responses, of which 5xx)` on the route called `route`.
@@ -72,8 +70,8 @@ impl HttpMetrics {
         elapsed: Duration,
     ) {
         let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
-        self.requests[class].inc();
-        self.duration.observe(elapsed.as_secs_f64());
+        self.series.requests[class].inc();
+        self.series.request_duration.observe(elapsed.as_secs_f64());
         if let Some(route) = route {
             self.routes.count(&(route.clone(), CLASSES[class]));
         }

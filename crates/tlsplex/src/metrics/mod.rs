@@ -10,6 +10,7 @@ mod acme;
 mod http;
 mod per_server;
 mod process;
+mod values;
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -21,8 +22,10 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 pub(crate) use http::HttpMetrics;
+pub(crate) use per_server::ServerSeries;
 use per_server::ServerSeriesTable;
 pub use process::BUILD_INFO;
+pub(crate) use values::Count;
 
 /// Connections accepted (TCP), per server.
 pub const CONNECTIONS_ACCEPTED: &str = "tlsplex_connections_accepted";
@@ -254,64 +257,42 @@ impl Metrics {
 
     /// The handles of one server's metrics.
     pub(crate) fn server(&self, name: &str) -> ServerMetrics {
-        let series = self.servers.get_or_create(name);
+        let (server, series) = self.servers.get_or_create(name);
         ServerMetrics {
-            accepted: series.accepted.clone(),
-            active: series.active.clone(),
-            server_limited: series.server_limited.clone(),
-            process_limited: series.process_limited.clone(),
-            client_limited: series.client_limited.clone(),
-            handshakes: series.handshakes.clone(),
-            groups: SeenCounters::new(&self.groups, name, |server, group| GroupLabels {
+            series: series.clone(),
+            groups: SeenCounters::new(&self.groups, &server, |server, group| GroupLabels {
                 server,
                 group,
             }),
-            resumed: series.resumed.clone(),
-            failures: HandshakeFailures(series.failures.clone()),
-            duration: series.duration.clone(),
-            traffic: Traffic {
-                received: series.received.clone(),
-                sent: series.sent.clone(),
-            },
-            backend_errors: series.backend_errors.clone(),
             http: HttpMetrics {
-                requests: series.requests.clone(),
-                duration: series.request_duration.clone(),
-                routes: SeenCounters::new(&self.route_requests, name, http::route_class_labels),
+                series,
+                routes: SeenCounters::new(&self.route_requests, &server, http::route_class_labels),
             },
             expiry: CertificateExpiry {
                 family: self.expiry.clone(),
-                server: name.to_owned(),
-                shown: Arc::default(),
+                server: server.clone(),
+                shown: Mutex::default(),
             },
-            routes: SeenCounters::new(&self.routes, name, |server, route| RouteLabels {
+            routes: SeenCounters::new(&self.routes, &server, |server, route| RouteLabels {
                 server,
                 route: route.to_string(),
             }),
             backends: BackendMetrics {
                 families: self.backends.clone(),
-                server: name.to_owned(),
-                shown: Arc::default(),
+                server,
+                shown: Mutex::default(),
             },
         }
     }
 }
 
-/// One server's metric handles.
-#[derive(Clone, Debug)]
+/// One server's metric handles: its series, and its series by a label only some servers use.
+/// Each server holds one, shared (`Arc`) by its connections.
+#[derive(Debug)]
 pub(crate) struct ServerMetrics {
-    pub(crate) accepted: Counter,
-    pub(crate) active: Gauge,
-    pub(crate) server_limited: Counter,
-    pub(crate) process_limited: Counter,
-    pub(crate) client_limited: Counter,
-    pub(crate) handshakes: Counter,
+    /// The series every server has.
+    pub(crate) series: Arc<ServerSeries>,
     pub(crate) groups: GroupCounters,
-    pub(crate) resumed: Counter,
-    pub(crate) failures: HandshakeFailures,
-    pub(crate) duration: Histogram,
-    pub(crate) traffic: Traffic,
-    pub(crate) backend_errors: Counter,
     pub(crate) http: HttpMetrics,
     pub(crate) expiry: CertificateExpiry,
     pub(crate) routes: RouteCounters,
@@ -342,11 +323,11 @@ impl Default for BackendSeries {
 }
 
 /// One server's backend series, by pool and backend; those a reload drops lose their series.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct BackendMetrics {
     families: BackendFamilies,
-    server: String,
-    shown: Arc<Mutex<Vec<BackendLabels>>>,
+    server: Arc<str>,
+    shown: Mutex<Vec<BackendLabels>>,
 }
 
 impl BackendMetrics {
@@ -388,7 +369,7 @@ impl BackendMetrics {
 
     fn labels(&self, pool: &str, backend: &str) -> BackendLabels {
         BackendLabels {
-            server: self.server.clone(),
+            server: self.server.to_string(),
             pool: pool.to_owned(),
             backend: backend.to_owned(),
         }
@@ -398,13 +379,13 @@ impl BackendMetrics {
 /// One server's counters by a label value that exists once used (a key-exchange group, a
 /// route): a process of many servers pays nothing for values nobody uses, and each server
 /// remembers its counters, so a count takes one short lock, not the family's.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct SeenCounters<K, L> {
     family: Family<L, Counter>,
-    server: String,
+    server: Arc<str>,
     labels: fn(String, &K) -> L,
     /// `None` once the server is forgotten: a draining connection's count then goes nowhere.
-    seen: Arc<Mutex<Option<Seen<K>>>>,
+    seen: Mutex<Option<Seen<K>>>,
 }
 
 /// The counters of one server by key, in the order first used.
@@ -420,12 +401,12 @@ where
     K: PartialEq + Clone,
     L: Clone + std::hash::Hash + Eq + EncodeLabelSet + std::fmt::Debug,
 {
-    fn new(family: &Family<L, Counter>, server: &str, labels: fn(String, &K) -> L) -> Self {
+    fn new(family: &Family<L, Counter>, server: &Arc<str>, labels: fn(String, &K) -> L) -> Self {
         Self {
             family: family.clone(),
-            server: server.to_owned(),
+            server: server.clone(),
             labels,
-            seen: Arc::new(Mutex::new(Some(Vec::new()))),
+            seen: Mutex::new(Some(Vec::new())),
         }
     }
 
@@ -438,7 +419,7 @@ where
             counter.inc();
             return;
         }
-        let labels = (self.labels)(self.server.clone(), key);
+        let labels = (self.labels)(self.server.to_string(), key);
         let counter = self.family.get_or_create(&labels).clone();
         counter.inc();
         seen.push((key.clone(), counter));
@@ -462,7 +443,7 @@ where
             .take();
         for (key, _) in seen.into_iter().flatten() {
             self.family
-                .remove(&(self.labels)(self.server.clone(), &key));
+                .remove(&(self.labels)(self.server.to_string(), &key));
         }
     }
 }
@@ -517,38 +498,14 @@ impl FailureReason {
     }
 }
 
-/// Handshake failures, one counter per [`FailureReason`] in [`FailureReason::ALL`]'s order.
-#[derive(Clone, Debug)]
-pub(crate) struct HandshakeFailures([Counter; FailureReason::ALL.len()]);
-
-impl HandshakeFailures {
-    pub(crate) fn count(&self, reason: FailureReason) {
-        self.0[reason as usize].inc();
-    }
-
-    /// `(reason, count)` for every reason.
-    pub(crate) fn counts(&self) -> impl Iterator<Item = (FailureReason, u64)> + '_ {
-        FailureReason::ALL
-            .into_iter()
-            .map(|r| (r, self.0[r as usize].get()))
-    }
-}
-
-/// Byte counters a connection's stream adds to.
-#[derive(Clone, Debug)]
-pub(crate) struct Traffic {
-    pub(crate) received: Counter,
-    pub(crate) sent: Counter,
-}
-
 /// One server's certificate expiry gauges: one series per certificate name, replaced whole when
 /// the server's certificates change.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct CertificateExpiry {
     family: Family<CertificateLabels, Gauge>,
-    server: String,
+    server: Arc<str>,
     /// The names shown now, so that a certificate removed by a reload loses its series.
-    shown: Arc<Mutex<Vec<String>>>,
+    shown: Mutex<Vec<String>>,
 }
 
 impl CertificateExpiry {
@@ -574,7 +531,7 @@ impl CertificateExpiry {
 
     fn labels(&self, name: &str) -> CertificateLabels {
         CertificateLabels {
-            server: self.server.clone(),
+            server: self.server.to_string(),
             name: name.to_owned(),
         }
     }

@@ -3,7 +3,8 @@
 //!
 //! A `Family` per metric would cost each server some twenty hash-map entries, each with its
 //! own copy of the server's name (about 2.5 KB a server, and most of the time to bind 10,000
-//! of them); here a server costs one entry and its atomics. The series of a name live until
+//! of them); here a server costs one entry and its atomics, in one allocation
+//! ([`values`](super::values)). The series of a name live until
 //! the server is stopped or removed: a server rebound under the same name keeps counting where
 //! its predecessor stopped.
 
@@ -12,53 +13,67 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::MetricType;
 
+use super::values::{Count, Level, Timings};
 use super::FailureReason;
 
 /// One server's series.
 #[derive(Debug)]
-pub(super) struct ServerSeries {
-    pub(super) accepted: Counter,
-    pub(super) active: Gauge,
-    pub(super) server_limited: Counter,
-    pub(super) process_limited: Counter,
-    pub(super) client_limited: Counter,
-    pub(super) handshakes: Counter,
-    pub(super) resumed: Counter,
-    pub(super) failures: [Counter; FailureReason::ALL.len()],
-    pub(super) duration: Histogram,
-    pub(super) received: Counter,
-    pub(super) sent: Counter,
-    pub(super) backend_errors: Counter,
+pub(crate) struct ServerSeries {
+    pub(crate) accepted: Count,
+    pub(crate) active: Level,
+    pub(crate) server_limited: Count,
+    pub(crate) process_limited: Count,
+    pub(crate) client_limited: Count,
+    pub(crate) handshakes: Count,
+    pub(crate) resumed: Count,
+    /// Failed handshakes, by [`FailureReason`] in the order of [`FailureReason::ALL`].
+    failures: [Count; FailureReason::ALL.len()],
+    /// Accept to the end of the handshake.
+    pub(crate) duration: Timings,
+    /// Bytes read from clients, as on the wire.
+    pub(crate) received: Count,
+    /// Bytes written to clients, as on the wire.
+    pub(crate) sent: Count,
+    pub(crate) backend_errors: Count,
     /// HTTP responses by status class, 1xx to 5xx.
-    pub(super) requests: [Counter; 5],
-    pub(super) request_duration: Histogram,
+    pub(super) requests: [Count; 5],
+    pub(super) request_duration: Timings,
 }
 
 impl ServerSeries {
     fn new() -> Self {
         Self {
-            accepted: Counter::default(),
-            active: Gauge::default(),
-            server_limited: Counter::default(),
-            process_limited: Counter::default(),
-            client_limited: Counter::default(),
-            handshakes: Counter::default(),
-            resumed: Counter::default(),
+            accepted: Count::default(),
+            active: Level::default(),
+            server_limited: Count::default(),
+            process_limited: Count::default(),
+            client_limited: Count::default(),
+            handshakes: Count::default(),
+            resumed: Count::default(),
             failures: Default::default(),
             // 0.1 ms to ~3.3 s.
-            duration: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
-            received: Counter::default(),
-            sent: Counter::default(),
-            backend_errors: Counter::default(),
+            duration: Timings::new(0.0001),
+            received: Count::default(),
+            sent: Count::default(),
+            backend_errors: Count::default(),
             requests: Default::default(),
             // 1 ms to ~33 s.
-            request_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            request_duration: Timings::new(0.001),
         }
+    }
+
+    /// A handshake that failed for `reason`.
+    pub(crate) fn failed(&self, reason: FailureReason) {
+        self.failures[reason as usize].inc();
+    }
+
+    /// `(reason, count)` for every reason.
+    pub(crate) fn failures(&self) -> impl Iterator<Item = (FailureReason, u64)> + '_ {
+        FailureReason::ALL
+            .into_iter()
+            .map(|reason| (reason, self.failures[reason as usize].get()))
     }
 }
 
@@ -113,16 +128,19 @@ const SINGLES: [Single; 10] = [
 ];
 
 impl ServerSeriesTable {
-    /// The series of the server called `name`, made on first use.
-    pub(super) fn get_or_create(&self, name: &str) -> Arc<ServerSeries> {
-        if let Some(series) = self.read().get(name) {
-            return series.clone();
+    /// The series of the server called `name`, made on first use, and the name as the table
+    /// keeps it.
+    pub(super) fn get_or_create(&self, name: &str) -> (Arc<str>, Arc<ServerSeries>) {
+        if let Some((name, series)) = self.read().get_key_value(name) {
+            return (name.clone(), series.clone());
         }
         let mut table = self.0.write().unwrap_or_else(PoisonError::into_inner);
-        table
-            .entry(name.into())
+        let name: Arc<str> = name.into();
+        let series = table
+            .entry(name.clone())
             .or_insert_with(|| Arc::new(ServerSeries::new()))
-            .clone()
+            .clone();
+        (name, series)
     }
 
     /// Drops the series of the server called `name`.

@@ -48,7 +48,7 @@ pub(super) async fn serve(
     let _ = tcp.set_nodelay(true);
     let settings = shared.settings.current();
     let bytes = Arc::new(ConnectionBytes::default());
-    let tcp = MeteredTcp::new(tcp, shared.metrics.traffic.clone(), bytes.clone());
+    let tcp = MeteredTcp::new(tcp, shared.metrics.series.clone(), bytes.clone());
     let mut hello = Hello::default();
     // On the heap, and freed once the handshake is done: inline, the handshake's state (rustls'
     // Acceptor, then the connection mid-handshake) would size every connection's task for its
@@ -129,7 +129,7 @@ async fn pass_through(
     match passthrough.serve(&mut tcp, kept, peers).await {
         Ok(true) => CloseReason::Closed,
         Ok(false) => {
-            shared.metrics.backend_errors.inc();
+            shared.metrics.series.backend_errors.inc();
             let _ = tcp
                 .write_all(&fatal_alert(AlertDescription::InternalError))
                 .await;
@@ -183,7 +183,7 @@ async fn establish<'s>(
     hello: &mut Hello,
 ) -> Result<Established<'s>, CloseReason> {
     let timeout = settings.handshake_timeout;
-    let failures = &shared.metrics.failures;
+    let series = &shared.metrics.series;
     let handshake = handshake(shared, settings, tcp, hello);
     let (stream, handler) = match tokio::time::timeout(timeout, handshake).await {
         Ok(Ok(handshake::Handshaken::Tls(stream, handler))) => (stream, handler),
@@ -196,12 +196,12 @@ async fn establish<'s>(
             return Err(CloseReason::AcmeValidated);
         }
         Ok(Err(error)) => {
-            failures.count(error.reason());
+            series.failed(error.reason());
             error.log();
             return Err(CloseReason::HandshakeFailed(error));
         }
         Err(_) => {
-            failures.count(FailureReason::Timeout);
+            series.failed(FailureReason::Timeout);
             tracing::debug!(
                 timeout_ms = timeout.as_millis() as u64,
                 "handshake timed out"
@@ -212,7 +212,7 @@ async fn establish<'s>(
     let route = settings.routes.get(hello.route);
     if let Some(check) = &route.client_check {
         if let Err(reason) = still_authorized(check, stream.get_ref().1) {
-            failures.count(FailureReason::ClientCert);
+            series.failed(FailureReason::ClientCert);
             tracing::info!(%reason, "resumed session refused: the client certificate no longer passes");
             return Err(CloseReason::ResumedSessionRefused(reason));
         }
@@ -225,14 +225,15 @@ async fn establish<'s>(
         accepted_at.elapsed(),
     );
     let metrics = &shared.metrics;
-    metrics.handshakes.inc();
+    metrics.series.handshakes.inc();
     if let Some(group) = info.key_exchange_group {
         metrics.groups.count(&group);
     }
     if info.resumed {
-        metrics.resumed.inc();
+        metrics.series.resumed.inc();
     }
     metrics
+        .series
         .duration
         .observe(info.handshake_duration.as_secs_f64());
     tracing::debug!(

@@ -214,12 +214,12 @@ impl ServerHandle {
                 ServerState::Serving
             },
             connections_active: self.open_connections(),
-            connections_total: m.accepted.get(),
-            handshakes: m.handshakes.get(),
-            handshakes_resumed: m.resumed.get(),
+            connections_total: m.series.accepted.get(),
+            handshakes: m.series.handshakes.get(),
+            handshakes_resumed: m.series.resumed.get(),
             handshake_failures: m
-                .failures
-                .counts()
+                .series
+                .failures()
                 .map(|(reason, count)| (reason.as_str(), count))
                 .collect(),
             http_requests: m.http.total(),

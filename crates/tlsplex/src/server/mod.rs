@@ -16,12 +16,12 @@ mod outcome;
 mod routes;
 mod settings;
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use prometheus_client::metrics::counter::Counter;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -33,6 +33,7 @@ pub(crate) use options::ServerInputs;
 pub use options::ServerOptions;
 
 use crate::context::Context;
+use crate::metrics::Count;
 use crate::rate::RateTable;
 use crate::registry::{DuplicateName, Registration, ServerState};
 use accept::AcceptBackoff;
@@ -191,7 +192,9 @@ impl Server {
     /// process-wide limit, each server accepts at most one more connection and holds it, not
     /// handshaking, until a permit frees. Either way the client sees a slow handshake, never a
     /// refusal.
-    pub async fn run(self) -> Result<(), ServerError> {
+    pub fn run(self) -> impl Future<Output = Result<(), ServerError>> + Send + 'static {
+        // Taken apart here, not in the async block: an async fn keeps its arguments for its whole
+        // life, which would double what each idle server's task holds.
         let Self {
             ctx,
             listener,
@@ -199,72 +202,77 @@ impl Server {
             handle,
             registration,
         } = self;
-        let listener = match TcpListener::from_std(listener) {
-            Ok(listener) => listener,
-            Err(source) => {
-                handle.closed.cancel();
-                return Err(ServerError::Listener {
-                    server: handle.name.to_string(),
-                    source,
-                });
-            }
-        };
-        if !handle.stop.is_cancelled() {
-            registration.entry().set_state(ServerState::Serving);
-        }
-        tracing::info!(server = %handle.name, addr = %handle.local_addr, "serving");
-
-        // Cancelling `abort` drops connections still open when the grace period ends.
-        let abort = CancellationToken::new();
-        let mut backoff = AcceptBackoff::default();
-        loop {
-            // This server's permit is taken before accept, so beyond its limit connections wait
-            // in the kernel's backlog, never in our memory.
-            let limited = &shared.metrics.server_limited;
-            let Some(server_permit) = permit(handle.limit.permits(), limited, &handle.stop).await
-            else {
-                break;
-            };
-            let accepted = tokio::select! {
-                biased;
-                () = handle.stop.cancelled() => break,
-                accepted = listener.accept() => accepted,
-            };
-            let (tcp, peer_addr) = match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    backoff.on_error(&handle.name, &error).await;
-                    continue;
+        async move {
+            let listener = match TcpListener::from_std(listener) {
+                Ok(listener) => listener,
+                Err(source) => {
+                    handle.closed.cancel();
+                    return Err(ServerError::Listener {
+                        server: handle.name.to_string(),
+                        source,
+                    });
                 }
             };
-            let Some(client) = handle.clients.admit(peer_addr.ip()) else {
-                shared.metrics.client_limited.inc();
-                tracing::debug!(server = %handle.name, client.addr = %peer_addr, "closed at accept: max_connections_per_client");
-                continue; // `tcp` is dropped: closed before any byte
-            };
-            // The process-wide permit is taken after accept: taken before, every idle server
-            // would hold one and the limit would shrink by one per server. So at most one
-            // accepted connection per server waits here for a permit.
-            let limited = &shared.metrics.process_limited;
-            let Some(process_permit) =
-                permit(ctx.connection_permits(), limited, &handle.stop).await
-            else {
-                break;
-            };
-            backoff.reset();
-            let held = Some((server_permit, process_permit, client));
-            spawn_connection(&shared, &handle, &abort, tcp, peer_addr, held);
-        }
+            if !handle.stop.is_cancelled() {
+                registration.entry().set_state(ServerState::Serving);
+            }
+            tracing::info!(server = %handle.name, addr = %handle.local_addr, "serving");
 
-        if shared.reuse_port {
-            take_queued(&listener, &shared, &handle, &abort);
+            // Cancelling `abort` drops connections still open when the grace period ends.
+            let abort = CancellationToken::new();
+            let mut backoff = AcceptBackoff::default();
+            loop {
+                // This server's permit is taken before accept, so beyond its limit connections wait
+                // in the kernel's backlog, never in our memory.
+                let limited = &shared.metrics.series.server_limited;
+                let Some(server_permit) =
+                    permit(handle.limit.permits(), limited, &handle.stop).await
+                else {
+                    break;
+                };
+                let accepted = tokio::select! {
+                    biased;
+                    () = handle.stop.cancelled() => break,
+                    accepted = listener.accept() => accepted,
+                };
+                let (tcp, peer_addr) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Boxed, as the other waits off the accept path: the server's task stays small
+                        // (10,000 idle servers hold one each).
+                        Box::pin(backoff.on_error(&handle.name, &error)).await;
+                        continue;
+                    }
+                };
+                let Some(client) = handle.clients.admit(peer_addr.ip()) else {
+                    shared.metrics.series.client_limited.inc();
+                    tracing::debug!(server = %handle.name, client.addr = %peer_addr, "closed at accept: max_connections_per_client");
+                    continue; // `tcp` is dropped: closed before any byte
+                };
+                // The process-wide permit is taken after accept: taken before, every idle server
+                // would hold one and the limit would shrink by one per server. So at most one
+                // accepted connection per server waits here for a permit.
+                let limited = &shared.metrics.series.process_limited;
+                let Some(process_permit) =
+                    permit(ctx.connection_permits(), limited, &handle.stop).await
+                else {
+                    break;
+                };
+                backoff.reset();
+                let held = Some((server_permit, process_permit, client));
+                spawn_connection(&shared, &handle, &abort, tcp, peer_addr, held);
+            }
+
+            if shared.reuse_port {
+                take_queued(&listener, &shared, &handle, &abort);
+            }
+            drop(listener);
+            handle.closed.cancel();
+            registration.entry().set_state(ServerState::Draining);
+            Box::pin(drain(&handle, ctx.shutdown_grace(), &abort)).await;
+            tracing::info!(server = %handle.name, "stopped");
+            Ok(())
         }
-        drop(listener);
-        handle.closed.cancel();
-        registration.entry().set_state(ServerState::Draining);
-        drain(&handle, ctx.shutdown_grace(), &abort).await;
-        tracing::info!(server = %handle.name, "stopped");
-        Ok(())
     }
 }
 
@@ -298,18 +306,19 @@ fn spawn_connection(
     peer_addr: SocketAddr,
     permits: Option<Permits>,
 ) {
-    shared.metrics.accepted.inc();
-    shared.metrics.active.inc();
+    let series = shared.metrics.series.clone();
+    series.accepted.inc();
+    series.active.inc();
     let span = tracing::debug_span!("conn", server = %handle.name, client.addr = %peer_addr);
     let task = connection::serve(shared.clone(), tcp, peer_addr, Instant::now());
-    let (abort, active) = (abort.clone(), shared.metrics.active.clone());
+    let abort = abort.clone();
     handle.connections.spawn(
         async move {
             tokio::select! {
                 () = task => {}
                 () = abort.cancelled() => tracing::debug!("closed at the end of the grace period"),
             }
-            active.dec();
+            series.active.dec();
             drop(permits);
         }
         .instrument(span),
@@ -319,18 +328,21 @@ fn spawn_connection(
 /// A permit from `permits`, counting in `limited` when it had to wait; `None` once stopped.
 async fn permit(
     permits: &Arc<Semaphore>,
-    limited: &Counter,
+    limited: &Count,
     stop: &CancellationToken,
 ) -> Option<OwnedSemaphorePermit> {
     if let Ok(permit) = permits.clone().try_acquire_owned() {
         return Some(permit);
     }
     limited.inc();
-    tokio::select! {
-        biased;
-        () = stop.cancelled() => None,
-        permit = permits.clone().acquire_owned() => permit.ok(),
-    }
+    Box::pin(async {
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => None,
+            permit = permits.clone().acquire_owned() => permit.ok(),
+        }
+    })
+    .await
 }
 
 /// Waits for the server's connections to finish, at most `grace`, then closes the rest.

@@ -46,16 +46,15 @@ pub(crate) struct LiveSettings {
     /// Replaced when the client-auth policy changes: sessions never outlive their policy.
     resumption: Mutex<ResumptionState>,
     current: RwLock<Arc<Settings>>,
-    /// Every certificate's expiry, kept current for the metrics.
-    expiry: CertificateExpiry,
-    backends: BackendMetrics,
+    /// Where every certificate's expiry is kept current, and the backends' series are.
+    metrics: Arc<ServerMetrics>,
 }
 
 impl LiveSettings {
     pub(crate) fn new(
         ctx: &Context,
         options: &ServerOptions,
-        metrics: &ServerMetrics,
+        metrics: &Arc<ServerMetrics>,
     ) -> Result<Self, rustls::Error> {
         let binding = client_auth_binding(options);
         let resumption =
@@ -67,8 +66,7 @@ impl LiveSettings {
             name: options.name.clone(),
             resumption: Mutex::new(resumption),
             current: RwLock::new(Arc::new(settings)),
-            expiry: metrics.expiry.clone(),
-            backends: metrics.backends.clone(),
+            metrics: metrics.clone(),
         })
     }
 
@@ -96,13 +94,13 @@ impl LiveSettings {
             &self.ctx,
             renewed.as_ref().unwrap_or(&resumption),
             options,
-            &self.backends,
+            &self.metrics.backends,
             Some(&previous.routes),
         )?);
         if let Some(renewed) = renewed {
             *resumption = renewed;
         }
-        set_expiry(&self.expiry, &settings.certs);
+        set_expiry(&self.metrics.expiry, &settings.certs);
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = settings;
         Ok(())
     }
