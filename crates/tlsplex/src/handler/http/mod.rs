@@ -6,6 +6,7 @@
 mod access;
 mod activity;
 mod basic_auth;
+mod builder;
 mod compress;
 mod edits;
 mod flood;
@@ -19,7 +20,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use hyper::body::{Body, Incoming};
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 
@@ -131,30 +132,8 @@ impl HttpServer {
     }
 
     fn build(limits: HttpLimits, tunnels: bool) -> Self {
-        let mut http = auto::Builder::new(TokioExecutor::new());
-        let header_bytes = limits.max_request_header_bytes;
-        http.http1()
-            .timer(TokioTimer::new())
-            // Request heads are timed by the watchdog below: hyper's own timer starts when a
-            // keep-alive connection begins to wait, so it would cut the idle time short.
-            .header_read_timeout(None)
-            .max_buf_size(header_bytes.max(MIN_HEADER_BYTES));
-        if limits.max_request_headers != limits::DEFAULT_MAX_REQUEST_HEADERS {
-            // Set only when it differs: hyper then parses into a heap buffer per request.
-            http.http1().max_headers(limits.max_request_headers);
-        }
-        let ping = limits.http2_keep_alive_interval;
-        http.http2()
-            .timer(TokioTimer::new())
-            .max_concurrent_streams(limits.max_concurrent_streams)
-            .max_header_list_size(u32::try_from(header_bytes).unwrap_or(u32::MAX))
-            .keep_alive_interval(ping)
-            .keep_alive_timeout(ping.min(std::time::Duration::from_secs(20)));
-        if tunnels {
-            http.http2().enable_connect_protocol();
-        }
         Self {
-            builder: Arc::new(http),
+            builder: builder::shared(&limits, tunnels),
             limits,
             tunnels,
             response_headers: None,
