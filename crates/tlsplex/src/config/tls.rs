@@ -229,8 +229,10 @@ pub(super) fn load_certificates(
         );
         return None;
     }
-    let (mut files, mut extra_files, mut acme_certificates) = (Vec::new(), Vec::new(), Vec::new());
-    let mut identities = Vec::new();
+    // Sized at once: the spec keeps `files` for as long as the config lives.
+    let mut files = Vec::with_capacity(raw.certificates.len());
+    let (mut extra_files, mut acme_certificates) = (Vec::new(), Vec::new());
+    let mut identities = Vec::with_capacity(raw.certificates.len());
     for (i, entry) in raw.certificates.iter().enumerate() {
         let at = |field: &str| format!("certificates[{i}].{field}");
         let (cert, key, names) = match (&entry.cert, &entry.key, &entry.acme) {

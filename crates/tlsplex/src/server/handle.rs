@@ -15,7 +15,10 @@ use crate::tls::summary::CertSummary;
 
 /// A cheap handle to a server: stop it, update it, count its connections.
 #[derive(Clone)]
-pub struct ServerHandle {
+pub struct ServerHandle(pub(super) Arc<ServerParts>);
+
+/// What a server's handle reaches, shared by its handles and its accept task.
+pub(super) struct ServerParts {
     pub(super) name: Arc<str>,
     pub(super) local_addr: SocketAddr,
     pub(super) stop: CancellationToken,
@@ -23,7 +26,7 @@ pub struct ServerHandle {
     pub(super) closed: CancellationToken,
     pub(super) connections: TaskTracker,
     pub(super) settings: Arc<LiveSettings>,
-    pub(super) limit: Arc<ConnectionLimit>,
+    pub(super) limit: ConnectionLimit,
     pub(super) clients: Arc<super::client_limit::ClientLimit>,
     /// Requests per second per client address (`request_rate_per_client`).
     pub(super) rates: Arc<crate::rate::RateTable>,
@@ -126,8 +129,8 @@ pub struct CertificateStats {
 impl std::fmt::Debug for ServerHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerHandle")
-            .field("name", &self.name)
-            .field("local_addr", &self.local_addr)
+            .field("name", &self.0.name)
+            .field("local_addr", &self.0.local_addr)
             .finish_non_exhaustive()
     }
 }
@@ -135,35 +138,35 @@ impl std::fmt::Debug for ServerHandle {
 impl ServerHandle {
     /// The server's name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.0.name
     }
 
     /// The address the server is bound to.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.0.local_addr
     }
 
     /// Stops this server alone (the seed's `needToDie`): it stops accepting, its port closes, its
     /// in-flight connections finish. Other servers are not touched.
     pub fn stop(&self) {
-        self.entry.set_state(ServerState::Draining);
-        self.stop.cancel();
+        self.0.entry.set_state(ServerState::Draining);
+        self.0.stop.cancel();
     }
 
     /// Waits until the server, once stopped, has closed its listening socket (its in-flight
     /// connections may still be draining).
     pub async fn port_closed(&self) {
-        self.closed.cancelled().await;
+        self.0.closed.cancelled().await;
     }
 
     /// Whether [`ServerHandle::stop`] (or the context's shutdown) has been called.
     pub fn is_stopping(&self) -> bool {
-        self.stop.is_cancelled()
+        self.0.stop.is_cancelled()
     }
 
     /// Connections this server holds now (handshaking or being served).
     pub fn open_connections(&self) -> usize {
-        self.connections.len()
+        self.0.connections.len()
     }
 
     /// Applies new options to the running server: certificates, TLS policy, handler, handshake
@@ -172,26 +175,27 @@ impl ServerHandle {
     /// restart). The name and address are not changed here (see `Supervisor::reload`). On error
     /// nothing changes. Must be called within a tokio runtime.
     pub fn update(&self, options: &ServerOptions) -> Result<(), ServerError> {
-        self.settings
+        self.0
+            .settings
             .replace(options)
             .map_err(|source| ServerError::Tls {
-                server: self.name.to_string(),
+                server: self.0.name.to_string(),
                 source,
             })?;
-        self.limit.resize(
+        self.0.limit.resize(
             options
                 .max_connections
-                .unwrap_or(self.default_max_connections),
+                .unwrap_or(self.0.default_max_connections),
         );
-        self.clients.set(options.max_connections_per_client);
-        self.rates.set(options.request_rate_per_client);
+        self.0.clients.set(options.max_connections_per_client);
+        self.0.rates.set(options.request_rate_per_client);
         Ok(())
     }
 
     /// The server's figures now.
     pub fn stats(&self) -> ServerStats {
-        let m = &self.metrics;
-        let settings = self.settings.current();
+        let m = &self.0.metrics;
+        let settings = self.0.settings.current();
         let cert = settings.certs.default_identity().summary();
         let now = std::time::SystemTime::now();
         let certificates = settings
@@ -206,8 +210,8 @@ impl ServerHandle {
             })
             .collect();
         ServerStats {
-            name: self.name.to_string(),
-            listen: self.local_addr,
+            name: self.0.name.to_string(),
+            listen: self.0.local_addr,
             state: if self.is_stopping() {
                 ServerState::Draining
             } else {
@@ -247,7 +251,7 @@ impl ServerHandle {
 
     /// Drops the server's metric series (it stops for good: no successor takes its name).
     pub(crate) fn forget_metrics(&self, metrics: &crate::metrics::Metrics) {
-        metrics.forget_server(&self.name, &self.metrics);
+        metrics.forget_server(&self.0.name, &self.0.metrics);
     }
 
     /// Marks the server as draining in the registry while it still serves, so a successor may
@@ -258,6 +262,6 @@ impl ServerHandle {
         } else {
             ServerState::Serving
         };
-        self.entry.set_state(state);
+        self.0.entry.set_state(state);
     }
 }

@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
+use handle::ServerParts;
 pub use handle::{CertificateStats, RouteStats, ServerHandle, ServerStats};
 pub(crate) use options::ServerInputs;
 pub use options::ServerOptions;
@@ -150,32 +151,32 @@ impl Server {
                 reuse_port: options.reuse_port,
                 rates: rates.clone(),
             }),
-            handle: ServerHandle {
+            handle: ServerHandle(Arc::new(ServerParts {
                 name,
                 local_addr,
                 stop,
                 closed: CancellationToken::new(),
                 connections: TaskTracker::new(),
                 settings,
-                limit: Arc::new(limit),
+                limit,
                 clients: Arc::new(ClientLimit::new(options.max_connections_per_client)),
                 rates,
                 entry: registration.entry().clone(),
                 default_max_connections,
                 metrics,
-            },
+            })),
             registration,
         })
     }
 
     /// The server's name.
     pub fn name(&self) -> &str {
-        &self.handle.name
+        self.handle.name()
     }
 
     /// The address actually bound (with the real port when 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
-        self.handle.local_addr
+        self.handle.local_addr()
     }
 
     /// A handle to stop this server and watch its connections, usable while it runs.
@@ -199,7 +200,7 @@ impl Server {
             ctx,
             listener,
             shared,
-            handle,
+            handle: ServerHandle(handle),
             registration,
         } = self;
         async move {
@@ -282,7 +283,7 @@ impl Server {
 fn take_queued(
     listener: &TcpListener,
     shared: &Arc<ConnectionShared>,
-    handle: &ServerHandle,
+    handle: &ServerParts,
     abort: &CancellationToken,
 ) {
     let waker = std::task::Waker::noop();
@@ -300,7 +301,7 @@ type Permits = (OwnedSemaphorePermit, OwnedSemaphorePermit, ClientSlot);
 /// server and client; `abort` drops it at the end of the grace period.
 fn spawn_connection(
     shared: &Arc<ConnectionShared>,
-    handle: &ServerHandle,
+    handle: &ServerParts,
     abort: &CancellationToken,
     tcp: tokio::net::TcpStream,
     peer_addr: SocketAddr,
@@ -346,7 +347,7 @@ async fn permit(
 }
 
 /// Waits for the server's connections to finish, at most `grace`, then closes the rest.
-async fn drain(handle: &ServerHandle, grace: Duration, abort: &CancellationToken) {
+async fn drain(handle: &ServerParts, grace: Duration, abort: &CancellationToken) {
     handle.connections.close();
     let open = handle.connections.len();
     if open > 0 {
