@@ -1,7 +1,6 @@
 //! Running servers until a signal: shared by `tlsplex run` and `tlsplex demo`.
 
 use std::process::ExitCode;
-use std::time::SystemTime;
 
 use tlsplex::config::GlobalSettings;
 use tlsplex::control::{ControlError, ReloadCause};
@@ -42,9 +41,6 @@ pub fn serve(
                 return ExitCode::FAILURE;
             }
         };
-        let identities: Vec<_> = (plan.servers.iter())
-            .map(|s| (s.name().to_owned(), s.certs().default_identity().summary().clone()))
-            .collect();
         plan.listeners = crate::systemd::activated_listeners();
         // Everything binds before anything serves (and before the privileges go: port 80).
         let daemon = match Daemon::start(&ctx, plan).await {
@@ -57,14 +53,18 @@ pub fn serve(
         let controller = daemon.controller().clone();
         controller
             .inspect(|supervisor| {
-                for (name, cert) in identities {
-                    let addr = supervisor.server(&name).map(|s| s.local_addr().to_string());
+                // One at a time from the running servers: 10,000 of them are not copied first.
+                for server in supervisor.servers() {
+                    let stats = server.stats();
+                    let Some(cert) = stats.certificates.first() else {
+                        continue;
+                    };
                     tracing::info!(
-                        server = %name,
-                        addr = addr.as_deref().unwrap_or(""),
-                        cert.subject = %cert.subject,
-                        cert.names = %cert.names().join(","),
-                        cert.days_left = cert.days_until_expiry(SystemTime::now()),
+                        server = %stats.name,
+                        addr = %stats.listen,
+                        cert.subject = %cert.summary.subject,
+                        cert.names = %cert.summary.names().join(","),
+                        cert.days_left = cert.days_left,
                         "server started"
                     );
                 }

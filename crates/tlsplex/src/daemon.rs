@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
@@ -29,7 +30,9 @@ use crate::{Context, ServerError, ServerOptions, Supervisor};
 #[derive(Debug, Default)]
 #[non_exhaustive]
 pub struct DaemonPlan {
-    /// The servers.
+    /// Servers built in code. A plan made from a config ([`DaemonPlan::from_config`]) starts
+    /// that config's servers besides these, each built as it binds: 10,000 servers are never
+    /// held as options and as servers at once.
     pub servers: Vec<ServerOptions>,
     /// The admin endpoint, if any.
     pub admin: Option<AdminOptions>,
@@ -41,6 +44,8 @@ pub struct DaemonPlan {
     pub listeners: HashMap<String, std::net::TcpListener>,
     /// The handlers the config's `external` handlers name.
     pub handlers: NamedHandlers,
+    /// The config whose servers start too (a plan made from a config), shared with `source`.
+    config: Option<Arc<Config>>,
 }
 
 impl DaemonPlan {
@@ -57,15 +62,15 @@ impl DaemonPlan {
             Some(redirect) => Some((redirect.listen, redirect.https_port)),
             None => http01.map(|addr| (addr, None)),
         };
+        let config = Arc::new(config);
         Self {
-            servers: (config.servers.iter())
-                .map(|s| s.options_with(&handlers))
-                .collect(),
+            servers: Vec::new(),
             admin: config.admin.clone(),
             plain_http,
-            source: Some(ConfigSource::from_config(path, config)),
+            source: Some(ConfigSource::from_shared(path, config.clone())),
             listeners: HashMap::new(),
             handlers,
+            config: Some(config),
         }
     }
 }
@@ -143,7 +148,11 @@ impl Daemon {
             }
             None => None,
         };
-        let supervisor = Supervisor::start_with_listeners(ctx, plan.servers, plan.listeners)?;
+        let from_config = (plan.config.iter())
+            .flat_map(|config| config.servers.iter())
+            .map(|spec| spec.options_with(&plan.handlers));
+        let servers = plan.servers.into_iter().chain(from_config);
+        let supervisor = Supervisor::start_with_listeners(ctx, servers, plan.listeners)?;
         let controller = Controller::new(supervisor, plan.source).with_handlers(plan.handlers);
         let stop = CancellationToken::new();
         // Idle unless the config has an [acme] table (a reload may add one).

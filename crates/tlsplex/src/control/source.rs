@@ -31,11 +31,16 @@ impl ConfigSource {
     /// As [`ConfigSource::new`], keeping `config` instead of copying it (a config of 10,000
     /// servers would otherwise be held twice).
     pub fn from_config(path: &Path, config: Config) -> Self {
+        Self::from_shared(path, Arc::new(config))
+    }
+
+    /// As [`ConfigSource::from_config`], sharing `config` with its other holder.
+    pub(crate) fn from_shared(path: &Path, config: Arc<Config>) -> Self {
         Self {
             path: path.to_owned(),
             files: seen_now(&config),
             started_with: config.global.clone(),
-            last: Arc::new(config),
+            last: config,
         }
     }
 
