@@ -159,10 +159,13 @@ async fn a_stalled_flood_on_two_servers_is_shed_while_others_are_served() {
         );
     }
     // Memory: the allocator keeps what the first flood freed for reuse, and the second flood
-    // reuses it instead of growing (a leak would add another flood's worth).
+    // reuses it instead of growing (a leak would add another flood's worth). Not all of it:
+    // the connections land on either worker thread's malloc arena, and the second flood's
+    // split may differ from the first's. Over 12 runs the second peak was 0.2 to 5.0 MB above
+    // the first (growth ~15 MB); a quarter of the growth was once too tight.
     let first_growth = first.rss_peak.saturating_sub(rss_before);
     assert!(
-        second.rss_peak <= first.rss_peak + first_growth / 4 + 1024,
+        second.rss_peak <= first.rss_peak + first_growth / 2 + 1024,
         "RSS peaks: {} KiB, then {} KiB (started at {rss_before} KiB)",
         first.rss_peak,
         second.rss_peak
