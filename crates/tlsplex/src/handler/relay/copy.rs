@@ -12,8 +12,8 @@ use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// The largest read: one whole TLS record's worth toward a TLS client.
-const SCRATCH: usize = 16 * 1024;
+/// The largest read: two whole TLS records' worth toward a TLS client.
+const SCRATCH: usize = 32 * 1024;
 
 thread_local! {
     /// Each worker thread's read buffer, lent to one poll at a time.
