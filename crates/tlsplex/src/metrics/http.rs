@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 
-use super::{SeenCounters, ServerSeries};
+use super::{SeenCounters, ServerMetrics};
 
-/// The status classes, in the order of [`HttpMetrics`]' counters.
+/// The status classes, in the order of the series' `requests`.
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -33,31 +33,24 @@ pub(super) fn route_class_labels(
     }
 }
 
-/// A server's HTTP request series, for the HTTP layer to count responses with.
-#[derive(Debug)]
-pub(crate) struct HttpMetrics {
-    /// Where the counts by status class and the durations are.
-    pub(super) series: Arc<ServerSeries>,
-    pub(super) routes: RouteRequestCounters,
-}
-
-impl HttpMetrics {
-    /// Responses so far.
-    pub(crate) fn total(&self) -> u64 {
+/// What the HTTP layer counts: by status class and time in the server's series, by route in
+/// its `http_routes`.
+impl ServerMetrics {
+    /// HTTP responses so far.
+    pub(crate) fn http_responses(&self) -> u64 {
         self.series.requests.iter().map(|count| count.get()).sum()
     }
 
     /// 5xx responses so far.
-    pub(crate) fn server_errors(&self) -> u64 {
+    pub(crate) fn http_server_errors(&self) -> u64 {
         self.series.requests[4].get()
     }
 
     /// `(responses, of which 5xx)` on the route called `route`.
-    pub(crate) fn on_route(&self, route: &str) -> (u64, u64) {
-        let all = self.routes.sum(|(name, _)| &**name == route);
-        let errors = self
-            .routes
-            .sum(|(name, class)| &**name == route && *class == "5xx");
+    pub(crate) fn http_on_route(&self, route: &str) -> (u64, u64) {
+        let routes = &self.http_routes;
+        let all = routes.sum(|(name, _)| &**name == route);
+        let errors = routes.sum(|(name, class)| &**name == route && *class == "5xx");
         (all, errors)
     }
 
@@ -73,7 +66,7 @@ impl HttpMetrics {
         self.series.requests[class].inc();
         self.series.request_duration.observe(elapsed.as_secs_f64());
         if let Some(route) = route {
-            self.routes.count(&(route.clone(), CLASSES[class]));
+            self.http_routes.count(&(route.clone(), CLASSES[class]));
         }
     }
 }

@@ -21,7 +21,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-pub(crate) use http::HttpMetrics;
 pub(crate) use per_server::ServerSeries;
 use per_server::ServerSeriesTable;
 pub use process::BUILD_INFO;
@@ -250,7 +249,7 @@ impl Metrics {
         self.servers.remove(name);
         server.groups.forget();
         server.routes.forget();
-        server.http.routes.forget();
+        server.http_routes.forget();
         server.expiry.show([]);
         server.backends.keep([]);
     }
@@ -259,15 +258,12 @@ impl Metrics {
     pub(crate) fn server(&self, name: &str) -> ServerMetrics {
         let (server, series) = self.servers.get_or_create(name);
         ServerMetrics {
-            series: series.clone(),
+            series,
             groups: SeenCounters::new(&self.groups, &server, |server, group| GroupLabels {
                 server,
                 group,
             }),
-            http: HttpMetrics {
-                series,
-                routes: SeenCounters::new(&self.route_requests, &server, http::route_class_labels),
-            },
+            http_routes: SeenCounters::new(&self.route_requests, &server, http::route_class_labels),
             expiry: CertificateExpiry {
                 family: self.expiry.clone(),
                 server: server.clone(),
@@ -293,7 +289,8 @@ pub(crate) struct ServerMetrics {
     /// The series every server has.
     pub(crate) series: Arc<ServerSeries>,
     pub(crate) groups: GroupCounters,
-    pub(crate) http: HttpMetrics,
+    /// HTTP responses by route and class (`http.rs`).
+    pub(crate) http_routes: http::RouteRequestCounters,
     pub(crate) expiry: CertificateExpiry,
     pub(crate) routes: RouteCounters,
     pub(crate) backends: BackendMetrics,

@@ -226,8 +226,8 @@ impl ServerHandle {
                 .failures()
                 .map(|(reason, count)| (reason.as_str(), count))
                 .collect(),
-            http_requests: m.http.total(),
-            http_responses_5xx: m.http.server_errors(),
+            http_requests: m.http_responses(),
+            http_responses_5xx: m.http_server_errors(),
             certificate_subject: cert.subject.clone(),
             certificate_days_left: cert.days_until_expiry(now),
             certificates,
@@ -236,7 +236,7 @@ impl ServerHandle {
                 .routes
                 .names()
                 .map(|name| {
-                    let (http_requests, http_responses_5xx) = m.http.on_route(name);
+                    let (http_requests, http_responses_5xx) = m.http_on_route(name);
                     RouteStats {
                         name: name.to_owned(),
                         connections_total: m.routes.sum(|route| &**route == name),

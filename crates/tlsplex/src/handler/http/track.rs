@@ -310,9 +310,7 @@ impl Answered {
 
     fn answer(&self, status: StatusCode) {
         let elapsed = self.since.elapsed();
-        self.metrics
-            .http
-            .answered(status, self.route.as_ref(), elapsed);
+        self.metrics.answered(status, self.route.as_ref(), elapsed);
     }
 }
 
