@@ -39,7 +39,7 @@ use crate::rate::RateTable;
 use crate::registry::{DuplicateName, Registration, ServerState};
 use accept::AcceptBackoff;
 use client_limit::{ClientLimit, ClientSlot};
-use connection::ConnectionShared;
+use connection::{ConnectionShared, ConnectionTask};
 use limit::ConnectionLimit;
 use settings::LiveSettings;
 
@@ -311,19 +311,9 @@ fn spawn_connection(
     series.accepted.inc();
     series.active.inc();
     let span = tracing::debug_span!("conn", server = %handle.name, client.addr = %peer_addr);
-    let task = connection::serve(shared.clone(), tcp, peer_addr, Instant::now());
-    let abort = abort.clone();
-    handle.connections.spawn(
-        async move {
-            tokio::select! {
-                () = task => {}
-                () = abort.cancelled() => tracing::debug!("closed at the end of the grace period"),
-            }
-            series.active.dec();
-            drop(permits);
-        }
-        .instrument(span),
-    );
+    let serve = connection::serve(shared.clone(), tcp, peer_addr, Instant::now());
+    let task = ConnectionTask::new(serve, abort.clone(), series, permits);
+    handle.connections.spawn(task.instrument(span));
 }
 
 /// A permit from `permits`, counting in `limited` when it had to wait; `None` once stopped.

@@ -158,8 +158,8 @@ impl Handler for PathsHandler {
             encoders: Encoders::new(),
             client: conn.info.peer_addr.ip(),
         };
-        self.http.serve(conn, dispatch).await?;
-        // An upgraded connection lives on as its tunnel.
+        // Boxed, as the proxy's (an upgraded connection lives on as its tunnel).
+        Box::pin(self.http.serve(conn, dispatch)).await?;
         tunnels.finish().await
     }
 }

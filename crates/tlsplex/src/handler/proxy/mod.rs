@@ -277,8 +277,9 @@ impl Handler for ProxyHandler {
             let answer = exchanges.answer(request);
             async move { Ok::<_, std::convert::Infallible>(answer.await) }
         });
-        self.http.serve(conn, service).await?;
-        // An upgraded connection lives on as its tunnel.
+        // Boxed: an upgraded connection lives on as its tunnel, which would otherwise keep the
+        // finished HTTP state's size beside its own (this future: 928 -> 176 bytes).
+        Box::pin(self.http.serve(conn, service)).await?;
         slot.finish().await
     }
 }
