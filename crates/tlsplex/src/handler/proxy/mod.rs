@@ -263,8 +263,7 @@ impl ProxyHandler {
     ) -> super::paths::Answering {
         let exchanges = self.exchanges(conn, tunnels);
         Arc::new(move |request| {
-            let answer = exchanges.answer(request);
-            Box::pin(async move { answer.await.map(BodyExt::boxed_unsync) })
+            Box::pin(exchanges.answer(request, |response| response.map(BodyExt::boxed_unsync)))
         })
     }
 }
@@ -274,8 +273,7 @@ impl Handler for ProxyHandler {
         let slot = TunnelSlot::default();
         let exchanges = self.exchanges(&conn, &slot);
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-            let answer = exchanges.answer(request);
-            async move { Ok::<_, std::convert::Infallible>(answer.await) }
+            exchanges.answer(request, Ok::<_, std::convert::Infallible>)
         });
         // Boxed: an upgraded connection lives on as its tunnel, which would otherwise keep the
         // finished HTTP state's size beside its own (this future: 928 -> 176 bytes).
@@ -295,10 +293,15 @@ struct Exchanges {
 }
 
 impl Exchanges {
-    fn answer(
+    /// The answer to `request`, as `then` makes it of the response. `then` runs inside the
+    /// answer's own future: awaited by another `async` block, that future would be held twice
+    /// (as the block's capture and as what it polls: 4,264 bytes a request in flight, moved
+    /// into hyper's slot for it, instead of 2,128).
+    fn answer<R>(
         &self,
         request: Request<Incoming>,
-    ) -> impl std::future::Future<Output = Response<ProxyBody>> + Send + 'static {
+        then: impl FnOnce(Response<ProxyBody>) -> R + Send + 'static,
+    ) -> impl std::future::Future<Output = R> + Send + 'static {
         let (inner, info, tunnels) = (self.inner.clone(), self.info.clone(), self.tunnels.clone());
         let (certificate, access_log) = (self.certificate.clone(), self.access_log);
         async move {
@@ -308,7 +311,7 @@ impl Exchanges {
                 tunnels: &tunnels,
                 access_log,
             };
-            inner.proxy(&exchange, request).await
+            then(inner.proxy(&exchange, request).await)
         }
     }
 }
