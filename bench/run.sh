@@ -328,6 +328,10 @@ stop_system() {
 }
 
 cpu() { $tools cpu "$server_pid"; }
+kcpu() { $tools kernel-cpu "$server_pid"; }
+per_op() { # ticks operations -> µs per operation
+  awk -v c="$1" -v n="$2" 'BEGIN {printf "%.2f", c * 10000 / n}'
+}
 
 # The HTTP reverse proxy: server CPU per keep-alive request through it (wrk, 64 connections,
 # the backend's small page) and bulk MB/s per server core through it.
@@ -375,27 +379,30 @@ measure_system() { # name
 }
 
 measure_requests() { # name
-  local name=$1 c0 c1 out ok rate requests
+  local name=$1 c0 c1 k0 k1 out ok rate requests
   # 1. Full TLS 1.3 handshakes: each client a new connection and one request, no session.
-  c0=$(cpu)
+  # Server CPU per operation, and the part of it spent in the kernel (system time).
+  c0=$(cpu); k0=$(kcpu)
   out=$(taskset -c "$client_cpus" h2load --h1 -t1 -m1 -n "$handshakes" -c "$handshakes" "https://127.0.0.1:$port_a/" 2>&1)
-  c1=$(cpu)
+  c1=$(cpu); k1=$(kcpu)
   ok=$(echo "$out" | awk '/^requests:/ {print $8}')
   rate=$(echo "$out" | awk '/^finished in/ {print $4}')
   if [ "${ok:-0}" -gt 0 ]; then
-    record "$name" "full_handshake_us$sfx" "$(awk -v c=$((c1 - c0)) -v n="$ok" 'BEGIN {printf "%.1f", c * 10000 / n}')"
+    record "$name" "full_handshake_us$sfx" "$(per_op $((c1 - c0)) "$ok")"
+    record "$name" "full_handshake_kernel_us$sfx" "$(per_op $((k1 - k0)) "$ok")"
     record "$name" "full_handshake_rate$sfx" "${rate:-0}"
   else
     log "$name: full handshakes failed: $out"
   fi
 
   # 2. Resumed handshakes: wrk with Connection: close resumes its TLS session on each request.
-  c0=$(cpu)
+  c0=$(cpu); k0=$(kcpu)
   out=$(taskset -c "$client_cpus" wrk -t1 -c16 -d"${resumed_secs}s" -H 'Connection: close' "https://127.0.0.1:$port_a/" 2>&1)
-  c1=$(cpu)
+  c1=$(cpu); k1=$(kcpu)
   requests=$(echo "$out" | awk '/requests in/ {print $1}')
   if [ "${requests:-0}" -gt 0 ]; then
-    record "$name" "resumed_handshake_us$sfx" "$(awk -v c=$((c1 - c0)) -v n="$requests" 'BEGIN {printf "%.1f", c * 10000 / n}')"
+    record "$name" "resumed_handshake_us$sfx" "$(per_op $((c1 - c0)) "$requests")"
+    record "$name" "resumed_handshake_kernel_us$sfx" "$(per_op $((k1 - k0)) "$requests")"
   fi
 
   # 3. Keep-alive requests: the small file (HAProxy: its fixed answer), then the fixed answer.
@@ -404,16 +411,17 @@ measure_requests() { # name
 }
 
 keepalive() { # name metric-prefix port
-  local c0 c1 out requests rps p50 p99
-  c0=$(cpu)
+  local c0 c1 k0 k1 out requests rps p50 p99
+  c0=$(cpu); k0=$(kcpu)
   out=$(taskset -c "$client_cpus" wrk -t1 -c64 -d"${keepalive_secs}s" --latency "https://127.0.0.1:$3/" 2>&1)
-  c1=$(cpu)
+  c1=$(cpu); k1=$(kcpu)
   requests=$(echo "$out" | awk '/requests in/ {print $1}')
   rps=$(echo "$out" | awk '/^Requests\/sec/ {print $2}')
   p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
   p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
   if [ "${requests:-0}" -gt 0 ]; then
-    record "$1" "${2}_us$sfx" "$(awk -v c=$((c1 - c0)) -v n="$requests" 'BEGIN {printf "%.2f", c * 10000 / n}')"
+    record "$1" "${2}_us$sfx" "$(per_op $((c1 - c0)) "$requests")"
+    record "$1" "${2}_kernel_us$sfx" "$(per_op $((k1 - k0)) "$requests")"
     record "$1" "${2}_rps$sfx" "$rps"
     record "$1" "${2}_p50_ms$sfx" "$(to_ms "$p50")"
     record "$1" "${2}_p99_ms$sfx" "$(to_ms "$p99")"
@@ -626,7 +634,7 @@ if [ "$quick" = 1 ]; then
   for metric in full_handshake_us resumed_handshake_us keepalive_us keepalive_fixed_us bulk_https_mbps bulk_forward_mbps \
     rss_per_conn_kib scale_start_s scale_many_start_s spread_per_conn_kib pq_x25519_full_us pq_mlkem_full_us \
     pq_mlkem_resumed_us full_handshake_us_w2 keepalive_fixed_us_w2 sni_start_s sni_handshake_us \
-    keepalive_proxy_us bulk_proxy_mbps rss_per_ws_kib; do
+    keepalive_proxy_us bulk_proxy_mbps rss_per_ws_kib full_handshake_kernel_us keepalive_proxy_kernel_us; do
     grep -q "\"$metric\"" "$raw" || { log "quick run: no $metric"; exit 1; }
   done
 fi
