@@ -46,8 +46,10 @@ pin_project_lite::pin_project! {
     /// awaits twice, once as its capture and once as what it polls (the task was 1,792 bytes
     /// with a block, 640 with this and the small [`Established`], for the connection's life).
     pub(super) struct ConnectionTask<F, H> {
+        // `None` once done: the connection (its socket) is closed before its place is given
+        // back, so a connection limit never has one more open than it allows.
         #[pin]
-        serve: F,
+        serve: Option<F>,
         #[pin]
         aborted: WaitForCancellationFutureOwned,
         series: Arc<ServerSeries>,
@@ -63,7 +65,7 @@ impl<F: Future<Output = ()>, H> ConnectionTask<F, H> {
         held: Option<H>,
     ) -> Self {
         Self {
-            serve,
+            serve: Some(serve),
             aborted: abort.cancelled_owned(),
             series,
             held,
@@ -76,12 +78,17 @@ impl<F: Future<Output = ()>, H> Future for ConnectionTask<F, H> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
         let this = self.project();
-        if this.serve.poll(cx).is_pending() {
+        let mut serve = this.serve;
+        let Some(running) = serve.as_mut().as_pin_mut() else {
+            return Poll::Ready(());
+        };
+        if running.poll(cx).is_pending() {
             if this.aborted.poll(cx).is_pending() {
                 return Poll::Pending;
             }
             tracing::debug!("closed at the end of the grace period");
         }
+        serve.set(None);
         this.series.active.dec();
         this.held.take();
         Poll::Ready(())
@@ -357,4 +364,70 @@ fn access_log(
         close = %close,
         "connection"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+
+    use super::*;
+    use crate::metrics::Metrics;
+
+    /// Sets its flag when dropped: a connection's socket.
+    struct Socket(Arc<AtomicBool>);
+
+    impl Drop for Socket {
+        fn drop(&mut self) {
+            self.0.store(true, SeqCst);
+        }
+    }
+
+    /// A permit that records, when given back, whether the socket was closed by then.
+    struct Permit {
+        socket_closed: Arc<AtomicBool>,
+        closed_first: Arc<AtomicBool>,
+    }
+
+    impl Drop for Permit {
+        fn drop(&mut self) {
+            self.closed_first
+                .store(self.socket_closed.load(SeqCst), SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_closed_before_its_place_is_given_back() {
+        for aborted in [false, true] {
+            let socket_closed = Arc::new(AtomicBool::new(false));
+            let closed_first = Arc::new(AtomicBool::new(false));
+            let socket = Socket(socket_closed.clone());
+            let serve = async move {
+                let _socket = socket;
+                if aborted {
+                    std::future::pending::<()>().await;
+                }
+            };
+            let series = Metrics::default().server("a").series;
+            series.active.inc();
+            let abort = CancellationToken::new();
+            let permit = Permit {
+                socket_closed: socket_closed.clone(),
+                closed_first: closed_first.clone(),
+            };
+            let task = tokio::spawn(ConnectionTask::new(
+                serve,
+                abort.clone(),
+                series.clone(),
+                Some(permit),
+            ));
+            if aborted {
+                tokio::task::yield_now().await;
+                assert!(!socket_closed.load(SeqCst), "closed before the abort");
+                abort.cancel();
+            }
+            task.await.unwrap();
+            assert!(closed_first.load(SeqCst), "aborted: {aborted}");
+            assert_eq!(series.active.get(), 0, "aborted: {aborted}");
+        }
+    }
 }
