@@ -91,7 +91,19 @@ printf 'ok\n' > "$work/www/index.html"
 head -c $((bulk_mib * 1024 * 1024)) /dev/urandom > "$work/www/bulk"
 
 backend_port=18080
+ws_port=18081
 base_port=19000
+# The ports a run listens on must be free: whatever already listens on one would be measured in
+# place of what the run starts (the backend's nginx only logs that it could not bind).
+port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for port in "$backend_port" "$ws_port" $(seq $((base_port + 1)) $((base_port + 56))) \
+  $((base_port + 901)) $((base_port + 951)); do
+  if port_taken "$port"; then
+    log "port $port is in use: stop what listens there, then run again"
+    rm -rf "$work"
+    exit 1
+  fi
+done
 
 # The plaintext backend for forward mode (and for stunnel and hitch, which only forward):
 # nginx on CPU 1, beside the clients; its CPU is not counted for anyone.
@@ -104,7 +116,6 @@ EOF
 taskset -c 1 nginx -c "$work/backend.conf" &
 backend_pid=$!
 # The WebSocket backend for the proxied-WebSocket row (answers 101 and holds), also on CPU 1.
-ws_port=18081
 taskset -c 1 $tools ws-backend "$ws_port" &
 ws_backend_pid=$!
 
