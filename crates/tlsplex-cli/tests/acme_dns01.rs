@@ -69,7 +69,8 @@ fn config(dir: &Path, admin: u16, acme: &str, servers: &[(&str, u16, &[&str])]) 
     path
 }
 
-/// The managed certificate whose first name is `first`, from the admin API.
+/// The managed certificate whose first name is `first`, from the admin API (`Null` until the
+/// ACME manager's first look at it, which follows the start by a moment).
 fn managed(admin: u16, first: &str) -> serde_json::Value {
     let (status, body) = common::admin::http(admin, "GET", "/api/acme", None);
     assert_eq!(status, 200, "{body}");
@@ -79,7 +80,7 @@ fn managed(admin: u16, first: &str) -> serde_json::Value {
         .iter()
         .find(|m| m["names"][0] == first)
         .cloned()
-        .unwrap_or_else(|| panic!("{first} in {body}"))
+        .unwrap_or_default()
 }
 
 /// Waits until the managed certificate `first` fails at `step`; its last error.
