@@ -339,7 +339,7 @@ stop_system() {
 }
 
 cpu() { $tools cpu "$server_pid"; }
-kcpu() { $tools kernel-cpu "$server_pid"; }
+cpu_split() { $tools cpu-split "$server_pid"; } # all of it, then the kernel's part
 per_op() { # ticks operations -> µs per operation
   awk -v c="$1" -v n="$2" 'BEGIN {printf "%.2f", c * 10000 / n}'
 }
@@ -393,9 +393,9 @@ measure_requests() { # name
   local name=$1 c0 c1 k0 k1 out ok rate requests
   # 1. Full TLS 1.3 handshakes: each client a new connection and one request, no session.
   # Server CPU per operation, and the part of it spent in the kernel (system time).
-  c0=$(cpu); k0=$(kcpu)
+  read -r c0 k0 <<< "$(cpu_split)"
   out=$(taskset -c "$client_cpus" h2load --h1 -t1 -m1 -n "$handshakes" -c "$handshakes" "https://127.0.0.1:$port_a/" 2>&1)
-  c1=$(cpu); k1=$(kcpu)
+  read -r c1 k1 <<< "$(cpu_split)"
   ok=$(echo "$out" | awk '/^requests:/ {print $8}')
   rate=$(echo "$out" | awk '/^finished in/ {print $4}')
   if [ "${ok:-0}" -gt 0 ]; then
@@ -407,9 +407,9 @@ measure_requests() { # name
   fi
 
   # 2. Resumed handshakes: wrk with Connection: close resumes its TLS session on each request.
-  c0=$(cpu); k0=$(kcpu)
+  read -r c0 k0 <<< "$(cpu_split)"
   out=$(taskset -c "$client_cpus" wrk -t1 -c16 -d"${resumed_secs}s" -H 'Connection: close' "https://127.0.0.1:$port_a/" 2>&1)
-  c1=$(cpu); k1=$(kcpu)
+  read -r c1 k1 <<< "$(cpu_split)"
   requests=$(echo "$out" | awk '/requests in/ {print $1}')
   if [ "${requests:-0}" -gt 0 ]; then
     record "$name" "resumed_handshake_us$sfx" "$(per_op $((c1 - c0)) "$requests")"
@@ -423,9 +423,9 @@ measure_requests() { # name
 
 keepalive() { # name metric-prefix port
   local c0 c1 k0 k1 out requests rps p50 p99
-  c0=$(cpu); k0=$(kcpu)
+  read -r c0 k0 <<< "$(cpu_split)"
   out=$(taskset -c "$client_cpus" wrk -t1 -c64 -d"${keepalive_secs}s" --latency "https://127.0.0.1:$3/" 2>&1)
-  c1=$(cpu); k1=$(kcpu)
+  read -r c1 k1 <<< "$(cpu_split)"
   requests=$(echo "$out" | awk '/requests in/ {print $1}')
   rps=$(echo "$out" | awk '/^Requests\/sec/ {print $2}')
   p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
@@ -542,7 +542,7 @@ sni_round() {
     if [ "${ok:-0}" -gt 0 ]; then
       local metric=sni_handshake_us
       [ "$variant" = single ] && metric=sni_single_handshake_us
-      record tlsplex "$metric" "$(awk -v c=$((c1 - c0)) -v n="$ok" 'BEGIN {printf "%.1f", c * 10000 / n}')"
+      record tlsplex "$metric" "$(per_op $((c1 - c0)) "$ok")"
     fi
     stop_system
   done
@@ -577,7 +577,7 @@ pq_round() {
     n=$(echo "$out" | sed -n 's/^connections=\([0-9]*\) .*/\1/p')
     rate=$(echo "$out" | sed -n 's/.* rate=\([0-9.]*\) .*/\1/p')
     if [ "${n:-0}" -gt 0 ]; then
-      record tlsplex "pq_${metric}_us" "$(awk -v c=$((c1 - c0)) -v n="$n" 'BEGIN {printf "%.1f", c * 10000 / n}')"
+      record tlsplex "pq_${metric}_us" "$(per_op $((c1 - c0)) "$n")"
       record tlsplex "pq_${metric}_rate" "$rate"
     fi
   done

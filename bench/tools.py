@@ -27,17 +27,18 @@ def pids_of(root):
     return found
 
 
-def cpu_ticks(root, kernel_only=False):
-    """utime + stime (or stime alone), in clock ticks (10 ms), summed over the process tree."""
-    total = 0
+def cpu_ticks(root):
+    """(utime + stime, stime), in clock ticks (10 ms), summed over the process tree."""
+    total = kernel = 0
     for pid in pids_of(root):
         try:
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[12]) + (0 if kernel_only else int(fields[11]))
+            total += int(fields[11]) + int(fields[12])
+            kernel += int(fields[12])
         except OSError:
             pass
-    return total
+    return total, kernel
 
 
 def rss_kib(root):
@@ -349,9 +350,9 @@ def write_svg(path, chart, title):
 if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
     if command == "cpu":
-        print(cpu_ticks(args[0]))
-    elif command == "kernel-cpu":
-        print(cpu_ticks(args[0], kernel_only=True))
+        print(cpu_ticks(args[0])[0])
+    elif command == "cpu-split":
+        print(*cpu_ticks(args[0]))
     elif command == "rss":
         print(rss_kib(args[0]))
     elif command == "hold":
