@@ -34,8 +34,8 @@ impl fmt::Debug for Document {
 pub(super) struct ServerText {
     /// Its `name`, when it is a string.
     pub(super) name: Option<String>,
-    /// The table, in TOML.
-    text: String,
+    /// The table, written for `table` to read back.
+    text: TableText,
     /// The digest of `text` and of the settings around it (the folder, `[global]`, `[acme]`).
     pub(super) digest: [u8; 32],
 }
@@ -43,9 +43,9 @@ pub(super) struct ServerText {
 impl ServerText {
     /// `table`, with `shared` (what every server is also built from) in its digest.
     pub(super) fn new(table: &toml::Table, shared: &str) -> Self {
-        let text = toml::to_string(table).unwrap_or_default();
+        let text = TableText::of(table);
         let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-        for part in [shared, &text] {
+        for part in [shared, text.as_str()] {
             digest.update(&(part.len() as u64).to_be_bytes());
             digest.update(part.as_bytes());
         }
@@ -58,7 +58,46 @@ impl ServerText {
 
     /// The table again (only from text this module wrote: it parses).
     pub(super) fn table(&self) -> Result<toml::Table, String> {
-        toml::from_str(&self.text).map_err(|e| value::one_line(e.message()))
+        match &self.text {
+            TableText::Json(text) => serde_json::from_str(text).map_err(|e| e.to_string()),
+            TableText::Toml(text) => toml::from_str(text).map_err(|e| value::one_line(e.message())),
+        }
+    }
+}
+
+/// A server's table as text. JSON when it can carry every value: serde_json writes a server's
+/// table in a fraction of the time toml's serializer takes (a tenth of the start of 10,000
+/// servers went there), and toml's `Value` reads its dates back from it. TOML when a float is
+/// not finite (`nan`, `inf`), which JSON has no number for.
+enum TableText {
+    Json(String),
+    Toml(String),
+}
+
+impl TableText {
+    fn of(table: &toml::Table) -> Self {
+        if table.values().all(finite) {
+            if let Ok(text) = serde_json::to_string(table) {
+                return Self::Json(text);
+            }
+        }
+        Self::Toml(toml::to_string(table).unwrap_or_default())
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            Self::Json(text) | Self::Toml(text) => text,
+        }
+    }
+}
+
+/// Whether every float in `value` is finite.
+fn finite(value: &toml::Value) -> bool {
+    match value {
+        toml::Value::Float(float) => float.is_finite(),
+        toml::Value::Array(values) => values.iter().all(finite),
+        toml::Value::Table(table) => table.values().all(finite),
+        _ => true,
     }
 }
 
@@ -173,7 +212,11 @@ mod tests {
         // Pools are resolved into the table, and the text parses back to the same table.
         let a = &first.document.servers[0];
         assert_eq!(a.table().ok(), first.tables[0].clone());
-        assert!(a.text.contains("127.0.0.1:8080"), "{}", a.text);
+        assert!(
+            a.text.as_str().contains("127.0.0.1:8080"),
+            "{}",
+            a.text.as_str()
+        );
 
         let again = read_text(TEXT, Some(&first.document));
         assert!(Arc::ptr_eq(&again.document, &first.document));
@@ -191,5 +234,30 @@ mod tests {
         {
             assert_ne!(old.digest, new.digest);
         }
+    }
+
+    #[test]
+    fn a_server_table_reads_back_whatever_its_values() {
+        let text = "name = \"a\"\nport = 8443\nratio = 0.25\nwhen = 1979-05-27T07:32:00Z\n\
+            day = 1979-05-27\nlist = [1, \"two\", { three = 3.0 }]\n\
+            handler = { type = \"static\", root = \"/srv\", cache = {} }\n";
+        let table: toml::Table = toml::from_str(text).unwrap();
+        let server = ServerText::new(&table, "");
+        assert!(matches!(server.text, TableText::Json(_)));
+        assert_eq!(server.table().ok(), Some(table));
+
+        // JSON has no number for these: the table goes as TOML, and still reads back.
+        let table: toml::Table = toml::from_str("name = \"b\"\nlimits = [inf, -inf, nan]").unwrap();
+        let server = ServerText::new(&table, "");
+        assert!(matches!(server.text, TableText::Toml(_)));
+        let back = server.table().unwrap();
+        let floats: Vec<f64> = back["limits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(toml::Value::as_float)
+            .collect();
+        assert_eq!(floats[..2], [f64::INFINITY, f64::NEG_INFINITY]);
+        assert!(floats[2].is_nan());
     }
 }
