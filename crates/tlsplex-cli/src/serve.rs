@@ -55,13 +55,13 @@ pub fn serve(
             .inspect(|supervisor| {
                 // One at a time from the running servers: 10,000 of them are not copied first.
                 for server in supervisor.servers() {
-                    let stats = server.stats();
-                    let Some(cert) = stats.certificates.first() else {
+                    let certificates = server.certificates();
+                    let Some(cert) = certificates.first() else {
                         continue;
                     };
                     tracing::info!(
-                        server = %stats.name,
-                        addr = %stats.listen,
+                        server = %server.name(),
+                        addr = %server.local_addr(),
                         cert.subject = %cert.summary.subject,
                         cert.names = %cert.summary.names().join(","),
                         cert.days_left = cert.days_left,

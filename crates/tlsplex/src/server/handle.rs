@@ -11,6 +11,7 @@ use super::settings::LiveSettings;
 use super::{ServerError, ServerOptions};
 use crate::metrics::ServerMetrics;
 use crate::registry::{RegistryEntry, ServerState};
+use crate::tls::certs::CertStore;
 use crate::tls::summary::CertSummary;
 
 /// A cheap handle to a server: stop it, update it, count its connections.
@@ -192,23 +193,22 @@ impl ServerHandle {
         Ok(())
     }
 
+    /// The certificates it serves, the default first (as [`ServerStats::certificates`]):
+    /// without the rest of [`Self::stats`], which the CLI's start-up line for each of 10,000
+    /// servers does not need.
+    pub fn certificates(&self) -> Vec<CertificateStats> {
+        certificates(
+            &self.0.settings.current().certs,
+            std::time::SystemTime::now(),
+        )
+    }
+
     /// The server's figures now.
     pub fn stats(&self) -> ServerStats {
         let m = &self.0.metrics;
         let settings = self.0.settings.current();
         let cert = settings.certs.default_identity().summary();
         let now = std::time::SystemTime::now();
-        let certificates = settings
-            .certs
-            .identities()
-            .iter()
-            .enumerate()
-            .map(|(index, identity)| CertificateStats {
-                summary: identity.summary().clone(),
-                default: index == 0,
-                days_left: identity.summary().days_until_expiry(now),
-            })
-            .collect();
         ServerStats {
             name: self.0.name.to_string(),
             listen: self.0.local_addr,
@@ -230,7 +230,7 @@ impl ServerHandle {
             http_responses_5xx: m.http_server_errors(),
             certificate_subject: cert.subject.clone(),
             certificate_days_left: cert.days_until_expiry(now),
-            certificates,
+            certificates: certificates(&settings.certs, now),
             routes: settings.routes.names().map(str::to_owned).collect(),
             route_stats: settings
                 .routes
@@ -264,4 +264,17 @@ impl ServerHandle {
         };
         self.0.entry.set_state(state);
     }
+}
+
+fn certificates(certs: &CertStore, now: std::time::SystemTime) -> Vec<CertificateStats> {
+    certs
+        .identities()
+        .iter()
+        .enumerate()
+        .map(|(index, identity)| CertificateStats {
+            summary: identity.summary().clone(),
+            default: index == 0,
+            days_left: identity.summary().days_until_expiry(now),
+        })
+        .collect()
 }
