@@ -14,6 +14,8 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use hyper::header::HeaderValue;
 
+use super::validators::weak_etag;
+
 /// How the cache is bounded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -41,7 +43,9 @@ impl Default for FileCacheOptions {
 pub(super) struct Cached {
     pub(super) content: Bytes,
     pub(super) content_type: HeaderValue,
+    pub(super) content_length: HeaderValue,
     pub(super) last_modified: Option<HeaderValue>,
+    pub(super) etag: Option<HeaderValue>,
     modified: Option<SystemTime>,
 }
 
@@ -112,11 +116,14 @@ impl FileCache {
             return None;
         }
         let content = read_whole(path, len).ok()?;
+        let last_modified =
+            modified.and_then(|m| HeaderValue::from_str(&httpdate::fmt_http_date(m)).ok());
         let file = Arc::new(Cached {
             content,
             content_type,
-            last_modified: modified
-                .and_then(|m| HeaderValue::from_str(&httpdate::fmt_http_date(m)).ok()),
+            content_length: HeaderValue::from(len),
+            etag: last_modified.as_ref().and_then(|date| weak_etag(len, date)),
+            last_modified,
             modified,
         });
         let mut guard = self.slots.lock().unwrap_or_else(PoisonError::into_inner);

@@ -1,7 +1,7 @@
 //! The `static` handler: files from a folder over HTTP/1.1 and HTTP/2, on tower-http's
 //! `ServeDir` (content types, `index.html`, `HEAD`, `Range`, `Last-Modified`), with additions:
-//! weak `ETag`s with `If-None-Match`, and [`target`]'s rules on what may be served at all (inside
-//! the folder, regular files only, no dotfiles unless allowed).
+//! weak `ETag`s with `If-None-Match` ([`validators`]), and [`target`]'s rules on what may be
+//! served at all (inside the folder, regular files only, no dotfiles unless allowed).
 //!
 //! Files asked for whole take shorter paths than ServeDir's, which is left the `Range` requests.
 //! Small ones (up to 64 KiB, the usual page, script or icon; [`small_file`]) are read on the
@@ -17,6 +17,7 @@ mod listing;
 mod precompressed;
 mod small_file;
 mod target;
+mod validators;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -29,8 +30,8 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper::header::{
-    HeaderValue, ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, IF_NONE_MATCH,
-    LAST_MODIFIED, LOCATION, RANGE, VARY,
+    HeaderValue, ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_NONE_MATCH, LAST_MODIFIED,
+    LOCATION, RANGE, VARY,
 };
 use hyper::{Method, Request, Response, StatusCode};
 use tower_http::services::ServeDir;
@@ -46,6 +47,7 @@ pub use listing::MAX_LISTED;
 use precompressed::accepted;
 use small_file::SmallFile;
 use target::{Rules, Target};
+use validators::{not_modified, validated};
 
 type Body = UnsyncBoxBody<Bytes, io::Error>;
 
@@ -242,7 +244,7 @@ impl Site {
         let encoding = encodings.filter(|e| e.any());
         let cache = (self.cache.as_deref()).filter(|_| whole && encoding.is_none());
         if let Some(Lookup::Fresh(file)) = cache.map(|cache| cache.lookup(&decoded)) {
-            return validated(cached(&file), if_none_match.as_ref());
+            return cached(&file, if_none_match.as_ref());
         }
         let (path, metadata) = match target::resolve(&self.root, &decoded, &self.rules) {
             Target::File { path, metadata } => (path, metadata),
@@ -264,7 +266,7 @@ impl Site {
         if let Some(cache) = cache.filter(|_| metadata.len() <= SMALL_FILE) {
             let content_type = content_type(&path);
             if let Some(file) = cache.load(&decoded, &path, &metadata, content_type) {
-                return validated(cached(&file), if_none_match.as_ref());
+                return cached(&file, if_none_match.as_ref());
             }
         }
         if let Some(encodings) = encoding.filter(|_| whole) {
@@ -338,48 +340,30 @@ fn served_as(request: &mut Request<Incoming>, root: &Path, path: &Path) -> bool 
     }
 }
 
-/// Adds the weak `ETag`, and answers `304` when `If-None-Match` has it.
-fn validated(response: Response<Body>, if_none_match: Option<&HeaderValue>) -> Response<Body> {
-    let (mut parts, body) = response.into_parts();
-    let etag = etag(&parts.headers);
-    if let Some(etag) = &etag {
-        parts.headers.insert(ETAG, etag.clone());
-    }
-    if let (Some(etag), Some(wanted)) = (&etag, if_none_match) {
-        if parts.status == StatusCode::OK && matches(wanted, etag) {
-            let mut not_modified = status(StatusCode::NOT_MODIFIED);
-            not_modified.headers_mut().insert(ETAG, etag.clone());
-            if let Some(modified) = parts.headers.get(LAST_MODIFIED) {
-                not_modified
-                    .headers_mut()
-                    .insert(LAST_MODIFIED, modified.clone());
-            }
-            return not_modified;
-        }
-    }
-    Response::from_parts(parts, body)
-}
-
 fn content_type(path: &Path) -> HeaderValue {
     let guessed = mime_guess::from_path(path).first_or_octet_stream();
     HeaderValue::from_str(guessed.as_ref())
         .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"))
 }
 
-/// The response for a cached file (a HEAD's body is dropped by the HTTP layer).
-fn cached(file: &Cached) -> Response<Body> {
+/// The response for a cached file (a HEAD's body is dropped by the HTTP layer), or `304` when
+/// `If-None-Match` names its tag (made once, when the file was read).
+fn cached(file: &Cached, if_none_match: Option<&HeaderValue>) -> Response<Body> {
     let body = http_body_util::Full::new(file.content.clone())
         .map_err(|never| match never {})
         .boxed_unsync();
     let mut response = Response::new(body);
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, file.content_type.clone());
-    headers.insert(CONTENT_LENGTH, HeaderValue::from(file.content.len()));
+    headers.insert(CONTENT_LENGTH, file.content_length.clone());
     headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if let Some(modified) = &file.last_modified {
         headers.insert(LAST_MODIFIED, modified.clone());
     }
-    response
+    if let Some(etag) = &file.etag {
+        headers.insert(ETAG, etag.clone());
+    }
+    not_modified(StatusCode::OK, response.headers(), if_none_match).unwrap_or(response)
 }
 
 /// A file asked for whole (`GET` or `HEAD` without `Range`); `None` leaves the request to
@@ -444,48 +428,4 @@ fn status(code: StatusCode) -> Response<Body> {
     let mut response = Response::new(empty());
     *response.status_mut() = code;
     response
-}
-
-/// A weak validator from the file's size and modification time, as ServeDir reported them.
-fn etag(headers: &hyper::HeaderMap) -> Option<HeaderValue> {
-    let modified = headers.get(LAST_MODIFIED)?.as_bytes();
-    let size = match headers.get(CONTENT_RANGE) {
-        // "bytes 0-99/1234": the whole file's size is after the slash.
-        Some(range) => range.to_str().ok()?.rsplit('/').next()?.to_owned(),
-        None => headers.get(CONTENT_LENGTH)?.to_str().ok()?.to_owned(),
-    };
-    // FNV-1a of the date keeps the tag short and free of the spaces a tag may not contain.
-    let hash = modified.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
-    });
-    HeaderValue::from_str(&format!("W/\"{size}-{hash:016x}\"")).ok()
-}
-
-/// `If-None-Match` against a tag, by weak comparison (RFC 9110 §13.1.2).
-fn matches(wanted: &HeaderValue, etag: &HeaderValue) -> bool {
-    let strip = |tag: &str| tag.trim().trim_start_matches("W/").to_owned();
-    let Ok(wanted) = wanted.to_str() else {
-        return false;
-    };
-    let ours = etag.to_str().map(strip).unwrap_or_default();
-    wanted
-        .split(',')
-        .any(|tag| tag.trim() == "*" || strip(tag) == ours)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn weak_comparison() {
-        let ours = HeaderValue::from_static("W/\"12-ab\"");
-        assert!(matches(&HeaderValue::from_static("W/\"12-ab\""), &ours));
-        assert!(matches(
-            &HeaderValue::from_static("\"x\", \"12-ab\""),
-            &ours
-        ));
-        assert!(matches(&HeaderValue::from_static("*"), &ours));
-        assert!(!matches(&HeaderValue::from_static("\"12-ac\""), &ours));
-    }
 }
