@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use hyper::header::HeaderValue;
+use hyper::header::{
+    HeaderMap, HeaderValue, ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_TYPE, ETAG, LAST_MODIFIED,
+};
 
 use super::validators::weak_etag;
 
@@ -38,14 +40,12 @@ impl Default for FileCacheOptions {
     }
 }
 
-/// One cached file: its contents and the headers its response needs.
+/// One cached file: its contents and its response's headers, made once when it is read (type,
+/// length, `Accept-Ranges`, date, weak `ETag`): a response clones them.
 #[derive(Debug)]
 pub(super) struct Cached {
     pub(super) content: Bytes,
-    pub(super) content_type: HeaderValue,
-    pub(super) content_length: HeaderValue,
-    pub(super) last_modified: Option<HeaderValue>,
-    pub(super) etag: Option<HeaderValue>,
+    pub(super) headers: HeaderMap,
     modified: Option<SystemTime>,
 }
 
@@ -116,14 +116,9 @@ impl FileCache {
             return None;
         }
         let content = read_whole(path, len).ok()?;
-        let last_modified =
-            modified.and_then(|m| HeaderValue::from_str(&httpdate::fmt_http_date(m)).ok());
         let file = Arc::new(Cached {
             content,
-            content_type,
-            content_length: HeaderValue::from(len),
-            etag: last_modified.as_ref().and_then(|date| weak_etag(len, date)),
-            last_modified,
+            headers: head(content_type, len, modified),
             modified,
         });
         let mut guard = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
@@ -166,6 +161,23 @@ impl FileCache {
         let guard = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         (guard.0.len(), guard.1)
     }
+}
+
+/// A cached file's response headers.
+fn head(content_type: HeaderValue, len: usize, modified: Option<SystemTime>) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(5);
+    headers.insert(CONTENT_TYPE, content_type);
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+    headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    let date = modified.and_then(|m| HeaderValue::from_str(&httpdate::fmt_http_date(m)).ok());
+    if let Some(date) = date {
+        let etag = weak_etag(len, &date);
+        headers.insert(LAST_MODIFIED, date);
+        if let Some(etag) = etag {
+            headers.insert(ETAG, etag);
+        }
+    }
+    headers
 }
 
 /// Reads `path` whole, expecting `len` bytes; opened non-blocking and checked to be a regular

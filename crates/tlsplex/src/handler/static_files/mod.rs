@@ -30,7 +30,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper::header::{
-    HeaderValue, ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_NONE_MATCH, LAST_MODIFIED,
+    HeaderValue, ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_TYPE, IF_NONE_MATCH, LAST_MODIFIED,
     LOCATION, RANGE, VARY,
 };
 use hyper::{Method, Request, Response, StatusCode};
@@ -347,22 +347,13 @@ fn content_type(path: &Path) -> HeaderValue {
 }
 
 /// The response for a cached file (a HEAD's body is dropped by the HTTP layer), or `304` when
-/// `If-None-Match` names its tag (made once, when the file was read).
+/// `If-None-Match` names its tag.
 fn cached(file: &Cached, if_none_match: Option<&HeaderValue>) -> Response<Body> {
     let body = http_body_util::Full::new(file.content.clone())
         .map_err(|never| match never {})
         .boxed_unsync();
     let mut response = Response::new(body);
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, file.content_type.clone());
-    headers.insert(CONTENT_LENGTH, file.content_length.clone());
-    headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    if let Some(modified) = &file.last_modified {
-        headers.insert(LAST_MODIFIED, modified.clone());
-    }
-    if let Some(etag) = &file.etag {
-        headers.insert(ETAG, etag.clone());
-    }
+    *response.headers_mut() = file.headers.clone();
     not_modified(StatusCode::OK, response.headers(), if_none_match).unwrap_or(response)
 }
 
