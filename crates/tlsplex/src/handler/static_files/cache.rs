@@ -12,11 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use hyper::header::{
-    HeaderMap, HeaderValue, ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_TYPE, ETAG, LAST_MODIFIED,
-};
-
-use super::validators::weak_etag;
+use hyper::header::{HeaderMap, HeaderValue};
 
 /// How the cache is bounded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,7 +114,7 @@ impl FileCache {
         let content = read_whole(path, len).ok()?;
         let file = Arc::new(Cached {
             content,
-            headers: head(content_type, len, modified),
+            headers: super::file_head(content_type, metadata.len(), modified),
             modified,
         });
         let mut guard = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
@@ -161,23 +157,6 @@ impl FileCache {
         let guard = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         (guard.0.len(), guard.1)
     }
-}
-
-/// A cached file's response headers.
-fn head(content_type: HeaderValue, len: usize, modified: Option<SystemTime>) -> HeaderMap {
-    let mut headers = HeaderMap::with_capacity(5);
-    headers.insert(CONTENT_TYPE, content_type);
-    headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
-    headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    let date = modified.and_then(|m| HeaderValue::from_str(&httpdate::fmt_http_date(m)).ok());
-    if let Some(date) = date {
-        let etag = weak_etag(len, &date);
-        headers.insert(LAST_MODIFIED, date);
-        if let Some(etag) = etag {
-            headers.insert(ETAG, etag);
-        }
-    }
-    headers
 }
 
 /// Reads `path` whole, expecting `len` bytes; opened non-blocking and checked to be a regular

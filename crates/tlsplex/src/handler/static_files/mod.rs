@@ -24,14 +24,15 @@ use std::convert::Infallible;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper::header::{
-    HeaderValue, ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_TYPE, IF_NONE_MATCH, LAST_MODIFIED,
-    LOCATION, RANGE, VARY,
+    HeaderMap, HeaderValue, ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_NONE_MATCH,
+    LAST_MODIFIED, LOCATION, RANGE, VARY,
 };
 use hyper::{Method, Request, Response, StatusCode};
 use tower_http::services::ServeDir;
@@ -47,7 +48,7 @@ pub use listing::MAX_LISTED;
 use precompressed::accepted;
 use small_file::SmallFile;
 use target::{Rules, Target};
-use validators::{not_modified, validated};
+use validators::{not_modified, validated, weak_etag};
 
 type Body = UnsyncBoxBody<Bytes, io::Error>;
 
@@ -377,15 +378,26 @@ fn whole_file(
         LargeFile::new(path, metadata.len()).boxed_unsync()
     };
     let mut response = Response::new(body);
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, content_type);
-    headers.insert(CONTENT_LENGTH, HeaderValue::from(metadata.len()));
-    headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    if let Ok(modified) = metadata.modified() {
-        let date = httpdate::fmt_http_date(modified);
-        headers.insert(LAST_MODIFIED, HeaderValue::from_str(&date).ok()?);
-    }
+    *response.headers_mut() = file_head(content_type, metadata.len(), metadata.modified().ok());
     Some(response)
+}
+
+/// A whole file's response headers: type, length, `Accept-Ranges`, date and weak `ETag` (a
+/// cached file keeps them).
+fn file_head(content_type: HeaderValue, len: u64, modified: Option<SystemTime>) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(5);
+    headers.insert(CONTENT_TYPE, content_type);
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+    headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    let date = modified.and_then(|m| HeaderValue::from_str(&httpdate::fmt_http_date(m)).ok());
+    if let Some(date) = date {
+        let etag = weak_etag(len, &date);
+        headers.insert(LAST_MODIFIED, date);
+        if let Some(etag) = etag {
+            headers.insert(ETAG, etag);
+        }
+    }
+    headers
 }
 
 /// A folder asked for without its slash: `307` to the same path with one. The `Location` is the

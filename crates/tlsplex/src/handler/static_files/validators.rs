@@ -21,15 +21,17 @@ pub(super) fn weak_etag(
     HeaderValue::from_str(&format!("W/\"{size}-{hash:016x}\"")).ok()
 }
 
-/// Adds the weak `ETag` (from the size and date ServeDir reported), and answers `304` when
-/// `If-None-Match` has it.
+/// Adds the weak `ETag` where the response has none (ServeDir's: from the size and date it
+/// reported; a whole file's head has its own), and answers `304` when `If-None-Match` has it.
 pub(super) fn validated(
     response: Response<Body>,
     if_none_match: Option<&HeaderValue>,
 ) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
-    if let Some(etag) = etag(&parts.headers) {
-        parts.headers.insert(ETAG, etag);
+    if !parts.headers.contains_key(ETAG) {
+        if let Some(etag) = etag(&parts.headers) {
+            parts.headers.insert(ETAG, etag);
+        }
     }
     not_modified(parts.status, &parts.headers, if_none_match)
         .unwrap_or_else(|| Response::from_parts(parts, body))
